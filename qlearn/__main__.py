@@ -1,0 +1,5 @@
+import sys
+
+from qlearn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,394 @@
+"""DQN (Mnih et al. 2015) with the semi-gradient TD loss, Double-Q and Polyak or periodic
+target updates: ``make_train(config) -> train(key, hparams) -> (final_state, metrics)``.
+
+``config`` (:class:`DQNConfig`) is static: it fixes array shapes and program structure.
+``hparams`` (:class:`DQNHParams`) is a pytree of numbers, so::
+
+    train = make_train(DQNConfig())
+    run = jax.jit(jax.vmap(jax.vmap(train, (0, None)), (None, 0)))
+    final_state, metrics = run(seed_keys, hparam_batch)      # metrics[k]: [H, S, T]
+
+runs every hyperparameter configuration × seed in ONE compiled program.
+
+One run, all inside one ``lax.scan``:
+  1. warm-up: ``learning_starts`` env steps with the ε schedule, filling the replay buffer;
+  2. ``num_evals`` intervals, each of equal length. An interval is a scan of iterations; an
+     iteration steps the ``num_envs`` envs ``train_every`` times, then does
+     ``updates_per_train`` gradient updates on uniform replay batches;
+  3. at the end of each interval: greedy evaluation on fresh envs and the interval's metrics.
+Metrics therefore have a fixed length T = ``num_evals``: memory does not grow with steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qlearn import envs, hparams, losses, networks, policies, replay
+from qlearn.algos import rollout
+from qlearn.types import ConfigError, LossFn, Params, QFn, Transition
+
+ProgressFn = Callable[[jax.Array, jax.Array], None]
+"""``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
+(via ``jax.debug.callback``) once per evaluation interval and run."""
+
+
+def _cfg(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNConfig:
+    """Static configuration of a DQN run: everything that changes shapes or program structure.
+
+    Hashable and immutable; validated on construction (a bad value raises
+    :class:`~qlearn.types.ConfigError` naming the field).
+    """
+
+    env_id: str = _cfg("CartPole-v1", "gymnax environment id")
+    max_episode_steps: int | None = _cfg(None, "override the env's time limit (truncation)")
+    num_envs: int = _cfg(10, "parallel training environments")
+    total_steps: int = _cfg(100_000, "env steps per run (summed over the parallel envs)")
+    learning_starts: int = _cfg(1_000, "env steps collected before the first update")
+    buffer_size: int = _cfg(10_000, "replay capacity in transitions")
+    batch_size: int = _cfg(100, "transitions per gradient update")
+    train_every: int = _cfg(1, "vectorised env steps between blocks of updates")
+    updates_per_train: int = _cfg(5, "gradient updates per block")
+    network: str = _cfg("mlp", "'mlp' or 'linear' (no bias: tabular on one-hot observations)")
+    hidden_sizes: tuple[int, ...] = _cfg((64, 64), "MLP hidden widths")
+    activation: str = _cfg("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
+    layer_norm: bool = _cfg(False, "LayerNorm after each hidden layer")
+    target_network: bool = _cfg(True, "bootstrap from a target network (else from θ itself)")
+    double_q: bool = _cfg(True, "Double-Q target (built-in losses)")
+    loss: str | LossFn = _cfg(
+        "huber", "'huber', 'mse', 'package.module:function' or a loss function"
+    )
+    num_evals: int = _cfg(20, "evaluation points (metrics have this many time steps)")
+    eval_episodes: int = _cfg(10, "greedy episodes per evaluation")
+    divergence_bound: float = _cfg(1e6, "a run with |Q| above this (or NaN/inf) is diverged")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
+        self._validate()
+
+    def _validate(self) -> None:
+        def fail(msg: str) -> None:
+            raise ConfigError(msg)
+
+        try:
+            envs.check_id(self.env_id)
+        except envs.UnknownEnvError as e:
+            raise ConfigError(f"config.env_id: {e}") from None
+        for name in (
+            "num_envs",
+            "total_steps",
+            "buffer_size",
+            "batch_size",
+            "train_every",
+            "updates_per_train",
+            "num_evals",
+            "eval_episodes",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(f"config.{name} = {value!r} must be an integer ≥ 1")
+        if not isinstance(self.learning_starts, int) or self.learning_starts < 0:
+            fail(f"config.learning_starts = {self.learning_starts!r} must be an integer ≥ 0")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            fail(f"config.max_episode_steps = {self.max_episode_steps} must be ≥ 1 or None")
+        if self.batch_size > self.buffer_size:
+            fail(
+                f"config.batch_size = {self.batch_size} must be ≤ buffer_size = {self.buffer_size}"
+            )
+        if self.num_envs > self.buffer_size:
+            fail(f"config.num_envs = {self.num_envs} must be ≤ buffer_size = {self.buffer_size}")
+        if self.learning_starts >= self.total_steps:
+            fail(
+                f"config.learning_starts = {self.learning_starts} must be < "
+                f"total_steps = {self.total_steps}"
+            )
+        if self.network not in ("mlp", "linear"):
+            fail(f"config.network = '{self.network}' must be 'mlp' or 'linear'")
+        if self.activation not in networks.ACTIVATIONS:
+            fail(
+                f"config.activation = '{self.activation}' must be one of "
+                f"{', '.join(networks.ACTIVATIONS)}"
+            )
+        if any(w < 1 for w in self.hidden_sizes):
+            fail(f"config.hidden_sizes = {self.hidden_sizes} must be positive widths")
+        if not self.divergence_bound > 0:
+            fail(f"config.divergence_bound = {self.divergence_bound} must be > 0")
+        try:
+            losses.resolve(self.loss, double_q=self.double_q)
+        except ValueError as e:
+            fail(str(e))
+        if self.iters_per_eval < 1:
+            need = (self._warmup_vector_steps + self.num_evals * self.train_every) * self.num_envs
+            fail(
+                f"config.total_steps = {self.total_steps} does not cover one update per "
+                f"evaluation interval: it must be ≥ {need} (learning_starts + num_evals × "
+                "train_every × num_envs)"
+            )
+
+    @property
+    def _warmup_vector_steps(self) -> int:
+        return math.ceil(self.learning_starts / self.num_envs)
+
+    @property
+    def iters_per_eval(self) -> int:
+        """Iterations (``train_every`` env steps + ``updates_per_train`` updates) per interval."""
+        vector_steps = self.total_steps // self.num_envs - self._warmup_vector_steps
+        return vector_steps // self.train_every // self.num_evals
+
+    @property
+    def steps_per_eval(self) -> int:
+        """Env steps per evaluation interval (after warm-up)."""
+        return self.iters_per_eval * self.train_every * self.num_envs
+
+    @property
+    def actual_total_steps(self) -> int:
+        """Env steps a run really takes: ``total_steps`` rounded down to whole intervals."""
+        return self._warmup_vector_steps * self.num_envs + self.num_evals * self.steps_per_eval
+
+    @property
+    def updates_per_run(self) -> int:
+        return self.num_evals * self.iters_per_eval * self.updates_per_train
+
+
+@struct.dataclass
+class DQNHParams:
+    """DQN hyperparameters: numbers, vmappable (leaves of shape [] or [H]).
+
+    Target updates: every ``target_period`` updates, θ⁻ ← (1 − τ)·θ⁻ + τ·θ. Hard updates are
+    τ = 1 with a period; Polyak averaging is τ < 1 with period 1 — both in one compiled sweep.
+    """
+
+    lr: float = hparams.field(1e-3, low=0, low_open=True, help="Adam learning rate")
+    gamma: float = hparams.field(0.99, low=0, high=1, help="discount γ")
+    eps_start: float = hparams.field(1.0, low=0, high=1, help="initial ε")
+    eps_end: float = hparams.field(0.05, low=0, high=1, help="final ε")
+    eps_decay_fraction: float = hparams.field(
+        0.5, low=0, high=1, help="fraction of total_steps over which ε decays linearly"
+    )
+    target_tau: float = hparams.field(
+        0.02, low=0, high=1, low_open=True, help="target update rate τ"
+    )
+    target_period: int = hparams.field(
+        1, low=1, integer=True, help="gradient updates between target updates"
+    )
+    huber_delta: float = hparams.field(
+        1.0, low=0, low_open=True, help="Huber threshold κ (huber loss)"
+    )
+    max_grad_norm: float = hparams.field(
+        10.0, low=0, low_open=True, help="global-norm gradient clipping (inf: none)"
+    )
+
+
+@struct.dataclass
+class DQNState:
+    """Everything a run carries from one step to the next."""
+
+    params: Params
+    target_params: Params
+    opt_state: optax.OptState
+    buffer: replay.ReplayBuffer
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    env_steps: jax.Array
+    updates: jax.Array
+    episodes: rollout.EpisodeStats
+
+
+def make_env(config: DQNConfig) -> tuple[Any, Any]:
+    """The (env, env_params) pair a config trains on."""
+    overrides = {}
+    if config.max_episode_steps is not None:
+        overrides["max_steps_in_episode"] = config.max_episode_steps
+    return envs.make(config.env_id, **overrides)
+
+
+def make_network(config: DQNConfig, num_actions: int) -> Any:
+    if config.network == "linear":
+        return networks.LinearQNetwork(num_actions)
+    return networks.MLPQNetwork(
+        num_actions, config.hidden_sizes, config.activation, config.layer_norm
+    )
+
+
+def make_optimizer(hp: DQNHParams) -> optax.GradientTransformation:
+    """Adam after global-norm clipping, with (possibly traced) numbers from ``hp``."""
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr))
+
+
+def gradient_step(
+    q_fn: QFn,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    params: Params,
+    target_params: Params,
+    opt_state: optax.OptState,
+    batch: Transition,
+    hp: Any,
+) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
+    """One optimiser step on ``loss_fn``'s gradient with respect to the online params.
+
+    Returns (new params, new optimiser state, {"loss": ..., **aux}).
+    """
+    (loss, aux), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+        q_fn, params, target_params, batch, hp
+    )
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, {"loss": loss, **aux}
+
+
+def update_target(params: Params, target_params: Params, updates: jax.Array, hp: Any) -> Params:
+    """θ⁻ ← (1 − τ)θ⁻ + τθ when ``updates`` is a multiple of ``target_period``."""
+    blended = optax.incremental_update(params, target_params, hp.target_tau)
+    return optax.periodic_update(blended, target_params, updates, hp.target_period)
+
+
+def make_train(
+    config: DQNConfig, *, progress: ProgressFn | None = None
+) -> Callable[[jax.Array, DQNHParams], tuple[DQNState, dict[str, jax.Array]]]:
+    """Build the pure training function of ``config``.
+
+    Args:
+      config: the static configuration.
+      progress: optional host callback, called once per evaluation interval and run with
+        (env steps in the interval, greedy return); None compiles no callback at all.
+
+    Returns:
+      ``train(key, hparams) -> (final_state, metrics)``; every metric has shape [num_evals]:
+      env_steps, eval_return (greedy, ε = 0), train_return (mean over episodes completed in the
+      interval, NaN if none), train_episodes, epsilon, loss, q_mean, target_mean, td_abs
+      (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
+      ``divergence_bound`` in the interval).
+    """
+    env, env_params = make_env(config)
+    num_actions = env.action_space(env_params).n
+    obs_shape = env.observation_space(env_params).shape
+    network = make_network(config, num_actions)
+    q_fn: QFn = network.apply
+    loss_fn = losses.resolve(config.loss, double_q=config.double_q)
+    num_envs = config.num_envs
+
+    def train(key: jax.Array, hp: DQNHParams) -> tuple[DQNState, dict[str, jax.Array]]:
+        hp = hparams.to_arrays(hp)
+        optimizer = make_optimizer(hp)
+        k_init, k_reset, k_loop, k_eval = jax.random.split(key, 4)
+        params = network.init(k_init, jnp.zeros((1, *obs_shape)))
+        obs, env_state = rollout.reset_envs(env, env_params, k_reset, num_envs)
+        example = Transition(
+            obs=obs[0],
+            action=jnp.int32(0),
+            reward=jnp.float32(0),
+            next_obs=obs[0],
+            terminated=jnp.bool_(False),
+            truncated=jnp.bool_(False),
+        )
+        state = DQNState(
+            params=params,
+            target_params=params,
+            opt_state=optimizer.init(params),
+            buffer=replay.init(example, config.buffer_size),
+            env_state=env_state,
+            obs=obs,
+            key=k_loop,
+            env_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            episodes=rollout.init_episode_stats(num_envs),
+        )
+
+        def epsilon(env_steps: jax.Array) -> jax.Array:
+            decay = hp.eps_decay_fraction * config.total_steps
+            return policies.linear_schedule(env_steps, hp.eps_start, hp.eps_end, decay)
+
+        def env_step(state: DQNState, _: Any) -> tuple[DQNState, None]:
+            key, k_act, k_step = jax.random.split(state.key, 3)
+            q = q_fn(state.params, state.obs)
+            action = policies.epsilon_greedy(k_act, q, epsilon(state.env_steps))
+            obs, env_state, tr = rollout.step_envs(
+                env, env_params, k_step, state.env_state, state.obs, action
+            )
+            state = state.replace(
+                key=key,
+                obs=obs,
+                env_state=env_state,
+                buffer=replay.add(state.buffer, tr),
+                episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
+                env_steps=state.env_steps + num_envs,
+            )
+            return state, None
+
+        def update(state: DQNState, _: Any) -> tuple[DQNState, dict[str, jax.Array]]:
+            key, k_sample = jax.random.split(state.key)
+            batch = replay.sample(state.buffer, k_sample, config.batch_size)
+            bootstrap_params = state.target_params if config.target_network else state.params
+            params, opt_state, m = gradient_step(
+                q_fn,
+                loss_fn,
+                optimizer,
+                state.params,
+                bootstrap_params,
+                state.opt_state,
+                batch,
+                hp,
+            )
+            updates = state.updates + 1
+            target_params = (
+                update_target(params, state.target_params, updates, hp)
+                if config.target_network
+                else state.target_params
+            )
+            state = state.replace(
+                key=key,
+                params=params,
+                target_params=target_params,
+                opt_state=opt_state,
+                updates=updates,
+            )
+            return state, m
+
+        def iteration(state: DQNState, _: Any) -> tuple[DQNState, dict[str, jax.Array]]:
+            state, _ = jax.lax.scan(env_step, state, length=config.train_every)
+            return jax.lax.scan(update, state, length=config.updates_per_train)
+
+        def interval(state: DQNState, xs: tuple[jax.Array, jax.Array]) -> tuple[DQNState, dict]:
+            k_eval_i, index = xs
+            steps_before = jnp.where(index == 0, 0, state.env_steps)  # first: count warm-up
+            state, m = jax.lax.scan(iteration, state, length=config.iters_per_eval)
+            eval_return = rollout.evaluate(
+                q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
+            )
+            unstable = ~jnp.isfinite(m["loss"]) | ~jnp.isfinite(m["q_abs_max"])
+            metrics = {
+                "env_steps": state.env_steps,
+                "eval_return": eval_return,
+                "train_return": rollout.mean_completed_return(state.episodes),
+                "train_episodes": state.episodes.completed_count,
+                "epsilon": epsilon(state.env_steps),
+                "loss": jnp.mean(m["loss"]),
+                "q_mean": jnp.mean(m["q_mean"]),
+                "target_mean": jnp.mean(m["target_mean"]),
+                "td_abs": jnp.mean(m["td_abs"]),
+                "q_abs_max": jnp.max(m["q_abs_max"]),
+                "diverged": jnp.any(unstable | (m["q_abs_max"] > config.divergence_bound)),
+            }
+            if progress is not None:
+                jax.debug.callback(progress, state.env_steps - steps_before, eval_return)
+            state = state.replace(episodes=rollout.clear_completed(state.episodes))
+            return state, metrics
+
+        state, _ = jax.lax.scan(env_step, state, length=config._warmup_vector_steps)
+        eval_keys = jax.random.split(k_eval, config.num_evals)
+        return jax.lax.scan(interval, state, (eval_keys, jnp.arange(config.num_evals)))
+
+    return train

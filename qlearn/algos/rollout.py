@@ -1,0 +1,121 @@
+"""Acting in vectorised gymnax environments: stepping, episode-return accounting and greedy
+evaluation. Shared by the algorithms; everything is a pure function of arrays and keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from qlearn import policies
+from qlearn.types import Params, QFn, Transition
+
+
+@struct.dataclass
+class EpisodeStats:
+    """Running returns of each env, and the returns of episodes completed since the last clear.
+
+    Attributes:
+      returns: float32 [N], return so far of each env's current episode.
+      completed_sum: float32 [], sum of the returns of completed episodes.
+      completed_count: int32 [], number of completed episodes.
+    """
+
+    returns: jax.Array
+    completed_sum: jax.Array
+    completed_count: jax.Array
+
+
+def init_episode_stats(num_envs: int) -> EpisodeStats:
+    return EpisodeStats(
+        jnp.zeros(num_envs, jnp.float32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+    )
+
+
+def record(stats: EpisodeStats, reward: jax.Array, done: jax.Array) -> EpisodeStats:
+    """Add one step's rewards [N]; episodes with ``done`` [N] are counted and restarted.
+
+    Only completed episodes enter ``completed_sum``: an episode in progress (or an env that
+    has just reset) contributes nothing.
+    """
+    returns = stats.returns + reward
+    return EpisodeStats(
+        returns=jnp.where(done, 0.0, returns),
+        completed_sum=stats.completed_sum + jnp.sum(jnp.where(done, returns, 0.0)),
+        completed_count=stats.completed_count + jnp.sum(done, dtype=jnp.int32),
+    )
+
+
+def mean_completed_return(stats: EpisodeStats) -> jax.Array:
+    """Mean return of the completed episodes, NaN when none completed."""
+    count = stats.completed_count
+    return jnp.where(count > 0, stats.completed_sum / jnp.maximum(count, 1), jnp.nan)
+
+
+def clear_completed(stats: EpisodeStats) -> EpisodeStats:
+    """Forget the completed episodes, keep the ones in progress."""
+    return stats.replace(
+        completed_sum=jnp.zeros_like(stats.completed_sum),
+        completed_count=jnp.zeros_like(stats.completed_count),
+    )
+
+
+def reset_envs(env: Any, env_params: Any, key: jax.Array, num_envs: int) -> tuple[jax.Array, Any]:
+    """Reset ``num_envs`` environments: (obs [N, ...], env_state)."""
+    return jax.vmap(env.reset, (0, None))(jax.random.split(key, num_envs), env_params)
+
+
+def step_envs(
+    env: Any, env_params: Any, key: jax.Array, env_state: Any, obs: jax.Array, action: jax.Array
+) -> tuple[jax.Array, Any, Transition]:
+    """Step N environments (auto-reset) and return (obs to act on next, env_state, transitions).
+
+    The transition's ``next_obs`` is ``info["final_observation"]``: the true successor state
+    even when the episode ended, while the returned obs is the first of the next episode.
+    """
+    keys = jax.random.split(key, obs.shape[0])
+    next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, (0, 0, 0, None))(
+        keys, env_state, action, env_params
+    )
+    transition = Transition(
+        obs=obs,
+        action=action,
+        reward=reward.astype(jnp.float32),
+        next_obs=info["final_observation"],
+        terminated=terminated,
+        truncated=truncated,
+    )
+    return next_obs, env_state, transition
+
+
+def evaluate(
+    q_fn: QFn, params: Params, env: Any, env_params: Any, key: jax.Array, num_episodes: int
+) -> jax.Array:
+    """Mean undiscounted return of ``num_episodes`` greedy (ε = 0) episodes on fresh envs.
+
+    Runs until every episode has ended (termination or the env's time limit), so its cost
+    follows episode length rather than a fixed horizon.
+    """
+    k_reset, k_loop = jax.random.split(key)
+    obs, state = reset_envs(env, env_params, k_reset, num_episodes)
+    zeros = jnp.zeros(num_episodes, jnp.float32)
+    done = jnp.zeros(num_episodes, bool)
+
+    def cond(carry):
+        *_, done, t = carry
+        return jnp.logical_and(~jnp.all(done), t <= env_params.max_steps_in_episode)
+
+    def body(carry):
+        key, obs, state, returns, done, t = carry
+        key, k_step = jax.random.split(key)
+        action = policies.greedy(q_fn(params, obs))
+        obs, state, tr = step_envs(env, env_params, k_step, state, obs, action)
+        returns = returns + jnp.where(done, 0.0, tr.reward)
+        done = done | tr.terminated | tr.truncated
+        return key, obs, state, returns, done, t + 1
+
+    carry = (k_loop, obs, state, zeros, done, jnp.zeros((), jnp.int32))
+    _, _, _, returns, _, _ = jax.lax.while_loop(cond, body, carry)
+    return jnp.mean(returns)

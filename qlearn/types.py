@@ -1,0 +1,52 @@
+"""Types shared across qlearn: the transition batch and the function signatures.
+
+A *transition* carries ``terminated`` and ``truncated`` separately: a time-limit truncation
+bootstraps from the true final observation (``next_obs``); only termination cuts the bootstrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from flax import struct
+
+Params = Any
+"""A pytree of network parameters."""
+
+QFn = Callable[[Params, jax.Array], jax.Array]
+"""``q_fn(params, obs[B, *obs_shape]) -> q_values[B, num_actions]``."""
+
+LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+"""``loss(q_fn, online_params, target_params, batch, hparams) -> (scalar, aux)``.
+
+``aux`` holds scalar diagnostics; the built-in losses report ``q_mean``, ``target_mean``,
+``td_abs`` and ``q_abs_max``.
+"""
+
+
+@struct.dataclass
+class Transition:
+    """One transition (leaves unbatched) or a batch of them (leading axis B).
+
+    Attributes:
+      obs: s_tm1, shape [*obs_shape].
+      action: a_tm1, int32 [].
+      reward: r_t, float32 [].
+      next_obs: s_t, the true successor of ``obs`` (``info["final_observation"]`` at an
+        episode's end, never the observation after auto-reset), [*obs_shape].
+      terminated: the episode ended in a terminal state: no bootstrap, bool [].
+      truncated: the episode was cut by a time limit: bootstrap from ``next_obs``, bool [].
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+
+
+class ConfigError(ValueError):
+    """A static config field has a value that is not accepted; the message names the field."""
