@@ -94,12 +94,14 @@ def enable_compilation_cache(enabled: bool) -> None:
 def _run_with_progress(spec: dict[str, Any], quiet: bool) -> Any:
     from qlearn.progress import ProgressBar
 
-    _, config, hp = runs.spec_objects(spec)
-    num_runs = len(next(iter(spec["hparams"].values()))) * spec["seeds"]["num_seeds"]
+    _, config, _ = runs.spec_objects(spec)
+    num_configs = len(next(iter(spec["hparams"].values())))
+    num_seeds = spec["seeds"]["num_seeds"]
+    num_runs = num_configs * num_seeds
     if not quiet:
         print(
             f"compiling {spec['algo']} for {num_runs} runs "
-            f"({len(spec['hparams']['lr'])} configs × {spec['seeds']['num_seeds']} seeds) ...",
+            f"({num_configs} configs × {num_seeds} seeds) ...",
             file=sys.stderr,
         )
     with ProgressBar(
@@ -115,7 +117,7 @@ def _run_with_progress(spec: dict[str, Any], quiet: bool) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    module, config_cls, hparams_cls = algos.get(args.algo)
+    _, config_cls, hparams_cls = algos.get(args.algo)
     config = parse_config(
         config_cls, args.cfg, env_id=args.env, total_steps=args.total_steps, loss=args.loss
     )

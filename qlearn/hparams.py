@@ -115,7 +115,7 @@ def parse_value(cls: type, name: str, text: str) -> float:
     if dtype_of(cls, name) == np.int32:
         if value != round(value):
             raise HParamError(f"hyperparameter '{name}' = {text} must be an integer")
-        return int(round(value))
+        return round(value)
     return value
 
 
