@@ -255,6 +255,25 @@ def update_target(params: Params, target_params: Params, updates: jax.Array, hp:
     return optax.periodic_update(blended, target_params, updates, hp.target_period)
 
 
+LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
+
+
+def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, jax.Array]:
+    """Reduce the per-update metrics of an interval (leaves [iterations, updates]).
+
+    ``q_abs_max`` is a max, everything else (including a user loss's own aux entries) a mean;
+    the standard entries a loss does not report are NaN. ``diverged``: a non-finite loss or Q,
+    or |Q| above ``bound``, in any update of the interval.
+    """
+    nan = jnp.full((), jnp.nan)
+    out = {k: jnp.max(v) if k == "q_abs_max" else jnp.mean(v) for k, v in m.items()}
+    out = {k: out.get(k, nan) for k in LOSS_METRICS} | out
+    unstable = ~jnp.isfinite(m["loss"])
+    if "q_abs_max" in m:
+        unstable |= ~jnp.isfinite(m["q_abs_max"]) | (m["q_abs_max"] > bound)
+    return out | {"diverged": jnp.any(unstable)}
+
+
 def make_train(
     config: DQNConfig, *, progress: ProgressFn | None = None
 ) -> Callable[[jax.Array, DQNHParams], tuple[DQNState, dict[str, jax.Array]]]:
@@ -368,19 +387,13 @@ def make_train(
             eval_return = rollout.evaluate(
                 q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
             )
-            unstable = ~jnp.isfinite(m["loss"]) | ~jnp.isfinite(m["q_abs_max"])
             metrics = {
                 "env_steps": state.env_steps,
                 "eval_return": eval_return,
                 "train_return": rollout.mean_completed_return(state.episodes),
                 "train_episodes": state.episodes.completed_count,
                 "epsilon": epsilon(state.env_steps),
-                "loss": jnp.mean(m["loss"]),
-                "q_mean": jnp.mean(m["q_mean"]),
-                "target_mean": jnp.mean(m["target_mean"]),
-                "td_abs": jnp.mean(m["td_abs"]),
-                "q_abs_max": jnp.max(m["q_abs_max"]),
-                "diverged": jnp.any(unstable | (m["q_abs_max"] > config.divergence_bound)),
+                **interval_loss_metrics(m, config.divergence_bound),
             }
             if progress is not None:
                 jax.debug.callback(progress, state.env_steps - steps_before, eval_return)

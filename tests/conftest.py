@@ -1,0 +1,44 @@
+"""Shared fixtures. Compiled functions are session-scoped: each distinct DQN program compiles
+once for the whole suite."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+from qlearn import sweep
+from qlearn.algos import dqn
+
+# A small CartPole config: 2 envs, 2,000 steps, 4 evaluation points. Compiles in seconds.
+TINY = dict(
+    env_id="CartPole-v1",
+    num_envs=2,
+    total_steps=2_000,
+    learning_starts=200,
+    buffer_size=4_000,
+    batch_size=16,
+    train_every=2,
+    updates_per_train=1,
+    hidden_sizes=(16,),
+    num_evals=4,
+    eval_episodes=2,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dqn.DQNConfig:
+    return dqn.DQNConfig(**TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid_fn(tiny_config):
+    """jit(vmap(vmap(train))) of the tiny config, with a trace counter."""
+    traces = []
+
+    def counted(key, hp):
+        traces.append(1)
+        return dqn.make_train(tiny_config)(key, hp)
+
+    fn = jax.jit(sweep.vmap_grid(counted))
+    fn.traces = traces
+    return fn

@@ -1,0 +1,144 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY
+
+from qlearn import cli, runs, sweep
+
+TINY_ARGS = [
+    f"--cfg={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY.items()
+]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("QLEARN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jax-cache"))
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("sweep.run was called: bad input must fail before compiling")
+
+    monkeypatch.setattr(sweep, "run", refuse)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "CartPol-v1"], "unknown env 'CartPol-v1'; did you mean CartPole-v1"),
+        (["--hp", "gamma=1.5"], "'gamma' = 1.5 is outside its range [0, 1]"),
+        (["--hp", "lr=0"], "'lr' = 0 is outside its range (0, inf]"),
+        (["--hp", "lr=-3e-4"], "'lr' = -0.0003 is outside"),
+        (["--cfg", "batch_size=20000"], "batch_size = 20000 must be ≤ buffer_size = 10000"),
+        (["--cfg", "learning_starts=200000"], "learning_starts = 200000 must be < total_steps"),
+        (["--total-steps", "1000", "--cfg", "learning_starts=900"], "does not cover one update"),
+        (["--hp", "gama=0.9"], "unknown hyperparameter 'gama'; did you mean gamma?"),
+        (["--hp", "lr=fast"], "'lr' = 'fast' is not a number"),
+        (["--hp", "lr"], "--hp 'lr' must look like name=value"),
+        (["--cfg", "num_envss=3"], "unknown config field 'num_envss'; did you mean num_envs"),
+        (["--cfg", "num_envs=many"], "config.num_envs = 'many' is not a valid int"),
+        (["--seeds", "0"], "--seeds = 0 must be ≥ 1"),
+        (["--loss", "l1"], "config.loss = 'l1' is not one of"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_field(args, message, capsys, tmp_path, no_compile):
+    code = cli.main(["train", "--quiet", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE
+    assert err.startswith("qlearn: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = cli.main(
+        [
+            "train",
+            "--quiet",
+            "--seeds",
+            "2",
+            "--hp",
+            "lr=1e-3,3e-3",
+            "--hp",
+            "gamma=0.95",
+            "--out",
+            str(out),
+            *TINY_ARGS,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_run_directory(trained):
+    for name in ("config.json", "metrics.npz", "summary.json", "learning_curves.png"):
+        assert (trained / name).exists(), name
+    run = runs.load(trained)
+    assert run.axes == ("config", "seed", "time")
+    assert run.metrics["eval_return"].shape == (2, 2, TINY["num_evals"])
+    assert run.spec["swept"] == ["lr"]
+    assert run.spec["hparams"]["gamma"] == [pytest.approx(0.95)] * 2
+    assert run.provenance["jax"] and run.provenance["backend"] == "cpu"
+    rows = run.summary["configs"]
+    assert [r["hparams"]["lr"] for r in rows] == [pytest.approx(1e-3), pytest.approx(3e-3)]
+    final = run.metrics["eval_return"][:, :, -1]
+    assert rows[1]["final_return_mean"] == pytest.approx(final[1].mean())
+    lo, hi = rows[0]["final_return_ci95"]
+    assert lo <= rows[0]["final_return_iqm"] <= hi
+
+
+def test_same_run_again_does_nothing(trained, capsys, no_compile):
+    code = cli.main(
+        [
+            "train",
+            "--quiet",
+            "--seeds",
+            "2",
+            "--hp",
+            "lr=1e-3,3e-3",
+            "--hp",
+            "gamma=0.95",
+            "--out",
+            str(trained),
+            *TINY_ARGS,
+        ]
+    )
+    assert code == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_different_run_into_same_directory_is_refused(trained, capsys, no_compile):
+    code = cli.main(["train", "--quiet", "--seeds", "3", "--out", str(trained), *TINY_ARGS])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE
+    assert "already holds a different run" in err and "--overwrite" in err
+
+
+def test_reproduce_is_bitwise_and_detects_a_one_ulp_change(trained, capsys, tmp_path):
+    assert cli.main(["reproduce", "--quiet", str(trained)]) == 0
+    assert "bitwise identical" in capsys.readouterr().out
+    # tamper with one value by one ulp in a copy of the run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in ("config.json", "summary.json"):
+        (copy / f).write_text((trained / f).read_text())
+    metrics = dict(np.load(trained / "metrics.npz"))
+    metrics["loss"] = metrics["loss"].copy()
+    metrics["loss"][0, 0, -1] = np.nextafter(metrics["loss"][0, 0, -1], np.float32(np.inf))
+    np.savez(copy / "metrics.npz", **metrics)
+    assert cli.main(["reproduce", "--quiet", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "loss" in out and "MISMATCH" in out and "NOT reproduced" in out
+
+
+def test_show_and_plot(trained, capsys):
+    assert cli.main(["show", str(trained)]) == 0
+    assert "IQM" in capsys.readouterr().out
+    (trained / "learning_curves.png").unlink()
+    assert cli.main(["plot", str(trained)]) == 0
+    assert (trained / "learning_curves.png").exists()
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["timing"]["compile_seconds"] > 0
