@@ -38,6 +38,8 @@ class BatchResult:
     """name -> array [H (config), S (seed), T (time)]."""
     compile_seconds: float
     run_seconds: float
+    run_started: float
+    """``time.perf_counter()`` when the compiled program started (to time host callbacks)."""
 
 
 def run(
@@ -67,4 +69,5 @@ def run(
         metrics={k: np.asarray(v) for k, v in metrics.items()},
         compile_seconds=compiled_at - start,
         run_seconds=done - compiled_at,
+        run_started=compiled_at,
     )

@@ -31,7 +31,7 @@ def no_compile(monkeypatch):
         (["--hp", "gamma=1.5"], "'gamma' = 1.5 is outside its range [0, 1]"),
         (["--hp", "lr=0"], "'lr' = 0 is outside its range (0, inf]"),
         (["--hp", "lr=-3e-4"], "'lr' = -0.0003 is outside"),
-        (["--cfg", "batch_size=20000"], "batch_size = 20000 must be ≤ buffer_size = 10000"),
+        (["--cfg", "batch_size=60000"], "batch_size = 60000 must be ≤ buffer_size = 50000"),
         (["--cfg", "learning_starts=200000"], "learning_starts = 200000 must be < total_steps"),
         (["--total-steps", "1000", "--cfg", "learning_starts=900"], "does not cover one update"),
         (["--hp", "gama=0.9"], "unknown hyperparameter 'gama'; did you mean gamma?"),
