@@ -51,24 +51,27 @@ def test_bad_input_is_one_line_naming_the_field(args, message, capsys, tmp_path,
     assert message in err
 
 
+def train_args(out) -> list[str]:
+    """The tiny 2-config × 2-seed run the tests below share."""
+    return [
+        "train",
+        "--quiet",
+        "--seeds",
+        "2",
+        "--hp",
+        "lr=1e-3,3e-3",
+        "--hp",
+        "gamma=0.95",
+        "--out",
+        str(out),
+        *TINY_ARGS,
+    ]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    code = cli.main(
-        [
-            "train",
-            "--quiet",
-            "--seeds",
-            "2",
-            "--hp",
-            "lr=1e-3,3e-3",
-            "--hp",
-            "gamma=0.95",
-            "--out",
-            str(out),
-            *TINY_ARGS,
-        ]
-    )
+    code = cli.main(train_args(out))
     assert code == 0
     return out
 
@@ -91,21 +94,7 @@ def test_train_writes_a_run_directory(trained):
 
 
 def test_same_run_again_does_nothing(trained, capsys, no_compile):
-    code = cli.main(
-        [
-            "train",
-            "--quiet",
-            "--seeds",
-            "2",
-            "--hp",
-            "lr=1e-3,3e-3",
-            "--hp",
-            "gamma=0.95",
-            "--out",
-            str(trained),
-            *TINY_ARGS,
-        ]
-    )
+    code = cli.main(train_args(trained))
     assert code == 0
     assert "nothing to do" in capsys.readouterr().out
 
