@@ -1,9 +1,19 @@
-"""TD targets, as pure per-transition functions in the style of rlax.
+"""TD targets, as pure functions in the style (and argument order) of rlax.
 
-Each function returns the bootstrap target y for ONE transition; batch it with ``jax.vmap``.
+Per-transition targets (:func:`q_learning`, :func:`double_q_learning`, :func:`sarsa`,
+:func:`expected_sarsa`) return the bootstrap target y of ONE transition; batch them with
+``jax.vmap``. Sequence targets (:func:`n_step_bootstrapped_returns`, :func:`lambda_returns`)
+take a trajectory of length T and return the target of every step of it.
+
 ``discount_t`` is γ·(1 − terminated_t): zero only at a true termination, γ at a time-limit
 truncation (which bootstraps from the final observation). Targets do not stop gradients
 themselves: the loss does that, in one place (see :mod:`qlearn.losses`).
+
+Sequence conventions (as rlax): index t is the transition s_t, a_t → r_t, s_{t+1}, so
+``r_t[t]``, ``discount_t[t]`` and ``v_t[t]`` all belong to it, and ``v_t[t]`` is the bootstrap
+value of the state *reached* by it, s_{t+1} (for a truncated step: of the final observation, not
+of the reset observation that follows). For Peng's Q(λ), as PQN uses it,
+``v_t[t] = max_a q(s_{t+1}, a)``.
 """
 
 from __future__ import annotations
@@ -47,3 +57,110 @@ def double_q_learning(
     """
     chex.assert_rank([r_t, discount_t, q_t_value, q_t_selector], [0, 0, 1, 1])
     return r_t + discount_t * q_t_value[jnp.argmax(q_t_selector)]
+
+
+def sarsa(r_t: jax.Array, discount_t: jax.Array, q_t: jax.Array, a_t: jax.Array) -> jax.Array:
+    """Sarsa target  y = r_t + discount_t · q_t[a_t], with a_t the action actually taken next.
+
+    Args:
+      r_t: reward, shape [].
+      discount_t: γ·(1 − terminated_t), shape [].
+      q_t: action values at the next state s_t, shape [A].
+      a_t: the next action, integer shape [].
+
+    Returns:
+      The target y, shape [].
+    """
+    chex.assert_rank([r_t, discount_t, q_t, a_t], [0, 0, 1, 0])
+    return r_t + discount_t * q_t[a_t]
+
+
+def expected_sarsa(
+    r_t: jax.Array, discount_t: jax.Array, q_t: jax.Array, probs_a_t: jax.Array
+) -> jax.Array:
+    """Expected Sarsa target  y = r_t + discount_t · Σ_a π(a|s_t) q_t[a].
+
+    With π greedy this is :func:`q_learning`; with π the behaviour policy it is on-policy.
+
+    Args:
+      r_t: reward, shape [].
+      discount_t: γ·(1 − terminated_t), shape [].
+      q_t: action values at the next state s_t, shape [A].
+      probs_a_t: the policy's action probabilities at s_t, shape [A].
+
+    Returns:
+      The target y, shape [].
+    """
+    chex.assert_rank([r_t, discount_t, q_t, probs_a_t], [0, 0, 1, 1])
+    return r_t + discount_t * jnp.dot(probs_a_t, q_t)
+
+
+def n_step_bootstrapped_returns(
+    r_t: jax.Array, discount_t: jax.Array, v_t: jax.Array, n: int
+) -> jax.Array:
+    """n-step returns of every step of a sequence, shape [T].
+
+        G_t = r_t + d_t r_{t+1} + … + d_t⋯d_{t+n-2} r_{t+n-1} + d_t⋯d_{t+n-1} v_{t+n-1}
+
+    (d = ``discount_t``). A termination inside the window zeroes everything after it. Near the
+    end of the sequence the window is cut short and bootstraps from the last value v_{T-1}.
+    n = 1 gives the one-step targets r_t + d_t v_t.
+
+    Args:
+      r_t: rewards, shape [T].
+      discount_t: γ·(1 − terminated), shape [T].
+      v_t: bootstrap values of the states reached, shape [T] (see the module conventions).
+      n: the window, a Python int ≥ 1.
+
+    Returns:
+      The targets, shape [T].
+    """
+    chex.assert_rank([r_t, discount_t, v_t], 1)
+    chex.assert_equal_shape([r_t, discount_t, v_t])
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n = {n!r} must be an integer ≥ 1")
+    length = r_t.shape[0]
+    # the value each window bootstraps from: v_{min(t+n-1, T-1)}
+    returns = v_t[jnp.minimum(jnp.arange(length) + n - 1, length - 1)]
+    # fold the window from its far end: beyond the sequence, reward 0 and discount 1
+    r_pad = jnp.concatenate([r_t, jnp.zeros(n - 1, r_t.dtype)])
+    d_pad = jnp.concatenate([discount_t, jnp.ones(n - 1, discount_t.dtype)])
+    for i in reversed(range(n)):
+        returns = r_pad[i : i + length] + d_pad[i : i + length] * returns
+    return returns
+
+
+def lambda_returns(
+    r_t: jax.Array, discount_t: jax.Array, v_t: jax.Array, lambda_: jax.Array | float
+) -> jax.Array:
+    """λ-returns of every step of a sequence, shape [T], by a reverse scan:
+
+        G_{T-1} = r_{T-1} + d_{T-1} v_{T-1}
+        G_t     = r_t + d_t [(1 − λ_t) v_t + λ_t G_{t+1}]
+
+    λ = 0 gives the one-step targets r_t + d_t v_t; λ = 1 the discounted return to the end of
+    the sequence, bootstrapped from v_{T-1}. A termination (d_t = 0) cuts the recursion. A
+    time-limit truncation at step t must cut it too, while still bootstrapping from v_t (the
+    final observation's value): pass ``lambda_ = λ·(1 − truncated_t)`` as an array.
+
+    Args:
+      r_t: rewards, shape [T].
+      discount_t: γ·(1 − terminated), shape [T].
+      v_t: bootstrap values of the states reached, shape [T] (see the module conventions).
+      lambda_: λ, a scalar or per-step array of shape [T].
+
+    Returns:
+      The targets, shape [T].
+    """
+    chex.assert_rank([r_t, discount_t, v_t], 1)
+    chex.assert_equal_shape([r_t, discount_t, v_t])
+    lambda_t = jnp.broadcast_to(jnp.asarray(lambda_, v_t.dtype), v_t.shape)
+
+    def backward(g_next: jax.Array, xs: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array]:
+        r, d, v, lam = xs
+        g = r + d * ((1.0 - lam) * v + lam * g_next)
+        return g, g
+
+    # the last step has no G_{T}: seeding the scan with v_{T-1} makes it r + d·v_{T-1}
+    _, returns = jax.lax.scan(backward, v_t[-1], (r_t, discount_t, v_t, lambda_t), reverse=True)
+    return returns

@@ -50,3 +50,135 @@ def test_targets_match_rlax_over_random_inputs(jit):
 def test_rank_is_checked():
     with pytest.raises(AssertionError):
         targets.q_learning(jnp.zeros(3), jnp.float32(0.9), jnp.zeros(2))
+
+
+def test_sarsa_and_expected_sarsa_hand_computed():
+    q_t = jnp.array([2.0, 6.0])
+    np.testing.assert_allclose(
+        targets.sarsa(jnp.float32(1.0), jnp.float32(0.5), q_t, jnp.int32(0)), 1.0 + 0.5 * 2.0
+    )
+    probs = jnp.array([0.25, 0.75])
+    np.testing.assert_allclose(
+        targets.expected_sarsa(jnp.float32(1.0), jnp.float32(0.5), q_t, probs),
+        1.0 + 0.5 * (0.25 * 2.0 + 0.75 * 6.0),
+    )
+
+
+def test_expected_sarsa_under_greedy_policy_is_q_learning():
+    q_t = jnp.array([1.0, 4.0, 3.0])
+    greedy = jax.nn.one_hot(jnp.argmax(q_t), 3)
+    r, d = jnp.float32(0.3), jnp.float32(0.9)
+    np.testing.assert_allclose(
+        targets.expected_sarsa(r, d, q_t, greedy), targets.q_learning(r, d, q_t)
+    )
+
+
+def test_sarsa_targets_match_rlax_over_random_inputs():
+    rng = np.random.default_rng(1)
+    batch, actions = 64, 4
+    q_tm1 = jnp.asarray(rng.normal(size=(batch, actions)), jnp.float32)
+    a_tm1 = jnp.asarray(rng.integers(0, actions, batch), jnp.int32)
+    r_t = jnp.asarray(rng.normal(size=batch), jnp.float32)
+    discount_t = jnp.asarray(rng.uniform(size=batch) * (rng.uniform(size=batch) > 0.2), jnp.float32)
+    q_t = jnp.asarray(rng.normal(size=(batch, actions)), jnp.float32)
+    a_t = jnp.asarray(rng.integers(0, actions, batch), jnp.int32)
+    probs = jax.nn.softmax(jnp.asarray(rng.normal(size=(batch, actions)), jnp.float32))
+    q_sa = q_tm1[jnp.arange(batch), a_tm1]
+
+    ours = jax.vmap(targets.sarsa)(r_t, discount_t, q_t, a_t) - q_sa
+    theirs = jax.vmap(rlax.sarsa)(q_tm1, a_tm1, r_t, discount_t, q_t, a_t)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+    ours = jax.vmap(targets.expected_sarsa)(r_t, discount_t, q_t, probs) - q_sa
+    theirs = jax.vmap(rlax.expected_sarsa)(q_tm1, a_tm1, r_t, discount_t, q_t, probs)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+# --- sequence targets -------------------------------------------------------------------------
+# A sequence with a termination in the middle, one at the very end, and no structure in the
+# values: every index is checked, including the last.
+GAMMA = 0.9
+R = np.array([1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0, 0.25, 4.0], np.float32)
+TERMINATED = np.array([0, 0, 0, 1, 0, 0, 0, 0, 0, 1], bool)
+V = np.array([0.3, 1.2, -0.7, 9.0, 2.2, -1.1, 0.6, 1.9, -0.4, 7.0], np.float32)
+D = (GAMMA * (1 - TERMINATED)).astype(np.float32)
+
+
+def numpy_n_step(r, d, v, n):
+    """G_t: rewards of up to n steps (stopping at the sequence end), then the last value."""
+    out = []
+    for t in range(len(r)):
+        last = min(t + n, len(r)) - 1
+        g, prod = 0.0, 1.0
+        for k in range(t, last + 1):
+            g += prod * r[k]
+            prod *= d[k]
+        out.append(g + prod * v[last])
+    return np.array(out)
+
+
+def numpy_lambda_forward_view(r, d, v, lam):
+    """Forward view: G^λ_t = (1−λ) Σ_n λ^(n−1) G^(n)_t, the tail weight on the longest return."""
+    length = len(r)
+    out = []
+    for t in range(length):
+        horizon = length - t
+        nstep = [numpy_n_step(r, d, v, n)[t] for n in range(1, horizon + 1)]
+        g = sum((1 - lam) * lam ** (n - 1) * nstep[n - 1] for n in range(1, horizon))
+        out.append(g + lam ** (horizon - 1) * nstep[-1])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 12])
+def test_n_step_returns_match_numpy_and_rlax_at_every_index(n):
+    ours = jax.jit(targets.n_step_bootstrapped_returns, static_argnums=3)(R, D, V, n)
+    np.testing.assert_allclose(ours, numpy_n_step(R, D, V, n), rtol=1e-5, atol=1e-5)
+    theirs = rlax.n_step_bootstrapped_returns(R, D, V, n)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_one_step_return_is_the_q_learning_target():
+    one = targets.n_step_bootstrapped_returns(R, D, V, 1)
+    np.testing.assert_allclose(one, R + D * V, rtol=1e-6)
+    np.testing.assert_allclose(targets.lambda_returns(R, D, V, 0.0), R + D * V, rtol=1e-6)
+
+
+def test_n_step_rejects_bad_n():
+    with pytest.raises(ValueError, match="n = 0"):
+        targets.n_step_bootstrapped_returns(R, D, V, 0)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.9, 1.0])
+def test_lambda_returns_match_forward_view_and_rlax_at_every_index(lam):
+    ours = jax.jit(targets.lambda_returns)(R, D, V, lam)
+    np.testing.assert_allclose(ours, numpy_lambda_forward_view(R, D, V, lam), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours, rlax.lambda_returns(R, D, V, lam), rtol=1e-5, atol=1e-5)
+
+
+def test_lambda_one_without_bootstrap_is_the_monte_carlo_return():
+    # episodes end at indices 3 and 9: with λ = 1 the values are never used
+    ours = targets.lambda_returns(R, D, V * 1e6, 1.0)
+    mc = np.zeros_like(R)
+    g = 0.0
+    for t in reversed(range(len(R))):
+        g = R[t] + D[t] * g
+        mc[t] = g
+    np.testing.assert_allclose(ours, mc, rtol=1e-5)
+
+
+def test_truncation_cuts_lambda_recursion_but_bootstraps_from_final_value():
+    """λ·(1 − truncated) as per-step λ: identical to computing each episode on its own."""
+    truncated = np.zeros(len(R), bool)
+    truncated[5] = True  # a time limit: discount stays γ, the episode still ends there
+    lam = 0.8
+    ours = targets.lambda_returns(R, D, V, lam * (1 - truncated))
+    first = targets.lambda_returns(R[:6], D[:6], V[:6], lam)  # ends bootstrapping from V[5]
+    second = targets.lambda_returns(R[6:], D[6:], V[6:], lam)
+    np.testing.assert_allclose(ours, np.concatenate([first, second]), rtol=1e-6)
+    # and rlax agrees when handed the same per-step λ
+    np.testing.assert_allclose(
+        ours, rlax.lambda_returns(R, D, V, lam * (1 - truncated)), rtol=1e-5, atol=1e-5
+    )
+    # without the cut, step 5's return would leak the next episode's rewards
+    leaky = targets.lambda_returns(R, D, V, lam)
+    assert abs(float(leaky[5]) - float(ours[5])) > 1e-3

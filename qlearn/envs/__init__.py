@@ -1,18 +1,37 @@
 """Environments: ``make(env_id)`` returns a gymnax ``(env, env_params)`` pair.
 
-Every gymnax id is served. gymnax ≥ 1.0 environments return
-``(obs, state, reward, terminated, truncated, info)`` from ``step``, auto-reset, and put the
-true last observation of an episode in ``info["final_observation"]``.
+Every gymnax id is served, and qlearn's finite MDPs with exact dynamics (:mod:`.finite`,
+:mod:`.catalog`): ``Baird``, ``CliffWalking``, ``MaximizationBias``, ``Chain``, ``Garnet``.
+gymnax ≥ 1.0 environments return ``(obs, state, reward, terminated, truncated, info)`` from
+``step``, auto-reset, and put the true last observation of an episode in
+``info["final_observation"]``; the finite MDPs follow the same interface.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from typing import Any
 
 import gymnax
 from gymnax.environments.environment import Environment
+
+from qlearn.envs.catalog import CATALOG
+from qlearn.envs.finite import FiniteMDP, FiniteMDPError, FiniteMDPParams, finite_mdp_params
+
+__all__ = [
+    "CATALOG",
+    "FiniteMDP",
+    "FiniteMDPError",
+    "FiniteMDPParams",
+    "UnknownEnvError",
+    "check_id",
+    "finite_mdp_params",
+    "is_finite",
+    "make",
+    "registered_ids",
+]
 
 
 class UnknownEnvError(ValueError):
@@ -20,8 +39,13 @@ class UnknownEnvError(ValueError):
 
 
 def registered_ids() -> tuple[str, ...]:
-    """Every env id ``make`` accepts."""
-    return tuple(gymnax.registered_envs)
+    """Every env id ``make`` accepts: gymnax's, then qlearn's finite MDPs."""
+    return (*gymnax.registered_envs, *CATALOG)
+
+
+def is_finite(env_id: str) -> bool:
+    """Whether ``env_id`` is one of qlearn's finite MDPs (exact dynamics available)."""
+    return env_id in CATALOG
 
 
 def check_id(env_id: str) -> None:
@@ -35,23 +59,39 @@ def check_id(env_id: str) -> None:
     raise UnknownEnvError(f"unknown env '{env_id}'{hint} (all ids: qlearn.envs.registered_ids())")
 
 
-def make(env_id: str, **param_overrides: Any) -> tuple[Environment, Any]:
+def make(env_id: str, **kwargs: Any) -> tuple[Environment, Any]:
     """``(env, env_params)`` for a registered id.
 
     Args:
-      env_id: e.g. ``"CartPole-v1"``; see :func:`registered_ids`.
-      **param_overrides: fields of the env's params to replace, e.g.
-        ``max_steps_in_episode=200`` for a shorter time limit.
+      env_id: e.g. ``"CartPole-v1"`` or ``"Garnet"``; see :func:`registered_ids`.
+      **kwargs: for a gymnax env, fields of its params to replace, e.g.
+        ``max_steps_in_episode=200`` for a shorter time limit; for a finite MDP, the arguments
+        of its builder in :mod:`qlearn.envs.catalog`, e.g. ``n_states=20, seed=3``.
     """
     check_id(env_id)
+    if env_id in CATALOG:
+        return _make_finite(env_id, kwargs)
+    return _make_gymnax(env_id, kwargs)
+
+
+def _check_kwargs(env_id: str, given: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(
+            f"{env_id} has no parameter {', '.join(unknown)} (its parameters: "
+            f"{', '.join(sorted(known))})"
+        )
+
+
+def _make_finite(env_id: str, kwargs: dict[str, Any]) -> tuple[FiniteMDP, FiniteMDPParams]:
+    builder = CATALOG[env_id]
+    _check_kwargs(env_id, kwargs, set(inspect.signature(builder).parameters))
+    return builder(**kwargs)
+
+
+def _make_gymnax(env_id: str, param_overrides: dict[str, Any]) -> tuple[Environment, Any]:
     env, env_params = gymnax.make(env_id)
     if param_overrides:
-        known = {f.name for f in dataclasses.fields(env_params)}
-        unknown = sorted(set(param_overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"{env_id} has no parameter {', '.join(unknown)} (its parameters: "
-                f"{', '.join(sorted(known))})"
-            )
+        _check_kwargs(env_id, param_overrides, {f.name for f in dataclasses.fields(env_params)})
         env_params = env_params.replace(**param_overrides)
     return env, env_params

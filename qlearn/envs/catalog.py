@@ -1,0 +1,214 @@
+"""The finite MDPs of the textbook results qlearn reproduces, and random Garnet MDPs.
+
+Each builder returns ``(FiniteMDP, FiniteMDPParams)`` and is served by
+``qlearn.envs.make(name, **kwargs)``. References are to Sutton & Barto, *Reinforcement
+Learning: An Introduction*, 2nd ed. (2018).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from qlearn.envs.finite import FiniteMDP, FiniteMDPError, FiniteMDPParams, finite_mdp_params
+
+# --- Baird's counterexample (Example 11.1) -----------------------------------------------------
+BAIRD_DASHED, BAIRD_SOLID = 0, 1
+BAIRD_BEHAVIOUR = np.array([6 / 7, 1 / 7])
+"""b(dashed) = 6/7, b(solid) = 1/7 in every state: the behaviour policy of Example 11.1."""
+BAIRD_TARGET = np.array([0.0, 1.0])
+"""π(solid) = 1: the target policy of Example 11.1."""
+BAIRD_INITIAL_WEIGHTS = np.array([1, 1, 1, 1, 1, 1, 10, 1], np.float32)
+"""w₀ of Figure 11.2."""
+
+
+def baird(max_steps_in_episode: int = 1_000) -> tuple[FiniteMDP, FiniteMDPParams]:
+    """Baird's counterexample: 7 states, 2 actions, 8 features, all rewards 0, continuing.
+
+    States 0–5 are the book's upper states 1–6, state 6 its lower state 7. The dashed action
+    (0) goes to one of the upper states uniformly, the solid action (1) to the lower state.
+    Features: φ(i) = 2eᵢ + e₇ for the upper states, φ(6) = e₆ + 2e₇, so v̂(i) = 2wᵢ + w₈ and
+    v̂(7) = w₇ + 2w₈ in the book's 1-based numbering. The true values are all 0 (w = 0 solves it
+    exactly), yet off-policy semi-gradient TD diverges from w₀ = (1,1,1,1,1,1,10,1).
+    """
+    n = 7
+    p = np.zeros((n, 2, n))
+    p[:, BAIRD_DASHED, :6] = 1 / 6
+    p[:, BAIRD_SOLID, 6] = 1.0
+    phi = np.zeros((n, 8))
+    for i in range(6):
+        phi[i, i], phi[i, 7] = 2.0, 1.0
+    phi[6, 6], phi[6, 7] = 1.0, 2.0
+    params = finite_mdp_params(
+        p,
+        np.zeros((n, 2)),
+        np.full(n, 1 / n),
+        features=phi,
+        max_steps_in_episode=max_steps_in_episode,
+    )
+    return FiniteMDP(params, "Baird"), params
+
+
+# --- Cliff walking (Example 6.6) ---------------------------------------------------------------
+CLIFF_ROWS, CLIFF_COLS = 4, 12
+CLIFF_START, CLIFF_GOAL = 3 * CLIFF_COLS, 3 * CLIFF_COLS + CLIFF_COLS - 1
+UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
+
+
+def cliff_walking(max_steps_in_episode: int = 10_000) -> tuple[FiniteMDP, FiniteMDPParams]:
+    """The 4×12 cliff-walking gridworld: state = row·12 + column, start (3, 0), goal (3, 11).
+
+    Actions up, right, down, left (0–3); moves off the grid leave the agent in place. Every
+    transition gives −1, except stepping into the cliff, (3, 1)–(3, 10), which gives −100 and
+    sends the agent back to the start. Entering the goal ends the episode. The cliff cells are
+    states that can never be occupied. Optimal path along the cliff edge: return −13.
+    """
+    n = CLIFF_ROWS * CLIFF_COLS
+    moves = {UP: (-1, 0), RIGHT: (0, 1), DOWN: (1, 0), LEFT: (0, -1)}
+    p = np.zeros((n, 4, n))
+    r = np.full((n, 4), -1.0)
+    for s in range(n):
+        row, col = divmod(s, CLIFF_COLS)
+        for a, (dr, dc) in moves.items():
+            nr = min(max(row + dr, 0), CLIFF_ROWS - 1)
+            nc = min(max(col + dc, 0), CLIFF_COLS - 1)
+            if nr == CLIFF_ROWS - 1 and 0 < nc < CLIFF_COLS - 1:  # into the cliff
+                p[s, a, CLIFF_START] = 1.0
+                r[s, a] = -100.0
+            else:
+                p[s, a, nr * CLIFF_COLS + nc] = 1.0
+    h = np.zeros(n)
+    h[CLIFF_START] = 1.0
+    terminal = np.zeros(n, bool)
+    terminal[CLIFF_GOAL] = True
+    params = finite_mdp_params(
+        p, r, h, terminal=terminal, max_steps_in_episode=max_steps_in_episode
+    )
+    return FiniteMDP(params, "CliffWalking"), params
+
+
+# --- Maximization bias (Example 6.7) -----------------------------------------------------------
+MAXBIAS_A, MAXBIAS_B, MAXBIAS_END = 0, 1, 2
+MAXBIAS_LEFT, MAXBIAS_RIGHT = 0, 1
+
+
+def maximization_bias(
+    num_b_actions: int = 10, mean: float = -0.1, std: float = 1.0, max_steps_in_episode: int = 100
+) -> tuple[FiniteMDP, FiniteMDPParams]:
+    """States A (0, the start), B (1) and the end (2, terminal).
+
+    In A only left (0, to B) and right (1, to the end) are available, both with reward 0. In B
+    every one of ``num_b_actions`` actions ends the episode with reward N(mean, std²). Any
+    episode through B has expected return ``mean`` < 0, so right is optimal, but the max over
+    B's noisy estimates makes Q-learning prefer left early on. A's unavailable actions are
+    masked out (they would behave like right).
+    """
+    if num_b_actions < 2:
+        raise FiniteMDPError(f"num_b_actions = {num_b_actions} must be ≥ 2")
+    n, na = 3, num_b_actions
+    p = np.zeros((n, na, n))
+    p[MAXBIAS_A, :, MAXBIAS_END] = 1.0
+    p[MAXBIAS_A, MAXBIAS_LEFT] = np.eye(n)[MAXBIAS_B]
+    p[MAXBIAS_B, :, MAXBIAS_END] = 1.0
+    p[MAXBIAS_END, :, MAXBIAS_END] = 1.0  # never acted in
+    r = np.zeros((n, na))
+    r[MAXBIAS_B] = mean
+    std_arr = np.zeros((n, na))
+    std_arr[MAXBIAS_B] = std
+    mask = np.ones((n, na), bool)
+    mask[MAXBIAS_A, 2:] = False
+    terminal = np.array([False, False, True])
+    params = finite_mdp_params(
+        p,
+        r,
+        np.eye(n)[MAXBIAS_A],
+        terminal=terminal,
+        action_mask=mask,
+        reward_std=std_arr,
+        max_steps_in_episode=max_steps_in_episode,
+    )
+    return FiniteMDP(params, "MaximizationBias"), params
+
+
+# --- Chain -------------------------------------------------------------------------------------
+def chain(
+    n_states: int = 10, slip: float = 0.0, max_steps_in_episode: int = 1_000
+) -> tuple[FiniteMDP, FiniteMDPParams]:
+    """An n-state corridor: start at 0, actions left (0) and right (1); the move goes the other
+    way with probability ``slip`` (never below 0). Entering state n−1 ends the episode with
+    reward 1; every other reward is 0. With slip = 0, q*(s, right) = γ^(n−2−s).
+    """
+    if n_states < 2:
+        raise FiniteMDPError(f"n_states = {n_states} must be ≥ 2")
+    if not 0 <= slip <= 1:
+        raise FiniteMDPError(f"slip = {slip} must be in [0, 1]")
+    n = n_states
+    p = np.zeros((n, 2, n))
+    for s in range(n):
+        left, right = max(s - 1, 0), min(s + 1, n - 1)
+        p[s, 0, left] += 1 - slip
+        p[s, 0, right] += slip
+        p[s, 1, right] += 1 - slip
+        p[s, 1, left] += slip
+    r = p[:, :, n - 1].copy()  # expected reward: the probability of reaching the end
+    r[n - 1] = 0.0
+    terminal = np.eye(n, dtype=bool)[n - 1]
+    params = finite_mdp_params(
+        p, r, np.eye(n)[0], terminal=terminal, max_steps_in_episode=max_steps_in_episode
+    )
+    return FiniteMDP(params, f"Chain{n}"), params
+
+
+# --- Garnet ------------------------------------------------------------------------------------
+def garnet(
+    n_states: int = 10,
+    n_actions: int = 2,
+    branching: int = 2,
+    seed: int = 0,
+    feature_dim: int | None = None,
+    max_steps_in_episode: int = 1_000,
+) -> tuple[FiniteMDP, FiniteMDPParams]:
+    """A random continuing MDP (Archibald et al. 1995), reproducible from ``seed``.
+
+    Each (s, a) leads to ``branching`` distinct states drawn uniformly, with probabilities from
+    a uniform split of [0, 1]; rewards r(s, a) ~ N(0, 1), deterministic given (s, a); uniform
+    initial state. Features are one-hot, or, with ``feature_dim``, N(0, 1/d) random features
+    (linear function approximation that cannot represent every value function).
+    """
+    if not 1 <= branching <= n_states:
+        raise FiniteMDPError(f"branching = {branching} must be in [1, n_states = {n_states}]")
+    if n_actions < 1:
+        raise FiniteMDPError(f"n_actions = {n_actions} must be ≥ 1")
+    rng = np.random.default_rng(seed)
+    p = np.zeros((n_states, n_actions, n_states))
+    for s in range(n_states):
+        for a in range(n_actions):
+            successors = rng.choice(n_states, branching, replace=False)
+            cuts = np.sort(rng.uniform(size=branching - 1))
+            p[s, a, successors] = np.diff(np.concatenate([[0.0], cuts, [1.0]]))
+    r = rng.normal(size=(n_states, n_actions))
+    phi = None
+    if feature_dim is not None:
+        if feature_dim < 1:
+            raise FiniteMDPError(f"feature_dim = {feature_dim} must be ≥ 1")
+        phi = rng.normal(size=(n_states, feature_dim)) / np.sqrt(feature_dim)
+    params = finite_mdp_params(
+        p,
+        r,
+        np.full(n_states, 1 / n_states),
+        features=phi,
+        max_steps_in_episode=max_steps_in_episode,
+    )
+    name = f"Garnet({n_states},{n_actions},{branching},seed={seed})"
+    return FiniteMDP(params, name), params
+
+
+CATALOG: dict[str, Callable[..., tuple[FiniteMDP, FiniteMDPParams]]] = {
+    "Baird": baird,
+    "CliffWalking": cliff_walking,
+    "MaximizationBias": maximization_bias,
+    "Chain": chain,
+    "Garnet": garnet,
+}
+"""qlearn's own env ids -> builder(**kwargs)."""

@@ -1,0 +1,147 @@
+"""Exact dynamic programming against closed forms, textbook values and plain numpy loops."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qlearn import dp, envs
+from qlearn.envs import catalog
+
+
+def numpy_policy_evaluation(mdp, policy, gamma, sweeps=5_000):
+    """Iterative policy evaluation with explicit loops (independent of dp.py's linear solve)."""
+    p = np.asarray(mdp.transition_probs, np.float64)
+    r = np.asarray(mdp.rewards, np.float64)
+    term = np.asarray(mdp.terminal)
+    pi = np.asarray(policy, np.float64)
+    num_states, num_actions = r.shape
+    q = np.zeros((num_states, num_actions))
+    for _ in range(sweeps):
+        v = (pi * q).sum(-1)
+        new = np.zeros_like(q)
+        for s in range(num_states):
+            if term[s]:
+                continue  # the episode has ended: q(terminal, ·) = 0
+            for a in range(num_actions):
+                new[s, a] = r[s, a] + gamma * sum(
+                    p[s, a, t] * v[t] for t in range(num_states) if not term[t]
+                )
+        q = new
+    return q
+
+
+def test_value_iteration_on_the_chain_matches_the_closed_form():
+    n, gamma = 6, 0.9
+    _, mdp = envs.make("Chain", n_states=n)
+    q, iterations = jax.jit(dp.value_iteration)(mdp, gamma)
+    s = np.arange(n - 1)
+    np.testing.assert_allclose(q[: n - 1, 1], gamma ** (n - 2 - s), rtol=1e-5)
+    np.testing.assert_allclose(
+        q[: n - 1, 0], gamma * gamma ** (n - 2 - np.maximum(s - 1, 0)), rtol=1e-5
+    )
+    np.testing.assert_allclose(q[n - 1], 0.0)  # terminal
+    assert 0 < int(iterations) < 100
+
+
+def test_cliff_walking_optimal_return_is_minus_13():
+    _, mdp = envs.make("CliffWalking")
+    q, _ = dp.value_iteration(mdp, 1.0)
+    assert float(dp.masked_max(q, mdp.action_mask)[catalog.CLIFF_START]) == pytest.approx(-13.0)
+    pi = dp.greedy_policy(q, mdp.action_mask)
+    assert float(dp.policy_value(mdp, pi, 1.0)) == pytest.approx(-13.0, abs=1e-3)
+
+
+def test_maximization_bias_values():
+    _, mdp = envs.make("MaximizationBias")
+    q, _ = dp.value_iteration(mdp, 1.0)
+    a, b = catalog.MAXBIAS_A, catalog.MAXBIAS_B
+    assert float(q[a, catalog.MAXBIAS_RIGHT]) == pytest.approx(0.0)
+    assert float(q[a, catalog.MAXBIAS_LEFT]) == pytest.approx(-0.1)
+    np.testing.assert_allclose(q[b], -0.1, rtol=1e-6)
+    # the masked actions of A are never chosen even though their rows exist
+    assert int(jnp.argmax(dp.greedy_policy(q, mdp.action_mask)[a])) == catalog.MAXBIAS_RIGHT
+
+
+def test_q_star_is_the_fixed_point_and_the_value_of_its_greedy_policy():
+    _, mdp = envs.make("Garnet", n_states=8, n_actions=3, branching=3, seed=2)
+    gamma = 0.9
+    q, _ = dp.value_iteration(mdp, gamma, tol=1e-7)
+    np.testing.assert_allclose(dp.bellman_optimality(q, mdp, gamma), q, atol=1e-5)
+    q_pi = dp.policy_evaluation(mdp, dp.greedy_policy(q), gamma)
+    np.testing.assert_allclose(q_pi, q, atol=1e-4)
+
+
+def test_policy_evaluation_matches_an_iterative_numpy_loop():
+    _, mdp = envs.make("Garnet", n_states=6, n_actions=2, branching=2, seed=4)
+    policy = jax.nn.softmax(jax.random.normal(jax.random.key(0), (6, 2)))
+    ours = dp.policy_evaluation(mdp, policy, 0.8)
+    np.testing.assert_allclose(ours, numpy_policy_evaluation(mdp, policy, 0.8, 300), atol=1e-4)
+    # episodic, γ = 1: the chain walked to the right
+    _, chain = envs.make("Chain", n_states=5, slip=0.1)
+    right = jnp.tile(jnp.array([0.0, 1.0]), (5, 1))
+    np.testing.assert_allclose(
+        dp.policy_evaluation(chain, right, 1.0),
+        numpy_policy_evaluation(chain, right, 1.0, 2_000),
+        atol=1e-4,
+    )
+
+
+def test_baird_behaviour_distribution_is_uniform_over_states():
+    _, mdp = envs.make("Baird")
+    behaviour = jnp.tile(jnp.asarray(catalog.BAIRD_BEHAVIOUR, jnp.float32), (7, 1))
+    mu = dp.state_action_distribution(mdp, behaviour)
+    np.testing.assert_allclose(mu.sum(-1), 1 / 7, rtol=1e-5)
+    np.testing.assert_allclose(mu, behaviour / 7, rtol=1e-5)
+
+
+def test_episodic_distribution_is_normalised_expected_visits():
+    # walking right along a deterministic chain visits 0..n-2 once per episode
+    n = 6
+    _, mdp = envs.make("Chain", n_states=n)
+    right = jnp.tile(jnp.array([0.0, 1.0]), (n, 1))
+    mu = dp.state_action_distribution(mdp, right)
+    np.testing.assert_allclose(mu[:, 1], [1 / (n - 1)] * (n - 1) + [0.0], atol=1e-6)
+    np.testing.assert_allclose(mu[:, 0], 0.0, atol=1e-7)
+
+
+def test_continuing_distribution_matches_power_iteration():
+    _, mdp = envs.make("Garnet", n_states=7, n_actions=2, branching=3, seed=1)
+    q = jax.random.normal(jax.random.key(3), (7, 2))
+    policy = dp.epsilon_greedy_policy(q, 0.3)
+    mu = dp.state_action_distribution(mdp, policy)
+    p_pi = np.einsum("sa,sat->st", np.asarray(policy), np.asarray(mdp.transition_probs))
+    d = np.full(7, 1 / 7)
+    for _ in range(5_000):
+        d = d @ p_pi
+        d /= d.sum()  # the float32 rows sum to 1 only to rounding
+    np.testing.assert_allclose(mu, d[:, None] * np.asarray(policy), atol=1e-5)
+    assert float(mu.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_epsilon_greedy_policy_respects_the_mask():
+    q = jnp.array([[1.0, 5.0, 9.0], [0.0, 0.0, 0.0]])
+    mask = jnp.array([[True, True, False], [True, True, True]])
+    pi = dp.epsilon_greedy_policy(q, 0.2, mask)
+    np.testing.assert_allclose(pi[0], [0.1, 0.9, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(pi[1], [0.8 + 0.2 / 3, 0.2 / 3, 0.2 / 3], rtol=1e-6)
+
+
+def test_value_error_hand_computed():
+    q_ref = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    q_hat = jnp.array([[1.0, 0.0], [3.0, 1.0]])
+    mu = jnp.array([[0.1, 0.2], [0.3, 0.4]])
+    assert float(dp.value_error(q_hat, q_ref, mu)) == pytest.approx(0.2 * 4 + 0.4 * 9)
+
+
+def test_gamma_is_vmappable_and_bad_gamma_is_refused():
+    _, mdp = envs.make("Garnet", n_states=5, seed=0)
+    gammas = jnp.array([0.5, 0.9])
+    qs, _ = jax.jit(jax.vmap(dp.value_iteration, (None, 0)))(mdp, gammas)
+    for i, g in enumerate([0.5, 0.9]):
+        np.testing.assert_allclose(qs[i], dp.value_iteration(mdp, g)[0], rtol=1e-5, atol=1e-5)
+    policy = jnp.full((5, 2), 0.5)
+    with pytest.raises(envs.FiniteMDPError, match="gamma = 1 on a continuing MDP"):
+        dp.policy_evaluation(mdp, policy, 1.0)
+    with pytest.raises(envs.FiniteMDPError, match=r"gamma = 1.5 must be in \[0, 1\]"):
+        dp.policy_evaluation(mdp, policy, 1.5)
