@@ -118,11 +118,18 @@ def _run_with_progress(spec: dict[str, Any], quiet: bool) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _, config_cls, hparams_cls = algos.get(args.algo)
+    loss = args.loss
+    if loss is not None and "," in loss:
+        loss = tuple(loss.split(","))
     config = parse_config(
-        config_cls, args.cfg, env_id=args.env, total_steps=args.total_steps, loss=args.loss
+        config_cls, args.cfg, env_id=args.env, total_steps=args.total_steps, loss=loss
     )
     grid = parse_hparams(hparams_cls, args.hp)
+    if isinstance(loss, tuple) and "loss_index" not in grid:
+        grid["loss_index"] = list(range(len(loss)))  # several losses: compare them all
     hp = hparams_lib.grid(hparams_cls, grid)
+    if hasattr(config, "validate_hparams"):
+        config.validate_hparams(hp)
     if args.seeds < 1:
         raise CLIError(f"--seeds = {args.seeds} must be ≥ 1")
     swept = [k for k, v in grid.items() if len(v) > 1]
@@ -211,7 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", type=int, default=8, help="seeds per configuration")
     train.add_argument("--seed", type=int, default=0, help="base seed")
     train.add_argument("--total-steps", type=int, default=None, help="env steps per run")
-    train.add_argument("--loss", default=None, help="huber, mse or package.module:function")
+    train.add_argument(
+        "--loss",
+        default=None,
+        help="huber, mse, residual or package.module:function; several, comma-separated, are "
+        "compared in one compile (one configuration per loss)",
+    )
     train.add_argument(
         "--hp",
         action="append",

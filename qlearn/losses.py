@@ -1,4 +1,4 @@
-"""Semi-gradient TD losses.
+"""TD losses: semi-gradient, residual-gradient and gradient-TD, and a switch between them.
 
 Q-learning minimises the μ-weighted value error VE(θ) = Σ μ(s,a) (q(s,a) − q̂(s,a;θ))². The
 unknown q is replaced by the bootstrap target y; holding y fixed in the gradient
@@ -12,19 +12,28 @@ Every loss has one signature (see :data:`qlearn.types.LossFn`)::
     loss(q_fn, online_params, target_params, batch, hparams) -> (scalar, aux)
 
 so a user-written loss with that signature plugs into ``make_train`` unchanged: pass the function
-itself, or its import path ``"package.module:function"``, as ``config.loss``.
+itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in names:
+``"huber"`` and ``"mse"`` (semi-gradient), ``"residual"`` (residual-gradient, Baird 1995).
+A tuple of specs becomes :func:`switch`: one compiled program, the loss picked by the traced
+hyperparameter ``loss_index``, so a sweep vmaps over losses like over any number.
+
+For linear value functions v̂(x) = φ(x)ᵀw (x a state or a state-action pair) the second half of
+this module writes the classic off-policy updates — semi-gradient TD, residual gradient, TDC
+and GTD2 — as surrogate losses of (w, h) whose gradients ARE those updates, so
+``w ← w − α ∂L/∂w`` and ``h ← h − β ∂L/∂h`` run any of them.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
 from qlearn import targets
 from qlearn.types import LossFn, Params, QFn, Transition
@@ -113,16 +122,89 @@ def semi_gradient_td_loss(
     return loss, aux
 
 
-def resolve(spec: str | LossFn, *, double_q: bool) -> LossFn:
+def residual_gradient_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Residual-gradient loss (Baird 1995): the mean squared Bellman error with NO stop-gradient,
+
+        L(θ) = mean_i (r_i + γ_i max_a q̂(s'_i, a; θ) − q̂(s_i, a_i; θ))²,
+
+    so ∇L = −2 E[δ (∇q̂(s,a;θ) − γ_i ∇q̂(s', a*; θ))]: the gradient also moves the bootstrap.
+    The bootstrap uses θ itself (``target_params`` is ignored: a frozen copy would make it a
+    semi-gradient again). With stochastic transitions one sample of s' gives a biased gradient
+    of the true Bellman error (the double-sampling problem).
+
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`.
+    """
+    del target_params
+    discount_t = hparams.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+    q_next = q_fn(online_params, batch.next_obs)
+    y = jax.vmap(targets.q_learning)(batch.reward, discount_t, q_next)
+    q_tm1 = q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
+    td_error = y - q_sa
+    aux = {
+        "q_mean": jnp.mean(q_sa),
+        "target_mean": jnp.mean(y),
+        "td_abs": jnp.mean(jnp.abs(td_error)),
+        "q_abs_max": jnp.max(jnp.abs(q_tm1)),
+    }
+    return jnp.mean(jnp.square(td_error)), aux
+
+
+def switch(loss_fns: Sequence[LossFn]) -> LossFn:
+    """One loss that runs ``loss_fns[hparams.loss_index]`` (``lax.switch`` on a traced index).
+
+    Every branch is compiled into the program, so vmapping over ``loss_index`` compares K
+    losses in one compile. The aux dicts are unified: an entry a branch does not report is NaN.
+    ``loss_index`` must be in [0, K): ``lax.switch`` would clamp anything else, so callers
+    validate it (see ``DQNConfig.validate_hparams``).
+    """
+    loss_fns = tuple(loss_fns)
+    if not loss_fns:
+        raise ValueError("switch needs at least one loss")
+
+    def switched(q_fn, online_params, target_params, batch, hparams):
+        args = (online_params, target_params, batch, hparams)
+        shapes = [jax.eval_shape(functools.partial(f, q_fn), *args)[1] for f in loss_fns]
+        keys = sorted(set().union(*shapes))
+
+        def branch(f: LossFn) -> Callable:
+            def run(*operands):
+                loss, aux = f(q_fn, *operands)
+                nan = jnp.full((), jnp.nan, jnp.float32)
+                return loss, {k: jnp.asarray(aux.get(k, nan), jnp.float32) for k in keys}
+
+            return run
+
+        return jax.lax.switch(hparams.loss_index, [branch(f) for f in loss_fns], *args)
+
+    return switched
+
+
+BUILTIN = ("huber", "mse", "residual")
+
+
+def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> LossFn:
     """The loss function a config names.
 
     Args:
-      spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression), an
-        import path ``"package.module:function"``, or a loss function itself.
-      double_q: target of the built-in losses (a user loss computes its own target).
+      spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression),
+        ``"residual"`` (:func:`residual_gradient_td_loss`), an import path
+        ``"package.module:function"``, a loss function itself, or a tuple of these
+        (:func:`switch` over them, chosen by ``hparams.loss_index``).
+      double_q: target of the semi-gradient losses (a user loss computes its own target).
     """
     if callable(spec):
         return spec
+    if isinstance(spec, tuple | list):
+        return switch([resolve(s, double_q=double_q) for s in spec])
+    if spec == "residual":
+        return residual_gradient_td_loss
     if spec in REGRESSIONS:
         return functools.partial(
             semi_gradient_td_loss, regression=REGRESSIONS[spec], double_q=double_q
@@ -137,13 +219,97 @@ def resolve(spec: str | LossFn, *, double_q: bool) -> LossFn:
             raise ValueError(f"config.loss = '{spec}' is not callable")
         return fn
     raise ValueError(
-        f"config.loss = '{spec}' is not one of {sorted(REGRESSIONS)} "
+        f"config.loss = '{spec}' is not one of {', '.join(BUILTIN)} "
         "nor an import path 'package.module:function'"
     )
 
 
-def spec_name(spec: str | LossFn) -> str:
-    """A JSON-storable name for a loss spec: the string itself, or 'module:qualname'."""
+def spec_name(spec: str | LossFn | Sequence[str | LossFn]) -> str | list[str]:
+    """A JSON-storable name for a loss spec: the string itself, 'module:qualname', or a list."""
     if isinstance(spec, str):
         return spec
+    if isinstance(spec, tuple | list):
+        return [spec_name(s) for s in spec]  # type: ignore[misc]
     return f"{spec.__module__}:{spec.__qualname__}"
+
+
+# --- linear value functions: semi-gradient, residual-gradient, TDC, GTD2 -----------------------
+
+
+@struct.dataclass
+class LinearBatch:
+    """Transitions for a linear value function v̂(x) = φ(x)ᵀw, leading axis B.
+
+    ``phi_next`` is φ of the next point — for expected updates (dynamic programming), its
+    expectation under the target policy; ``rho`` the importance ratio π(a|s)/b(a|s) of an
+    off-policy sample (1 on-policy and for expected updates).
+    """
+
+    phi: jax.Array
+    """φ(x_t), [B, d]."""
+    reward: jax.Array
+    """r_t (or its expectation), [B]."""
+    discount: jax.Array
+    """γ·(1 − terminated), [B]."""
+    phi_next: jax.Array
+    """φ(x_{t+1}) or E_π[φ(x_{t+1})], [B, d]."""
+    rho: jax.Array
+    """importance ratio, [B]."""
+
+
+def linear_td_error(w: jax.Array, batch: LinearBatch) -> jax.Array:
+    """δ = r + γ φ'ᵀw − φᵀw, [B] (differentiable in w through both terms)."""
+    return batch.reward + batch.discount * (batch.phi_next @ w) - batch.phi @ w
+
+
+def _secondary(h: jax.Array, batch: LinearBatch, delta: jax.Array) -> jax.Array:
+    """½ ρ (δ − φᵀh)²: its h-gradient step is h ← h + β ρ (δ − φᵀh) φ (δ held fixed)."""
+    return 0.5 * jnp.mean(batch.rho * jnp.square(jax.lax.stop_gradient(delta) - batch.phi @ h))
+
+
+def linear_semi_gradient(w: jax.Array, h: jax.Array, batch: LinearBatch) -> jax.Array:
+    """½ mean ρ (sg(y) − φᵀw)²: the step is w ← w + α mean ρ δ φ (off-policy TD(0); with
+    expected ``phi_next`` and ρ = 1, semi-gradient expected DP). ``h`` is unused."""
+    del h
+    y = jax.lax.stop_gradient(batch.reward + batch.discount * (batch.phi_next @ w))
+    return 0.5 * jnp.mean(batch.rho * jnp.square(y - batch.phi @ w))
+
+
+def linear_residual_gradient(w: jax.Array, h: jax.Array, batch: LinearBatch) -> jax.Array:
+    """½ mean ρ δ²: the step is w ← w + α mean ρ δ (φ − γφ'). ``h`` is unused."""
+    del h
+    return 0.5 * jnp.mean(batch.rho * jnp.square(linear_td_error(w, batch)))
+
+
+def tdc(w: jax.Array, h: jax.Array, batch: LinearBatch) -> jax.Array:
+    """TDC (Sutton et al. 2009), off-policy: the steps are
+
+    w ← w + α mean ρ (δ φ − γ φ' (φᵀh)),     h ← h + β mean ρ (δ − φᵀh) φ.
+    """
+    delta = linear_td_error(w, batch)
+    sg_delta, sg_h_phi = jax.lax.stop_gradient(delta), jax.lax.stop_gradient(batch.phi @ h)
+    primary = -jnp.mean(
+        batch.rho * (sg_delta * (batch.phi @ w) - sg_h_phi * batch.discount * (batch.phi_next @ w))
+    )
+    return primary + _secondary(h, batch, delta)
+
+
+def gtd2(w: jax.Array, h: jax.Array, batch: LinearBatch) -> jax.Array:
+    """GTD2 (Sutton et al. 2009), off-policy: the steps are
+
+    w ← w + α mean ρ (φ − γφ') (φᵀh),     h ← h + β mean ρ (δ − φᵀh) φ.
+    """
+    delta = linear_td_error(w, batch)
+    sg_h_phi = jax.lax.stop_gradient(batch.phi @ h)
+    primary = -jnp.mean(
+        batch.rho * sg_h_phi * (batch.phi @ w - batch.discount * (batch.phi_next @ w))
+    )
+    return primary + _secondary(h, batch, delta)
+
+
+LINEAR_LOSSES: dict[str, Callable[[jax.Array, jax.Array, LinearBatch], jax.Array]] = {
+    "semi_gradient": linear_semi_gradient,
+    "residual_gradient": linear_residual_gradient,
+    "tdc": tdc,
+    "gtd2": gtd2,
+}

@@ -180,7 +180,14 @@ def labels(spec: dict[str, Any]) -> list[str]:
     """A label per configuration naming the swept hyperparameters' values."""
     hp = spec["hparams"]
     n = len(next(iter(hp.values())))
-    return [", ".join(f"{k}={hp[k][i]:g}" for k in spec["swept"]) for i in range(n)]
+    loss = spec["config"].get("loss")
+
+    def value(k: str, i: int) -> str:
+        if k == "loss_index" and isinstance(loss, list):
+            return f"loss={loss[int(hp[k][i])]}"  # name the loss, not its position
+        return f"{k}={hp[k][i]:g}"
+
+    return [", ".join(value(k, i) for k in spec["swept"]) for i in range(n)]
 
 
 def summarize(spec: dict[str, Any], metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ def run(
     Compiles once (timed separately), then runs; only the metrics leave the device.
     """
     hparams_lib.validate(hparams)
+    if hasattr(config, "validate_hparams"):
+        config.validate_hparams(hparams)
     train = make_train(config, progress=progress)
     batched = jax.jit(lambda keys, hp: vmap_grid(train)(keys, hp)[1])
     keys = seed_keys(base_seed, num_seeds)

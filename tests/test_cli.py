@@ -41,6 +41,8 @@ def no_compile(monkeypatch):
         (["--cfg", "num_envs=many"], "config.num_envs = 'many' is not a valid int"),
         (["--seeds", "0"], "--seeds = 0 must be ≥ 1"),
         (["--loss", "l1"], "config.loss = 'l1' is not one of"),
+        (["--loss", "huber,mse", "--hp", "loss_index=2"], "'loss_index' = 2 but config.loss"),
+        (["--hp", "loss_index=1"], "config.loss offers 1 loss(es)"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(args, message, capsys, tmp_path, no_compile):

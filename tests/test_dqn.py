@@ -187,6 +187,22 @@ def test_user_loss_plugs_in(tiny_config):
     )
 
 
+def test_losses_compared_in_one_compile(tiny_config):
+    """config.loss as a tuple: ``loss_index`` is traced, so one program trains both."""
+    config = dataclasses.replace(
+        tiny_config, loss=("mse", my_zero_loss), total_steps=600, learning_starts=100
+    )
+    hp = hparams.grid(dqn.DQNHParams, {"loss_index": [0, 1]})
+    _, metrics = jax.jit(jax.vmap(dqn.make_train(config), (None, 0)))(
+        jax.random.key(0), hparams.to_arrays(hp)
+    )
+    assert np.all(metrics["loss"][0] > 0) and np.all(np.isfinite(metrics["td_abs"][0]))
+    np.testing.assert_array_equal(metrics["loss"][1], 0.0)
+    assert np.all(np.isnan(metrics["my_stat"][0])) and np.all(metrics["my_stat"][1] == 7.0)
+    with pytest.raises(hparams.HParamError, match="'loss_index' = 2"):
+        config.validate_hparams(hparams.grid(dqn.DQNHParams, {"loss_index": [0, 2]}))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import losses, networks
+from qlearn import hparams, losses, networks
 from qlearn.algos.dqn import DQNHParams
 from qlearn.types import Transition
 
@@ -68,9 +68,7 @@ def test_semi_gradient_equals_analytic(setup, use_target_network):
         # Without the stop_gradient the target's dependence on θ enters the gradient: the
         # residual gradient differs, so the check above really detects a missing stop_gradient.
         def residual(p):
-            y = losses.td_targets(q_fn, p, p, batch, hp, double_q=False)
-            q = q_fn(p, batch.obs)[jnp.arange(B), batch.action]
-            return jnp.mean((y - q) ** 2)
+            return losses.residual_gradient_td_loss(q_fn, p, p, batch, hp)[0]
 
         differs = jax.tree.map(
             lambda g, r: not np.allclose(g, r, atol=1e-6), grad, jax.grad(residual)(online)
@@ -145,3 +143,120 @@ def test_resolve():
     with pytest.raises(ValueError, match="cannot be imported"):
         losses.resolve("no_such_module:f", double_q=True)
     assert losses.spec_name(my_zero_loss) == "test_losses:my_zero_loss"
+
+
+def test_residual_gradient_includes_the_bootstrap_gradient(setup):
+    """∇L = −2/B Σ δ_i (∇q̂(s_i, a_i) − γ_i ∇q̂(s'_i, a*_i)), a* = argmax q̂(s'_i, ·)."""
+    q_fn, online, target, batch = setup
+    hp = DQNHParams(gamma=0.9)
+    grad = jax.grad(lambda p: losses.residual_gradient_td_loss(q_fn, p, target, batch, hp)[0])(
+        online
+    )
+    discount = 0.9 * (1.0 - np.asarray(batch.terminated, np.float32))
+    q_next = np.asarray(q_fn(online, batch.next_obs))
+    a_star = q_next.argmax(1)
+    q = np.asarray(q_fn(online, batch.obs))[np.arange(B), batch.action]
+    delta = np.asarray(batch.reward) + discount * q_next.max(1) - q
+
+    def q_at(p, obs, a):
+        return q_fn(p, obs[None])[0, a]
+
+    terms = []
+    for i in range(B):
+        g_now = jax.grad(q_at)(online, batch.obs[i], batch.action[i])
+        g_next = jax.grad(q_at)(online, batch.next_obs[i], a_star[i])
+        terms.append(
+            jax.tree.map(lambda a, b, i=i: -2 * delta[i] * (a - discount[i] * b) / B, g_now, g_next)
+        )
+    expected = jax.tree.map(lambda *t: sum(t), *terms)
+    jax.tree.map(
+        lambda g, e: np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6), grad, expected
+    )
+
+
+def test_switch_runs_the_indexed_loss_and_vmaps_over_the_index(setup):
+    q_fn, online, target, batch = setup
+    specs = ("mse", "residual", "test_losses:my_zero_loss")
+    switched = losses.resolve(specs, double_q=False)
+    singles = [losses.resolve(s, double_q=False) for s in specs]
+    for k, single in enumerate(singles):
+        hp = DQNHParams(gamma=0.9, loss_index=k)
+        (loss, aux), grad = jax.value_and_grad(switched, argnums=1, has_aux=True)(
+            q_fn, online, target, batch, hp
+        )
+        (loss_k, aux_k), grad_k = jax.value_and_grad(single, argnums=1, has_aux=True)(
+            q_fn, online, target, batch, hp
+        )
+        np.testing.assert_allclose(loss, loss_k, rtol=1e-6)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grad, grad_k
+        )
+        assert set(aux) == {"q_mean", "target_mean", "td_abs", "q_abs_max", "my_stat"}
+        for name, value in aux.items():
+            if name in aux_k:
+                np.testing.assert_allclose(value, aux_k[name], rtol=1e-6)
+            else:
+                assert np.isnan(value)
+    hps = hparams.to_arrays(hparams.grid(DQNHParams, {"gamma": [0.9], "loss_index": [0, 1, 2]}))
+    vmapped = jax.vmap(lambda hp: switched(q_fn, online, target, batch, hp)[0])(hps)
+    expected = [f(q_fn, online, target, batch, DQNHParams(gamma=0.9))[0] for f in singles]
+    np.testing.assert_allclose(vmapped, expected, rtol=1e-6)
+
+
+def test_resolve_names_and_tuples():
+    assert losses.resolve("residual", double_q=True) is losses.residual_gradient_td_loss
+    assert losses.spec_name(("huber", my_zero_loss)) == ["huber", "test_losses:my_zero_loss"]
+
+
+# --- linear value functions -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def linear_batch():
+    rng = np.random.default_rng(0)
+    n, d = 6, 4
+    batch = losses.LinearBatch(
+        phi=jnp.asarray(rng.normal(size=(n, d)), jnp.float32),
+        reward=jnp.asarray(rng.normal(size=n), jnp.float32),
+        discount=jnp.asarray([0.9, 0.9, 0.0, 0.9, 0.9, 0.0], jnp.float32),
+        phi_next=jnp.asarray(rng.normal(size=(n, d)), jnp.float32),
+        rho=jnp.asarray(rng.uniform(0, 3, size=n), jnp.float32),
+    )
+    w = jnp.asarray(rng.normal(size=d), jnp.float32)
+    h = jnp.asarray(rng.normal(size=d), jnp.float32)
+    return w, h, batch
+
+
+def textbook_steps(w, h, b):
+    """Per-sample updates (mean over the batch) written from the papers' equations."""
+    phi, phi_n, r, g, rho = (
+        np.asarray(x, np.float64) for x in (b.phi, b.phi_next, b.reward, b.discount, b.rho)
+    )
+    w, h = np.asarray(w, np.float64), np.asarray(h, np.float64)
+    delta = r + g * (phi_n @ w) - phi @ w
+    h_phi = phi @ h
+    secondary = np.mean((rho * (delta - h_phi))[:, None] * phi, 0)
+    return {
+        "semi_gradient": (np.mean((rho * delta)[:, None] * phi, 0), None),
+        "residual_gradient": (
+            np.mean((rho * delta)[:, None] * (phi - g[:, None] * phi_n), 0),
+            None,
+        ),
+        "tdc": (
+            np.mean(rho[:, None] * (delta[:, None] * phi - (g * h_phi)[:, None] * phi_n), 0),
+            secondary,
+        ),
+        "gtd2": (np.mean((rho * h_phi)[:, None] * (phi - g[:, None] * phi_n), 0), secondary),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(losses.LINEAR_LOSSES))
+def test_linear_loss_gradients_are_the_textbook_updates(linear_batch, name):
+    w, h, batch = linear_batch
+    grad_w, grad_h = jax.grad(losses.LINEAR_LOSSES[name], argnums=(0, 1))(w, h, batch)
+    step_w, step_h = textbook_steps(w, h, batch)[name]
+    np.testing.assert_allclose(-grad_w, step_w, rtol=1e-5, atol=1e-6)
+    if step_h is None:
+        np.testing.assert_array_equal(grad_h, 0.0)
+    else:
+        np.testing.assert_allclose(-grad_h, step_h, rtol=1e-5, atol=1e-6)

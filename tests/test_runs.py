@@ -46,3 +46,12 @@ def test_compare_is_bitwise():
 def test_load_of_a_non_run_is_an_error(tmp_path):
     with pytest.raises(runs.RunDirError, match=r"no config\.json"):
         runs.load(tmp_path)
+
+
+def test_several_losses_round_trip_and_are_labelled_by_name():
+    hp = hparams.grid(DQNHParams, {"loss_index": [0, 1]})
+    config = DQNConfig(loss=("huber", "residual"))
+    s = runs.make_spec("dqn", config, hp, num_seeds=1, base_seed=0, swept=["loss_index"])
+    s = json.loads(json.dumps(s))
+    assert runs.spec_objects(s)[1] == config
+    assert runs.labels(s) == ["loss=huber", "loss=residual"]

@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -67,8 +68,10 @@ class DQNConfig:
     layer_norm: bool = _cfg(True, "LayerNorm after each hidden layer")
     target_network: bool = _cfg(True, "bootstrap from a target network (else from θ itself)")
     double_q: bool = _cfg(True, "Double-Q target (built-in losses)")
-    loss: str | LossFn = _cfg(
-        "huber", "'huber', 'mse', 'package.module:function' or a loss function"
+    loss: str | LossFn | tuple[str | LossFn, ...] = _cfg(
+        "huber",
+        "'huber', 'mse', 'residual', 'package.module:function', a loss function, or a tuple of "
+        "these (hparam loss_index picks one: losses compared in one compile)",
     )
     num_evals: int = _cfg(20, "evaluation points (metrics have this many time steps)")
     eval_episodes: int = _cfg(10, "greedy episodes per evaluation")
@@ -76,7 +79,24 @@ class DQNConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
+        if isinstance(self.loss, list):
+            object.__setattr__(self, "loss", tuple(self.loss))
         self._validate()
+
+    @property
+    def num_losses(self) -> int:
+        """How many losses ``config.loss`` offers to ``hparams.loss_index``."""
+        return len(self.loss) if isinstance(self.loss, tuple) else 1
+
+    def validate_hparams(self, hp: DQNHParams) -> None:
+        """Checks of hyperparameters against this config (before anything compiles)."""
+        index = np.atleast_1d(np.asarray(hp.loss_index))
+        if np.any(index >= self.num_losses):
+            bad = int(index.max())
+            raise hparams.HParamError(
+                f"hyperparameter 'loss_index' = {bad} but config.loss offers "
+                f"{self.num_losses} loss(es) (indices 0..{self.num_losses - 1})"
+            )
 
     def _validate(self) -> None:
         def fail(msg: str) -> None:
@@ -188,6 +208,9 @@ class DQNHParams:
     )
     max_grad_norm: float = hparams.field(
         10.0, low=0, low_open=True, help="global-norm gradient clipping (inf: none)"
+    )
+    loss_index: int = hparams.field(
+        0, low=0, integer=True, help="which loss of a tuple config.loss to train with"
     )
 
 
