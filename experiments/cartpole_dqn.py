@@ -9,14 +9,16 @@ run (after compilation, which is reported separately) to the evaluation point wh
 seeds first reaches the threshold.
 
     python experiments/cartpole_dqn.py           # tuned settings, writes runs/cartpole_dqn
-    python experiments/cartpole_dqn.py --hp lr=3e-4 --cfg updates_per_train=2 --out runs/x
+    python experiments/cartpole_dqn.py --seed 1000 --out runs/heldout --figure ''   # other seeds
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,13 +35,14 @@ TUNED_CONFIG = dict(
     num_envs=10,
     learning_starts=5_000,
     buffer_size=50_000,
-    batch_size=128,
+    batch_size=64,
     train_every=1,
-    updates_per_train=2,
+    updates_per_train=1,
+    hidden_sizes=(128,),
     layer_norm=True,
     num_evals=40,
 )
-TUNED_HPARAMS = dict(lr=3e-4, target_tau=0.02, target_period=1)
+TUNED_HPARAMS = dict(lr=1e-3, target_tau=0.02, target_period=1, eps_decay_fraction=0.2)
 
 
 class Timestamps:
@@ -64,6 +67,11 @@ def main() -> None:
     parser.add_argument("--hp", action="append", default=[])
     parser.add_argument("--cfg", action="append", default=[])
     parser.add_argument("--out", default="runs/cartpole_dqn")
+    parser.add_argument(
+        "--figure",
+        default="experiments/figures/cartpole_dqn.png",
+        help="where to copy the learning-curve figure (the README shows it); '' for nowhere",
+    )
     args = parser.parse_args()
 
     config = cli.parse_config(dqn.DQNConfig, args.cfg, **TUNED_CONFIG)
@@ -115,6 +123,9 @@ def main() -> None:
         f"{num_runs} runs × {config.actual_total_steps:,} env steps"
     )
     (run.path / "experiment.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.figure:
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.path / "learning_curves.png", args.figure)
 
 
 if __name__ == "__main__":

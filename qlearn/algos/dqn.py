@@ -59,11 +59,11 @@ class DQNConfig:
     total_steps: int = _cfg(100_000, "env steps per run (summed over the parallel envs)")
     learning_starts: int = _cfg(5_000, "env steps collected before the first update")
     buffer_size: int = _cfg(50_000, "replay capacity in transitions")
-    batch_size: int = _cfg(128, "transitions per gradient update")
+    batch_size: int = _cfg(64, "transitions per gradient update")
     train_every: int = _cfg(1, "vectorised env steps between blocks of updates")
-    updates_per_train: int = _cfg(2, "gradient updates per block")
+    updates_per_train: int = _cfg(1, "gradient updates per block")
     network: str = _cfg("mlp", "'mlp' or 'linear' (no bias: tabular on one-hot observations)")
-    hidden_sizes: tuple[int, ...] = _cfg((64, 64), "MLP hidden widths")
+    hidden_sizes: tuple[int, ...] = _cfg((128,), "MLP hidden widths")
     activation: str = _cfg("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
     layer_norm: bool = _cfg(True, "LayerNorm after each hidden layer")
     target_network: bool = _cfg(True, "bootstrap from a target network (else from θ itself)")
@@ -190,12 +190,12 @@ class DQNHParams:
     τ = 1 with a period; Polyak averaging is τ < 1 with period 1 — both in one compiled sweep.
     """
 
-    lr: float = hparams.field(3e-4, low=0, low_open=True, help="Adam learning rate")
+    lr: float = hparams.field(1e-3, low=0, low_open=True, help="Adam learning rate")
     gamma: float = hparams.field(0.99, low=0, high=1, help="discount γ")
     eps_start: float = hparams.field(1.0, low=0, high=1, help="initial ε")
     eps_end: float = hparams.field(0.05, low=0, high=1, help="final ε")
     eps_decay_fraction: float = hparams.field(
-        0.5, low=0, high=1, help="fraction of total_steps over which ε decays linearly"
+        0.2, low=0, high=1, help="fraction of total_steps over which ε decays linearly"
     )
     target_tau: float = hparams.field(
         0.02, low=0, high=1, low_open=True, help="target update rate τ"
