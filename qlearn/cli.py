@@ -63,6 +63,8 @@ def parse_config(config_cls: type, assignments: list[str], **given: Any) -> Any:
     """Build a config from ``name=value`` strings plus keyword values (validated on creation)."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     values = {k: v for k, v in given.items() if v is not None}
+    for name in set(values) - set(fields):
+        raise CLIError(f"this algorithm has no {name.replace('_', '-')} (its config has no {name})")
     for text in assignments:
         name, value = _parse_assignment(text, "--cfg")
         if name not in fields:
@@ -94,7 +96,8 @@ def enable_compilation_cache(enabled: bool) -> None:
 def _run_with_progress(spec: dict[str, Any], quiet: bool) -> Any:
     from qlearn.progress import ProgressBar
 
-    _, config, _ = runs.spec_objects(spec)
+    module, config, _ = runs.spec_objects(spec)
+    per_run, unit = module.progress_total(config)
     num_configs = len(next(iter(spec["hparams"].values())))
     num_seeds = spec["seeds"]["num_seeds"]
     num_runs = num_configs * num_seeds
@@ -104,14 +107,12 @@ def _run_with_progress(spec: dict[str, Any], quiet: bool) -> Any:
             f"({num_configs} configs × {num_seeds} seeds) ...",
             file=sys.stderr,
         )
-    with ProgressBar(
-        num_runs * config.actual_total_steps, num_runs=num_runs, enabled=not quiet
-    ) as bar:
+    total = num_runs * per_run
+    with ProgressBar(total, num_runs=num_runs, enabled=not quiet, unit=unit) as bar:
         result = runs.execute(spec, progress=None if quiet else bar)
-    steps = num_runs * config.actual_total_steps
     print(
         f"compile {result.compile_seconds:.1f} s, run {result.run_seconds:.1f} s: "
-        f"{steps:,} env steps, {steps / result.run_seconds:,.0f} env steps/s"
+        f"{total:,} {unit}s, {total / result.run_seconds:,.0f} {unit}s/s"
     )
     return result
 
@@ -142,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{out} already holds this run, finished: nothing to do (--overwrite re-runs it)")
         print(runs.summary_table(spec, run.summary["configs"]))
         return 0
-    if config.actual_total_steps != config.total_steps:
+    if hasattr(config, "actual_total_steps") and config.actual_total_steps != config.total_steps:
         print(
             f"note: total_steps {config.total_steps} rounds down to "
             f"{config.actual_total_steps} (whole evaluation intervals)",

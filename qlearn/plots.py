@@ -21,12 +21,13 @@ def learning_curves(
     path: str | Path,
     *,
     title: str = "",
-    ylabel: str = "greedy evaluation return",
+    xlabel: str = "env steps",
+    ylabel: str = "greedy return",
 ) -> Path:
     """Plot one curve per configuration: IQM over seeds and its 95% bootstrap CI.
 
     Args:
-      steps: env steps of each evaluation point, [T].
+      steps: x coordinate of each point (env steps, episodes), [T].
       returns: [H, S, T] returns per configuration, seed and evaluation point.
       labels: H legend labels.
       path: where to write the figure (png).
@@ -38,7 +39,7 @@ def learning_curves(
         low, high = stats.bootstrap_ci(per_time)
         (line,) = ax.plot(steps, center, label=label)
         ax.fill_between(steps, low, high, alpha=0.2, color=line.get_color(), linewidth=0)
-    ax.set_xlabel("env steps")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{ylabel} (IQM, 95% CI)")
     if title:
         ax.set_title(title)

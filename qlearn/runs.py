@@ -55,6 +55,15 @@ class Run:
         return tuple(self.spec.get("metric_axes", AXES))
 
 
+def _jsonable(value: Any) -> Any:
+    """A config value as JSON: tuples as lists, functions (user losses) as 'module:name'."""
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if callable(value):
+        return losses.spec_name(value)
+    return value
+
+
 def make_spec(
     algo: str,
     config: Any,
@@ -65,9 +74,7 @@ def make_spec(
     swept: list[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON identity of a run: what determines its metrics (given the backend)."""
-    cfg = dataclasses.asdict(config)
-    cfg["loss"] = losses.spec_name(config.loss)
-    cfg["hidden_sizes"] = list(config.hidden_sizes)
+    cfg = {f.name: _jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
     return {
         "format": FORMAT,
         "algo": algo,
@@ -191,10 +198,11 @@ def labels(spec: dict[str, Any]) -> list[str]:
 
 
 def summarize(spec: dict[str, Any], metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Per configuration: hyperparameters, final greedy return (mean, IQM, 95% CI over seeds,
-    diverged runs included) and the number of diverged runs."""
-    final = metrics["eval_return"][:, :, -1]  # [H, S]
-    diverged = metrics["diverged"].any(axis=-1)  # [H, S]
+    """Per configuration: hyperparameters, final return (the algorithm's ``final_returns``:
+    mean, IQM, 95% CI over seeds, diverged runs included) and the number of diverged runs."""
+    module = algos.get(spec["algo"])[0]
+    final = module.final_returns(metrics)  # [H, S]
+    diverged = metrics["diverged"].any(axis=-1) if "diverged" in metrics else final * 0 > 0
     low, high = stats.bootstrap_ci(final)
     rows = []
     for h in range(final.shape[0]):
@@ -229,8 +237,7 @@ def write(
     _atomic_write(path / "metrics.npz", buf.getvalue())
     figure(path, spec, result.metrics)
     summary = {
-        "statistic": "greedy evaluation return at the final evaluation point, over seeds; "
-        "diverged runs included",
+        "statistic": algos.get(spec["algo"])[0].FINAL_STATISTIC,
         "configs": summarize(spec, result.metrics),
         "timing": {"compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds},
     }
@@ -241,14 +248,18 @@ def write(
 def figure(path: Path, spec: dict[str, Any], metrics: dict[str, np.ndarray]) -> Path:
     """(Re)draw the learning-curve figure of a run directory."""
     cfg = spec["config"]
+    x, returns, xlabel, ylabel = algos.get(spec["algo"])[0].learning_curve(metrics)
+    name = cfg.get("algorithm", spec["algo"]).replace("_", " ")
     with tempfile.TemporaryDirectory(dir=path) as tmp:
         tmp_png = Path(tmp) / "learning_curves.png"
         plots.learning_curves(
-            metrics["env_steps"][0, 0],
-            metrics["eval_return"],
+            x,
+            returns,
             labels(spec),
             tmp_png,
-            title=f"{spec['algo'].upper()} on {cfg['env_id']} ({spec['seeds']['num_seeds']} seeds)",
+            title=f"{name} on {cfg['env_id']} ({spec['seeds']['num_seeds']} seeds)",
+            xlabel=xlabel,
+            ylabel=ylabel,
         )
         os.replace(tmp_png, path / "learning_curves.png")
     return path / "learning_curves.png"
@@ -269,8 +280,10 @@ def load(path: str | Path) -> Run:
     return Run(path, meta["spec"], meta["provenance"], metrics, summary)
 
 
-def execute(spec: dict[str, Any], *, progress: Any = None) -> sweep.BatchResult:
-    """Run a spec: every configuration × seed in one compiled program."""
+def execute(
+    spec: dict[str, Any], *, progress: Any = None, keep_state: bool = False
+) -> sweep.BatchResult:
+    """Run a spec: every configuration × seed in one compiled program (see ``sweep.run``)."""
     module, config, hp = spec_objects(spec)
     return sweep.run(
         module.make_train,
@@ -279,6 +292,7 @@ def execute(spec: dict[str, Any], *, progress: Any = None) -> sweep.BatchResult:
         num_seeds=spec["seeds"]["num_seeds"],
         base_seed=spec["seeds"]["base_seed"],
         progress=progress,
+        keep_state=keep_state,
     )
 
 

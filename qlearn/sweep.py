@@ -40,6 +40,8 @@ class BatchResult:
     run_seconds: float
     run_started: float
     """``time.perf_counter()`` when the compiled program started (to time host callbacks)."""
+    final_state: Any = None
+    """The runs' final states (leaves [H, S, ...]) when asked for with ``keep_state``."""
 
 
 def run(
@@ -50,26 +52,33 @@ def run(
     num_seeds: int,
     base_seed: int = 0,
     progress: Callable | None = None,
+    keep_state: bool = False,
 ) -> BatchResult:
     """Run every configuration in ``hparams`` (leaves [H]) with ``num_seeds`` seeds.
 
-    Compiles once (timed separately), then runs; only the metrics leave the device.
+    Compiles once (timed separately), then runs; only the metrics leave the device, and the
+    final states too with ``keep_state`` (e.g. to inspect learned Q-tables or networks).
     """
     hparams_lib.validate(hparams)
     if hasattr(config, "validate_hparams"):
         config.validate_hparams(hparams)
     train = make_train(config, progress=progress)
-    batched = jax.jit(lambda keys, hp: vmap_grid(train)(keys, hp)[1])
+    batched = jax.jit(
+        lambda keys, hp: (
+            vmap_grid(train)(keys, hp) if keep_state else (None, vmap_grid(train)(keys, hp)[1])
+        )
+    )
     keys = seed_keys(base_seed, num_seeds)
     hp = hparams_lib.to_arrays(hparams)
     start = time.perf_counter()
     compiled = batched.lower(keys, hp).compile()
     compiled_at = time.perf_counter()
-    metrics = jax.block_until_ready(compiled(keys, hp))
+    final_state, metrics = jax.block_until_ready(compiled(keys, hp))
     done = time.perf_counter()
     return BatchResult(
         metrics={k: np.asarray(v) for k, v in metrics.items()},
         compile_seconds=compiled_at - start,
         run_seconds=done - compiled_at,
         run_started=compiled_at,
+        final_state=final_state,
     )

@@ -1,14 +1,17 @@
 """Algorithms. Each module offers ``make_train(config) -> train(key, hparams)`` together with
-its static ``Config`` and traced ``HParams`` classes."""
+its static ``Config`` and traced ``HParams`` classes, and what reports need from its metrics:
+``learning_curve(metrics)``, ``final_returns(metrics)`` with ``FINAL_STATISTIC`` saying what
+they are, and ``progress_total(config)``."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from qlearn.algos import dqn
+from qlearn.algos import dqn, tabular
 
 ALGOS: dict[str, tuple[ModuleType, type, type]] = {
     "dqn": (dqn, dqn.DQNConfig, dqn.DQNHParams),
+    "tabular": (tabular, tabular.TabularConfig, tabular.TabularHParams),
 }
 
 

@@ -278,6 +278,26 @@ def update_target(params: Params, target_params: Params, updates: jax.Array, hp:
     return optax.periodic_update(blended, target_params, updates, hp.target_period)
 
 
+FINAL_STATISTIC = (
+    "greedy evaluation return at the final evaluation point, over seeds; diverged runs included"
+)
+
+
+def learning_curve(metrics: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """(x [T], returns [H, S, T], x label, y label) of a batch's metrics, for figures."""
+    return metrics["env_steps"][0, 0], metrics["eval_return"], "env steps", "greedy return"
+
+
+def final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """The per-run number summaries report (see :data:`FINAL_STATISTIC`), [H, S]."""
+    return metrics["eval_return"][:, :, -1]
+
+
+def progress_total(config: DQNConfig) -> tuple[int, str]:
+    """(units a run reports to ``progress`` in all, unit name)."""
+    return config.actual_total_steps, "step"
+
+
 LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
 
 
