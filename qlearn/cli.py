@@ -40,9 +40,24 @@ def parse_hparams(hparams_cls: type, assignments: list[str]) -> dict[str, list[f
     return grid
 
 
+def _number(text: str) -> int | float | str:
+    """'20' -> 20, '0.5' -> 0.5, anything else stays a string."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
 def _parse_config_value(field: dataclasses.Field, text: str) -> Any:
     kind = str(field.type)
     try:
+        if kind.startswith("tuple[tuple"):  # name:value pairs, e.g. n_states:20,seed:3
+            pairs = [item.split(":", 1) for item in text.split(",") if item.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError
+            return tuple((k.strip(), _number(v)) for k, v in pairs)
         if kind.startswith("tuple"):
             return tuple(int(x) for x in text.split(",") if x.strip())
         if kind.startswith("bool"):

@@ -40,6 +40,7 @@ def no_compile(monkeypatch):
         (["--cfg", "num_envss=3"], "unknown config field 'num_envss'; did you mean num_envs"),
         (["--cfg", "num_envs=many"], "config.num_envs = 'many' is not a valid int"),
         (["--seeds", "0"], "--seeds = 0 must be ≥ 1"),
+        (["--cfg", "env_kwargs=n_states"], "config.env_kwargs = 'n_states' is not a valid"),
         (["--loss", "l1"], "config.loss = 'l1' is not one of"),
         (["--loss", "huber,mse", "--hp", "loss_index=2"], "'loss_index' = 2 but config.loss"),
         (["--hp", "loss_index=1"], "config.loss offers 1 loss(es)"),
@@ -51,6 +52,13 @@ def test_bad_input_is_one_line_naming_the_field(args, message, capsys, tmp_path,
     assert code == cli.EXIT_USAGE
     assert err.startswith("qlearn: error: ") and err.count("\n") == 1
     assert message in err
+
+
+def test_env_kwargs_parse_as_name_value_pairs():
+    from qlearn.algos.dqn import DQNConfig
+
+    config = cli.parse_config(DQNConfig, ["env_kwargs=n_states:5,seed:2"], env_id="Garnet")
+    assert config.env_kwargs == (("n_states", 5), ("seed", 2))
 
 
 def train_args(out) -> list[str]:

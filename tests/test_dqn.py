@@ -8,7 +8,7 @@ import pytest
 from gymnax.environments.classic_control.cartpole import EnvState as CartPoleState
 from test_losses import my_zero_loss
 
-from qlearn import hparams, losses, networks, sweep
+from qlearn import dp, hparams, losses, networks, sweep
 from qlearn.algos import dqn, rollout
 from qlearn.types import ConfigError, Transition
 
@@ -213,6 +213,7 @@ def test_losses_compared_in_one_compile(tiny_config):
         ({"num_envs": 0}, "num_envs = 0 must be an integer ≥ 1"),
         ({"loss": "l1"}, "config.loss = 'l1'"),
         ({"activation": "sigmoid"}, "config.activation"),
+        ({"env_id": "Garnet", "env_kwargs": {"n_stats": 3}}, "Garnet has no parameter n_stats"),
     ],
 )
 def test_config_errors_name_the_field(change, message):
@@ -226,3 +227,31 @@ def test_config_is_hashable_and_frozen(tiny_config):
     assert hash(tiny_config) == hash(dqn.DQNConfig(**dataclasses.asdict(tiny_config)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         tiny_config.num_envs = 3
+
+
+def test_on_a_finite_mdp_the_true_error_is_logged_and_falls():
+    """Linear DQN on one-hot Garnet features: the true VE against q* shrinks while the TD loss
+    does not, and the greedy policy becomes optimal (its exact value J equals J*)."""
+    config = dqn.DQNConfig(
+        env_id="Garnet",
+        env_kwargs={"n_states": 10, "n_actions": 3, "branching": 3, "seed": 0},
+        max_episode_steps=50,
+        network="linear",
+        num_envs=4,
+        total_steps=8000,
+        learning_starts=400,
+        buffer_size=4000,
+        batch_size=32,
+        num_evals=8,
+        eval_episodes=4,
+    )
+    hp = dqn.DQNHParams(lr=0.05, gamma=0.9, eps_end=0.3, target_tau=0.1)
+    _, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
+    ve = np.asarray(metrics["ve_behaviour"])
+    assert ve[-1] < 0.05 * ve[0]
+    assert np.asarray(metrics["ve_empirical"])[-1] < 0.05 * np.asarray(metrics["ve_empirical"])[0]
+    assert metrics["loss"][-1] > 0.2 * metrics["loss"][0]  # the loss is no measure of the error
+    _, mdp = dqn.make_env(config)
+    q_star, _ = dp.value_iteration(mdp, 0.9)
+    best = dp.policy_value(mdp, dp.greedy_policy(q_star), 0.9)
+    np.testing.assert_allclose(metrics["greedy_value"][-1], best, rtol=1e-5)

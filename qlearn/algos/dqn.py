@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from qlearn import envs, hparams, losses, networks, policies, replay
+from qlearn import dp, envs, hparams, losses, networks, policies, replay
 from qlearn.algos import rollout
 from qlearn.types import ConfigError, LossFn, Params, QFn, Transition
 
@@ -53,7 +53,10 @@ class DQNConfig:
     :class:`~qlearn.types.ConfigError` naming the field).
     """
 
-    env_id: str = _cfg("CartPole-v1", "gymnax environment id")
+    env_id: str = _cfg("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
+    env_kwargs: tuple[tuple[str, Any], ...] = _cfg(
+        (), "env arguments as (name, value) pairs: a finite MDP's builder, or gymnax params"
+    )
     max_episode_steps: int | None = _cfg(None, "override the env's time limit (truncation)")
     num_envs: int = _cfg(10, "parallel training environments")
     total_steps: int = _cfg(100_000, "env steps per run (summed over the parallel envs)")
@@ -81,6 +84,9 @@ class DQNConfig:
         object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
         if isinstance(self.loss, list):
             object.__setattr__(self, "loss", tuple(self.loss))
+        kwargs = self.env_kwargs  # a dict, or (name, value) pairs (lists, when read from JSON)
+        pairs = kwargs.items() if isinstance(kwargs, dict) else kwargs
+        object.__setattr__(self, "env_kwargs", tuple(sorted((str(k), v) for k, v in pairs)))
         self._validate()
 
     @property
@@ -106,6 +112,10 @@ class DQNConfig:
             envs.check_id(self.env_id)
         except envs.UnknownEnvError as e:
             raise ConfigError(f"config.env_id: {e}") from None
+        try:
+            make_env(self)
+        except ValueError as e:
+            raise ConfigError(f"config.env_kwargs: {e}") from None
         for name in (
             "num_envs",
             "total_steps",
@@ -228,14 +238,16 @@ class DQNState:
     env_steps: jax.Array
     updates: jax.Array
     episodes: rollout.EpisodeStats
+    visits: jax.Array | None = None
+    """[S, A] state-action visit counts (finite MDPs only)."""
 
 
 def make_env(config: DQNConfig) -> tuple[Any, Any]:
     """The (env, env_params) pair a config trains on."""
-    overrides = {}
+    kwargs = dict(config.env_kwargs)
     if config.max_episode_steps is not None:
-        overrides["max_steps_in_episode"] = config.max_episode_steps
-    return envs.make(config.env_id, **overrides)
+        kwargs["max_steps_in_episode"] = config.max_episode_steps
+    return envs.make(config.env_id, **kwargs)
 
 
 def make_network(config: DQNConfig, num_actions: int) -> Any:
@@ -301,6 +313,30 @@ def progress_total(config: DQNConfig) -> tuple[int, str]:
 LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
 
 
+def true_error_metrics(
+    mdp: envs.FiniteMDPParams,
+    q_hat: jax.Array,
+    q_star: jax.Array,
+    visits: jax.Array,
+    epsilon: jax.Array,
+    gamma: jax.Array,
+) -> dict[str, jax.Array]:
+    """What only a finite MDP can tell: the error of q̂ [S, A] against q*.
+
+    ``ve_behaviour`` = Σ μ_b (q* − q̂)² under the exact on-policy distribution of the current
+    ε-greedy policy; ``ve_empirical`` the same under the visit frequencies so far;
+    ``greedy_value`` = J(π_greedy), the expected return of the greedy policy from the start
+    (non-finite if that policy never ends an episode under γ = 1).
+    """
+    behaviour = dp.epsilon_greedy_policy(q_hat, epsilon, mdp.action_mask)
+    mu = dp.state_action_distribution(mdp, behaviour)
+    return {
+        "ve_behaviour": dp.value_error(q_hat, q_star, mu),
+        "ve_empirical": dp.value_error(q_hat, q_star, visits / jnp.maximum(jnp.sum(visits), 1)),
+        "greedy_value": dp.policy_value(mdp, dp.greedy_policy(q_hat, mdp.action_mask), gamma),
+    }
+
+
 def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, jax.Array]:
     """Reduce the per-update metrics of an interval (leaves [iterations, updates]).
 
@@ -332,7 +368,8 @@ def make_train(
       env_steps, eval_return (greedy, ε = 0), train_return (mean over episodes completed in the
       interval, NaN if none), train_episodes, epsilon, loss, q_mean, target_mean, td_abs
       (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
-      ``divergence_bound`` in the interval).
+      ``divergence_bound`` in the interval); on a finite MDP also the true errors of
+      :func:`true_error_metrics` (ve_behaviour, ve_empirical, greedy_value).
     """
     env, env_params = make_env(config)
     num_actions = env.action_space(env_params).n
@@ -340,6 +377,7 @@ def make_train(
     network = make_network(config, num_actions)
     q_fn: QFn = network.apply
     loss_fn = losses.resolve(config.loss, double_q=config.double_q)
+    finite = envs.is_finite(config.env_id)
     num_envs = config.num_envs
 
     def train(key: jax.Array, hp: DQNHParams) -> tuple[DQNState, dict[str, jax.Array]]:
@@ -367,7 +405,9 @@ def make_train(
             env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
             episodes=rollout.init_episode_stats(num_envs),
+            visits=jnp.zeros(env_params.rewards.shape) if finite else None,
         )
+        q_star = dp.value_iteration(env_params, hp.gamma)[0] if finite else None
 
         def epsilon(env_steps: jax.Array) -> jax.Array:
             decay = hp.eps_decay_fraction * config.total_steps
@@ -380,6 +420,9 @@ def make_train(
             obs, env_state, tr = rollout.step_envs(
                 env, env_params, k_step, state.env_state, state.obs, action
             )
+            if finite:  # count the visits for the empirical VE
+                visits = state.visits.at[state.env_state.state, action].add(1.0)
+                state = state.replace(visits=visits)
             state = state.replace(
                 key=key,
                 obs=obs,
@@ -438,6 +481,11 @@ def make_train(
                 "epsilon": epsilon(state.env_steps),
                 **interval_loss_metrics(m, config.divergence_bound),
             }
+            if finite:
+                q_all = q_fn(state.params, env_params.features)  # every state, [S, A]
+                metrics |= true_error_metrics(
+                    env_params, q_all, q_star, state.visits, epsilon(state.env_steps), hp.gamma
+                )
             if progress is not None:
                 jax.debug.callback(progress, state.env_steps - steps_before, eval_return)
             state = state.replace(episodes=rollout.clear_completed(state.episodes))
