@@ -139,7 +139,8 @@ def state_action_distribution(mdp: FiniteMDPParams, policy: jax.Array) -> jax.Ar
     episode, normalised (Sutton & Barto eq. 9.2). Both are the stationary distribution of the
     chain in which entering a terminal state restarts from ``initial_distribution``, so one
     solve covers both: d (I − P̃ + 1 hᵀ) = hᵀ. It assumes a single recurrent class (a unique
-    stationary distribution). Time-limit truncation is not modelled.
+    stationary distribution; the system is singular otherwise and the result meaningless —
+    check rank(I − P̃) = S − 1 on a new MDP). Time-limit truncation is not modelled.
     """
     h = mdp.initial_distribution
     p_end = jnp.sum(mdp.transition_probs * mdp.terminal.astype(jnp.float32), axis=-1)  # [S, A]

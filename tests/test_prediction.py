@@ -71,3 +71,35 @@ def test_gradient_td_methods_stay_bounded_on_baird(loss, mode, hp):
 def test_config_errors(change, message):
     with pytest.raises(ConfigError, match=message):
         prediction.PredictionConfig(**change)
+
+
+def test_a_frozen_target_turns_td_into_regression_on_fixed_labels():
+    """target_period longer than the run: w⁻ = w₀ throughout, so expected semi-gradient
+    updates are gradient descent on ½ mean_s (y₀(s) − φ(s)ᵀw)², y₀ = r + γ φ'ᵀw₀ (fit exactly:
+    8 features, 7 states)."""
+    weights, _ = baird_run("semi_gradient", "expected", steps=3000, lr=0.05, target_period=10**6)
+    _, mdp = envs.make("Baird")
+    batch = prediction.expected_batch(mdp, jnp.asarray(catalog.BAIRD_TARGET), 0.99)
+    labels = batch.reward + 0.99 * batch.phi_next @ catalog.BAIRD_INITIAL_WEIGHTS
+    np.testing.assert_allclose(mdp.features @ weights[-1], labels, atol=1e-3)
+
+
+def test_one_program_vmaps_over_mdps():
+    kwargs = dict(n_states=6, n_actions=2, branching=2, feature_dim=3)
+    config = prediction.PredictionConfig(
+        env_id="Garnet",
+        env_kwargs=kwargs,
+        mode="expected",
+        target_policy=(1.0, 0.0),
+        behaviour_policy=(0.5, 0.5),
+        num_steps=50,
+    )
+    mdps = [envs.make("Garnet", seed=s, **kwargs)[1] for s in (3, 4)]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *mdps)
+    train = prediction.make_train(config)
+    hp = prediction.PredictionHParams(gamma=0.9, lr=0.05)
+    _, batched = jax.jit(jax.vmap(train, (None, None, 0)))(jax.random.key(0), hp, stacked)
+    for i, mdp in enumerate(mdps):
+        _, alone = jax.jit(train)(jax.random.key(0), hp, mdp)
+        np.testing.assert_allclose(batched["weights"][i], alone["weights"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(batched["weights"][0], batched["weights"][1])

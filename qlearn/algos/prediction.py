@@ -6,10 +6,15 @@ Two modes:
   * ``"sample"``: one transition per step from a single env following b, weighted by the
     importance ratio ρ = π(a|s)/b(a|s) (off-policy TD(0) and its gradient-TD relatives);
   * ``"expected"``: one sweep per step over every state with the expected update under π,
-    weighted uniformly (Sutton & Barto's "semi-gradient DP", eq. 11.9, for the semi-gradient
-    loss; for the residual-gradient loss, gradient descent on the mean squared Bellman error).
+    each state weighted by b's on-policy distribution d_b (so the step is the expectation of
+    the sampled one; Sutton & Barto's "semi-gradient DP", eq. 11.9, where d_b is uniform as
+    in Baird's counterexample; for the residual-gradient loss, gradient descent on the
+    d_b-weighted mean squared Bellman error).
 
 Each step applies w ← w − α ∂L/∂w and h ← h − β ∂L/∂h (h: the secondary weights of TDC/GTD2).
+The semi-gradient loss bootstraps from a target copy w⁻ refreshed every ``target_period`` steps
+(a traced hyperparameter; 1 means w itself, the classic TD(0)) — the target network of DQN,
+here with exactly known error.
 Metrics per step ([num_steps]): ``weights`` (after the step, [num_steps, d]) and ``ve``, the
 value error Σ_s d_b(s) (v_π(s) − φ(s)ᵀw)² under b's on-policy state distribution, with v_π
 computed exactly.
@@ -90,12 +95,17 @@ class PredictionHParams:
     lr: float = hparams.field(0.01, low=0, low_open=True, help="step size α of w")
     beta: float = hparams.field(0.005, low=0, help="step size β of the secondary weights h")
     gamma: float = hparams.field(0.99, low=0, high=1, high_open=True, help="discount γ")
+    target_period: int = hparams.field(
+        1, low=1, integer=True, help="steps between copies w⁻ ← w (semi-gradient loss; 1: none)"
+    )
 
 
 @struct.dataclass
 class PredictionState:
     w: jax.Array
     h: jax.Array
+    w_target: jax.Array
+    """w⁻, the weights the semi-gradient loss bootstraps from."""
     env_state: Any
     key: jax.Array
 
@@ -105,40 +115,49 @@ def make_env(config: PredictionConfig) -> tuple[envs.FiniteMDP, envs.FiniteMDPPa
 
 
 def expected_batch(
-    mdp: envs.FiniteMDPParams, pi: jax.Array, gamma: jax.Array
+    mdp: envs.FiniteMDPParams, pi: jax.Array, gamma: jax.Array, d_b: jax.Array | None = None
 ) -> losses.LinearBatch:
-    """Every state once, with π's expected reward and expected next features (ρ = 1)."""
+    """Every state once, with π's expected reward and expected next features, weighted so that
+    the batch mean is the d_b-weighted sum (ρ = S·d_b(s); uniform d_b by default)."""
     num_states = mdp.num_states
     live = mdp.transition_probs * (1.0 - mdp.terminal.astype(jnp.float32))  # [S, A, S]
+    weight = jnp.ones(num_states) if d_b is None else num_states * d_b
     return losses.LinearBatch(
         phi=mdp.features,
         reward=mdp.rewards @ pi,
         discount=jnp.full(num_states, gamma),
         phi_next=jnp.einsum("a,sat,td->sd", pi, live, mdp.features),
-        rho=jnp.ones(num_states),
+        rho=weight,
     )
 
 
 def make_train(
     config: PredictionConfig, *, progress: Callable | None = None
 ) -> Callable[[jax.Array, PredictionHParams], tuple[PredictionState, dict[str, jax.Array]]]:
-    """Build ``train(key, hparams) -> (final_state, {"weights": [T, d], "ve": [T]})``."""
+    """Build ``train(key, hparams, mdp=None) -> (final_state, {"weights": [T, d], "ve": [T]})``.
+
+    ``mdp`` (default: the config's) may be any MDP of the same shapes — pass a batch of them
+    under ``jax.vmap`` to run one compiled program over many MDPs.
+    """
     del progress  # runs are short: no progress reports
-    env, mdp = make_env(config)
+    env, default_mdp = make_env(config)
     loss = losses.LINEAR_LOSSES[config.loss]
     pi = jnp.asarray(config.target_policy, jnp.float32)
     b = jnp.asarray(config.behaviour_policy, jnp.float32)
-    num_states, d = mdp.num_states, env.feature_dim
+    num_states, d = env.num_states, env.feature_dim
     w0 = jnp.zeros(d) if config.initial_weights is None else jnp.asarray(config.initial_weights)
 
-    def train(key: jax.Array, hp: PredictionHParams) -> tuple[PredictionState, dict]:
+    def train(
+        key: jax.Array, hp: PredictionHParams, mdp: envs.FiniteMDPParams | None = None
+    ) -> tuple[PredictionState, dict]:
+        mdp = default_mdp if mdp is None else mdp
         hp = hparams.to_arrays(hp)
         pi_table = jnp.tile(pi, (num_states, 1))
         v_pi = jnp.sum(dp.policy_evaluation(mdp, pi_table, hp.gamma) * pi_table, axis=-1)
         d_b = dp.state_action_distribution(mdp, jnp.tile(b, (num_states, 1))).sum(-1)
         k_reset, k_loop = jax.random.split(key)
         _, env_state = env.reset(k_reset, mdp)
-        state = PredictionState(w=w0, h=jnp.zeros(d), env_state=env_state, key=k_loop)
+        state = PredictionState(w=w0, h=jnp.zeros(d), w_target=w0, env_state=env_state, key=k_loop)
 
         def sample_batch(state: PredictionState) -> tuple[PredictionState, losses.LinearBatch]:
             key, k_act, k_step = jax.random.split(state.key, 3)
@@ -154,16 +173,22 @@ def make_train(
             )
             return state.replace(env_state=env_state, key=key), batch
 
-        def step(state: PredictionState, _: Any) -> tuple[PredictionState, dict[str, jax.Array]]:
+        def step(state: PredictionState, t: jax.Array) -> tuple[PredictionState, dict]:
             if config.mode == "sample":
                 state, batch = sample_batch(state)
             else:
-                batch = expected_batch(mdp, pi, hp.gamma)
+                batch = expected_batch(mdp, pi, hp.gamma, d_b)
+            w_target = jnp.where(t % hp.target_period == 0, state.w, state.w_target)
+            if config.loss == "semi_gradient":  # bootstrap from w⁻: the target is a fixed label
+                label = batch.reward + batch.discount * (batch.phi_next @ w_target)
+                batch = batch.replace(reward=label, discount=jnp.zeros_like(batch.discount))
             grad_w, grad_h = jax.grad(loss, argnums=(0, 1))(state.w, state.h, batch)
-            state = state.replace(w=state.w - hp.lr * grad_w, h=state.h - hp.beta * grad_h)
+            state = state.replace(
+                w=state.w - hp.lr * grad_w, h=state.h - hp.beta * grad_h, w_target=w_target
+            )
             ve = jnp.sum(d_b * jnp.square(v_pi - mdp.features @ state.w))
             return state, {"weights": state.w, "ve": ve}
 
-        return jax.lax.scan(step, state, length=config.num_steps)
+        return jax.lax.scan(step, state, jnp.arange(config.num_steps))
 
     return train

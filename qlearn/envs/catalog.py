@@ -167,14 +167,16 @@ def garnet(
     branching: int = 2,
     seed: int = 0,
     feature_dim: int | None = None,
+    feature_kind: str = "gaussian",
     max_steps_in_episode: int = 1_000,
 ) -> tuple[FiniteMDP, FiniteMDPParams]:
     """A random continuing MDP (Archibald et al. 1995), reproducible from ``seed``.
 
     Each (s, a) leads to ``branching`` distinct states drawn uniformly, with probabilities from
     a uniform split of [0, 1]; rewards r(s, a) ~ N(0, 1), deterministic given (s, a); uniform
-    initial state. Features are one-hot, or, with ``feature_dim``, N(0, 1/d) random features
-    (linear function approximation that cannot represent every value function).
+    initial state. Features are one-hot, or, with ``feature_dim``, random features that cannot
+    represent every value function: ``feature_kind`` "gaussian" (N(0, 1/d)) or "uniform"
+    (U[0, 1), non-negative like Baird's, and far likelier to make off-policy TD unstable).
     """
     if not 1 <= branching <= n_states:
         raise FiniteMDPError(f"branching = {branching} must be in [1, n_states = {n_states}]")
@@ -192,7 +194,12 @@ def garnet(
     if feature_dim is not None:
         if feature_dim < 1:
             raise FiniteMDPError(f"feature_dim = {feature_dim} must be ≥ 1")
-        phi = rng.normal(size=(n_states, feature_dim)) / np.sqrt(feature_dim)
+        if feature_kind == "gaussian":
+            phi = rng.normal(size=(n_states, feature_dim)) / np.sqrt(feature_dim)
+        elif feature_kind == "uniform":
+            phi = rng.uniform(size=(n_states, feature_dim))
+        else:
+            raise FiniteMDPError(f"feature_kind = '{feature_kind}' must be 'gaussian' or 'uniform'")
     params = finite_mdp_params(
         p,
         r,
