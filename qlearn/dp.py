@@ -131,24 +131,55 @@ def policy_evaluation(
     return q.reshape(num_states, num_actions)
 
 
-def state_action_distribution(mdp: FiniteMDPParams, policy: jax.Array) -> jax.Array:
+def power_sum(
+    m: jax.Array, horizon: jax.Array | int, *, stochastic: bool = False, bits: int = 31
+) -> jax.Array:
+    """Σ_{t<H} Mᵗ for a square matrix M [n, n] and an integer horizon H < 2^bits (traced is
+    fine), by doubling: O(bits) matrix products, no linear solve (so it stays finite and fast
+    for any M, singular I − M included).
+
+    Repeated squaring doubles a rounding error in a row sum at every step; for a stochastic M
+    (``stochastic=True``) the powers are renormalised to rows summing to 1, which keeps long
+    horizons exact to float32 precision.
+    """
+    n = m.shape[0]
+    eye = jnp.eye(n, dtype=m.dtype)
+    horizon = jnp.asarray(horizon, jnp.int32)
+
+    def fix(power: jax.Array) -> jax.Array:
+        return power / jnp.sum(power, axis=-1, keepdims=True) if stochastic else power
+
+    def step(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        power, total = carry  # Mᵏ, Σ_{t<k} Mᵗ for k = the bits of H read so far
+        total, power = total + power @ total, fix(power @ power)  # k -> 2k
+        bit = (horizon >> (bits - 1 - i)) & 1
+        total = total + bit * power  # k -> k + 1 when the bit is set
+        power = jnp.where(bit == 1, fix(power @ m), power)
+        return power, total
+
+    _, total = jax.lax.fori_loop(0, bits, step, (eye, jnp.zeros_like(m)))
+    return total
+
+
+def state_action_distribution(
+    mdp: FiniteMDPParams, policy: jax.Array, horizon: int = 2**24
+) -> jax.Array:
     """The on-policy distribution μ(s, a) = d(s) π(a|s) of following π, [S, A].
 
-    d is the long-run fraction of time spent in each state: for a continuing MDP the stationary
-    distribution of the state chain under π; for an episodic one the expected visits per
-    episode, normalised (Sutton & Barto eq. 9.2). Both are the stationary distribution of the
-    chain in which entering a terminal state restarts from ``initial_distribution``, so one
-    solve covers both: d (I − P̃ + 1 hᵀ) = hᵀ. It assumes a single recurrent class (a unique
-    stationary distribution; the system is singular otherwise and the result meaningless —
-    check rank(I − P̃) = S − 1 on a new MDP). Time-limit truncation is not modelled.
+    d is the long-run fraction of time spent in each state when starting from
+    ``initial_distribution`` h: for a continuing MDP the stationary distribution of the state
+    chain under π; for an episodic one the expected visits per episode, normalised (Sutton &
+    Barto eq. 9.2). Both are the long-run visit frequencies of the chain P̃ in which entering a
+    terminal state restarts from h, computed as the average d = (1/T) h Σ_{t<T} P̃ᵗ over
+    T = ``horizon`` steps by doubling — defined for every chain (periodic ones, and ones with
+    several closed classes, where d depends on h), without a linear solve. The error is
+    O(mixing time / T). Time-limit truncation is not modelled.
     """
     h = mdp.initial_distribution
     p_end = jnp.sum(mdp.transition_probs * mdp.terminal.astype(jnp.float32), axis=-1)  # [S, A]
     restarted = _continuation(mdp) + p_end[..., None] * h  # [S, A, S]
     p_tilde = jnp.einsum("sa,sat->st", policy, restarted)
-    num_states = h.shape[0]
-    system = jnp.eye(num_states) - p_tilde + jnp.outer(jnp.ones(num_states), h)
-    d = jnp.linalg.solve(system.T, h)
+    d = h @ power_sum(p_tilde, horizon, stochastic=True) / horizon
     return d[:, None] * policy
 
 
@@ -157,7 +188,45 @@ def value_error(q_hat: jax.Array, q_ref: jax.Array, mu: jax.Array) -> jax.Array:
     return jnp.sum(mu * jnp.square(q_ref - q_hat))
 
 
-def policy_value(mdp: FiniteMDPParams, policy: jax.Array, gamma: jax.Array | float) -> jax.Array:
-    """J(π) = Σ_s h(s) Σ_a π(a|s) q^π(s,a): the expected return from the start, []."""
-    q = policy_evaluation(mdp, policy, gamma)
-    return jnp.einsum("s,sa,sa->", mdp.initial_distribution, policy, q)
+def policy_value(
+    mdp: FiniteMDPParams,
+    policy: jax.Array,
+    gamma: jax.Array | float,
+    horizon: jax.Array | int | None = None,
+) -> jax.Array:
+    """J(π): the expected return of an episode that starts from ``initial_distribution`` and
+    follows π for at most ``horizon`` steps (default: the MDP's own time limit,
+    ``max_steps_in_episode``), [] — J = h · Σ_{t<H} (γ P_π)ᵗ r_π by doubling.
+
+    This is what a greedy evaluation episode in the environment returns on average, and it is
+    finite for every policy, including one that never ends an episode under γ = 1 (it then
+    collects its rewards for H steps). With γ < 1 and a long time limit it equals Σ h π q^π.
+    """
+    horizon = mdp.max_steps_in_episode if horizon is None else horizon
+    rewards, continuation = _live_model(mdp)
+    p_pi = jnp.einsum("sa,sat->st", policy, continuation)
+    r_pi = jnp.sum(policy * rewards, axis=-1)
+    return mdp.initial_distribution @ power_sum(gamma * p_pi, horizon) @ r_pi
+
+
+def error_metrics(
+    mdp: FiniteMDPParams,
+    q_hat: jax.Array,
+    q_star: jax.Array,
+    behaviour: jax.Array,
+    visits: jax.Array,
+    gamma: jax.Array | float,
+) -> dict[str, jax.Array]:
+    """What only a finite MDP can tell about a learner's q̂ [S, A], each a scalar:
+
+    ``ve_behaviour`` = Σ μ_b (q* − q̂)² under the exact on-policy distribution of the behaviour
+    policy π_b [S, A]; ``ve_empirical``, the same under the visit frequencies ``visits`` [S, A];
+    ``greedy_value`` = J(greedy(q̂)), the greedy policy's exact expected return from the start
+    within the MDP's time limit (:func:`policy_value`).
+    """
+    mu = state_action_distribution(mdp, behaviour)
+    return {
+        "ve_behaviour": value_error(q_hat, q_star, mu),
+        "ve_empirical": value_error(q_hat, q_star, visits / jnp.maximum(jnp.sum(visits), 1)),
+        "greedy_value": policy_value(mdp, greedy_policy(q_hat, mdp.action_mask), gamma),
+    }

@@ -145,3 +145,30 @@ def test_gamma_is_vmappable_and_bad_gamma_is_refused():
         dp.policy_evaluation(mdp, policy, 1.0)
     with pytest.raises(envs.FiniteMDPError, match=r"gamma = 1.5 must be in \[0, 1\]"):
         dp.policy_evaluation(mdp, policy, 1.5)
+
+
+def test_error_metrics_of_q_star_are_zero_and_its_greedy_value_is_optimal():
+    _, mdp = envs.make("Garnet", n_states=6, n_actions=2, branching=2, seed=7)
+    q, _ = dp.value_iteration(mdp, 0.9, tol=1e-7)
+    behaviour = dp.epsilon_greedy_policy(q, 0.2)
+    m = dp.error_metrics(mdp, q, q, behaviour, jnp.ones((6, 2)), 0.9)
+    assert float(m["ve_behaviour"]) == 0.0 and float(m["ve_empirical"]) == 0.0
+    worse = dp.error_metrics(mdp, q + 1.0, q, behaviour, jnp.ones((6, 2)), 0.9)
+    np.testing.assert_allclose(worse["ve_behaviour"], 1.0, rtol=1e-5)  # Σ μ · 1² with Σ μ = 1
+    np.testing.assert_allclose(worse["ve_empirical"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(m["greedy_value"], worse["greedy_value"])  # same greedy policy
+    np.testing.assert_allclose(
+        m["greedy_value"], dp.policy_value(mdp, dp.greedy_policy(q), 0.9), rtol=1e-6
+    )
+
+
+def test_looping_policies_get_finite_answers():
+    """A greedy policy that never ends an episode (γ = 1) collects its rewards until the time
+    limit, and its state distribution is the long-run one from the start — no singular solve."""
+    _, mdp = envs.make("CliffWalking", max_steps_in_episode=500)
+    up = jnp.zeros((48, 4)).at[:, catalog.UP].set(1.0)  # from the start: up to the wall, forever
+    assert float(dp.policy_value(mdp, up, 1.0)) == pytest.approx(-500.0)
+    mu = dp.state_action_distribution(mdp, up)
+    assert float(mu[0, catalog.UP]) == pytest.approx(1.0, abs=1e-5)  # stuck in the corner (0, 0)
+    batched = jax.jit(jax.vmap(lambda p: dp.policy_value(mdp, p, 1.0)))(jnp.stack([up, up]))
+    np.testing.assert_allclose(batched, -500.0)

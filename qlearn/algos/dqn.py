@@ -313,30 +313,6 @@ def progress_total(config: DQNConfig) -> tuple[int, str]:
 LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
 
 
-def true_error_metrics(
-    mdp: envs.FiniteMDPParams,
-    q_hat: jax.Array,
-    q_star: jax.Array,
-    visits: jax.Array,
-    epsilon: jax.Array,
-    gamma: jax.Array,
-) -> dict[str, jax.Array]:
-    """What only a finite MDP can tell: the error of q̂ [S, A] against q*.
-
-    ``ve_behaviour`` = Σ μ_b (q* − q̂)² under the exact on-policy distribution of the current
-    ε-greedy policy; ``ve_empirical`` the same under the visit frequencies so far;
-    ``greedy_value`` = J(π_greedy), the expected return of the greedy policy from the start
-    (non-finite if that policy never ends an episode under γ = 1).
-    """
-    behaviour = dp.epsilon_greedy_policy(q_hat, epsilon, mdp.action_mask)
-    mu = dp.state_action_distribution(mdp, behaviour)
-    return {
-        "ve_behaviour": dp.value_error(q_hat, q_star, mu),
-        "ve_empirical": dp.value_error(q_hat, q_star, visits / jnp.maximum(jnp.sum(visits), 1)),
-        "greedy_value": dp.policy_value(mdp, dp.greedy_policy(q_hat, mdp.action_mask), gamma),
-    }
-
-
 def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, jax.Array]:
     """Reduce the per-update metrics of an interval (leaves [iterations, updates]).
 
@@ -369,7 +345,7 @@ def make_train(
       interval, NaN if none), train_episodes, epsilon, loss, q_mean, target_mean, td_abs
       (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
       ``divergence_bound`` in the interval); on a finite MDP also the true errors of
-      :func:`true_error_metrics` (ve_behaviour, ve_empirical, greedy_value).
+      :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value).
     """
     env, env_params = make_env(config)
     num_actions = env.action_space(env_params).n
@@ -483,8 +459,10 @@ def make_train(
             }
             if finite:
                 q_all = q_fn(state.params, env_params.features)  # every state, [S, A]
-                metrics |= true_error_metrics(
-                    env_params, q_all, q_star, state.visits, epsilon(state.env_steps), hp.gamma
+                mask = env_params.action_mask
+                behaviour = dp.epsilon_greedy_policy(q_all, epsilon(state.env_steps), mask)
+                metrics |= dp.error_metrics(
+                    env_params, q_all, q_star, behaviour, state.visits, hp.gamma
                 )
             if progress is not None:
                 jax.debug.callback(progress, state.env_steps - steps_before, eval_return)

@@ -12,10 +12,11 @@ Double Q-learning keeps two tables, acts ε-greedily on their sum and, with prob
 updates one with the other's value of its own greedy action (van Hasselt 2010).
 
 Metrics are per episode ([num_episodes]): ``return`` (undiscounted), ``length``,
-``first_action`` (the action taken in the episode's first state), and the true error against q*
-(value iteration on the MDP's arrays): ``ve_behaviour`` = Σ μ_b (q* − Q)² under the exact
-on-policy distribution of the current ε-greedy policy, and ``ve_empirical`` under the
-state-action visit frequencies so far. Vmap ``train`` over keys and hyperparameters as for DQN.
+``first_action`` (the action taken in the episode's first state), and the true errors of
+:func:`qlearn.dp.error_metrics` against q* (value iteration on the MDP's arrays):
+``ve_behaviour`` = Σ μ_b (q* − Q)² under the exact on-policy distribution of the current
+ε-greedy policy, ``ve_empirical`` under the visit frequencies so far, and ``greedy_value``,
+the exact value of the greedy policy. Vmap ``train`` over keys and hyperparameters as for DQN.
 """
 
 from __future__ import annotations
@@ -228,13 +229,12 @@ def make_train(
             carry = jax.tree.map(jnp.asarray, carry)
             key, q, visits, env_state, _, ret, length, _ = jax.lax.while_loop(cond, body, carry)
             q_hat = q[0] if algorithm != "double_q_learning" else 0.5 * (q[0] + q[1])
-            mu = dp.state_action_distribution(mdp, behaviour_policy(q_hat, mask, hp.epsilon))
+            behaviour = behaviour_policy(q_hat, mask, hp.epsilon)
             metrics = {
                 "return": ret,
                 "length": length,
                 "first_action": a0,
-                "ve_behaviour": dp.value_error(q_hat, q_star, mu),
-                "ve_empirical": dp.value_error(q_hat, q_star, visits / jnp.sum(visits)),
+                **dp.error_metrics(mdp, q_hat, q_star, behaviour, visits, hp.gamma),
             }
             return TabularState(q=q, visits=visits, env_state=env_state, key=key), metrics
 
