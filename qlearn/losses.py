@@ -57,6 +57,14 @@ def huber(td_error: jax.Array, hparams: Any) -> jax.Array:
 REGRESSIONS: dict[str, Regression] = {"mse": mse, "huber": huber}
 
 
+def bootstrap_discount(batch: Transition, gamma: jax.Array) -> jax.Array:
+    """discount_t = γ^steps · (1 − terminated), [B]: zero only at a true termination; an
+    n-step transition (``steps`` = m) bootstraps m steps ahead."""
+    return gamma ** jnp.asarray(batch.steps, jnp.float32) * (
+        1.0 - batch.terminated.astype(jnp.float32)
+    )
+
+
 def td_targets(
     q_fn: QFn,
     online_params: Params,
@@ -68,11 +76,11 @@ def td_targets(
 ) -> jax.Array:
     """The (not yet stop-gradiented) TD targets y of a batch, shape [B].
 
-    discount_t = γ·(1 − terminated): a truncated transition bootstraps from ``next_obs``.
+    discount_t = γ^steps·(1 − terminated): a truncated transition bootstraps from ``next_obs``.
     With ``double_q`` the online network selects the next action and the target network
     evaluates it.
     """
-    discount_t = hparams.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+    discount_t = bootstrap_discount(batch, hparams.gamma)
     q_t_value = q_fn(target_params, batch.next_obs)
     if double_q:
         q_t_selector = q_fn(online_params, batch.next_obs)
@@ -141,7 +149,7 @@ def residual_gradient_td_loss(
     Returns (loss, aux) like :func:`semi_gradient_td_loss`.
     """
     del target_params
-    discount_t = hparams.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+    discount_t = bootstrap_discount(batch, hparams.gamma)
     q_next = q_fn(online_params, batch.next_obs)
     y = jax.vmap(targets.q_learning)(batch.reward, discount_t, q_next)
     q_tm1 = q_fn(online_params, batch.obs)

@@ -43,8 +43,14 @@ def init(example: Transition, capacity: int) -> ReplayBuffer:
     return ReplayBuffer(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
-def add(buffer: ReplayBuffer, items: Transition) -> ReplayBuffer:
-    """Append a batch of n items (leaves [n, ...]), overwriting the oldest when full."""
+def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True) -> ReplayBuffer:
+    """Append a batch of n items (leaves [n, ...]), overwriting the oldest when full.
+
+    With ``valid`` false (traced is fine) the items are written where the next ones will go but
+    neither ``position`` nor ``size`` moves, so they are never sampled and soon overwritten —
+    a no-op that costs no copy of the buffer. (Only while the buffer is not yet full: then the
+    write lands beyond the valid items.)
+    """
     n = jax.tree.leaves(items)[0].shape[0]
     capacity = buffer.capacity
     if capacity % n == 0:  # the batch never straddles the end: one contiguous write
@@ -56,10 +62,11 @@ def add(buffer: ReplayBuffer, items: Transition) -> ReplayBuffer:
     else:
         idx = (buffer.position + jnp.arange(n)) % capacity
         storage = jax.tree.map(lambda s, x: s.at[idx].set(x), buffer.storage, items)
+    added = n * jnp.asarray(valid, jnp.int32)
     return ReplayBuffer(
         storage,
-        (buffer.position + n) % capacity,
-        jnp.minimum(buffer.size + n, capacity),
+        (buffer.position + added) % capacity,
+        jnp.minimum(buffer.size + added, capacity),
     )
 
 
@@ -67,3 +74,37 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Transition:
     """``batch_size`` items drawn uniformly with replacement from the valid ones."""
     idx = jax.random.randint(key, (batch_size,), 0, buffer.size)
     return jax.tree.map(lambda s: s[idx], buffer.storage)
+
+
+def n_step_transition(window: Transition, gamma: jax.Array) -> Transition:
+    """The n-step transition of the OLDEST step of a window, for each of N envs.
+
+    Args:
+      window: the last n one-step transitions, oldest first: leaves [n, N, ...].
+      gamma: the discount γ.
+
+    Returns:
+      Leaves [N, ...]: (obs, action) of the oldest step; ``reward`` = Σ_{k<m} γᵏ r_k and
+      (next_obs, terminated, truncated) of step m − 1, where m ≤ n stops at the first episode
+      end in the window (steps after it belong to the next episode); ``steps`` = m.
+    """
+    n = window.reward.shape[0]
+    done = (window.terminated | window.truncated).astype(jnp.int32)  # [n, N]
+    used = (jnp.cumsum(done, axis=0) - done) == 0  # no earlier step of the window ended it
+    m = jnp.sum(used, axis=0).astype(jnp.int32)  # [N], 1..n
+    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
+    reward = jnp.sum(jnp.where(used, powers[:, None] * window.reward, 0.0), axis=0)
+
+    def at_last(x: jax.Array) -> jax.Array:
+        index = (m - 1).reshape(1, -1, *([1] * (x.ndim - 2)))
+        return jnp.take_along_axis(x, index, axis=0)[0]
+
+    return Transition(
+        obs=window.obs[0],
+        action=window.action[0],
+        reward=reward,
+        next_obs=at_last(window.next_obs),
+        terminated=at_last(window.terminated),
+        truncated=at_last(window.truncated),
+        steps=m,
+    )

@@ -38,6 +38,9 @@ class Transition:
         episode's end, never the observation after auto-reset), [*obs_shape].
       terminated: the episode ended in a terminal state: no bootstrap, bool [].
       truncated: the episode was cut by a time limit: bootstrap from ``next_obs``, bool [].
+      steps: env steps the transition spans, int32 [] (1; m ≤ n for an n-step transition,
+        whose ``reward`` is Σ_{k<m} γᵏ r_k): the bootstrap discount is γ^steps·(1 − terminated)
+        (:func:`qlearn.losses.bootstrap_discount`).
     """
 
     obs: jax.Array
@@ -46,6 +49,7 @@ class Transition:
     next_obs: jax.Array
     terminated: jax.Array
     truncated: jax.Array
+    steps: jax.Array
 
 
 class ConfigError(ValueError):

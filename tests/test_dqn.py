@@ -33,6 +33,7 @@ def test_update_equals_watkins_tabular_q_learning():
             one_hot(s_next),
             jnp.array([terminal]),
             jnp.array([False]),
+            jnp.array([1]),
         )
         params, _, _ = dqn.gradient_step(
             net.apply, loss_fn, optimizer, params, params, optimizer.init(params), batch, hp
@@ -255,3 +256,21 @@ def test_on_a_finite_mdp_the_true_error_is_logged_and_falls():
     q_star, _ = dp.value_iteration(mdp, 0.9)
     best = dp.policy_value(mdp, dp.greedy_policy(q_star), 0.9)
     np.testing.assert_allclose(metrics["greedy_value"][-1], best, rtol=1e-5)
+
+
+def test_n_step_replay_stores_discounted_sums_up_to_episode_ends(tiny_config):
+    """CartPole pays 1 per step: a 3-step transition holds 1 + γ + γ², a shorter one ends an
+    episode (terminated or truncated) at its last step."""
+    config = dataclasses.replace(
+        tiny_config, n_step=3, max_episode_steps=7, total_steps=600, learning_starts=100
+    )
+    hp = dqn.DQNHParams(gamma=0.9)
+    state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(1), hp)
+    assert np.all(np.isfinite(metrics["loss"]))
+    n = int(state.buffer.size)
+    assert n == config.actual_total_steps - 2 * config.num_envs  # the last 2 steps are pending
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.buffer.storage)
+    np.testing.assert_allclose(tr.reward, [(1 - 0.9**m) / (1 - 0.9) for m in tr.steps], rtol=1e-6)
+    short = tr.steps < 3
+    assert short.any() and np.all(tr.terminated[short] | tr.truncated[short])
+    assert np.all(tr.steps >= 1)

@@ -25,6 +25,7 @@ def setup():
         next_obs=next_obs,
         terminated=jnp.array([0, 1, 0, 0, 1, 0, 0, 0], bool),
         truncated=jnp.array([0, 0, 1, 0, 0, 0, 1, 0], bool),
+        steps=jnp.ones(B, jnp.int32),
     )
     online = net.init(k3, obs)
     target = jax.tree.map(lambda x: x + 0.1, online)
@@ -260,3 +261,14 @@ def test_linear_loss_gradients_are_the_textbook_updates(linear_batch, name):
         np.testing.assert_array_equal(grad_h, 0.0)
     else:
         np.testing.assert_allclose(-grad_h, step_h, rtol=1e-5, atol=1e-6)
+
+
+def test_n_step_transitions_bootstrap_gamma_to_the_steps(setup):
+    q_fn, online, target, batch = setup
+    steps = jnp.array([1, 2, 3, 1, 2, 3, 1, 2], jnp.int32)
+    hp = DQNHParams(gamma=0.9)
+    y = losses.td_targets(q_fn, online, target, batch.replace(steps=steps), hp, double_q=False)
+    q_next = np.asarray(q_fn(target, batch.next_obs)).max(1)
+    alive = 1.0 - np.asarray(batch.terminated, np.float32)
+    expected = np.asarray(batch.reward) + 0.9 ** np.asarray(steps) * alive * q_next
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-7)

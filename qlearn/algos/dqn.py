@@ -64,6 +64,7 @@ class DQNConfig:
     buffer_size: int = _cfg(50_000, "replay capacity in transitions")
     batch_size: int = _cfg(64, "transitions per gradient update")
     train_every: int = _cfg(1, "vectorised env steps between blocks of updates")
+    n_step: int = _cfg(1, "n of n-step returns: replay stores n-step transitions")
     updates_per_train: int = _cfg(1, "gradient updates per block")
     network: str = _cfg("mlp", "'mlp' or 'linear' (no bias: tabular on one-hot observations)")
     hidden_sizes: tuple[int, ...] = _cfg((128,), "MLP hidden widths")
@@ -123,6 +124,7 @@ class DQNConfig:
             "batch_size",
             "train_every",
             "updates_per_train",
+            "n_step",
             "num_evals",
             "eval_episodes",
         ):
@@ -137,8 +139,11 @@ class DQNConfig:
             fail(
                 f"config.batch_size = {self.batch_size} must be ≤ buffer_size = {self.buffer_size}"
             )
-        if self.num_envs > self.buffer_size:
-            fail(f"config.num_envs = {self.num_envs} must be ≤ buffer_size = {self.buffer_size}")
+        if self.num_envs * self.n_step > self.buffer_size:
+            fail(
+                f"config.num_envs × n_step = {self.num_envs * self.n_step} must be ≤ "
+                f"buffer_size = {self.buffer_size}"
+            )
         if self.learning_starts >= self.total_steps:
             fail(
                 f"config.learning_starts = {self.learning_starts} must be < "
@@ -240,6 +245,8 @@ class DQNState:
     episodes: rollout.EpisodeStats
     visits: jax.Array | None = None
     """[S, A] state-action visit counts (finite MDPs only)."""
+    window: Transition | None = None
+    """the last ``n_step`` one-step transitions, leaves [n, N, ...] (n-step returns only)."""
 
 
 def make_env(config: DQNConfig) -> tuple[Any, Any]:
@@ -369,7 +376,13 @@ def make_train(
             next_obs=obs[0],
             terminated=jnp.bool_(False),
             truncated=jnp.bool_(False),
+            steps=jnp.int32(1),
         )
+        window = None
+        if config.n_step > 1:  # the last n one-step transitions of each env, oldest first
+            window = jax.tree.map(
+                lambda x: jnp.zeros((config.n_step, num_envs, *x.shape), x.dtype), example
+            )
         state = DQNState(
             params=params,
             target_params=params,
@@ -382,6 +395,7 @@ def make_train(
             updates=jnp.zeros((), jnp.int32),
             episodes=rollout.init_episode_stats(num_envs),
             visits=jnp.zeros(env_params.rewards.shape) if finite else None,
+            window=window,
         )
         q_star = dp.value_iteration(env_params, hp.gamma)[0] if finite else None
 
@@ -399,11 +413,22 @@ def make_train(
             if finite:  # count the visits for the empirical VE
                 visits = state.visits.at[state.env_state.state, action].add(1.0)
                 state = state.replace(visits=visits)
+            if config.n_step > 1:  # store the n-step transition of the step n − 1 ago
+                window = jax.tree.map(
+                    lambda w, x: jnp.concatenate([w[1:], x[None]]), state.window, tr
+                )
+                full = state.env_steps >= (config.n_step - 1) * num_envs
+                buffer = replay.add(
+                    state.buffer, replay.n_step_transition(window, hp.gamma), valid=full
+                )
+                state = state.replace(window=window)
+            else:
+                buffer = replay.add(state.buffer, tr)
             state = state.replace(
                 key=key,
                 obs=obs,
                 env_state=env_state,
-                buffer=replay.add(state.buffer, tr),
+                buffer=buffer,
                 episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
                 env_steps=state.env_steps + num_envs,
             )

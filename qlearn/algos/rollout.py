@@ -86,6 +86,7 @@ def step_envs(
         next_obs=info["final_observation"],
         terminated=terminated,
         truncated=truncated,
+        steps=jnp.ones_like(action, jnp.int32),
     )
     return next_obs, env_state, transition
 
