@@ -16,7 +16,6 @@ experiments/figures/baird.png (the eight weights of seed 0, one panel per method
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import jax
@@ -26,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from qlearn import sweep
+from qlearn import plots, runs, sweep
 from qlearn.algos import prediction
 from qlearn.envs import catalog
 
@@ -86,7 +85,7 @@ def main() -> None:
         **{f"{m[1]}_{m[2]}_weights": results[m[0]][0] for m in METHODS},
         **{f"{m[1]}_{m[2]}_ve": results[m[0]][1] for m in METHODS},
     )
-    (out / "experiment.json").write_text(json.dumps(report, indent=2) + "\n")
+    runs.write_report(out / "experiment.json", report)
 
     fig, axes = plt.subplots(1, len(METHODS) + 1, figsize=(17, 3.6), dpi=110)
     steps = np.arange(1, args.steps + 1)
@@ -107,9 +106,7 @@ def main() -> None:
     axes[-1].legend(fontsize=7)
     axes[-1].grid(alpha=0.3)
     fig.suptitle("Baird's counterexample, γ = 0.99 (Sutton & Barto Figure 11.2, 11.5)")
-    fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure)
+    plots.save(fig, args.figure)
     print(f"wrote {out}/ and {args.figure}")
 
 

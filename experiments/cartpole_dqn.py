@@ -15,7 +15,6 @@ seeds first reaches the threshold.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -122,7 +121,7 @@ def main() -> None:
         f"compile {result.compile_seconds:.1f} s; run {result.run_seconds:.1f} s for "
         f"{num_runs} runs × {config.actual_total_steps:,} env steps"
     )
-    (run.path / "experiment.json").write_text(json.dumps(report, indent=2) + "\n")
+    runs.write_report(run.path / "experiment.json", report)
     if args.figure:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.path / "learning_curves.png", args.figure)

@@ -15,7 +15,6 @@ experiments/figures/cliff_walking.png.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -24,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from qlearn import hparams, runs, stats
+from qlearn import hparams, plots, runs, stats
 from qlearn.algos import tabular
 from qlearn.envs import catalog
 
@@ -110,10 +109,8 @@ def main() -> None:
     ax.set_title("Cliff walking, ε = 0.1, α = 0.5 (Sutton & Barto Example 6.6)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure)
-    (Path(args.out) / "experiment.json").write_text(json.dumps(report, indent=2) + "\n")
+    plots.save(fig, args.figure)
+    runs.write_report(Path(args.out) / "experiment.json", report)
     print(f"wrote {args.out}/ and {args.figure}")
 
 

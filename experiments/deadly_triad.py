@@ -18,7 +18,6 @@ experiments/figures/deadly_triad.png.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import jax
@@ -29,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from qlearn import dp, envs, hparams
+from qlearn import dp, envs, hparams, plots, runs
 from qlearn.algos import prediction
 
 GARNET = dict(n_states=30, n_actions=3, branching=1, feature_dim=8, feature_kind="uniform")
@@ -163,7 +162,7 @@ def main() -> None:
             )
     for g, f in predicted.items():
         print(f"A has an eigenvalue with negative real part (γ = {g}): {f:.0%} of the MDPs")
-    (out / "experiment.json").write_text(json.dumps(report, indent=2) + "\n")
+    runs.write_report(out / "experiment.json", report)
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), dpi=110)
     index = next(
@@ -202,9 +201,7 @@ def main() -> None:
     )
     axes[1].grid(alpha=0.3, axis="y")
     fig.suptitle("Off-policy linear prediction on random Garnet MDPs")
-    fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure)
+    plots.save(fig, args.figure)
     print(f"wrote {out}/ and {args.figure}")
 
 

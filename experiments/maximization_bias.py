@@ -14,7 +14,6 @@ experiments/figures/maximization_bias.png.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from qlearn import hparams, runs
+from qlearn import hparams, plots, runs
 from qlearn.algos import tabular
 from qlearn.envs import catalog
 
@@ -83,10 +82,8 @@ def main() -> None:
     ax.set_title("Maximization bias, ε = 0.1, α = 0.1 (Sutton & Barto Figure 6.5)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.figure)
-    (Path(args.out) / "experiment.json").write_text(json.dumps(report, indent=2) + "\n")
+    plots.save(fig, args.figure)
+    runs.write_report(Path(args.out) / "experiment.json", report)
     print(f"wrote {args.out}/ and {args.figure}")
 
 

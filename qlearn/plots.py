@@ -46,8 +46,14 @@ def learning_curves(
     ax.grid(alpha=0.3)
     if len(labels) > 1 or labels[0]:
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    return save(fig, path)
+
+
+def save(fig: plt.Figure, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path

@@ -139,6 +139,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_report(path: str | Path, report: dict[str, Any]) -> Path:
+    """Write an experiment's numbers as JSON, atomically (creating the folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, report)
+    return path
+
+
 def _write_json(path: Path, obj: Any) -> None:
     _atomic_write(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
 
