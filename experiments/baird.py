@@ -19,11 +19,8 @@ import argparse
 from pathlib import Path
 
 import jax
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from qlearn import plots, runs, sweep
 from qlearn.algos import prediction
@@ -87,7 +84,8 @@ def main() -> None:
     )
     runs.write_report(out / "experiment.json", report)
 
-    fig, axes = plt.subplots(1, len(METHODS) + 1, figsize=(17, 3.6), dpi=110)
+    fig = Figure(figsize=(17, 3.6), dpi=110)
+    axes = fig.subplots(1, len(METHODS) + 1)
     steps = np.arange(1, args.steps + 1)
     for ax, (label, *_rest) in zip(axes, METHODS, strict=False):
         weights = results[label][0][0]

@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from qlearn import hparams, plots, runs, stats
 from qlearn.algos import tabular
@@ -98,7 +95,8 @@ def main() -> None:
             f"of runs; compile {result.compile_seconds:.1f} s, run {result.run_seconds:.1f} s"
         )
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig = Figure(figsize=(6.4, 4.0), dpi=120)
+    ax = fig.subplots()
     window = 10
     for algorithm, curve in curves.items():
         x = np.arange(window, len(curve) + 1)

@@ -22,11 +22,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from qlearn import dp, envs, hparams, plots, runs
 from qlearn.algos import prediction
@@ -164,7 +161,8 @@ def main() -> None:
         print(f"A has an eigenvalue with negative real part (γ = {g}): {f:.0%} of the MDPs")
     runs.write_report(out / "experiment.json", report)
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), dpi=110)
+    fig = Figure(figsize=(12, 4), dpi=110)
+    axes = fig.subplots(1, 2)
     index = next(
         i
         for i in range(len(cells["lr"]))

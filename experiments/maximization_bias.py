@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from qlearn import hparams, plots, runs
 from qlearn.algos import tabular
@@ -71,7 +68,8 @@ def main() -> None:
             f"run {result.run_seconds:.1f} s"
         )
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig = Figure(figsize=(6.4, 4.0), dpi=120)
+    ax = fig.subplots()
     episodes = np.arange(1, args.episodes + 1)
     for algorithm, curve in left.items():
         ax.plot(episodes, curve, label=algorithm.replace("_", " "))

@@ -1,44 +1,48 @@
-"""Figures: learning curves (IQM over seeds with 95% bootstrap CIs)."""
+"""Figures: learning curves and sensitivity curves (IQM over seeds with 95% bootstrap CIs).
+
+Functions return a matplotlib ``Figure`` (shown inline in a notebook); :func:`save` writes one.
+They use matplotlib's object API, so no GUI backend is involved.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from qlearn import stats
+
+
+def _band(ax, x: np.ndarray, values: np.ndarray, label: str) -> None:
+    """IQM line and 95% bootstrap band of values [T, S] (seeds last) at x [T]."""
+    center = stats.iqm(values)
+    low, high = stats.bootstrap_ci(values)
+    (line,) = ax.plot(x, center, label=label, marker="o" if len(x) < 12 else None)
+    ax.fill_between(x, low, high, alpha=0.2, color=line.get_color(), linewidth=0)
 
 
 def learning_curves(
     steps: np.ndarray,
     returns: np.ndarray,
     labels: Sequence[str],
-    path: str | Path,
     *,
     title: str = "",
     xlabel: str = "env steps",
     ylabel: str = "greedy return",
-) -> Path:
-    """Plot one curve per configuration: IQM over seeds and its 95% bootstrap CI.
+) -> Figure:
+    """One curve per configuration: IQM over seeds and its 95% bootstrap CI.
 
     Args:
       steps: x coordinate of each point (env steps, episodes), [T].
-      returns: [H, S, T] returns per configuration, seed and evaluation point.
+      returns: [H, S, T] returns per configuration, seed and point.
       labels: H legend labels.
-      path: where to write the figure (png).
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig = Figure(figsize=(6.4, 4.0), dpi=120)
+    ax = fig.subplots()
     for h, label in enumerate(labels):
-        per_time = np.moveaxis(returns[h], 0, -1)  # [T, S]
-        center = stats.iqm(per_time)
-        low, high = stats.bootstrap_ci(per_time)
-        (line,) = ax.plot(steps, center, label=label)
-        ax.fill_between(steps, low, high, alpha=0.2, color=line.get_color(), linewidth=0)
+        _band(ax, steps, np.moveaxis(returns[h], 0, -1), label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{ylabel} (IQM, 95% CI)")
     if title:
@@ -46,14 +50,51 @@ def learning_curves(
     ax.grid(alpha=0.3)
     if len(labels) > 1 or labels[0]:
         ax.legend(fontsize=8)
-    return save(fig, path)
+    return fig
 
 
-def save(fig: plt.Figure, path: str | Path) -> Path:
-    """Lay out, write (creating the folder) and close a figure."""
+def sensitivity(
+    values: np.ndarray,
+    finals: np.ndarray,
+    *,
+    name: str,
+    groups: Sequence[str] = ("",),
+    log_x: bool = True,
+    title: str = "",
+    ylabel: str = "final return",
+) -> Figure:
+    """Final performance against one hyperparameter: IQM over seeds and its 95% CI.
+
+    Args:
+      values: the hyperparameter's values, [V].
+      finals: [G, V, S] final returns per group (e.g. another hyperparameter's value), value
+        and seed; a [V, S] array is one group.
+      name: the hyperparameter (x label).
+      groups: G legend labels.
+    """
+    finals = np.asarray(finals)
+    if finals.ndim == 2:
+        finals = finals[None]
+    fig = Figure(figsize=(5.6, 3.8), dpi=120)
+    ax = fig.subplots()
+    for g, label in enumerate(groups):
+        _band(ax, np.asarray(values), finals[g], label)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(name)
+    ax.set_ylabel(f"{ylabel} (IQM, 95% CI)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(groups) > 1 or groups[0]:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Lay out and write a figure (creating the folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

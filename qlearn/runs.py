@@ -260,15 +260,15 @@ def figure(path: Path, spec: dict[str, Any], metrics: dict[str, np.ndarray]) -> 
     name = cfg.get("algorithm", spec["algo"]).replace("_", " ")
     with tempfile.TemporaryDirectory(dir=path) as tmp:
         tmp_png = Path(tmp) / "learning_curves.png"
-        plots.learning_curves(
+        fig = plots.learning_curves(
             x,
             returns,
             labels(spec),
-            tmp_png,
             title=f"{name} on {cfg['env_id']} ({spec['seeds']['num_seeds']} seeds)",
             xlabel=xlabel,
             ylabel=ylabel,
         )
+        plots.save(fig, tmp_png)
         os.replace(tmp_png, path / "learning_curves.png")
     return path / "learning_curves.png"
 
