@@ -81,6 +81,8 @@ def sensitivity(
         _band(ax, np.asarray(values), finals[g], label)
     if log_x:
         ax.set_xscale("log")
+        ax.minorticks_off()
+    ax.set_xticks(np.asarray(values), [f"{v:g}" for v in np.asarray(values)])
     ax.set_xlabel(name)
     ax.set_ylabel(f"{ylabel} (IQM, 95% CI)")
     if title:
