@@ -1,13 +1,18 @@
 """Shared fixtures. Compiled functions are session-scoped: each distinct DQN program compiles
-once for the whole suite."""
+once for the whole suite. Also sets QLEARN_FAST=1 for the notebooks the suite executes
+(testpaths include notebooks/; their kernels inherit the environment): small budgets."""
 
 from __future__ import annotations
+
+import os
 
 import jax
 import pytest
 
 from qlearn import sweep
 from qlearn.algos import dqn
+
+os.environ.setdefault("QLEARN_FAST", "1")
 
 # A small CartPole config: 2 envs, 2,000 steps, 4 evaluation points. Compiles in seconds.
 TINY = dict(
