@@ -23,6 +23,17 @@ def _band(ax, x: np.ndarray, values: np.ndarray, label: str) -> None:
     ax.fill_between(x, low, high, alpha=0.2, color=line.get_color(), linewidth=0)
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str, labels: Sequence[str]) -> None:
+    """Axis labels, title, grid, and a legend when the curves have names."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{ylabel} (IQM, 95% CI)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(labels) > 1 or labels[0]:
+        ax.legend(fontsize=8)
+
+
 def learning_curves(
     steps: np.ndarray,
     returns: np.ndarray,
@@ -43,13 +54,7 @@ def learning_curves(
     ax = fig.subplots()
     for h, label in enumerate(labels):
         _band(ax, steps, np.moveaxis(returns[h], 0, -1), label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{ylabel} (IQM, 95% CI)")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if len(labels) > 1 or labels[0]:
-        ax.legend(fontsize=8)
+    _finish(ax, xlabel, ylabel, title, labels)
     return fig
 
 
@@ -83,13 +88,7 @@ def sensitivity(
         ax.set_xscale("log")
         ax.minorticks_off()
     ax.set_xticks(np.asarray(values), [f"{v:g}" for v in np.asarray(values)])
-    ax.set_xlabel(name)
-    ax.set_ylabel(f"{ylabel} (IQM, 95% CI)")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if len(groups) > 1 or groups[0]:
-        ax.legend(fontsize=8)
+    _finish(ax, name, ylabel, title, groups)
     return fig
 
 

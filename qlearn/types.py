@@ -6,6 +6,7 @@ bootstraps from the true final observation (``next_obs``); only termination cuts
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -54,3 +55,8 @@ class Transition:
 
 class ConfigError(ValueError):
     """A static config field has a value that is not accepted; the message names the field."""
+
+
+def config_field(default: Any, help: str) -> Any:
+    """A static config field with a help text (shown by ``qlearn train --help``)."""
+    return dataclasses.field(default=default, metadata={"help": help})

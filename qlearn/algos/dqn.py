@@ -34,15 +34,11 @@ from flax import struct
 
 from qlearn import dp, envs, hparams, losses, networks, policies, replay
 from qlearn.algos import rollout
-from qlearn.types import ConfigError, LossFn, Params, QFn, Transition
+from qlearn.types import ConfigError, LossFn, Params, QFn, Transition, config_field
 
 ProgressFn = Callable[[jax.Array, jax.Array], None]
 """``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
 (via ``jax.debug.callback``) once per evaluation interval and run."""
-
-
-def _cfg(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,41 +49,45 @@ class DQNConfig:
     :class:`~qlearn.types.ConfigError` naming the field).
     """
 
-    env_id: str = _cfg("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
-    env_kwargs: tuple[tuple[str, Any], ...] = _cfg(
+    env_id: str = config_field("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
+    env_kwargs: tuple[tuple[str, Any], ...] = config_field(
         (), "env arguments as (name, value) pairs: a finite MDP's builder, or gymnax params"
     )
-    max_episode_steps: int | None = _cfg(None, "override the env's time limit (truncation)")
-    num_envs: int = _cfg(10, "parallel training environments")
-    total_steps: int = _cfg(100_000, "env steps per run (summed over the parallel envs)")
-    learning_starts: int = _cfg(5_000, "env steps collected before the first update")
-    buffer_size: int = _cfg(50_000, "replay capacity in transitions")
-    batch_size: int = _cfg(64, "transitions per gradient update")
-    train_every: int = _cfg(1, "vectorised env steps between blocks of updates")
-    n_step: int = _cfg(1, "n of n-step returns: replay stores n-step transitions")
-    updates_per_train: int = _cfg(1, "gradient updates per block")
-    network: str = _cfg("mlp", "'mlp' or 'linear' (no bias: tabular on one-hot observations)")
-    hidden_sizes: tuple[int, ...] = _cfg((128,), "MLP hidden widths")
-    activation: str = _cfg("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
-    layer_norm: bool = _cfg(True, "LayerNorm after each hidden layer")
-    target_network: bool = _cfg(True, "bootstrap from a target network (else from θ itself)")
-    double_q: bool = _cfg(True, "Double-Q target (built-in losses)")
-    loss: str | LossFn | tuple[str | LossFn, ...] = _cfg(
+    max_episode_steps: int | None = config_field(None, "override the env's time limit (truncation)")
+    num_envs: int = config_field(10, "parallel training environments")
+    total_steps: int = config_field(100_000, "env steps per run (summed over the parallel envs)")
+    learning_starts: int = config_field(5_000, "env steps collected before the first update")
+    buffer_size: int = config_field(50_000, "replay capacity in transitions")
+    batch_size: int = config_field(64, "transitions per gradient update")
+    train_every: int = config_field(1, "vectorised env steps between blocks of updates")
+    n_step: int = config_field(1, "n of n-step returns: replay stores n-step transitions")
+    updates_per_train: int = config_field(1, "gradient updates per block")
+    network: str = config_field(
+        "mlp", "'mlp' or 'linear' (no bias: tabular on one-hot observations)"
+    )
+    hidden_sizes: tuple[int, ...] = config_field((128,), "MLP hidden widths")
+    activation: str = config_field("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
+    layer_norm: bool = config_field(True, "LayerNorm after each hidden layer")
+    target_network: bool = config_field(
+        True, "bootstrap from a target network (else from θ itself)"
+    )
+    double_q: bool = config_field(True, "Double-Q target (built-in losses)")
+    loss: str | LossFn | tuple[str | LossFn, ...] = config_field(
         "huber",
         "'huber', 'mse', 'residual', 'package.module:function', a loss function, or a tuple of "
         "these (hparam loss_index picks one: losses compared in one compile)",
     )
-    num_evals: int = _cfg(20, "evaluation points (metrics have this many time steps)")
-    eval_episodes: int = _cfg(10, "greedy episodes per evaluation")
-    divergence_bound: float = _cfg(1e6, "a run with |Q| above this (or NaN/inf) is diverged")
+    num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
+    eval_episodes: int = config_field(10, "greedy episodes per evaluation")
+    divergence_bound: float = config_field(
+        1e6, "a run with |Q| above this (or NaN/inf) is diverged"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
         if isinstance(self.loss, list):
             object.__setattr__(self, "loss", tuple(self.loss))
-        kwargs = self.env_kwargs  # a dict, or (name, value) pairs (lists, when read from JSON)
-        pairs = kwargs.items() if isinstance(kwargs, dict) else kwargs
-        object.__setattr__(self, "env_kwargs", tuple(sorted((str(k), v) for k, v in pairs)))
+        object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
         self._validate()
 
     @property

@@ -31,11 +31,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from qlearn import dp, envs, hparams, losses
-from qlearn.types import ConfigError
-
-
-def _cfg(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
+from qlearn.types import ConfigError, config_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,19 +39,23 @@ class PredictionConfig:
     """Static configuration (hashable, validated on construction). Policies are given as
     action probabilities shared by every state (as in Baird's counterexample)."""
 
-    env_id: str = _cfg("Baird", "a finite MDP id")
-    env_kwargs: tuple[tuple[str, Any], ...] = _cfg((), "builder arguments, as (name, value)")
-    loss: str = _cfg("semi_gradient", f"one of {', '.join(losses.LINEAR_LOSSES)}")
-    mode: str = _cfg("sample", "'sample' (off-policy transitions) or 'expected' (DP sweeps)")
-    target_policy: tuple[float, ...] = _cfg((0.0, 1.0), "π(a), the same in every state")
-    behaviour_policy: tuple[float, ...] = _cfg((6 / 7, 1 / 7), "b(a), the same in every state")
-    initial_weights: tuple[float, ...] | None = _cfg(None, "w₀ (default zeros)")
-    num_steps: int = _cfg(1000, "updates (transitions or sweeps)")
+    env_id: str = config_field("Baird", "a finite MDP id")
+    env_kwargs: tuple[tuple[str, Any], ...] = config_field(
+        (), "builder arguments, as (name, value)"
+    )
+    loss: str = config_field("semi_gradient", f"one of {', '.join(losses.LINEAR_LOSSES)}")
+    mode: str = config_field(
+        "sample", "'sample' (off-policy transitions) or 'expected' (DP sweeps)"
+    )
+    target_policy: tuple[float, ...] = config_field((0.0, 1.0), "π(a), the same in every state")
+    behaviour_policy: tuple[float, ...] = config_field(
+        (6 / 7, 1 / 7), "b(a), the same in every state"
+    )
+    initial_weights: tuple[float, ...] | None = config_field(None, "w₀ (default zeros)")
+    num_steps: int = config_field(1000, "updates (transitions or sweeps)")
 
     def __post_init__(self) -> None:
-        kwargs = self.env_kwargs
-        pairs = kwargs.items() if isinstance(kwargs, dict) else kwargs
-        object.__setattr__(self, "env_kwargs", tuple(sorted((str(k), v) for k, v in pairs)))
+        object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
         for name in ("target_policy", "behaviour_policy", "initial_weights"):
             value = getattr(self, name)
             if value is not None:

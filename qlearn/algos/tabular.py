@@ -31,29 +31,25 @@ import numpy as np
 from flax import struct
 
 from qlearn import dp, envs, hparams, targets
-from qlearn.types import ConfigError
+from qlearn.types import ConfigError, config_field
 
 ALGORITHMS = ("q_learning", "double_q_learning", "sarsa", "expected_sarsa")
 _UNAVAILABLE = -1e30  # stands in for masked actions' values in a max (finite: 0 · it = 0)
-
-
-def _cfg(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
 class TabularConfig:
     """Static configuration of a tabular run (hashable, validated on construction)."""
 
-    env_id: str = _cfg("CliffWalking", "a finite MDP id (qlearn.envs.CATALOG)")
-    env_kwargs: tuple[tuple[str, Any], ...] = _cfg((), "builder arguments, as (name, value)")
-    algorithm: str = _cfg("q_learning", f"one of {', '.join(ALGORITHMS)}")
-    num_episodes: int = _cfg(500, "episodes per run (metrics have this many time steps)")
+    env_id: str = config_field("CliffWalking", "a finite MDP id (qlearn.envs.CATALOG)")
+    env_kwargs: tuple[tuple[str, Any], ...] = config_field(
+        (), "builder arguments, as (name, value)"
+    )
+    algorithm: str = config_field("q_learning", f"one of {', '.join(ALGORITHMS)}")
+    num_episodes: int = config_field(500, "episodes per run (metrics have this many time steps)")
 
     def __post_init__(self) -> None:
-        kwargs = self.env_kwargs  # a dict, or (name, value) pairs (lists, when read from JSON)
-        pairs = kwargs.items() if isinstance(kwargs, dict) else kwargs
-        object.__setattr__(self, "env_kwargs", tuple(sorted((str(k), v) for k, v in pairs)))
+        object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
         if not envs.is_finite(self.env_id):
             raise ConfigError(
                 f"config.env_id = '{self.env_id}' is not a finite MDP "

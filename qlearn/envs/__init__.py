@@ -29,6 +29,7 @@ __all__ = [
     "check_id",
     "finite_mdp_params",
     "is_finite",
+    "kwargs_tuple",
     "make",
     "registered_ids",
 ]
@@ -41,6 +42,13 @@ class UnknownEnvError(ValueError):
 def registered_ids() -> tuple[str, ...]:
     """Every env id ``make`` accepts: gymnax's, then qlearn's finite MDPs."""
     return (*gymnax.registered_envs, *CATALOG)
+
+
+def kwargs_tuple(kwargs: Any) -> tuple[tuple[str, Any], ...]:
+    """Env arguments as sorted (name, value) pairs, hashable for a static config: from a dict,
+    or from pairs (lists of two, when read back from JSON)."""
+    pairs = kwargs.items() if isinstance(kwargs, dict) else kwargs
+    return tuple(sorted((str(k), v) for k, v in pairs))
 
 
 def is_finite(env_id: str) -> bool:
