@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from qlearn import cli, runs, stats, sweep
-from qlearn import hparams as hparams_lib
 from qlearn.algos import dqn
 
 THRESHOLD = 475.0
@@ -74,29 +73,26 @@ def main() -> None:
     args = parser.parse_args()
 
     config = cli.parse_config(dqn.DQNConfig, args.cfg, **TUNED_CONFIG)
-    grid = {k: [v] for k, v in TUNED_HPARAMS.items()}
-    grid.update(cli.parse_hparams(dqn.DQNHParams, args.hp))
-    hp = hparams_lib.grid(dqn.DQNHParams, grid)
-    num_runs = len(hp.lr) * args.seeds
+    grid = cli.parse_hparams(dqn.DQNHParams, args.hp)
+    num_runs = int(np.prod([len(v) for v in grid.values()])) * args.seeds
     clock = Timestamps(num_runs)
-    result = sweep.run(
-        lambda c, progress: dqn.make_train(c, progress=clock),
+    spec = sweep.make_spec(
         config,
-        hp,
-        num_seeds=args.seeds,
+        grid,
+        hparams=dqn.DQNHParams(**TUNED_HPARAMS),
+        seeds=args.seeds,
         base_seed=args.seed,
     )
-    swept = [k for k, v in grid.items() if len(v) > 1]
-    spec = runs.make_spec("dqn", config, hp, num_seeds=args.seeds, base_seed=args.seed, swept=swept)
     runs.prepare(args.out, spec, overwrite=True)
-    run = runs.write(args.out, spec, result)
-    print(runs.summary_table(spec, run.summary["configs"]))
+    result = sweep.execute(spec, args.out, progress=clock)
+    print(runs.summary_table(spec, result.summary["configs"]))
+    timing = result.summary["timing"]
 
     steps = result.metrics["env_steps"][0, 0]
-    ends = clock.interval_ends() - result.run_started
+    ends = clock.interval_ends() - timing["run_started"]
     report = {
-        "compile_seconds": result.compile_seconds,
-        "run_seconds": result.run_seconds,
+        "compile_seconds": timing["compile_seconds"],
+        "run_seconds": timing["run_seconds"],
         "configs": [],
     }
     for h in range(result.metrics["eval_return"].shape[0]):
@@ -118,13 +114,13 @@ def main() -> None:
         )
         print(f"config {h}: {where}; final IQM {curve[-1]:.1f}")
     print(
-        f"compile {result.compile_seconds:.1f} s; run {result.run_seconds:.1f} s for "
+        f"compile {timing['compile_seconds']:.1f} s; run {timing['run_seconds']:.1f} s for "
         f"{num_runs} runs × {config.actual_total_steps:,} env steps"
     )
-    runs.write_report(run.path / "experiment.json", report)
+    runs.write_report(result.path / "experiment.json", report)
     if args.figure:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.path / "learning_curves.png", args.figure)
+        shutil.copyfile(result.path / "learning_curves.png", args.figure)
 
 
 if __name__ == "__main__":

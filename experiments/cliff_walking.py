@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from qlearn import hparams, plots, runs, stats
+from qlearn import plots, runs, stats, sweep
 from qlearn.algos import tabular
 from qlearn.envs import catalog
 
@@ -55,20 +55,19 @@ def main() -> None:
     parser.add_argument("--figure", default="experiments/figures/cliff_walking.png")
     args = parser.parse_args()
 
-    hp = hparams.grid(tabular.TabularHParams, {"lr": [0.5], "epsilon": [0.1], "gamma": [1.0]})
+    hp = tabular.TabularHParams(lr=0.5, epsilon=0.1, gamma=1.0)
     report: dict[str, dict] = {}
     curves: dict[str, np.ndarray] = {}
     for algorithm in ALGORITHMS:
         config = tabular.TabularConfig(
             env_id="CliffWalking", algorithm=algorithm, num_episodes=args.episodes
         )
-        spec = runs.make_spec(
-            "tabular", config, hp, num_seeds=args.runs, base_seed=args.seed, swept=[]
+        result = sweep.run(
+            config, hparams=hp, seeds=args.runs, base_seed=args.seed, keep_state=True
         )
-        out = Path(args.out) / algorithm
-        runs.prepare(out, spec, overwrite=True)
-        result = runs.execute(spec, keep_state=True)
-        runs.write(out, spec, result)
+        runs.write(
+            Path(args.out) / algorithm, result.spec, result.metrics, timing=result.summary["timing"]
+        )
         returns = result.metrics["return"][0]  # [runs, episodes]
         curves[algorithm] = returns.mean(0)
         _, mdp = tabular.make_env(config)
@@ -84,15 +83,15 @@ def main() -> None:
             "greedy_path_optimal_fraction": float(np.mean([p == -13.0 for p in paths])),
             "greedy_path_missing_goal": int(sum(p is None for p in paths)),
             "book": BOOK[algorithm],
-            "compile_seconds": result.compile_seconds,
-            "run_seconds": result.run_seconds,
+            "compile_seconds": result.summary["timing"]["compile_seconds"],
+            "run_seconds": result.summary["timing"]["run_seconds"],
         }
         r = report[algorithm]
         print(
             f"{algorithm:15s} online return, last 100 episodes: {last.mean():6.1f} "
             f"[{low[0]:.1f}, {high[0]:.1f}] (book {BOOK[algorithm]}); greedy path returns "
             f"{r['greedy_path_returns']}, optimal (−13) in {r['greedy_path_optimal_fraction']:.0%} "
-            f"of runs; compile {result.compile_seconds:.1f} s, run {result.run_seconds:.1f} s"
+            f"of runs; compile {r['compile_seconds']:.1f} s, run {r['run_seconds']:.1f} s"
         )
 
     fig = Figure(figsize=(6.4, 4.0), dpi=120)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from qlearn import hparams, plots, runs
+from qlearn import plots, runs, sweep
 from qlearn.algos import tabular
 from qlearn.envs import catalog
 
@@ -36,20 +36,18 @@ def main() -> None:
     parser.add_argument("--figure", default="experiments/figures/maximization_bias.png")
     args = parser.parse_args()
 
-    hp = hparams.grid(tabular.TabularHParams, {"lr": [0.1], "epsilon": [EPSILON], "gamma": [1.0]})
+    hp = tabular.TabularHParams(lr=0.1, epsilon=EPSILON, gamma=1.0)
     left: dict[str, np.ndarray] = {}
     report: dict[str, dict] = {}
     for algorithm in ALGORITHMS:
         config = tabular.TabularConfig(
             env_id="MaximizationBias", algorithm=algorithm, num_episodes=args.episodes
         )
-        spec = runs.make_spec(
-            "tabular", config, hp, num_seeds=args.runs, base_seed=args.seed, swept=[]
+        result = sweep.run(config, hparams=hp, seeds=args.runs, base_seed=args.seed)
+        runs.write(
+            Path(args.out) / algorithm, result.spec, result.metrics, timing=result.summary["timing"]
         )
-        out = Path(args.out) / algorithm
-        runs.prepare(out, spec, overwrite=True)
-        result = runs.execute(spec)
-        runs.write(out, spec, result)
+        timing = result.summary["timing"]
         first = result.metrics["first_action"][0]  # [runs, episodes]: the action taken in A
         left[algorithm] = 100.0 * np.mean(first == catalog.MAXBIAS_LEFT, axis=0)
         curve = left[algorithm]
@@ -58,14 +56,14 @@ def main() -> None:
             "left_percent_peak": float(curve.max()),
             "left_percent_peak_episode": int(curve.argmax()) + 1,
             "left_percent_last_50": float(curve[-50:].mean()),
-            "compile_seconds": result.compile_seconds,
-            "run_seconds": result.run_seconds,
+            "compile_seconds": timing["compile_seconds"],
+            "run_seconds": timing["run_seconds"],
         }
         print(
             f"{algorithm:18s} % left from A: episodes 1–10 {curve[:10].mean():5.1f}, "
             f"peak {curve.max():5.1f} (episode {curve.argmax() + 1}), "
-            f"last 50 {curve[-50:].mean():5.1f}; compile {result.compile_seconds:.1f} s, "
-            f"run {result.run_seconds:.1f} s"
+            f"last 50 {curve[-50:].mean():5.1f}; compile {timing['compile_seconds']:.1f} s, "
+            f"run {timing['run_seconds']:.1f} s"
         )
 
     fig = Figure(figsize=(6.4, 4.0), dpi=120)

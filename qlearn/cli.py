@@ -1,4 +1,4 @@
-"""The ``qlearn`` command: train, reproduce, show, plot.
+"""The ``qlearn`` command: train, sweep, reproduce, show, plot.
 
 Every input is validated before anything compiles; a bad value gets one line naming the field
 and what is accepted, and exit status 2.
@@ -10,11 +10,12 @@ import argparse
 import dataclasses
 import difflib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from qlearn import algos, runs
+from qlearn import algos, distributed, runs, search, sweep
 from qlearn import hparams as hparams_lib
 
 EXIT_USAGE = 2
@@ -90,6 +91,38 @@ def parse_config(config_cls: type, assignments: list[str], **given: Any) -> Any:
     return config_cls(**values)
 
 
+def parse_grid(config_cls: type, hparams_cls: type, assignments: list[str]) -> dict[str, list]:
+    """``--grid`` values: ``lr=1e-4,3e-4`` (a hyperparameter: traced, one compile) or
+    ``hidden_sizes=64,128x128`` (a static config field: one compiled group per value; tuple
+    values join their elements with ``x``)."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    grid: dict[str, list] = {}
+    for text in assignments:
+        name, values = _parse_assignment(text, "--grid")
+        search.check_grid_name(config_cls, hparams_cls, name)
+        if name in grid:
+            raise CLIError(f"--grid {name} is given twice: list its values once, comma-separated")
+        items = [v.strip() for v in values.split(",")]
+        if name in fields:
+            sep = "x" if str(fields[name].type).startswith("tuple[int") else None
+            grid[name] = [
+                _parse_config_value(fields[name], v.replace(sep, ",") if sep else v) for v in items
+            ]
+        else:
+            grid[name] = [hparams_lib.parse_value(hparams_cls, name, v) for v in items]
+    return grid
+
+
+def parse_dists(hparams_cls: type, assignments: list[str]) -> dict[str, search.Dist]:
+    """``--dist lr=loguniform:1e-5:1e-2`` -> {"lr": Dist}."""
+    out = {}
+    for text in assignments:
+        name, value = _parse_assignment(text, "--dist")
+        hparams_lib.check_name(hparams_cls, name)
+        out[name] = search.parse_dist(value)
+    return out
+
+
 def _config_help(config_cls: type) -> str:
     return "\n".join(
         f"  {f.name:<20} default {f.default!s:<12} {f.metadata.get('help', '')}"
@@ -108,28 +141,58 @@ def enable_compilation_cache(enabled: bool) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _run_with_progress(spec: dict[str, Any], quiet: bool) -> Any:
-    from qlearn.progress import ProgressBar
+def _execute(spec: dict[str, Any], out: Path | None, args: argparse.Namespace) -> Any:
+    """Run a spec with a progress bar, resuming from ``out``'s finished chunks."""
+    import jax
 
-    module, config, _ = runs.spec_objects(spec)
-    per_run, unit = module.progress_total(config)
+    enable_compilation_cache(not args.no_cache)
     num_configs = len(next(iter(spec["hparams"].values())))
     num_seeds = spec["seeds"]["num_seeds"]
-    num_runs = num_configs * num_seeds
-    if not quiet:
+    if not args.quiet and jax.process_index() == 0:
         print(
-            f"compiling {spec['algo']} for {num_runs} runs "
-            f"({num_configs} configs × {num_seeds} seeds) ...",
+            f"{spec['algo']}: {num_configs} configs × {num_seeds} seeds = "
+            f"{num_configs * num_seeds} runs in {len(spec.get('groups') or [0])} compiled "
+            f"group(s), on {jax.device_count()} {jax.default_backend()} device(s)",
             file=sys.stderr,
         )
-    total = num_runs * per_run
-    with ProgressBar(total, num_runs=num_runs, enabled=not quiet, unit=unit) as bar:
-        result = runs.execute(spec, progress=None if quiet else bar)
-    print(
-        f"compile {result.compile_seconds:.1f} s, run {result.run_seconds:.1f} s: "
-        f"{total:,} {unit}s, {total / result.run_seconds:,.0f} {unit}s/s"
+    return sweep.execute(
+        spec,
+        out,
+        chunk=getattr(args, "chunk", None),
+        memory_fraction=getattr(args, "memory_fraction", 0.5),
+        progress=not args.quiet,
+        verbose=not args.quiet,
     )
-    return result
+
+
+def _report(run: Any, out: Path) -> None:
+    if run is None:  # not process 0: it wrote its own chunks
+        return
+    timing = run.summary["timing"]
+    module = algos.get(run.spec["algo"])[0]
+    per_run, unit = module.progress_total(runs.spec_groups(run.spec)[0][0])
+    done = runs.num_runs(run.spec) * per_run
+    if timing.get("run_seconds"):
+        print(
+            f"compile {timing['compile_seconds']:.1f} s, run {timing['run_seconds']:.1f} s "
+            f"({done / timing['run_seconds']:,.0f} {unit}s/s)"
+        )
+    print(runs.summary_table(run.spec, run.summary["configs"]))
+    print(f"wrote {out}/ (summary.json, records.csv, metrics.npz, figures)")
+
+
+def _start(spec: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
+    """Prepare ``out`` (refusing another spec), run or resume, report."""
+    if sweep.prepare(out, spec, overwrite=args.overwrite):
+        import jax
+
+        if jax.process_index() == 0:
+            run = runs.load(out)
+            print(f"{out} already holds this run, finished: nothing to do (--overwrite re-runs it)")
+            print(runs.summary_table(spec, run.summary["configs"]))
+        return 0
+    _report(_execute(spec, out, args), out)
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -152,24 +215,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = runs.make_spec(
         args.algo, config, hp, num_seeds=args.seeds, base_seed=args.seed, swept=swept
     )
-    out = Path(args.out or f"runs/{args.algo}-{config.env_id}")
-    if runs.prepare(out, spec, overwrite=args.overwrite):
-        run = runs.load(out)
-        print(f"{out} already holds this run, finished: nothing to do (--overwrite re-runs it)")
-        print(runs.summary_table(spec, run.summary["configs"]))
-        return 0
     if hasattr(config, "actual_total_steps") and config.actual_total_steps != config.total_steps:
         print(
             f"note: total_steps {config.total_steps} rounds down to "
             f"{config.actual_total_steps} (whole evaluation intervals)",
             file=sys.stderr,
         )
-    enable_compilation_cache(not args.no_cache)
-    result = _run_with_progress(spec, args.quiet)
-    run = runs.write(out, spec, result)
-    print(runs.summary_table(spec, run.summary["configs"]))
-    print(f"wrote {out}/ (config.json, metrics.npz, summary.json, learning_curves.png)")
-    return 0
+    return _start(spec, Path(args.out or f"runs/{args.algo}-{config.env_id}"), args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import jax
+
+    if args.coordinator is not None and jax.process_count() == 1:
+        raise CLIError(
+            "--coordinator is read by the qlearn command's entry point (`qlearn sweep` or "
+            "`python -m qlearn sweep`), before JAX starts"
+        )
+    _, config_cls, hparams_cls = algos.get(args.algo)
+    config = parse_config(config_cls, args.cfg, env_id=args.env, total_steps=args.total_steps)
+    grid = parse_grid(config_cls, hparams_cls, args.grid)
+    dists = parse_dists(hparams_cls, args.dist)
+    if args.random is None and dists:
+        raise CLIError("--dist needs --random N (the number of configurations to draw)")
+    if args.chunk is not None and args.chunk < 1:
+        raise CLIError(f"--chunk = {args.chunk} must be ≥ 1")
+    if not 0 < args.memory_fraction <= 1:
+        raise CLIError(f"--memory-fraction = {args.memory_fraction} must be in (0, 1]")
+    spec = sweep.make_spec(
+        config,
+        grid,
+        dist=dists or None,
+        n_samples=args.random,
+        search_seed=args.search_seed,
+        seeds=args.seeds,
+        base_seed=args.seed,
+    )
+    return _start(spec, Path(args.out), args)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -185,8 +267,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 "equality is only promised on the same versions and backend",
                 file=sys.stderr,
             )
-    enable_compilation_cache(not args.no_cache)
-    result = _run_with_progress(run.spec, args.quiet)
+    result = _execute(run.spec, None, args)
     matches = runs.compare(run.metrics, result.metrics)
     for name, ok in matches.items():
         print(f"  {name:<16} {'bitwise identical' if ok else 'MISMATCH'}")
@@ -258,6 +339,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=cmd_train)
 
+    sw = sub.add_parser(
+        "sweep",
+        help="a grid or random search, chunked, sharded over devices and hosts, resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="--grid takes hyperparameters (traced: one compile for all values) and static "
+        "config fields (one compiled group per value; tuples as 64x64).\n"
+        "Killed? Run the same command again: finished chunks are kept and checked.\n\n"
+        f"hyperparameters:\n{hparams_lib.describe(dqn_hparams)}\n\n"
+        f"config fields:\n{_config_help(dqn_config)}",
+    )
+    sw.add_argument("--algo", default="dqn", choices=sorted(algos.ALGOS))
+    sw.add_argument("--env", default=None, help="env id (default CartPole-v1)")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V[,V...]",
+        help="values of a hyperparameter or config field (repeat for a grid)",
+    )
+    sw.add_argument(
+        "--random",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random search: draw N configurations from the --dist distributions",
+    )
+    sw.add_argument(
+        "--dist",
+        action="append",
+        default=[],
+        metavar="NAME=KIND:LOW:HIGH",
+        help="loguniform:LOW:HIGH, uniform:LOW:HIGH or choice:A,B,...",
+    )
+    sw.add_argument("--search-seed", type=int, default=0, help="seed of the random draws")
+    sw.add_argument("--seeds", type=int, default=8, help="seeds per configuration")
+    sw.add_argument("--seed", type=int, default=0, help="base seed")
+    sw.add_argument("--total-steps", type=int, default=None, help="env steps per run")
+    sw.add_argument(
+        "--cfg",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="static config field (not swept)",
+    )
+    sw.add_argument("--out", required=True, help="sweep directory (resumed if it exists)")
+    sw.add_argument(
+        "--chunk", type=int, default=None, help="runs per chunk (default: as many as fit in memory)"
+    )
+    sw.add_argument(
+        "--memory-fraction",
+        type=float,
+        default=0.5,
+        help="share of each device's free memory a chunk may use (default 0.5)",
+    )
+    sw.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.add_argument(
+        "--no-cache", action="store_true", help="disable JAX's persistent compilation cache"
+    )
+    distributed.add_arguments(sw)
+    sw.set_defaults(func=cmd_sweep)
+
     reproduce = sub.add_parser("reproduce", help="re-run a run directory, compare bitwise")
     reproduce.add_argument("run")
     reproduce.add_argument("--quiet", action="store_true")
@@ -274,19 +417,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # like Ctrl-C: clean up, then exit
     try:
         return args.func(args)
     except (ValueError, runs.RunDirError) as e:
         print(f"qlearn: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-def console() -> None:
-    """Entry point of the ``qlearn`` console script."""
-    sys.exit(main())
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        where = f" in {out}" if out else ""
+        print(
+            f"qlearn: interrupted; the finished chunks are kept{where}: run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

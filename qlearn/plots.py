@@ -1,4 +1,6 @@
-"""Figures: learning curves and sensitivity curves (IQM over seeds with 95% bootstrap CIs).
+"""Figures: learning curves, sensitivity curves and heatmaps (IQM over seeds, 95% bootstrap CIs).
+
+NaN values (e.g. a diverged run's masked metrics) are left out of each point's statistics.
 
 Functions return a matplotlib ``Figure`` (shown inline in a notebook); :func:`save` writes one.
 They use matplotlib's object API, so no GUI backend is involved.
@@ -16,9 +18,17 @@ from qlearn import stats
 
 
 def _band(ax, x: np.ndarray, values: np.ndarray, label: str) -> None:
-    """IQM line and 95% bootstrap band of values [T, S] (seeds last) at x [T]."""
-    center = stats.iqm(values)
-    low, high = stats.bootstrap_ci(values)
+    """IQM line and 95% bootstrap band of values [T, S] (seeds last) at x [T], over the finite
+    values at each point."""
+    values = np.asarray(values, np.float64)
+    if np.all(np.isfinite(values)):
+        center = stats.iqm(values)
+        low, high = stats.bootstrap_ci(values)
+    else:
+        center, low, high = np.full((3, len(values)), np.nan)
+        for t, v in enumerate(values):
+            d = stats.describe(v)
+            center[t], (low[t], high[t]) = d["iqm"], d["iqm_ci95"]
     (line,) = ax.plot(x, center, label=label, marker="o" if len(x) < 12 else None)
     ax.fill_between(x, low, high, alpha=0.2, color=line.get_color(), linewidth=0)
 
@@ -92,10 +102,58 @@ def sensitivity(
     return fig
 
 
-def save(fig: Figure, path: str | Path) -> Path:
-    """Lay out and write a figure (creating the folder)."""
+def heatmap(
+    x_values: np.ndarray,
+    y_values: np.ndarray,
+    finals: np.ndarray,
+    *,
+    x_name: str,
+    y_name: str,
+    title: str = "",
+    label: str = "final return",
+) -> Figure:
+    """IQM over seeds of a 2-D grid, one annotated cell per (y, x) configuration.
+
+    Args:
+      x_values: [X] values of the column hyperparameter; y_values: [Y] of the row one.
+      finals: [Y, X, S] per-seed values (NaNs, e.g. diverged runs, left out of a cell).
+    """
+    finals = np.asarray(finals, np.float64)
+    cells = np.full(finals.shape[:2], np.nan)
+    for idx in np.ndindex(cells.shape):
+        cells[idx] = stats.describe(finals[idx])["iqm"]
+    fig = Figure(figsize=(1.1 * len(x_values) + 2.6, 0.7 * len(y_values) + 1.8), dpi=120)
+    ax = fig.subplots()
+    image = ax.imshow(cells, cmap="viridis", aspect="auto", origin="lower")
+    fig.colorbar(image, ax=ax, label=f"{label} (IQM)")
+    ax.set_xticks(range(len(x_values)), [f"{v:g}" for v in x_values])
+    ax.set_yticks(range(len(y_values)), [f"{v:g}" for v in y_values])
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    middle = np.nanmean(cells) if np.any(np.isfinite(cells)) else 0.0
+    for (i, j), v in np.ndenumerate(cells):
+        color = "black" if v > middle else "white"
+        ax.text(
+            j,
+            i,
+            "diverged" if np.isnan(v) else f"{v:.3g}",
+            ha="center",
+            va="center",
+            color=color,
+            fontsize=8,
+        )
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def save(fig: Figure, path: str | Path, *, pdf: bool = False) -> Path:
+    """Lay out and write a figure (creating the folder); with ``pdf`` also a PDF beside it
+    (vector, for papers)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path)
+    if pdf:
+        fig.savefig(path.with_suffix(".pdf"))
     return path

@@ -1,16 +1,34 @@
-"""Aggregate statistics over seeds: interquartile mean (IQM) and percentile-bootstrap
-confidence intervals (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
+"""Aggregate statistics over seeds, with rliable's definitions (Agarwal et al. 2021, "Deep RL
+at the Edge of the Statistical Precipice"): mean, median, interquartile mean (IQM),
+percentile-bootstrap confidence intervals, probability of improvement; and the per-run
+summaries of a learning curve (final, best, area under the curve).
+
+A sweep is one task, so rliable's *stratified* bootstrap (resampling runs within each task)
+is the ordinary bootstrap over seeds here. Everything reduces over the LAST axis.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import scipy.stats
 
 
+def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis)
+
+
+def median(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(x, axis=axis)
+
+
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Interquartile mean: the mean of the middle 50% of values (25% trimmed from each end)."""
     return scipy.stats.trim_mean(x, 0.25, axis=axis)
+
+
+AGGREGATES: dict[str, Callable[..., np.ndarray]] = {"mean": mean, "median": median, "iqm": iqm}
 
 
 def bootstrap_ci(
@@ -50,3 +68,45 @@ def bootstrap_ci(
         rng=np.random.default_rng(seed),
     )
     return res.confidence_interval.low, res.confidence_interval.high
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) + ½ P(X = Y) for a random run X of ``x`` [n] and Y of ``y`` [m]: the
+    Mann–Whitney U statistic divided by n·m (rliable's definition, one task)."""
+    x = np.asarray(x, np.float64)[:, None]
+    y = np.asarray(y, np.float64)[None, :]
+    return float(np.mean((x > y) + 0.5 * (x == y)))
+
+
+def final(curves: np.ndarray) -> np.ndarray:
+    """The last point of each curve [..., T] -> [...]."""
+    return curves[..., -1]
+
+
+def best(curves: np.ndarray) -> np.ndarray:
+    """The best point of each curve (NaNs, e.g. masked after divergence, ignored)."""
+    return np.nanmax(curves, axis=-1)
+
+
+def area_under_curve(x: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Trapezoidal area under each curve [..., T] over ``x`` [T], divided by the x range: the
+    curve's average height (comparable across budgets; NaN if any point is NaN)."""
+    x = np.asarray(x, np.float64)
+    return np.trapezoid(curves, x, axis=-1) / (x[-1] - x[0])
+
+
+def describe(x: np.ndarray, *, seed: int = 0) -> dict[str, float | int | list[float]]:
+    """Mean, median, IQM and the IQM's 95% bootstrap CI of the finite values of ``x`` [n]."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        nan = float("nan")
+        return {"n": 0, "mean": nan, "median": nan, "iqm": nan, "iqm_ci95": [nan, nan]}
+    low, high = bootstrap_ci(x, iqm, seed=seed)
+    return {
+        "n": int(x.size),
+        "mean": float(np.mean(x)),
+        "median": float(np.median(x)),
+        "iqm": float(iqm(x)),
+        "iqm_ci95": [float(low), float(high)],
+    }

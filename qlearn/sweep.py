@@ -1,84 +1,499 @@
-"""Batched execution: every hyperparameter configuration × seed of one static config as ONE
-compiled, vmapped program.
+"""Sweeps: every configuration × seed of a search space, compiled once per static group,
+chunked to fit in memory, spread over every device (and host), written chunk by chunk so that
+nothing is lost when it is killed.
 
-Seed i of a sweep uses ``jax.random.fold_in(jax.random.key(base_seed), i)``, so a run's key
-does not depend on how many seeds run beside it.
+Layout of the work. The runs of a compiled group are flattened to one axis,
+``run = config_position * num_seeds + seed``. A chunk is ``per_device × num_devices`` runs;
+the devices of a 1-D mesh (all of ``jax.devices()``, across processes) each take a contiguous
+slice of ``per_device`` runs, the last chunk padded with copies of its last run. Each device
+runs the same single-device program, ``jit(vmap(train))`` over ``per_device`` runs, compiled
+once per device and reused for every chunk.
+
+Why not one SPMD program over a ``NamedSharding``: on XLA:CPU (jax 0.10) a partitioned program
+— ``jit`` with sharded inputs, ``shard_map`` or ``pmap`` — rounds differently (≈ 1e-7 in the
+loss) from the unpartitioned one, so a sweep's results would depend on its device count. The
+per-device program gives results that are bitwise identical however the sweep is chunked,
+sharded, interrupted or resumed (tested), and it needs no communication between devices or
+hosts. Two rules keep it so: a device always runs ≥ 2 runs (a size-1 batch compiles to
+different kernels), and a run's key and hyperparameters depend only on its index.
+
+Seed n uses the key ``jax.random.fold_in(jax.random.key(0), n)``, and a sweep's seeds are
+``base_seed, base_seed + 1, ...``: a run's key depends on its seed number only, so seed 5 alone
+(``seeds=1, base_seed=5``) is the same run as seed 5 of a 32-seed sweep.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import hashlib
+import json
+import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qlearn import algos, runs, search
 from qlearn import hparams as hparams_lib
+from qlearn.search import SearchError
+
+MIN_PER_DEVICE = 2
+"""Runs per device per chunk, at least: a batch of one compiles to different kernels."""
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be run as asked (bad chunk size, processes that disagree, ...)."""
 
 
 def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
-    """Keys of seeds 0..num_seeds-1: ``fold_in(key(base_seed), i)``, shape [num_seeds]."""
-    base = jax.random.key(base_seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_seeds))
+    """Keys of seeds base_seed .. base_seed + num_seeds - 1: ``fold_in(key(0), n)``, [num_seeds]."""
+    root = jax.random.key(0)
+    return jax.vmap(lambda n: jax.random.fold_in(root, n))(base_seed + jnp.arange(num_seeds))
 
 
 def vmap_grid(train: Callable) -> Callable:
-    """``train(key, hp)`` -> ``f(keys[S], hp[H]) -> (states, metrics)`` with axes [H, S, ...]."""
+    """``train(key, hp)`` -> ``f(keys[S], hp[H]) -> (states, metrics)`` with axes [H, S, ...].
+
+    The building block for notebooks; :func:`run` gives the same numbers, chunked, sharded and
+    resumable."""
     return jax.vmap(jax.vmap(train, (0, None)), (None, 0))
 
 
-@dataclasses.dataclass
-class BatchResult:
-    """Metrics of a batched run, with the time it took to compile and to run."""
+def mesh_devices() -> list[jax.Device]:
+    """Every device of every process, in mesh order: by process, then id. A process's own
+    devices are therefore a contiguous slice of the run axis."""
+    return sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
 
-    metrics: dict[str, np.ndarray]
-    """name -> array [H (config), S (seed), T (time)]."""
-    compile_seconds: float
-    run_seconds: float
-    run_started: float
-    """``time.perf_counter()`` when the compiled program started (to time host callbacks)."""
-    final_state: Any = None
-    """The runs' final states (leaves [H, S, ...]) when asked for with ``keep_state``."""
+
+def memory_budget(device: jax.Device, fraction: float = 0.5) -> int:
+    """Bytes a chunk may use on ``device``: ``fraction`` of what it has free (GPU/TPU: its
+    allocator's limit minus what is in use; CPU: the host's available memory shared among
+    its local devices)."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(fraction * available / max(1, jax.local_device_count()))
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+@dataclasses.dataclass
+class _Group:
+    """One static config's compiled per-device programs and its runs' inputs."""
+
+    index: int
+    config: Any
+    hp: Any  # batched hparams [H_g], numpy leaves
+    num_runs: int
+    per_device: int
+    compiled: dict[jax.Device, Any]
+    per_run_bytes: int | None  # measured from the compiled program, when the backend says
+
+
+def _inputs(group: _Group, keys: jax.Array, runs_idx: np.ndarray, device: jax.Device):
+    seeds = keys.shape[0]
+    hp = jax.tree.map(lambda x: np.asarray(x)[runs_idx // seeds], group.hp)
+    return (
+        jax.device_put(keys[runs_idx % seeds], device),
+        jax.device_put(hparams_lib.to_arrays(hp), device),
+    )
+
+
+def _compile(
+    module: Any,
+    config: Any,
+    hp: Any,
+    keys: jax.Array,
+    per_device: int,
+    devices: Sequence[jax.Device],
+    progress: Callable | None,
+    keep_state: bool,
+) -> tuple[dict[jax.Device, Any], int | None]:
+    """jit(vmap(train)) over ``per_device`` runs, compiled for each local device (in
+    parallel); returns the executables and the measured bytes per run."""
+    train = module.make_train(config, progress=progress)
+
+    def batch(k: jax.Array, h: Any) -> Any:
+        state, metrics = jax.vmap(train)(k, h)
+        return (state, metrics) if keep_state else (None, metrics)
+
+    fn = jax.jit(batch)
+    idx = np.zeros(per_device, np.int64)
+
+    def one(device: jax.Device) -> Any:
+        k = jax.ShapeDtypeStruct(
+            (per_device,), keys.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
+        )
+        h = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(
+                (per_device,), x.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
+            ),
+            hparams_lib.to_arrays(jax.tree.map(lambda x: np.asarray(x)[idx], hp)),
+        )
+        return fn.lower(k, h).compile()
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(devices))) as pool:
+        compiled = dict(zip(devices, pool.map(one, devices), strict=True))
+    analysis = next(iter(compiled.values())).memory_analysis()
+    per_run = None
+    if analysis is not None:
+        total = (
+            analysis.temp_size_in_bytes
+            + analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes
+        )
+        per_run = int(total / per_device)
+    return compiled, per_run
+
+
+def estimate_run_bytes(module: Any, config: Any, hp: Any) -> int:
+    """Bytes one run needs, before compiling: 3× its training state and metrics (the scan
+    carry in and out, and temporaries of the same size), from ``jax.eval_shape``."""
+    train = module.make_train(config)
+    one = jax.tree.map(lambda x: np.asarray(x)[:1][0], hp)
+    shapes = jax.eval_shape(train, jax.random.key(0), hparams_lib.to_arrays(one))
+    return 3 * _nbytes(shapes)
+
+
+def choose_per_device(
+    num_runs: int, num_devices: int, run_bytes: int, budget: int, chunk: int | None
+) -> int:
+    """Runs per device per chunk: ``chunk`` split over the devices, or the most that fit in
+    ``budget`` (never more than the runs need, never fewer than :data:`MIN_PER_DEVICE`)."""
+    if chunk is not None:
+        return max(MIN_PER_DEVICE, math.ceil(chunk / num_devices))
+    needed = math.ceil(num_runs / num_devices)
+    fits = budget // max(run_bytes, 1)
+    return max(MIN_PER_DEVICE, min(needed, fits))
+
+
+def _spec_digest(obj: Any) -> np.ndarray:
+    text = json.dumps(obj, sort_keys=True).encode()
+    return np.frombuffer(hashlib.sha256(text).digest(), np.uint8)
+
+
+def check_processes_agree(what: str, obj: Any) -> None:
+    """In a multi-process sweep, raise :class:`SweepError` unless every process holds the same
+    ``obj`` (compared by SHA-256, through a collective)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    digests = np.asarray(multihost_utils.process_allgather(_spec_digest(obj)))
+    differ = [p for p in range(len(digests)) if not np.array_equal(digests[p], digests[0])]
+    if differ:
+        raise SweepError(
+            f"the processes disagree on the {what}: process(es) {differ} differ from process 0 "
+            "(run the same command, with the same arguments and code, on every host)"
+        )
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def prepare(out: str | Path, spec: dict[str, Any], *, overwrite: bool = False) -> bool:
+    """:func:`runs.prepare` for every process of a sweep: the processes first check that they
+    run the same spec, then process 0 prepares the shared directory and tells the others how
+    it went (True: finished already, nothing to do)."""
+    check_processes_agree("sweep spec", spec)
+    if jax.process_count() == 1:
+        return runs.prepare(out, spec, overwrite=overwrite)
+    from jax.experimental import multihost_utils
+
+    status, error = 0, None
+    if jax.process_index() == 0:
+        try:
+            status = 1 if runs.prepare(out, spec, overwrite=overwrite) else 0
+        except runs.RunDirError as e:
+            status, error = 2, e
+    status = int(np.asarray(multihost_utils.process_allgather(np.int32(status)))[0])
+    if error is not None:
+        raise error
+    if status == 2:
+        raise runs.RunDirError(f"process 0 cannot use {out} (see its error)")
+    return status == 1
+
+
+def _log(enabled: bool, msg: str) -> None:
+    if enabled and jax.process_index() == 0:
+        print(msg, flush=True)
+
+
+def execute(
+    spec: dict[str, Any],
+    out: str | Path | None = None,
+    *,
+    chunk: int | None = None,
+    memory_fraction: float = 0.5,
+    progress: bool | Callable = False,
+    keep_state: bool = False,
+    verbose: bool = False,
+    argv: list[str] | None = None,
+) -> runs.Run | None:
+    """Run a spec (see :func:`runs.make_spec`): every configuration × seed, group by group,
+    chunk by chunk, on every device of every process.
+
+    Args:
+      spec: what to run; its identity guards ``out`` (a different spec there is refused).
+      out: the run directory: each finished chunk is written there at once, and a re-run of
+        the same spec resumes from them (None: keep everything in memory).
+      chunk: runs per chunk (rounded up to a multiple of the device count, with at least
+        :data:`MIN_PER_DEVICE` per device); None picks the largest that fits in
+        ``memory_fraction`` of each device's free memory.
+      progress: a progress bar (True), or a callable ``make_train`` reports to.
+      keep_state: also return the final training states (in memory only; one group).
+      verbose: say what is compiled, resumed, recomputed and written.
+
+    Returns:
+      The finished :class:`runs.Run` (on process 0; other processes return None).
+    """
+    if chunk is not None and chunk < 1:
+        raise SweepError(f"chunk = {chunk} must be ≥ 1 (runs per chunk)")
+    if keep_state and (out is not None or len(spec.get("groups") or [0]) > 1):
+        raise SweepError("keep_state needs an in-memory sweep (out=None) of one static group")
+    module = algos.get(spec["algo"])[0]
+    groups = runs.spec_groups(spec)
+    num_seeds = spec["seeds"]["num_seeds"]
+    keys = seed_keys(spec["seeds"]["base_seed"], num_seeds)
+    devices = mesh_devices()
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    check_processes_agree("sweep spec", spec)
+
+    path = Path(out) if out is not None else None
+    chunks: list[runs.Chunk] = []
+    if path is not None:
+        if jax.process_index() == 0:
+            runs.start(path, spec, argv)
+        _barrier("qlearn-started")
+        chunks, corrupt = runs.scan_chunks(path, quarantine=jax.process_index() == 0)
+        for message in corrupt:
+            _log(True, f"warning: {message}; its runs will be recomputed")
+    done = runs.done_runs(spec, chunks)
+    todo_total = int(sum((~d).sum() for d in done))
+    if chunks:
+        _log(
+            True,
+            f"resuming: {runs.num_runs(spec) - todo_total} of {runs.num_runs(spec)} "
+            "runs are already done",
+        )
+    _barrier("qlearn-scanned")
+
+    bar = None
+    if progress is True:
+        from qlearn.progress import ProgressBar
+
+        per_run, unit = module.progress_total(groups[0][0])
+        bar = ProgressBar(
+            todo_total * per_run, num_runs=todo_total, unit=unit, enabled=jax.process_index() == 0
+        )
+    report = bar if bar is not None else (progress if callable(progress) else None)
+    timing = {"compile_seconds": 0.0, "run_seconds": 0.0, "chunks": 0}
+    states: list[Any] = []
+    run_started = None
+    for g, (config, hp, _) in enumerate(groups):
+        todo = np.flatnonzero(~done[g])
+        if todo.size == 0:
+            continue
+        check_processes_agree(f"runs left to do in group {g}", todo.tolist())
+        budget = min(memory_budget(d, memory_fraction) for d in local)
+        estimate = estimate_run_bytes(module, config, hp)
+        per_device = choose_per_device(todo.size, len(devices), estimate, budget, chunk)
+        per_device = int(min(per_device, max(MIN_PER_DEVICE, math.ceil(todo.size / len(devices)))))
+        while True:
+            t0 = time.perf_counter()
+            _log(
+                verbose,
+                f"group {g}: compiling {per_device} runs per device × {len(devices)} "
+                f"device(s) (estimated {estimate / 2**20:.1f} MiB per run)",
+            )
+            compiled, measured = _compile(
+                module, config, hp, keys, per_device, local, report, keep_state
+            )
+            timing["compile_seconds"] += time.perf_counter() - t0
+            fits = measured is None or measured * per_device <= budget
+            if fits or per_device <= MIN_PER_DEVICE or chunk is not None:
+                break
+            per_device = max(MIN_PER_DEVICE, budget // measured)  # the measure says: smaller
+        grp = _Group(g, config, hp, len(done[g]), per_device, compiled, measured)
+        size = per_device * len(devices)
+        timing[f"group{g}_runs_per_chunk"] = size
+        timing[f"group{g}_bytes_per_run"] = measured if measured is not None else estimate
+        t_run = time.perf_counter()
+        run_started = run_started or t_run
+        for start in range(0, todo.size, size):
+            idx = todo[start : start + size]
+            padded = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
+            pending = []
+            for device in local:
+                j = devices.index(device)
+                part = padded[j * per_device : (j + 1) * per_device]
+                valid = np.arange(j * per_device, (j + 1) * per_device) < idx.size
+                pending.append(
+                    (part, valid, grp.compiled[device](*_inputs(grp, keys, part, device)))
+                )
+            rows, metrics_parts, state_parts = [], [], []
+            for part, valid, (state, metrics) in pending:
+                if valid.any():
+                    rows.append(part[valid])
+                    metrics_parts.append({k: np.asarray(v)[valid] for k, v in metrics.items()})
+                    if keep_state:
+                        state_parts.append(jax.tree.map(lambda x, v=valid: np.asarray(x)[v], state))
+            if rows:
+                r = np.concatenate(rows)
+                m = {k: np.concatenate([p[k] for p in metrics_parts]) for k in metrics_parts[0]}
+                if path is not None:
+                    file = runs.write_chunk(path, g, r, m, jax.process_index())
+                    chunks.append(runs.read_chunk(file))
+                else:
+                    chunks.append(runs.Chunk("", g, r, m, ""))
+                states.extend(state_parts)
+            timing["chunks"] += 1
+            _barrier(f"qlearn-g{g}-c{start}")
+            if path is not None and jax.process_index() == 0:
+                if jax.process_count() > 1:  # the other processes' files of this chunk
+                    chunks, _ = runs.scan_chunks(path, quarantine=False)
+                runs.write_manifest(path, spec, chunks, complete=False)
+        timing["run_seconds"] += time.perf_counter() - t_run
+    if bar is not None:
+        bar.close()
+    timing["run_started"] = run_started or time.perf_counter()
+    _barrier("qlearn-finished")
+    if jax.process_index() != 0:
+        return None
+    if path is not None and jax.process_count() > 1:
+        chunks, _ = runs.scan_chunks(path, quarantine=False)
+    metrics = runs.assemble(spec, chunks)
+    if path is None:
+        result = runs.build(spec, metrics, timing=timing)
+    else:
+        result = runs.write(path, spec, metrics, timing=timing, argv=argv)
+        runs.write_manifest(path, spec, chunks, complete=True)
+    if keep_state:
+        order = np.argsort(np.concatenate([c.runs for c in chunks]))
+        stacked = jax.tree.map(lambda *xs: np.concatenate(xs)[order], *states)
+        result.final_state = jax.tree.map(
+            lambda x: x.reshape(len(groups[0][2]), num_seeds, *x.shape[1:]), stacked
+        )
+    return result
+
+
+def make_spec(
+    config: Any,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    dist: Mapping[str, Any] | None = None,
+    n_samples: int | None = None,
+    search_seed: int = 0,
+    hparams: Any = None,
+    seeds: int = 8,
+    base_seed: int = 0,
+) -> dict[str, Any]:
+    """The spec of a grid or random search over ``config``'s algorithm (validated: every
+    error is raised here, before anything compiles)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise SweepError(f"seeds = {seeds!r} must be an integer ≥ 1")
+    algo = algos.name_of(config)
+    space = search.expand(
+        config,
+        algos.get(algo)[2],
+        grid,
+        dist=dist,
+        n_samples=n_samples,
+        search_seed=search_seed,
+        base=hparams,
+    )
+    return runs.make_spec(
+        algo,
+        config,
+        space.hparams,
+        num_seeds=seeds,
+        base_seed=base_seed,
+        swept=space.swept,
+        overrides=space.overrides,
+        group_of=space.group_of,
+        search=space.search,
+    )
 
 
 def run(
-    make_train: Callable,
     config: Any,
-    hparams: Any,
+    grid: Mapping[str, Sequence[Any]] | None = None,
     *,
-    num_seeds: int,
+    dist: Mapping[str, Any] | None = None,
+    n_samples: int | None = None,
+    search_seed: int = 0,
+    hparams: Any = None,
+    seeds: int = 8,
     base_seed: int = 0,
-    progress: Callable | None = None,
+    out: str | Path | None = None,
+    chunk: int | None = None,
+    overwrite: bool = False,
+    progress: bool | Callable = False,
     keep_state: bool = False,
-) -> BatchResult:
-    """Run every configuration in ``hparams`` (leaves [H]) with ``num_seeds`` seeds.
+    verbose: bool = False,
+) -> runs.Run | None:
+    """A sweep in one call: ``run(DQNConfig(), grid={"lr": [1e-4, 1e-3]}, seeds=32)``.
 
-    Compiles once (timed separately), then runs; only the metrics leave the device, and the
-    final states too with ``keep_state`` (e.g. to inspect learned Q-tables or networks).
+    Args:
+      config: the algorithm's static config (its type says which algorithm).
+      grid: name -> values; hyperparameters share one compile, static config fields make
+        separate compiled groups.
+      dist, n_samples, search_seed: random search instead — ``n_samples`` draws from ``dist``
+        (name -> :class:`~qlearn.search.Dist` or text such as ``"loguniform:1e-5:1e-2"``).
+      hparams: values of the hyperparameters neither swept nor sampled (default: defaults).
+      seeds: seeds per configuration; ``base_seed``: the seed numbering's origin.
+      out: run directory (written chunk by chunk, resumable); None keeps it in memory.
+      chunk, progress, keep_state, verbose: see :func:`execute`.
+
+    Returns:
+      A :class:`runs.Run`: ``metrics[name]`` with axes (config, seed, time), the summary, and
+      the per-configuration values (``run.config_values``).
     """
-    hparams_lib.validate(hparams)
-    if hasattr(config, "validate_hparams"):
-        config.validate_hparams(hparams)
-    train = make_train(config, progress=progress)
-    batched = jax.jit(
-        lambda keys, hp: (
-            vmap_grid(train)(keys, hp) if keep_state else (None, vmap_grid(train)(keys, hp)[1])
-        )
+    spec = make_spec(
+        config,
+        grid,
+        dist=dist,
+        n_samples=n_samples,
+        search_seed=search_seed,
+        hparams=hparams,
+        seeds=seeds,
+        base_seed=base_seed,
     )
-    keys = seed_keys(base_seed, num_seeds)
-    hp = hparams_lib.to_arrays(hparams)
-    start = time.perf_counter()
-    compiled = batched.lower(keys, hp).compile()
-    compiled_at = time.perf_counter()
-    final_state, metrics = jax.block_until_ready(compiled(keys, hp))
-    done = time.perf_counter()
-    return BatchResult(
-        metrics={k: np.asarray(v) for k, v in metrics.items()},
-        compile_seconds=compiled_at - start,
-        run_seconds=done - compiled_at,
-        run_started=compiled_at,
-        final_state=final_state,
+    if out is not None and prepare(out, spec, overwrite=overwrite):
+        _log(True, f"{out} already holds this sweep, finished: nothing to do")
+        return runs.load(out)
+    return execute(
+        spec, out, chunk=chunk, progress=progress, keep_state=keep_state, verbose=verbose
     )
+
+
+__all__ = [
+    "MIN_PER_DEVICE",
+    "SearchError",
+    "SweepError",
+    "execute",
+    "make_spec",
+    "mesh_devices",
+    "run",
+    "seed_keys",
+    "vmap_grid",
+]

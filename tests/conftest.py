@@ -14,6 +14,19 @@ from qlearn.algos import dqn
 
 os.environ.setdefault("QLEARN_FAST", "1")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """One persistent compilation cache for the suite and the CLI subprocesses it starts: a
+    program compiled by one test (or process) is loaded, not recompiled, by the next."""
+    from qlearn import cli
+
+    path = tmp_path_factory.getbasetemp() / "jax-cache"
+    os.environ["QLEARN_CACHE_DIR"] = str(path)
+    cli.enable_compilation_cache(True)
+    return path
+
+
 # A small CartPole config: 2 envs, 2,000 steps, 4 evaluation points. Compiles in seconds.
 TINY = dict(
     env_id="CartPole-v1",

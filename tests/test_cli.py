@@ -11,17 +11,12 @@ TINY_ARGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("QLEARN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jax-cache"))
-
-
 @pytest.fixture
 def no_compile(monkeypatch):
     def refuse(*args, **kwargs):
-        raise AssertionError("sweep.run was called: bad input must fail before compiling")
+        raise AssertionError("sweep.execute was called: bad input must fail before compiling")
 
-    monkeypatch.setattr(sweep, "run", refuse)
+    monkeypatch.setattr(sweep, "execute", refuse)
 
 
 @pytest.mark.parametrize(
@@ -96,11 +91,11 @@ def test_train_writes_a_run_directory(trained):
     assert run.spec["hparams"]["gamma"] == [pytest.approx(0.95)] * 2
     assert run.provenance["jax"] and run.provenance["backend"] == "cpu"
     rows = run.summary["configs"]
-    assert [r["hparams"]["lr"] for r in rows] == [pytest.approx(1e-3), pytest.approx(3e-3)]
+    assert [r["values"]["lr"] for r in rows] == [pytest.approx(1e-3), pytest.approx(3e-3)]
     final = run.metrics["eval_return"][:, :, -1]
-    assert rows[1]["final_return_mean"] == pytest.approx(final[1].mean())
-    lo, hi = rows[0]["final_return_ci95"]
-    assert lo <= rows[0]["final_return_iqm"] <= hi
+    assert rows[1]["final"]["mean"] == pytest.approx(final[1].mean())
+    lo, hi = rows[0]["final"]["iqm_ci95"]
+    assert lo <= rows[0]["final"]["iqm"] <= hi
 
 
 def test_same_run_again_does_nothing(trained, capsys, no_compile):

@@ -26,13 +26,18 @@ def test_prepare_refuses_foreign_and_different_directories(tmp_path):
         runs.prepare(tmp_path, spec())
     target = tmp_path / "r"
     assert runs.prepare(target, spec()) is False
-    (target / "config.json").write_text(json.dumps({"spec": spec(), "provenance": {}}))
+    assert json.loads((target / "config.json").read_text())["spec"] == spec()  # recorded
     with pytest.raises(runs.RunDirError, match=r"config.num_envs: 10 there, 4 here"):
         runs.prepare(target, spec(num_envs=4))
+    (target / runs.CHUNKS / "old.npz").write_bytes(b"x")
     assert runs.prepare(target, spec(num_envs=4), overwrite=True) is False
-    assert runs.prepare(target, spec()) is False  # same spec, unfinished: run it
+    assert not (target / runs.CHUNKS / "old.npz").exists()  # the old run's chunks are gone
+    assert runs.prepare(target, spec(num_envs=4)) is False  # same spec, unfinished: resume
     (target / "summary.json").write_text("{}")
-    assert runs.prepare(target, spec()) is True  # same spec, finished
+    assert runs.prepare(target, spec(num_envs=4)) is True  # same spec, finished
+    (tmp_path / "file").write_text("")
+    with pytest.raises(runs.RunDirError, match="cannot write"):
+        runs.prepare(tmp_path / "file" / "run", spec())
 
 
 def test_compare_is_bitwise():

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from qlearn import dp, sweep
-from qlearn import hparams as hparams_lib
 from qlearn.algos import tabular
 from qlearn.envs import catalog
 from qlearn.types import ConfigError
@@ -73,8 +72,7 @@ def test_behaviour_policy_matches_sampled_actions_with_ties():
 
 def run(algorithm, env_id, num_episodes, seeds, **hp):
     config = tabular.TabularConfig(env_id=env_id, algorithm=algorithm, num_episodes=num_episodes)
-    grid = hparams_lib.grid(tabular.TabularHParams, {k: [v] for k, v in hp.items()})
-    return sweep.run(tabular.make_train, config, grid, num_seeds=seeds).metrics
+    return sweep.run(config, hparams=tabular.TabularHParams(**hp), seeds=seeds).metrics
 
 
 def test_cliff_walking_sarsa_is_safer_online_and_q_learning_finds_the_edge():

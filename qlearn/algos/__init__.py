@@ -20,3 +20,11 @@ def get(name: str) -> tuple[ModuleType, type, type]:
     if name not in ALGOS:
         raise ValueError(f"unknown algorithm '{name}' (known: {', '.join(ALGOS)})")
     return ALGOS[name]
+
+
+def name_of(config: object) -> str:
+    """The algorithm name of a static config instance."""
+    for name, (_, config_cls, _) in ALGOS.items():
+        if isinstance(config, config_cls):
+            return name
+    raise TypeError(f"{type(config).__name__} is not the config of a known algorithm")

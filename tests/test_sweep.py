@@ -1,0 +1,273 @@
+"""The sweep engine: identical results however a sweep is chunked, sharded over devices or
+processes, killed and resumed; corrupt chunks recomputed; bad input refused before compiling.
+
+Compiles are shared through the suite's persistent compilation cache (conftest), and every
+test uses the same tiny DQN spec: 2 learning rates × 4 seeds = 8 runs."""
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY
+
+from qlearn import cli, runs, sweep
+from qlearn.algos import dqn
+
+STEPS = 8_000  # long enough for a chunk to take a noticeable fraction of a second
+GRID = {"lr": [1e-3, 3e-3]}
+SEEDS = 4
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_args(out, *extra):
+    cfg = dict(TINY, total_steps=STEPS)
+    args = [
+        f"--cfg={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in cfg.items()
+    ]
+    return [
+        "sweep",
+        "--quiet",
+        "--seeds",
+        str(SEEDS),
+        "--grid",
+        "lr=1e-3,3e-3",
+        "--out",
+        str(out),
+        *args,
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return dqn.DQNConfig(**dict(TINY, total_steps=STEPS))
+
+
+@pytest.fixture(scope="module")
+def reference(config):
+    """The whole sweep as one chunk (4 runs per device... 8 runs on the one device)."""
+    return sweep.run(config, GRID, seeds=SEEDS)
+
+
+def identical(a, b):
+    matches = runs.compare(a, b)
+    assert all(matches.values()), [k for k, ok in matches.items() if not ok]
+
+
+def test_results_are_identical_however_the_sweep_is_chunked(config, reference):
+    assert reference.metrics["eval_return"].shape == (2, SEEDS, TINY["num_evals"])
+    assert reference.summary["timing"]["chunks"] == 1
+    for chunk in (2, 3):  # 4 chunks of 2; 3 chunks of 3 (the last padded)
+        again = sweep.run(config, GRID, seeds=SEEDS, chunk=chunk)
+        assert again.summary["timing"]["chunks"] == -(-8 // chunk)
+        identical(reference.metrics, again.metrics)
+
+
+def test_a_seed_gives_the_same_run_in_any_sweep(config, reference):
+    """Seeds 2 and 3 alone (base seed 2) are the same runs as in the 4-seed sweep."""
+    part = sweep.run(config, {"lr": [3e-3]}, seeds=2, base_seed=2)
+    for name in ("eval_return", "loss", "q_mean"):
+        np.testing.assert_array_equal(part.metrics[name][0], reference.metrics[name][1, 2:])
+
+
+def _python(*args, env=None):
+    env = dict(os.environ, **(env or {}))
+    return [sys.executable, "-m", "qlearn", *args], env
+
+
+def _wait_for_chunks(out: Path, count: int, proc: subprocess.Popen, timeout: float = 120):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if len(list((out / runs.CHUNKS).glob("*.npz"))) >= count:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before {count} chunks")
+        time.sleep(0.005)
+    raise AssertionError("timed out waiting for chunks")
+
+
+def test_killed_sweeps_resume_bitwise_and_corrupt_chunks_are_recomputed(
+    tmp_path, reference, config
+):
+    out = tmp_path / "s"
+    cmd, env = _python(*cli_args(out, "--chunk", "2"))
+    # SIGTERM after the first chunk: a clean exit that keeps what is done
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    _wait_for_chunks(out, 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    # SIGKILL after one more chunk: no clean-up at all
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    done_before = len(list((out / runs.CHUNKS).glob("*.npz")))
+    _wait_for_chunks(out, done_before + 1, proc)
+    proc.kill()
+    proc.wait(timeout=60)
+    files = sorted((out / runs.CHUNKS).glob("*.npz"))
+    assert 2 <= len(files) < 4, "the sweep was not interrupted before its end"
+    for f in files:  # whatever was on disk at the kill is whole and verified
+        runs.read_chunk(f)
+    assert not (out / "summary.json").exists()
+    # resume to the end
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming: {2 * len(files)} of 8 runs are already done" in result.stdout
+    finished = runs.load(out)
+    identical(reference.metrics, finished.metrics)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["runs_done"] == 8
+    # finished: the same command does nothing
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+    # damage three chunks: truncated; a flipped byte (the zip's CRC catches it); and a value
+    # changed by one ulp in a well-formed file (only our SHA-256 catches that)
+    chunks = sorted((out / runs.CHUNKS).glob("*.npz"))
+    chunks[0].write_bytes(chunks[0].read_bytes()[:100])
+    data = bytearray(chunks[1].read_bytes())
+    data[len(data) // 2] ^= 1
+    chunks[1].write_bytes(bytes(data))
+    with np.load(chunks[2]) as z:
+        arrays = dict(z)
+    arrays["m_loss"][0, -1] = np.nextafter(arrays["m_loss"][0, -1], np.float32(np.inf))
+    np.savez(chunks[2], **arrays)
+    for f, message in zip(chunks[:3], ["cannot be read", "cannot be read", "do not match"]):
+        with pytest.raises(runs.CorruptChunk, match=message):
+            runs.read_chunk(f)
+    for name in ("summary.json", "metrics.npz"):
+        (out / name).unlink()
+    spec = runs.load(out).spec
+    resumed = sweep.execute(spec, out, chunk=2)
+    assert len(list((out / runs.CHUNKS).glob("*.corrupt"))) == 3
+    identical(reference.metrics, resumed.metrics)
+
+
+def test_a_different_spec_is_refused_and_bad_input_fails_before_compiling(
+    tmp_path, capsys, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled: bad input must fail first")
+
+    monkeypatch.setattr(sweep, "execute", refuse)
+    out = tmp_path / "s"
+    runs.prepare(
+        out, sweep.make_spec(dqn.DQNConfig(**dict(TINY, total_steps=STEPS)), GRID, seeds=SEEDS)
+    )
+    bad = {
+        ("--seeds", "5"): "already holds a different run (seeds.num_seeds: 4 there, 5 here)",
+        ("--grid", "lrr=1"): "unknown hyperparameter or config field 'lrr'",
+        ("--grid", "gamma="): "must look like name=value",
+        ("--grid", "gamma=high"): "'gamma' = 'high' is not a number",
+        ("--random", "4", "--dist", "lr=loguniform:1e-2:1e-4"): "low = 0.01 must be < high",
+        ("--dist", "lr=uniform:0:1"): "--dist needs --random",
+        ("--chunk", "0"): "--chunk = 0 must be ≥ 1",
+        ("--grid", "hidden_sizes=16,0"): "hidden_sizes",
+        ("--grid", "lr=1e-3", "--grid", "lr=1e-4"): "is given twice",
+    }
+    for extra, message in bad.items():
+        code = cli.main(cli_args(out, *extra))  # the last --seeds counts
+        err = capsys.readouterr().err
+        assert code == cli.EXIT_USAGE, extra
+        assert message in err, (extra, err)
+    (tmp_path / "f").write_text("")
+    assert cli.main(cli_args(tmp_path / "f" / "s")) == cli.EXIT_USAGE
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_static_fields_in_a_grid_are_compiled_groups(tmp_path):
+    cfg = dataclasses.replace(dqn.DQNConfig(**TINY), total_steps=1_000, num_evals=2)
+    result = sweep.run(
+        cfg, {"hidden_sizes": [(8,), (16,)], "lr": [1e-3]}, seeds=2, out=tmp_path / "g"
+    )
+    assert [g["overrides"] for g in result.spec["groups"]] == [
+        {"hidden_sizes": [8]},
+        {"hidden_sizes": [16]},
+    ]
+    assert result.metrics["eval_return"].shape == (2, 2, 2)
+    assert runs.labels(result.spec) == ["hidden_sizes=8", "hidden_sizes=16"]
+    # each group gives what that config alone gives
+    alone = sweep.run(dataclasses.replace(cfg, hidden_sizes=(16,)), {"lr": [1e-3]}, seeds=2)
+    np.testing.assert_array_equal(alone.metrics["loss"][0], result.metrics["loss"][1])
+    records = runs.load(tmp_path / "g").records()
+    assert len(records) == 4 and records[2]["hidden_sizes"] == "16"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_four_devices_give_the_single_device_results(tmp_path, reference):
+    out = tmp_path / "d4"
+    cmd, env = _python(
+        *cli_args(out, "--chunk", "8"),
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    )
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr
+    run = runs.load(out)
+    assert len(run.provenance["devices"]) == 4
+    identical(reference.metrics, run.metrics)
+
+
+def test_two_processes_give_the_single_process_results(tmp_path, reference):
+    out = tmp_path / "p2"
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        cmd, env = _python(
+            *cli_args(out, "--chunk", "4"),
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(pid),
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = [p.communicate(timeout=400) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    run = runs.load(out)
+    assert run.provenance["processes"] == 2
+    identical(reference.metrics, run.metrics)
+    files = [f.name for f in (out / runs.CHUNKS).glob("*.npz")]
+    assert {f.split("-")[3] for f in files} == {"p000", "p001"}  # each wrote its own runs
+
+
+def test_processes_that_disagree_on_the_spec_refuse(tmp_path):
+    port = _free_port()
+    procs = []
+    for pid, seeds in ((0, "4"), (1, "5")):
+        args = cli_args(
+            tmp_path / f"x{pid}",
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(pid),
+        )
+        args[args.index("--seeds") + 1] = seeds
+        cmd, env = _python(*args)
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = [p.communicate(timeout=200) for p in procs]
+    assert [p.returncode for p in procs] == [cli.EXIT_USAGE] * 2, outputs
+    assert all("processes disagree on the sweep spec" in err for _, err in outputs)
