@@ -293,7 +293,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     run = runs.load(args.run)
     if not run.metrics:
         raise CLIError(f"{args.run} has no metrics.npz (the run did not finish)")
-    print(runs.figure(run.path, run.spec, run.metrics))
+    for path in runs.figure(run.path, run.spec, run.metrics):
+        print(f"{path} (and .pdf)")
     return 0
 
 

@@ -552,9 +552,24 @@ def build(
     summary = {
         "statistic": statistic(spec),
         "configs": summarize(spec, metrics),
+        "probability_of_improvement": improvement_matrix(spec, metrics),
         "timing": timing or {},
     }
     return Run(None, spec, provenance(), metrics, summary)
+
+
+def improvement_matrix(spec: dict[str, Any], metrics: dict[str, np.ndarray]) -> list[list[float]]:
+    """[i][j] = P(final return of a run of configuration i > one of j) + ½ P(equal), over the
+    runs that did not diverge (NaN where one side has none)."""
+    final = _curve_stats(spec, metrics)["final"]
+    runs_of = [f[np.isfinite(f)] for f in final]
+    return [
+        [
+            stats.probability_of_improvement(a, b) if a.size and b.size else float("nan")
+            for b in runs_of
+        ]
+        for a in runs_of
+    ]
 
 
 def write(

@@ -60,3 +60,55 @@ def test_several_losses_round_trip_and_are_labelled_by_name():
     s = json.loads(json.dumps(s))
     assert runs.spec_objects(s)[1] == config
     assert runs.labels(s) == ["loss=huber", "loss=residual"]
+
+
+def synthetic_metrics():
+    """2 configs × 3 seeds × 4 evaluations; run (1, 2) diverges at evaluation 2."""
+    ret = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    diverged = np.zeros((2, 3, 4), bool)
+    diverged[1, 2, 2] = True
+    steps = np.broadcast_to(np.array([10, 20, 30, 40], np.int32), (2, 3, 4)).copy()
+    loss = np.ones((2, 3, 4), np.float32)
+    return {"eval_return": ret, "diverged": diverged, "env_steps": steps, "loss": loss}
+
+
+def test_diverged_runs_are_masked_from_where_they_diverged_and_counted():
+    s = runs.make_spec(
+        "dqn",
+        DQNConfig(),
+        hparams.grid(DQNHParams, {"lr": [1e-3, 3e-3]}),
+        num_seeds=3,
+        base_seed=0,
+        swept=["lr"],
+    )
+    run = runs.build(s, synthetic_metrics())
+    m = run.metrics
+    np.testing.assert_array_equal(m["diverged_at"], [[-1, -1, -1], [-1, -1, 2]])
+    np.testing.assert_array_equal(m["eval_return"][1, 2], [20, 21, np.nan, np.nan])
+    np.testing.assert_array_equal(m["loss"][1, 2], [1, 1, np.nan, np.nan])
+    np.testing.assert_array_equal(m["env_steps"][1, 2], [10, 20, 30, 40])  # not a float
+    rows = run.summary["configs"]
+    assert rows[1]["diverged"] == 1 and rows[1]["diverged_at_steps"] == [30]
+    assert rows[1]["final"]["n"] == 2  # over the 2 runs that did not diverge
+    assert rows[1]["final"]["mean"] == np.mean([15.0, 19.0])
+    assert rows[1]["best"]["n"] == 3  # a diverged run's best before diverging still counts
+    assert run.summary["probability_of_improvement"][1][0] == 1.0
+    assert "did not diverge" in run.summary["statistic"]
+    records = run.records()
+    assert len(records) == 6 and records[5]["diverged_at"] == 2 and records[5]["seed"] == 2
+    assert records[3]["lr"] == pytest.approx(3e-3)
+
+
+def test_chunks_round_trip_and_damage_is_detected(tmp_path):
+    (tmp_path / runs.CHUNKS).mkdir()
+    metrics = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    file = runs.write_chunk(tmp_path, 0, np.array([4, 5]), metrics)
+    chunk = runs.read_chunk(file)
+    assert chunk.group == 0 and chunk.runs.tolist() == [4, 5]
+    np.testing.assert_array_equal(chunk.metrics["x"], metrics["x"])
+    other = runs.write_chunk(tmp_path, 0, np.array([0, 1]), metrics)
+    other.write_bytes(other.read_bytes()[:-10])
+    good, bad = runs.scan_chunks(tmp_path, quarantine=True)
+    assert [c.file for c in good] == [file.name] and len(bad) == 1
+    assert other.with_suffix(".corrupt").exists() and not other.exists()
+    assert not list((tmp_path / runs.CHUNKS).glob(".*tmp"))  # no temporary files left

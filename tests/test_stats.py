@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import scipy.stats
 
 from qlearn import stats
@@ -29,3 +30,49 @@ def test_degenerate_and_single_seed():
     np.testing.assert_array_equal(high, [500.0, 500.0])
     low, high = stats.bootstrap_ci(np.ones((2, 1)))
     assert np.all(np.isnan(low)) and np.all(np.isnan(high))
+
+
+def test_aggregates_and_probability_of_improvement_equal_rliable():
+    """rliable (Agarwal et al. 2021) as the oracle, on one task (scores [runs, 1])."""
+    from rliable import metrics
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(100, 30, size=13).round()  # ties included
+    y = rng.normal(90, 30, size=9).round()
+    assert stats.iqm(x) == pytest.approx(metrics.aggregate_iqm(x[:, None]))
+    assert stats.mean(x) == pytest.approx(metrics.aggregate_mean(x[:, None]))
+    # rliable's median is over tasks of per-task means; on one task we report the median of runs
+    assert stats.median(x) == np.median(x)
+    assert stats.probability_of_improvement(x, y) == pytest.approx(
+        metrics.probability_of_improvement(x[:, None], y[:, None])
+    )
+    assert stats.probability_of_improvement(x, x) == 0.5
+    assert stats.probability_of_improvement(x + 1000, y) == 1.0
+
+
+def test_bootstrap_ci_matches_rliables_stratified_bootstrap():
+    from rliable import library as rly
+    from rliable import metrics
+
+    x = np.random.default_rng(2).gamma(2.0, 50.0, size=16)
+    low, high = stats.bootstrap_ci(x, stats.iqm, n_resamples=20_000)
+    _, cis = rly.get_interval_estimates(
+        {"x": x[:, None]},
+        lambda s: np.array([metrics.aggregate_iqm(s)]),
+        reps=20_000,
+        random_state=np.random.RandomState(0),
+    )
+    width = high - low
+    assert low == pytest.approx(cis["x"][0, 0], abs=0.05 * width)  # Monte-Carlo error only
+    assert high == pytest.approx(cis["x"][1, 0], abs=0.05 * width)
+
+
+def test_curve_summaries_and_describe_ignore_masked_runs():
+    x = np.array([0.0, 10.0, 20.0])
+    curves = np.array([[0.0, 10.0, 20.0], [5.0, np.nan, np.nan]])
+    np.testing.assert_array_equal(stats.final(curves), [20.0, np.nan])
+    np.testing.assert_array_equal(stats.best(curves), [20.0, 5.0])
+    assert stats.area_under_curve(x, curves)[0] == pytest.approx(10.0)  # mean height
+    d = stats.describe(np.array([1.0, 2.0, np.nan, 3.0, np.inf]))
+    assert d["n"] == 3 and d["mean"] == 2.0 and d["median"] == 2.0
+    assert stats.describe(np.array([np.nan]))["n"] == 0

@@ -140,7 +140,8 @@ def test_killed_sweeps_resume_bitwise_and_corrupt_chunks_are_recomputed(
         arrays = dict(z)
     arrays["m_loss"][0, -1] = np.nextafter(arrays["m_loss"][0, -1], np.float32(np.inf))
     np.savez(chunks[2], **arrays)
-    for f, message in zip(chunks[:3], ["cannot be read", "cannot be read", "do not match"]):
+    messages = ["cannot be read", "cannot be read", "do not match"]
+    for f, message in zip(chunks[:3], messages, strict=True):
         with pytest.raises(runs.CorruptChunk, match=message):
             runs.read_chunk(f)
     for name in ("summary.json", "metrics.npz"):

@@ -339,7 +339,8 @@ def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, ja
 def make_train(
     config: DQNConfig, *, progress: ProgressFn | None = None
 ) -> Callable[[jax.Array, DQNHParams], tuple[DQNState, dict[str, jax.Array]]]:
-    """Build the pure training function of ``config``.
+    """Build the pure training function of ``config``: ``init`` then every evaluation
+    interval (see :func:`make_stages`).
 
     Args:
       config: the static configuration.
@@ -354,6 +355,27 @@ def make_train(
       ``divergence_bound`` in the interval); on a finite MDP also the true errors of
       :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value).
     """
+    init, run_intervals = make_stages(config, progress=progress)
+
+    def train(key: jax.Array, hp: DQNHParams) -> tuple[DQNState, dict[str, jax.Array]]:
+        return run_intervals(key, hp, init(key, hp), jnp.int32(0), config.num_evals)
+
+    return train
+
+
+def make_stages(
+    config: DQNConfig, *, progress: ProgressFn | None = None
+) -> tuple[Callable, Callable]:
+    """The two stages of a run, so that a long run can stop and resume at evaluation points
+    (:mod:`qlearn.checkpoint`):
+
+    ``init(key, hp) -> state``: parameters, optimiser, envs, and the warm-up steps that fill
+    the replay buffer;
+    ``run_intervals(key, hp, state, first, count) -> (state, metrics)``: evaluation intervals
+    ``first .. first + count - 1`` (``count`` static; metrics [count]). ``train`` is
+    ``run_intervals(key, hp, init(key, hp), 0, num_evals)``, and running the intervals in
+    several calls gives the same numbers.
+    """
     env, env_params = make_env(config)
     num_actions = env.action_space(env_params).n
     obs_shape = env.observation_space(env_params).shape
@@ -363,10 +385,10 @@ def make_train(
     finite = envs.is_finite(config.env_id)
     num_envs = config.num_envs
 
-    def train(key: jax.Array, hp: DQNHParams) -> tuple[DQNState, dict[str, jax.Array]]:
+    def init(key: jax.Array, hp: DQNHParams) -> DQNState:
         hp = hparams.to_arrays(hp)
         optimizer = make_optimizer(hp)
-        k_init, k_reset, k_loop, k_eval = jax.random.split(key, 4)
+        k_init, k_reset, k_loop, _ = jax.random.split(key, 4)
         params = network.init(k_init, jnp.zeros((1, *obs_shape)))
         obs, env_state = rollout.reset_envs(env, env_params, k_reset, num_envs)
         example = Transition(
@@ -397,6 +419,13 @@ def make_train(
             visits=jnp.zeros(env_params.rewards.shape) if finite else None,
             window=window,
         )
+        env_step = _loop(hp)[0]
+        state, _ = jax.lax.scan(env_step, state, length=config._warmup_vector_steps)
+        return state
+
+    def _loop(hp: DQNHParams) -> tuple[Callable, Callable]:
+        """The scan bodies of a run with hyperparameters ``hp``: (env_step, interval)."""
+        optimizer = make_optimizer(hp)
         q_star = dp.value_iteration(env_params, hp.gamma)[0] if finite else None
 
         def epsilon(env_steps: jax.Array) -> jax.Array:
@@ -494,8 +523,15 @@ def make_train(
             state = state.replace(episodes=rollout.clear_completed(state.episodes))
             return state, metrics
 
-        state, _ = jax.lax.scan(env_step, state, length=config._warmup_vector_steps)
-        eval_keys = jax.random.split(k_eval, config.num_evals)
-        return jax.lax.scan(interval, state, (eval_keys, jnp.arange(config.num_evals)))
+        return env_step, interval
 
-    return train
+    def run_intervals(
+        key: jax.Array, hp: DQNHParams, state: DQNState, first: jax.Array, count: int
+    ) -> tuple[DQNState, dict[str, jax.Array]]:
+        hp = hparams.to_arrays(hp)
+        k_eval = jax.random.split(key, 4)[3]
+        index = first + jnp.arange(count)
+        eval_keys = jax.random.split(k_eval, config.num_evals)[index]
+        return jax.lax.scan(_loop(hp)[1], state, (eval_keys, index))
+
+    return init, run_intervals

@@ -1,0 +1,55 @@
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from conftest import TINY
+
+from qlearn import checkpoint, sweep
+from qlearn.algos import dqn, tabular
+
+
+@pytest.fixture(scope="module")
+def config():
+    return dqn.DQNConfig(**TINY)
+
+
+def test_a_resumed_run_is_bitwise_the_uninterrupted_run(config, tmp_path):
+    hp = dqn.DQNHParams(lr=3e-3)
+    key = sweep.seed_keys(7, 1)[0]
+    ref_state, ref_metrics = jax.jit(dqn.make_train(config))(key, hp)
+
+    seen = []
+    # the first job stops after 2 of the 4 intervals, as if killed after its checkpoint
+    _, partial = checkpoint.train(
+        config, hp, seed=7, directory=tmp_path, every=1, stop_after=2, on_checkpoint=seen.append
+    )
+    assert seen == [1, 2] and partial["eval_return"].shape == (2,)
+    # a second job (fresh compiled functions, state read back from disk) finishes the run
+    state, metrics = checkpoint.train(config, hp, seed=7, directory=tmp_path, every=1)
+    assert sorted(metrics) == sorted(ref_metrics)
+    for name, ref in ref_metrics.items():
+        assert np.asarray(ref).tobytes() == metrics[name].tobytes(), name
+    for a, b in zip(jax.tree.leaves(ref_state.params), jax.tree.leaves(state.params), strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    np.testing.assert_array_equal(
+        jax.random.key_data(ref_state.key), jax.random.key_data(state.key)
+    )
+    np.testing.assert_array_equal(ref_state.buffer.storage.obs, state.buffer.storage.obs)
+
+
+def test_checkpoints_refuse_another_run_and_bad_intervals(config, tmp_path):
+    hp = dqn.DQNHParams()
+    checkpoint.train(config, hp, seed=0, directory=tmp_path, every=2, stop_after=2)
+    with pytest.raises(checkpoint.CheckpointError, match="another run"):
+        checkpoint.train(config, dqn.DQNHParams(lr=1e-4), seed=0, directory=tmp_path, every=2)
+    with pytest.raises(checkpoint.CheckpointError, match=r"divide config\.num_evals = 4"):
+        checkpoint.train(config, hp, seed=0, directory=tmp_path / "b", every=3)
+    with pytest.raises(checkpoint.CheckpointError, match="cannot be checkpointed"):
+        checkpoint.train(
+            dataclasses.replace(tabular.TabularConfig(), num_episodes=10),
+            tabular.TabularHParams(),
+            seed=0,
+            directory=tmp_path / "c",
+            every=1,
+        )
