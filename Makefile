@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format notebooks clean
+.PHONY: install demo test lint format notebooks bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 # suite runs them with QLEARN_FAST=1 instead. Strip outputs before committing large ones.
 notebooks: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+
+# Benchmarks print tables of ratios measured in one run and write JSON to benchmarks/results/.
+bench: $(STAMP)
+	$(PY) benchmarks/sweep_scaling.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

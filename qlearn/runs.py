@@ -149,16 +149,20 @@ def _groups_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return spec.get("groups") or [{"overrides": {}, "configs": list(range(num_configs))}]
 
 
-def spec_groups(spec: dict[str, Any]) -> list[tuple[Any, Any, list[int]]]:
+def spec_groups(spec: dict[str, Any], config: Any = None) -> list[tuple[Any, Any, list[int]]]:
     """Per compiled group: (static config, its batched hparams [H_g], its configuration
-    indices)."""
+    indices). ``config``: the base config object itself, when at hand (a loss given as a
+    function defined in a notebook cannot be rebuilt from its name)."""
     _, config_cls, hparams_cls = algos.get(spec["algo"])
     out = []
     for group in _groups_of(spec):
-        config = config_cls(**(spec["config"] | group["overrides"]))
+        if config is not None:
+            config_g = dataclasses.replace(config, **group["overrides"])
+        else:
+            config_g = config_cls(**(spec["config"] | group["overrides"]))
         idx = group["configs"]
         lists = {k: [v[i] for i in idx] for k, v in spec["hparams"].items()}
-        out.append((config, hparams_lib.from_lists(hparams_cls, lists), idx))
+        out.append((config_g, hparams_lib.from_lists(hparams_cls, lists), idx))
     return out
 
 

@@ -248,6 +248,7 @@ def execute(
     keep_state: bool = False,
     verbose: bool = False,
     argv: list[str] | None = None,
+    config: Any = None,
 ) -> runs.Run | None:
     """Run a spec (see :func:`runs.make_spec`): every configuration × seed, group by group,
     chunk by chunk, on every device of every process.
@@ -262,6 +263,8 @@ def execute(
       progress: a progress bar (True), or a callable ``make_train`` reports to.
       keep_state: also return the final training states (in memory only; one group).
       verbose: say what is compiled, resumed, recomputed and written.
+      config: the base config object the spec was made from, if at hand (needed when its
+        loss is a function that cannot be imported by name, e.g. one defined in a notebook).
 
     Returns:
       The finished :class:`runs.Run` (on process 0; other processes return None).
@@ -271,7 +274,7 @@ def execute(
     if keep_state and (out is not None or len(spec.get("groups") or [0]) > 1):
         raise SweepError("keep_state needs an in-memory sweep (out=None) of one static group")
     module = algos.get(spec["algo"])[0]
-    groups = runs.spec_groups(spec)
+    groups = runs.spec_groups(spec, config)
     num_seeds = spec["seeds"]["num_seeds"]
     keys = seed_keys(spec["seeds"]["base_seed"], num_seeds)
     devices = mesh_devices()
@@ -482,7 +485,13 @@ def run(
         _log(True, f"{out} already holds this sweep, finished: nothing to do")
         return runs.load(out)
     return execute(
-        spec, out, chunk=chunk, progress=progress, keep_state=keep_state, verbose=verbose
+        spec,
+        out,
+        chunk=chunk,
+        progress=progress,
+        keep_state=keep_state,
+        verbose=verbose,
+        config=config,
     )
 
 
