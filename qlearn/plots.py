@@ -111,12 +111,14 @@ def heatmap(
     y_name: str,
     title: str = "",
     label: str = "final return",
+    y_labels: Sequence[str] | None = None,
 ) -> Figure:
     """IQM over seeds of a 2-D grid, one annotated cell per (y, x) configuration.
 
     Args:
       x_values: [X] values of the column hyperparameter; y_values: [Y] of the row one.
       finals: [Y, X, S] per-seed values (NaNs, e.g. diverged runs, left out of a cell).
+      y_labels: tick labels of the rows (default: the values).
     """
     finals = np.asarray(finals, np.float64)
     cells = np.full(finals.shape[:2], np.nan)
@@ -127,7 +129,7 @@ def heatmap(
     image = ax.imshow(cells, cmap="viridis", aspect="auto", origin="lower")
     fig.colorbar(image, ax=ax, label=f"{label} (IQM)")
     ax.set_xticks(range(len(x_values)), [f"{v:g}" for v in x_values])
-    ax.set_yticks(range(len(y_values)), [f"{v:g}" for v in y_values])
+    ax.set_yticks(range(len(y_values)), y_labels or [f"{v:g}" for v in y_values])
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name)
     middle = np.nanmean(cells) if np.any(np.isfinite(cells)) else 0.0

@@ -221,27 +221,27 @@ def test_four_devices_give_the_single_device_results(tmp_path, reference):
     identical(reference.metrics, run.metrics)
 
 
-def test_two_processes_give_the_single_process_results(tmp_path, reference):
-    out = tmp_path / "p2"
+def _two_processes(args_of, timeout: float) -> tuple[list[int], list[tuple[str, str]]]:
+    """Run ``qlearn`` as processes 0 and 1 of one jax.distributed job on 127.0.0.1;
+    ``args_of(pid)`` gives each its arguments. Returns exit codes and (stdout, stderr)."""
     port = _free_port()
     procs = []
     for pid in range(2):
-        cmd, env = _python(
-            *cli_args(out, "--chunk", "4"),
-            "--coordinator",
-            f"127.0.0.1:{port}",
-            "--num-processes",
-            "2",
-            "--process-id",
-            str(pid),
-        )
+        where = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+        cmd, env = _python(*args_of(pid), *where, "--process-id", str(pid))
         procs.append(
             subprocess.Popen(
                 cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         )
-    outputs = [p.communicate(timeout=400) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    outputs = [p.communicate(timeout=timeout) for p in procs]
+    return [p.returncode for p in procs], outputs
+
+
+def test_two_processes_give_the_single_process_results(tmp_path, reference):
+    out = tmp_path / "p2"
+    codes, outputs = _two_processes(lambda pid: cli_args(out, "--chunk", "4"), timeout=400)
+    assert codes == [0, 0], outputs
     run = runs.load(out)
     assert run.provenance["processes"] == 2
     identical(reference.metrics, run.metrics)
@@ -250,25 +250,8 @@ def test_two_processes_give_the_single_process_results(tmp_path, reference):
 
 
 def test_processes_that_disagree_on_the_spec_refuse(tmp_path):
-    port = _free_port()
-    procs = []
-    for pid, seeds in ((0, "4"), (1, "5")):
-        args = cli_args(
-            tmp_path / f"x{pid}",
-            "--coordinator",
-            f"127.0.0.1:{port}",
-            "--num-processes",
-            "2",
-            "--process-id",
-            str(pid),
-        )
-        args[args.index("--seeds") + 1] = seeds
-        cmd, env = _python(*args)
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    outputs = [p.communicate(timeout=200) for p in procs]
-    assert [p.returncode for p in procs] == [cli.EXIT_USAGE] * 2, outputs
+    codes, outputs = _two_processes(
+        lambda pid: cli_args(tmp_path / "x", "--seeds", ("4", "5")[pid]), timeout=200
+    )
+    assert codes == [cli.EXIT_USAGE] * 2, outputs
     assert all("processes disagree on the sweep spec" in err for _, err in outputs)
