@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from qlearn.algos import dqn, tabular
+from qlearn.algos import dqn, pqn, tabular
 
 ALGOS: dict[str, tuple[ModuleType, type, type]] = {
     "dqn": (dqn, dqn.DQNConfig, dqn.DQNHParams),
+    "pqn": (pqn, pqn.PQNConfig, pqn.PQNHParams),
     "tabular": (tabular, tabular.TabularConfig, tabular.TabularHParams),
 }
 

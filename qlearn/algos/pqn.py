@@ -1,0 +1,300 @@
+"""PQN (Gallici et al., "Simplifying Deep Temporal Difference Learning", ICLR 2025): parallel
+Q-learning without a replay buffer or a target network — many envs, LayerNorm in the
+Q-network, Q(λ) targets over short rollouts: ``make_train(config) -> train(key, hparams)``,
+vmappable over seeds and hyperparameters like DQN.
+
+One iteration:
+  1. roll out T = ``rollout_steps`` steps of N = ``num_envs`` envs with ε-greedy actions,
+     keeping max_a Q(s_{t+1}, a) of every *next* state (for a truncated step, of
+     ``info["final_observation"]``, the state the time limit interrupted);
+  2. Q(λ) targets by a reverse scan (:func:`q_lambda_targets`):
+         G_t = r_t + γ(1 − terminated_t) [(1 − λ_t) max_a Q(s_{t+1}, a) + λ_t G_{t+1}],
+     λ_t = λ(1 − truncated_t), G_T's continuation = max_a Q(s_T, a): a termination cuts the
+     bootstrap, a truncation cuts the recursion but bootstraps from the final observation;
+  3. ``num_epochs`` epochs of ``num_minibatches`` minibatches of the semi-gradient loss
+     mean ℓ(sg(G) − Q(s, a; θ)) over the N·T transitions (shuffled each epoch).
+Two of the three public implementations bootstrapped from the wrong state (purejaxql #12,
+rejax #34); the targets here are tested against a numpy loop and rlax at every index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qlearn import envs, hparams, losses, networks, policies, targets
+from qlearn.algos import dqn, rollout
+from qlearn.types import ConfigError, Params, QFn, config_field
+
+
+@dataclasses.dataclass(frozen=True)
+class PQNConfig:
+    """Static configuration of a PQN run (hashable, validated on construction).
+
+    Defaults: CleanRL's PQN CartPole shape (4 envs × 128 steps, 4 epochs of 4 minibatches),
+    with Adam lr 1e-3, the best of 1e-4 / 2.5e-4 / 1e-3 over 4 seeds × 200k steps here."""
+
+    env_id: str = config_field("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
+    env_kwargs: tuple[tuple[str, Any], ...] = config_field(
+        (), "env arguments as (name, value) pairs"
+    )
+    max_episode_steps: int | None = config_field(None, "override the env's time limit")
+    num_envs: int = config_field(4, "parallel environments N")
+    rollout_steps: int = config_field(128, "steps T of each rollout (per env)")
+    total_steps: int = config_field(500_000, "env steps per run (summed over the envs)")
+    num_epochs: int = config_field(4, "passes over each rollout")
+    num_minibatches: int = config_field(4, "minibatches per epoch (must divide N·T)")
+    hidden_sizes: tuple[int, ...] = config_field((128, 128), "MLP hidden widths")
+    activation: str = config_field("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
+    layer_norm: bool = config_field(True, "LayerNorm after each hidden layer (PQN's stabiliser)")
+    loss: str = config_field("mse", f"regression of the TD error: {', '.join(losses.REGRESSIONS)}")
+    num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
+    eval_episodes: int = config_field(10, "greedy episodes per evaluation")
+    divergence_bound: float = config_field(
+        1e6, "a run with |Q| above this (or NaN/inf) is diverged"
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
+        object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
+        self._validate()
+
+    def _validate(self) -> None:
+        def fail(msg: str) -> None:
+            raise ConfigError(msg)
+
+        for name in ("num_envs", "rollout_steps", "num_epochs", "num_minibatches", "num_evals"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                fail(f"config.{name} = {value!r} must be an integer ≥ 1")
+        if self.eval_episodes < 1:
+            fail(f"config.eval_episodes = {self.eval_episodes} must be ≥ 1")
+        if self.batch_size % self.num_minibatches:
+            fail(
+                f"config.num_minibatches = {self.num_minibatches} must divide the rollout batch "
+                f"num_envs × rollout_steps = {self.batch_size}"
+            )
+        if self.iterations_per_eval < 1:
+            fail(
+                f"config.total_steps = {self.total_steps} is less than num_evals = "
+                f"{self.num_evals} rollouts of {self.batch_size} steps"
+            )
+        if self.loss not in losses.REGRESSIONS:
+            fail(f"config.loss = '{self.loss}' must be one of {', '.join(losses.REGRESSIONS)}")
+        if self.activation not in networks.ACTIVATIONS:
+            fail(f"config.activation = '{self.activation}' is not one of {networks.ACTIVATIONS}")
+        if not self.divergence_bound > 0:
+            fail(f"config.divergence_bound = {self.divergence_bound} must be > 0")
+        make_env(self)  # an unknown env id fails here, with close matches
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per rollout, N·T."""
+        return self.num_envs * self.rollout_steps
+
+    @property
+    def iterations_per_eval(self) -> int:
+        return self.total_steps // (self.num_evals * self.batch_size)
+
+    @property
+    def actual_total_steps(self) -> int:
+        """Env steps actually run: whole rollouts in whole evaluation intervals."""
+        return self.iterations_per_eval * self.num_evals * self.batch_size
+
+
+@struct.dataclass
+class PQNHParams:
+    lr: float = hparams.field(1e-3, low=0, low_open=True, help="Adam step size")
+    gamma: float = hparams.field(0.99, low=0, high=1, help="discount γ")
+    lam: float = hparams.field(0.65, low=0, high=1, help="λ of the Q(λ) targets")
+    eps_start: float = hparams.field(1.0, low=0, high=1, help="initial ε")
+    eps_end: float = hparams.field(0.05, low=0, high=1, help="final ε")
+    eps_decay_fraction: float = hparams.field(
+        0.2, low=0, high=1, help="fraction of total_steps over which ε decays linearly"
+    )
+    max_grad_norm: float = hparams.field(
+        10.0, low=0, low_open=True, help="global-norm gradient clipping"
+    )
+    huber_delta: float = hparams.field(1.0, low=0, low_open=True, help="Huber threshold κ")
+
+
+@struct.dataclass
+class PQNState:
+    params: Params
+    opt_state: optax.OptState
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    env_steps: jax.Array
+    episodes: rollout.EpisodeStats
+
+
+def make_env(config: PQNConfig) -> tuple[Any, Any]:
+    return dqn.make_env(config)  # same fields: env_id, env_kwargs, max_episode_steps
+
+
+def q_lambda_targets(
+    reward: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    q_next_max: jax.Array,
+    gamma: jax.Array | float,
+    lam: jax.Array | float,
+) -> jax.Array:
+    """Q(λ) targets of a rollout, all arrays [T, N] (time first):
+
+        G_t = r_t + γ(1 − terminated_t) [(1 − λ_t) q_next_max_t + λ_t G_{t+1}],
+        λ_t = λ(1 − truncated_t),  G_T := q_next_max_{T−1} (the bootstrap past the end),
+
+    where ``q_next_max_t = max_a Q(s_{t+1}, a)`` is the value of the state reached at step t
+    (the final observation when the step was truncated). λ = 0 gives the one-step Q-learning
+    targets; λ = 1 the discounted return to the end of each episode or of the rollout.
+    """
+    discount = gamma * (1.0 - terminated.astype(jnp.float32))
+    lam_t = lam * (1.0 - truncated.astype(jnp.float32))
+    return jax.vmap(targets.lambda_returns, in_axes=1, out_axes=1)(
+        reward, discount, q_next_max, lam_t
+    )
+
+
+FINAL_STATISTIC = dqn.FINAL_STATISTIC
+learning_curve = dqn.learning_curve
+final_returns = dqn.final_returns
+
+
+def progress_total(config: PQNConfig) -> tuple[int, str]:
+    return config.actual_total_steps, "step"
+
+
+def make_train(
+    config: PQNConfig, *, progress: Callable | None = None
+) -> Callable[[jax.Array, PQNHParams], tuple[PQNState, dict[str, jax.Array]]]:
+    """Build ``train(key, hparams) -> (final_state, metrics)``; metrics have shape
+    [num_evals]: env_steps, eval_return (greedy, ε = 0, on separate envs), train_return,
+    train_episodes, epsilon, loss, q_mean, target_mean, td_abs (means over the interval's
+    updates), q_abs_max, diverged — the names DQN uses, so runs, sweeps and plots treat both
+    alike."""
+    env, env_params = make_env(config)
+    network = networks.MLPQNetwork(
+        env.action_space(env_params).n, config.hidden_sizes, config.activation, config.layer_norm
+    )
+    q_fn: QFn = network.apply
+    obs_shape = env.observation_space(env_params).shape
+    regression = losses.REGRESSIONS[config.loss]
+    n, t_len = config.num_envs, config.rollout_steps
+    minibatch = config.batch_size // config.num_minibatches
+
+    def train(key: jax.Array, hp: PQNHParams) -> tuple[PQNState, dict[str, jax.Array]]:
+        hp = hparams.to_arrays(hp)
+        optimizer = dqn.make_optimizer(hp)
+        k_init, k_reset, k_loop, k_eval = jax.random.split(key, 4)
+        params = network.init(k_init, jnp.zeros((1, *obs_shape)))
+        obs, env_state = rollout.reset_envs(env, env_params, k_reset, n)
+        state = PQNState(
+            params=params,
+            opt_state=optimizer.init(params),
+            env_state=env_state,
+            obs=obs,
+            key=k_loop,
+            env_steps=jnp.zeros((), jnp.int32),
+            episodes=rollout.init_episode_stats(n),
+        )
+
+        def epsilon(env_steps: jax.Array) -> jax.Array:
+            decay = hp.eps_decay_fraction * config.total_steps
+            return policies.linear_schedule(env_steps, hp.eps_start, hp.eps_end, decay)
+
+        def env_step(state: PQNState, _: Any) -> tuple[PQNState, tuple]:
+            key, k_act, k_step = jax.random.split(state.key, 3)
+            action = policies.epsilon_greedy(
+                k_act, q_fn(state.params, state.obs), epsilon(state.env_steps)
+            )
+            obs, env_state, tr = rollout.step_envs(
+                env, env_params, k_step, state.env_state, state.obs, action
+            )
+            q_next_max = jnp.max(q_fn(state.params, tr.next_obs), axis=-1)
+            state = state.replace(
+                key=key,
+                obs=obs,
+                env_state=env_state,
+                env_steps=state.env_steps + n,
+                episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
+            )
+            return state, (tr, q_next_max)
+
+        def loss_fn(params: Params, batch: tuple) -> tuple[jax.Array, dict]:
+            obs_b, action_b, target_b = batch
+            q_all = q_fn(params, obs_b)
+            q = jnp.take_along_axis(q_all, action_b[:, None], axis=-1)[:, 0]
+            td = jax.lax.stop_gradient(target_b) - q  # semi-gradient: G is a label
+            aux = {
+                "q_mean": jnp.mean(q),
+                "target_mean": jnp.mean(target_b),
+                "td_abs": jnp.mean(jnp.abs(td)),
+                "q_abs_max": jnp.max(jnp.abs(q_all)),
+            }
+            return jnp.mean(regression(td, hp)), aux
+
+        def update(carry: tuple, batch: tuple) -> tuple[tuple, dict]:
+            params, opt_state = carry
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
+
+        def iteration(state: PQNState, _: Any) -> tuple[PQNState, dict]:
+            state, (tr, q_next_max) = jax.lax.scan(env_step, state, length=t_len)  # [T, N]
+            g = q_lambda_targets(
+                tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam
+            )
+            flat = (
+                tr.obs.reshape(config.batch_size, *obs_shape),
+                tr.action.reshape(-1),
+                g.reshape(-1),
+            )
+
+            def epoch(carry: tuple, k: jax.Array) -> tuple[tuple, dict]:
+                order = jax.random.permutation(k, config.batch_size)
+                batches = jax.tree.map(
+                    lambda x: x[order].reshape(config.num_minibatches, minibatch, *x.shape[1:]),
+                    flat,
+                )
+                return jax.lax.scan(update, carry, batches)
+
+            key, k_epochs = jax.random.split(state.key)
+            (params, opt_state), m = jax.lax.scan(
+                epoch,
+                (state.params, state.opt_state),
+                jax.random.split(k_epochs, config.num_epochs),
+            )
+            state = state.replace(key=key, params=params, opt_state=opt_state)
+            return state, m
+
+        def interval(state: PQNState, k_eval_i: jax.Array) -> tuple[PQNState, dict]:
+            before = state.env_steps
+            state, m = jax.lax.scan(iteration, state, length=config.iterations_per_eval)
+            eval_return = rollout.evaluate(
+                q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
+            )
+            metrics = {
+                "env_steps": state.env_steps,
+                "eval_return": eval_return,
+                "train_return": rollout.mean_completed_return(state.episodes),
+                "train_episodes": state.episodes.completed_count,
+                "epsilon": epsilon(state.env_steps),
+                **dqn.interval_loss_metrics(m, config.divergence_bound),
+            }
+            if progress is not None:
+                jax.debug.callback(progress, state.env_steps - before, eval_return)
+            state = state.replace(episodes=rollout.clear_completed(state.episodes))
+            return state, metrics
+
+        eval_keys = jax.random.split(k_eval, config.num_evals)
+        return jax.lax.scan(interval, state, eval_keys)
+
+    return train
