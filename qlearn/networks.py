@@ -1,5 +1,6 @@
 """Q-networks (flax linen). Each maps a batch of observations [B, *obs_shape] to action values
-[B, num_actions]; observations are flattened, so vector and image observations both work."""
+[B, num_actions]. The MLP and linear networks flatten observations (vector and image both
+work); the MinAtar CNN takes images [B, H, W, C] (channels last, as gymnax's MinAtar gives)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,59 @@ class LinearQNetwork(nn.Module):
     def __call__(self, obs: jax.Array) -> jax.Array:
         x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
         return nn.Dense(self.num_actions, use_bias=False, kernel_init=nn.initializers.zeros)(x)
+
+
+class MinAtarQNetwork(nn.Module):
+    """The MinAtar Q-network of Young & Tian (2019): one 3×3 convolution with 16 channels
+    (stride 1, no padding), a dense layer of ``hidden`` units, then the action values; ReLU
+    after each, LayerNorm before each ReLU if asked (as PQN uses it).
+
+    Attributes:
+      num_actions: A.
+      hidden: width of the dense layer (128 in the paper).
+      layer_norm: LayerNorm after the convolution and the dense layer.
+    """
+
+    num_actions: int
+    hidden: int = 128
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = nn.Conv(16, kernel_size=(3, 3), strides=1, padding="VALID")(obs.astype(jnp.float32))
+        if self.layer_norm:
+            x = nn.LayerNorm()(x)
+        x = nn.relu(x).reshape(obs.shape[0], -1)
+        x = nn.Dense(self.hidden)(x)
+        if self.layer_norm:
+            x = nn.LayerNorm()(x)
+        return nn.Dense(self.num_actions)(nn.relu(x))
+
+
+KINDS = ("mlp", "linear", "cnn")
+
+
+def build(
+    kind: str,
+    num_actions: int,
+    obs_shape: Sequence[int],
+    *,
+    hidden_sizes: Sequence[int] = (128,),
+    activation: str = "relu",
+    layer_norm: bool = False,
+) -> nn.Module:
+    """The Q-network a config names: ``"mlp"``, ``"linear"`` (no bias) or ``"cnn"`` (MinAtar;
+    its dense width is ``hidden_sizes[0]``). Raises ValueError for a CNN on non-image
+    observations or an unknown kind."""
+    if kind == "mlp":
+        return MLPQNetwork(num_actions, tuple(hidden_sizes), activation, layer_norm)
+    if kind == "linear":
+        return LinearQNetwork(num_actions)
+    if kind == "cnn":
+        if len(obs_shape) != 3:
+            raise ValueError(
+                f"config.network = 'cnn' needs image observations [H, W, C]; this env's are "
+                f"{tuple(obs_shape)}"
+            )
+        return MinAtarQNetwork(num_actions, (tuple(hidden_sizes) or (128,))[0], layer_norm)
+    raise ValueError(f"config.network = '{kind}' must be one of {', '.join(KINDS)}")

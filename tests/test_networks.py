@@ -1,5 +1,6 @@
 import jax
 import jax.numpy as jnp
+import pytest
 
 from qlearn import networks
 
@@ -21,3 +22,26 @@ def test_linear_network_is_a_table_on_one_hot_inputs():
     kernel = jnp.arange(8.0).reshape(4, 2)
     q = net.apply({"params": {"Dense_0": {"kernel": kernel}}}, jax.nn.one_hot(jnp.array([2]), 4))
     assert q.tolist() == [[4.0, 5.0]]
+
+
+def test_minatar_network_is_young_and_tian_s():
+    obs = jnp.ones((5, 10, 10, 4))
+    net = networks.build("cnn", 3, (10, 10, 4), hidden_sizes=(128,))
+    params = net.init(jax.random.key(0), obs)["params"]
+    assert net.apply({"params": params}, obs).shape == (5, 3)
+    # 3×3×4×16 conv (+16), 8·8·16 = 1024 → 128 dense (+128), 128 → 3 (+3)
+    sizes = jax.tree.map(lambda x: x.size, params)
+    assert sizes["Conv_0"] == {"kernel": 3 * 3 * 4 * 16, "bias": 16}
+    assert sizes["Dense_0"] == {"kernel": 1024 * 128, "bias": 128}
+    assert sizes["Dense_1"] == {"kernel": 128 * 3, "bias": 3}
+    normed = networks.build("cnn", 3, (10, 10, 4), layer_norm=True).init(jax.random.key(0), obs)
+    assert {"LayerNorm_0", "LayerNorm_1"} <= set(normed["params"])
+
+
+def test_build_refuses_a_cnn_on_vector_observations_and_unknown_kinds():
+    with pytest.raises(
+        ValueError, match=r"needs image observations \[H, W, C\]; this env's are \(4,\)"
+    ):
+        networks.build("cnn", 2, (4,))
+    with pytest.raises(ValueError, match="must be one of mlp, linear, cnn"):
+        networks.build("resnet", 2, (4,))

@@ -129,3 +129,25 @@ def test_a_truncated_step_bootstraps_from_the_final_observation():
     )
     assert tr.truncated.all()
     assert not np.allclose(tr.next_obs, new_obs)  # the successor, not the next episode's start
+
+
+def test_minatar_games_are_served_and_pqn_runs_the_cnn_on_them():
+    from qlearn import envs
+
+    with pytest.raises(ValueError, match="did you mean Breakout-MinAtar"):
+        envs.make("Breakout-MinAtr")
+    with pytest.raises(ConfigError, match="needs image observations"):
+        pqn.PQNConfig(network="cnn")  # CartPole's observations are vectors
+    config = pqn.PQNConfig(
+        env_id="Breakout-MinAtar",
+        network="cnn",
+        num_envs=4,
+        rollout_steps=8,
+        total_steps=64,
+        num_evals=1,
+        eval_episodes=1,
+        hidden_sizes=(32,),
+        max_episode_steps=20,
+    )
+    _, metrics = jax.jit(pqn.make_train(config))(jax.random.key(0), pqn.PQNHParams())
+    assert metrics["eval_return"].shape == (1,) and np.isfinite(metrics["loss"]).all()

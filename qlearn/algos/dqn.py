@@ -63,7 +63,7 @@ class DQNConfig:
     n_step: int = config_field(1, "n of n-step returns: replay stores n-step transitions")
     updates_per_train: int = config_field(1, "gradient updates per block")
     network: str = config_field(
-        "mlp", "'mlp' or 'linear' (no bias: tabular on one-hot observations)"
+        "mlp", "'mlp', 'linear' (no bias: tabular on one-hot observations) or 'cnn' (MinAtar)"
     )
     hidden_sizes: tuple[int, ...] = config_field((128,), "MLP hidden widths")
     activation: str = config_field("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
@@ -149,8 +149,7 @@ class DQNConfig:
                 f"config.learning_starts = {self.learning_starts} must be < "
                 f"total_steps = {self.total_steps}"
             )
-        if self.network not in ("mlp", "linear"):
-            fail(f"config.network = '{self.network}' must be 'mlp' or 'linear'")
+        check_network(self)
         if self.activation not in networks.ACTIVATIONS:
             fail(
                 f"config.activation = '{self.activation}' must be one of "
@@ -249,6 +248,15 @@ class DQNState:
     """the last ``n_step`` one-step transitions, leaves [n, N, ...] (n-step returns only)."""
 
 
+def check_network(config: Any) -> None:
+    """Raise ConfigError unless ``config.network`` suits the env's observations."""
+    env, env_params = make_env(config)
+    try:
+        make_network(config, env.num_actions, env.observation_space(env_params).shape)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def make_env(config: DQNConfig) -> tuple[Any, Any]:
     """The (env, env_params) pair a config trains on."""
     kwargs = dict(config.env_kwargs)
@@ -257,11 +265,15 @@ def make_env(config: DQNConfig) -> tuple[Any, Any]:
     return envs.make(config.env_id, **kwargs)
 
 
-def make_network(config: DQNConfig, num_actions: int) -> Any:
-    if config.network == "linear":
-        return networks.LinearQNetwork(num_actions)
-    return networks.MLPQNetwork(
-        num_actions, config.hidden_sizes, config.activation, config.layer_norm
+def make_network(config: Any, num_actions: int, obs_shape: tuple[int, ...] = ()) -> Any:
+    """The Q-network of a DQN or PQN config (see :func:`qlearn.networks.build`)."""
+    return networks.build(
+        config.network,
+        num_actions,
+        obs_shape,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        layer_norm=config.layer_norm,
     )
 
 
@@ -379,7 +391,7 @@ def make_stages(
     env, env_params = make_env(config)
     num_actions = env.action_space(env_params).n
     obs_shape = env.observation_space(env_params).shape
-    network = make_network(config, num_actions)
+    network = make_network(config, num_actions, obs_shape)
     q_fn: QFn = network.apply
     loss_fn = losses.resolve(config.loss, double_q=config.double_q)
     finite = envs.is_finite(config.env_id)

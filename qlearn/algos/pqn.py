@@ -50,7 +50,10 @@ class PQNConfig:
     total_steps: int = config_field(500_000, "env steps per run (summed over the envs)")
     num_epochs: int = config_field(4, "passes over each rollout")
     num_minibatches: int = config_field(4, "minibatches per epoch (must divide N·T)")
-    hidden_sizes: tuple[int, ...] = config_field((128, 128), "MLP hidden widths")
+    network: str = config_field("mlp", "'mlp' or 'cnn' (the MinAtar network)")
+    hidden_sizes: tuple[int, ...] = config_field(
+        (128, 128), "MLP hidden widths (cnn: its dense width is the first)"
+    )
     activation: str = config_field("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
     layer_norm: bool = config_field(True, "LayerNorm after each hidden layer (PQN's stabiliser)")
     loss: str = config_field("mse", f"regression of the TD error: {', '.join(losses.REGRESSIONS)}")
@@ -91,7 +94,9 @@ class PQNConfig:
             fail(f"config.activation = '{self.activation}' is not one of {networks.ACTIVATIONS}")
         if not self.divergence_bound > 0:
             fail(f"config.divergence_bound = {self.divergence_bound} must be > 0")
-        make_env(self)  # an unknown env id fails here, with close matches
+        if self.network == "linear":
+            fail("config.network = 'linear' is for DQN on finite MDPs; PQN takes 'mlp' or 'cnn'")
+        dqn.check_network(self)  # an unknown env id fails here too, with close matches
 
     @property
     def batch_size(self) -> int:
@@ -181,11 +186,9 @@ def make_train(
     updates), q_abs_max, diverged — the names DQN uses, so runs, sweeps and plots treat both
     alike."""
     env, env_params = make_env(config)
-    network = networks.MLPQNetwork(
-        env.action_space(env_params).n, config.hidden_sizes, config.activation, config.layer_norm
-    )
-    q_fn: QFn = network.apply
     obs_shape = env.observation_space(env_params).shape
+    network = dqn.make_network(config, env.action_space(env_params).n, obs_shape)
+    q_fn: QFn = network.apply
     regression = losses.REGRESSIONS[config.loss]
     n, t_len = config.num_envs, config.rollout_steps
     minibatch = config.batch_size // config.num_minibatches
