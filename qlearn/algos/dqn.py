@@ -42,18 +42,13 @@ ProgressFn = Callable[[jax.Array, jax.Array], None]
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(envs.EnvConfig):
     """Static configuration of a DQN run: everything that changes shapes or program structure.
 
     Hashable and immutable; validated on construction (a bad value raises
     :class:`~qlearn.types.ConfigError` naming the field).
     """
 
-    env_id: str = config_field("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
-    env_kwargs: tuple[tuple[str, Any], ...] = config_field(
-        (), "env arguments as (name, value) pairs: a finite MDP's builder, or gymnax params"
-    )
-    max_episode_steps: int | None = config_field(None, "override the env's time limit (truncation)")
     num_envs: int = config_field(10, "parallel training environments")
     total_steps: int = config_field(100_000, "env steps per run (summed over the parallel envs)")
     learning_starts: int = config_field(5_000, "env steps collected before the first update")
@@ -257,12 +252,7 @@ def check_network(config: Any) -> None:
         raise ConfigError(str(e)) from None
 
 
-def make_env(config: DQNConfig) -> tuple[Any, Any]:
-    """The (env, env_params) pair a config trains on."""
-    kwargs = dict(config.env_kwargs)
-    if config.max_episode_steps is not None:
-        kwargs["max_steps_in_episode"] = config.max_episode_steps
-    return envs.make(config.env_id, **kwargs)
+make_env = envs.make_for
 
 
 def make_network(config: Any, num_actions: int, obs_shape: tuple[int, ...] = ()) -> Any:
@@ -346,6 +336,26 @@ def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, ja
     if "q_abs_max" in m:
         unstable |= ~jnp.isfinite(m["q_abs_max"]) | (m["q_abs_max"] > bound)
     return out | {"diverged": jnp.any(unstable)}
+
+
+def interval_metrics(
+    env_steps: jax.Array,
+    eval_return: jax.Array,
+    episodes: rollout.EpisodeStats,
+    epsilon: jax.Array,
+    updates: dict[str, jax.Array],
+    bound: float,
+) -> dict[str, jax.Array]:
+    """The metrics of one evaluation interval, shared by DQN and PQN: env_steps, eval_return,
+    train_return, train_episodes, epsilon and the loss metrics of :func:`interval_loss_metrics`."""
+    return {
+        "env_steps": env_steps,
+        "eval_return": eval_return,
+        "train_return": rollout.mean_completed_return(episodes),
+        "train_episodes": episodes.completed_count,
+        "epsilon": epsilon,
+        **interval_loss_metrics(updates, bound),
+    }
 
 
 def make_train(
@@ -515,14 +525,14 @@ def make_stages(
             eval_return = rollout.evaluate(
                 q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
             )
-            metrics = {
-                "env_steps": state.env_steps,
-                "eval_return": eval_return,
-                "train_return": rollout.mean_completed_return(state.episodes),
-                "train_episodes": state.episodes.completed_count,
-                "epsilon": epsilon(state.env_steps),
-                **interval_loss_metrics(m, config.divergence_bound),
-            }
+            metrics = interval_metrics(
+                state.env_steps,
+                eval_return,
+                state.episodes,
+                epsilon(state.env_steps),
+                m,
+                config.divergence_bound,
+            )
             if finite:
                 q_all = q_fn(state.params, env_params.features)  # every state, [S, A]
                 mask = env_params.action_mask

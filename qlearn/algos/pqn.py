@@ -34,17 +34,12 @@ from qlearn.types import ConfigError, Params, QFn, config_field
 
 
 @dataclasses.dataclass(frozen=True)
-class PQNConfig:
+class PQNConfig(envs.EnvConfig):
     """Static configuration of a PQN run (hashable, validated on construction).
 
     Defaults: CleanRL's PQN CartPole shape (4 envs × 128 steps, 4 epochs of 4 minibatches),
     with Adam lr 1e-3, the best of 1e-4 / 2.5e-4 / 1e-3 over 4 seeds × 200k steps here."""
 
-    env_id: str = config_field("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
-    env_kwargs: tuple[tuple[str, Any], ...] = config_field(
-        (), "env arguments as (name, value) pairs"
-    )
-    max_episode_steps: int | None = config_field(None, "override the env's time limit")
     num_envs: int = config_field(4, "parallel environments N")
     rollout_steps: int = config_field(128, "steps T of each rollout (per env)")
     total_steps: int = config_field(500_000, "env steps per run (summed over the envs)")
@@ -140,8 +135,7 @@ class PQNState:
     episodes: rollout.EpisodeStats
 
 
-def make_env(config: PQNConfig) -> tuple[Any, Any]:
-    return dqn.make_env(config)  # same fields: env_id, env_kwargs, max_episode_steps
+make_env = envs.make_for
 
 
 def q_lambda_targets(
@@ -284,14 +278,14 @@ def make_train(
             eval_return = rollout.evaluate(
                 q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
             )
-            metrics = {
-                "env_steps": state.env_steps,
-                "eval_return": eval_return,
-                "train_return": rollout.mean_completed_return(state.episodes),
-                "train_episodes": state.episodes.completed_count,
-                "epsilon": epsilon(state.env_steps),
-                **dqn.interval_loss_metrics(m, config.divergence_bound),
-            }
+            metrics = dqn.interval_metrics(
+                state.env_steps,
+                eval_return,
+                state.episodes,
+                epsilon(state.env_steps),
+                m,
+                config.divergence_bound,
+            )
             if progress is not None:
                 jax.debug.callback(progress, state.env_steps - before, eval_return)
             state = state.replace(episodes=rollout.clear_completed(state.episodes))

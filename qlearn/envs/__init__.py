@@ -19,9 +19,11 @@ from gymnax.environments.environment import Environment
 
 from qlearn.envs.catalog import CATALOG
 from qlearn.envs.finite import FiniteMDP, FiniteMDPError, FiniteMDPParams, finite_mdp_params
+from qlearn.types import config_field
 
 __all__ = [
     "CATALOG",
+    "EnvConfig",
     "FiniteMDP",
     "FiniteMDPError",
     "FiniteMDPParams",
@@ -31,6 +33,7 @@ __all__ = [
     "is_finite",
     "kwargs_tuple",
     "make",
+    "make_for",
     "registered_ids",
 ]
 
@@ -103,3 +106,23 @@ def _make_gymnax(env_id: str, param_overrides: dict[str, Any]) -> tuple[Environm
         _check_kwargs(env_id, param_overrides, {f.name for f in dataclasses.fields(env_params)})
         env_params = env_params.replace(**param_overrides)
     return env, env_params
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """The env fields an algorithm's config starts with (DQN, PQN): which env, its arguments,
+    and an optional time limit. :func:`make_for` builds the env they name."""
+
+    env_id: str = config_field("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
+    env_kwargs: tuple[tuple[str, Any], ...] = config_field(
+        (), "env arguments as (name, value) pairs: a finite MDP's builder, or gymnax params"
+    )
+    max_episode_steps: int | None = config_field(None, "override the env's time limit (truncation)")
+
+
+def make_for(config: EnvConfig) -> tuple[Any, Any]:
+    """The (env, env_params) pair a config trains on."""
+    kwargs = dict(config.env_kwargs)
+    if config.max_episode_steps is not None:
+        kwargs["max_steps_in_episode"] = config.max_episode_steps
+    return make(config.env_id, **kwargs)
