@@ -25,7 +25,6 @@ Seed n uses the key ``jax.random.fold_in(jax.random.key(0), n)``, and a sweep's 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import hashlib
 import json
 import math
@@ -92,22 +91,11 @@ def _nbytes(tree: Any) -> int:
     return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-@dataclasses.dataclass
-class _Group:
-    """One static config's compiled per-device programs and its runs' inputs."""
-
-    index: int
-    config: Any
-    hp: Any  # batched hparams [H_g], numpy leaves
-    num_runs: int
-    per_device: int
-    compiled: dict[jax.Device, Any]
-    per_run_bytes: int | None  # measured from the compiled program, when the backend says
-
-
-def _inputs(group: _Group, keys: jax.Array, runs_idx: np.ndarray, device: jax.Device):
+def _inputs(hp: Any, keys: jax.Array, runs_idx: np.ndarray, device: jax.Device) -> tuple:
+    """The keys and hyperparameters of runs ``runs_idx`` (config position × seeds + seed) of a
+    group whose batched hparams are ``hp``, on ``device``."""
     seeds = keys.shape[0]
-    hp = jax.tree.map(lambda x: np.asarray(x)[runs_idx // seeds], group.hp)
+    hp = jax.tree.map(lambda x: np.asarray(x)[runs_idx // seeds], hp)
     return (
         jax.device_put(keys[runs_idx % seeds], device),
         jax.device_put(hparams_lib.to_arrays(hp), device),
@@ -336,7 +324,6 @@ def execute(
             if fits or per_device <= MIN_PER_DEVICE or chunk is not None:
                 break
             per_device = max(MIN_PER_DEVICE, budget // measured)  # the measure says: smaller
-        grp = _Group(g, config, hp, len(done[g]), per_device, compiled, measured)
         size = per_device * len(devices)
         timing[f"group{g}_runs_per_chunk"] = size
         timing[f"group{g}_bytes_per_run"] = measured if measured is not None else estimate
@@ -350,9 +337,7 @@ def execute(
                 j = devices.index(device)
                 part = padded[j * per_device : (j + 1) * per_device]
                 valid = np.arange(j * per_device, (j + 1) * per_device) < idx.size
-                pending.append(
-                    (part, valid, grp.compiled[device](*_inputs(grp, keys, part, device)))
-                )
+                pending.append((part, valid, compiled[device](*_inputs(hp, keys, part, device))))
             rows, metrics_parts, state_parts = [], [], []
             for part, valid, (state, metrics) in pending:
                 if valid.any():
