@@ -110,17 +110,18 @@ def test_killed_sweeps_resume_bitwise_and_corrupt_chunks_are_recomputed(
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     done_before = len(list((out / runs.CHUNKS).glob("*.npz")))
     _wait_for_chunks(out, done_before + 1, proc)
+    proc.send_signal(signal.SIGSTOP)  # freeze at once: no chunk may finish while it dies
     proc.kill()
     proc.wait(timeout=60)
     files = sorted((out / runs.CHUNKS).glob("*.npz"))
-    assert 2 <= len(files) < 4, "the sweep was not interrupted before its end"
+    assert 2 <= len(files) < 4, f"not interrupted before its end: {[f.name for f in files]}"
     for f in files:  # whatever was on disk at the kill is whole and verified
         runs.read_chunk(f)
     assert not (out / "summary.json").exists()
     # resume to the end
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"resuming: {2 * len(files)} of 8 runs are already done" in result.stdout
+    assert f"resuming: {2 * len(files)} of 8 runs are already done" in result.stdout, result.stdout
     finished = runs.load(out)
     identical(reference.metrics, finished.metrics)
     manifest = json.loads((out / "manifest.json").read_text())
