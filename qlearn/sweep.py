@@ -159,15 +159,14 @@ def estimate_run_bytes(module: Any, config: Any, hp: Any) -> int:
 
 
 def choose_per_device(
-    num_runs: int, num_devices: int, run_bytes: int, budget: int, chunk: int | None
+    num_runs: int, num_devices: int, run_bytes: int | None, budget: int, chunk: int | None
 ) -> int:
-    """Runs per device per chunk: ``chunk`` split over the devices, or the most that fit in
-    ``budget`` (never more than the runs need, never fewer than :data:`MIN_PER_DEVICE`)."""
-    if chunk is not None:
-        return max(MIN_PER_DEVICE, math.ceil(chunk / num_devices))
+    """Runs per device per chunk: ``chunk`` split over the devices, or else the most that fit
+    in ``budget`` at ``run_bytes`` each; never more than the runs need, never fewer than
+    :data:`MIN_PER_DEVICE`."""
     needed = math.ceil(num_runs / num_devices)
-    fits = budget // max(run_bytes, 1)
-    return max(MIN_PER_DEVICE, min(needed, fits))
+    wanted = math.ceil(chunk / num_devices) if chunk is not None else budget // max(run_bytes, 1)
+    return max(MIN_PER_DEVICE, min(needed, wanted))
 
 
 def _spec_digest(obj: Any) -> np.ndarray:
@@ -306,15 +305,16 @@ def execute(
             continue
         check_processes_agree(f"runs left to do in group {g}", todo.tolist())
         budget = min(memory_budget(d, memory_fraction) for d in local)
-        estimate = estimate_run_bytes(module, config, hp)
+        # the size estimate (a trace of train) is only needed to choose the chunk
+        estimate = estimate_run_bytes(module, config, hp) if chunk is None else None
         per_device = choose_per_device(todo.size, len(devices), estimate, budget, chunk)
-        per_device = int(min(per_device, max(MIN_PER_DEVICE, math.ceil(todo.size / len(devices)))))
         while True:
             t0 = time.perf_counter()
             _log(
                 verbose,
                 f"group {g}: compiling {per_device} runs per device × {len(devices)} "
-                f"device(s) (estimated {estimate / 2**20:.1f} MiB per run)",
+                "device(s)"
+                + (f" (estimated {estimate / 2**20:.1f} MiB per run)" if estimate else ""),
             )
             compiled, measured = _compile(
                 module, config, hp, keys, per_device, local, report, keep_state
