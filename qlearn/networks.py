@@ -56,6 +56,40 @@ class LinearQNetwork(nn.Module):
         return nn.Dense(self.num_actions, use_bias=False, kernel_init=nn.initializers.zeros)(x)
 
 
+class Conv2D(nn.Module):
+    """A stride-1 'VALID' 2-D convolution computed as one matrix product over image patches:
+
+        y[b, i, j, o] = Σ_{di, dj, c} x[b, i + di, j + dj, c] · kernel[di, dj, c, o] + bias[o],
+
+    x [B, H, W, C] → y [B, H − kh + 1, W − kw + 1, features]. The same maths and parameters
+    (kernel [kh, kw, C, features], bias [features]) as ``flax.linen.Conv(padding='VALID')``;
+    written as patches @ kernel because XLA:CPU runs a convolution inside ``lax.scan`` ≈ 4×
+    slower than the equal matrix product (a MinAtar PQN update: 15 ms vs 3 ms per minibatch of
+    128 on 2 cores), and the training loops are scans. On GPU it is one batched matmul too.
+
+    Attributes:
+      features: output channels.
+      kernel_size: (kh, kw).
+    """
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        channels = x.shape[-1]
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (kh, kw, channels, self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+        patches = jnp.concatenate(
+            [x[..., i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1
+        )  # [B, h, w, kh·kw·C], ordered (di, dj, c) like the kernel's leading axes
+        return patches @ kernel.reshape(kh * kw * channels, self.features) + bias
+
+
 class MinAtarQNetwork(nn.Module):
     """The MinAtar Q-network of Young & Tian (2019): one 3×3 convolution with 16 channels
     (stride 1, no padding), a dense layer of ``hidden`` units, then the action values; ReLU
@@ -73,7 +107,7 @@ class MinAtarQNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = nn.Conv(16, kernel_size=(3, 3), strides=1, padding="VALID")(obs.astype(jnp.float32))
+        x = Conv2D(16, (3, 3))(obs.astype(jnp.float32))
         if self.layer_norm:
             x = nn.LayerNorm()(x)
         x = nn.relu(x).reshape(obs.shape[0], -1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import time
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -47,3 +48,31 @@ class ProgressBar:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class EvalClock:
+    """When each evaluation point of one compiled batch of runs finished (wall clock).
+
+    Pass the instance as ``progress=`` to ``make_train`` (or :func:`qlearn.sweep.execute`,
+    for a sweep run as one chunk): the compiled loop calls it once per evaluation interval and
+    run, and :meth:`seconds` gives, for each evaluation point t, the time at which the last run
+    of the batch reported it, from an origin of the caller's choice (e.g. the end of compiling).
+    """
+
+    def __init__(self, num_evals: int):
+        self.num_evals = num_evals
+        self.calls: list[float] = []
+
+    def __call__(self, done, latest_return) -> None:
+        self.calls.append(time.perf_counter())
+
+    def seconds(self, origin: float) -> np.ndarray:
+        """[num_evals] seconds from ``origin`` (a ``time.perf_counter()`` reading) to each
+        evaluation point. Raises ValueError unless the calls form one batch's intervals."""
+        calls = np.asarray(self.calls)
+        if calls.size == 0 or calls.size % self.num_evals:
+            raise ValueError(
+                f"{calls.size} calls do not form {self.num_evals} evaluation intervals of one "
+                "batch (was the sweep split into chunks?)"
+            )
+        return calls.reshape(self.num_evals, -1).max(axis=1) - origin

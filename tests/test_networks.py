@@ -1,5 +1,7 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from qlearn import networks
@@ -31,11 +33,32 @@ def test_minatar_network_is_young_and_tian_s():
     assert net.apply({"params": params}, obs).shape == (5, 3)
     # 3×3×4×16 conv (+16), 8·8·16 = 1024 → 128 dense (+128), 128 → 3 (+3)
     sizes = jax.tree.map(lambda x: x.size, params)
-    assert sizes["Conv_0"] == {"kernel": 3 * 3 * 4 * 16, "bias": 16}
+    assert sizes["Conv2D_0"] == {"kernel": 3 * 3 * 4 * 16, "bias": 16}
     assert sizes["Dense_0"] == {"kernel": 1024 * 128, "bias": 128}
     assert sizes["Dense_1"] == {"kernel": 128 * 3, "bias": 3}
     normed = networks.build("cnn", 3, (10, 10, 4), layer_norm=True).init(jax.random.key(0), obs)
     assert {"LayerNorm_0", "LayerNorm_1"} <= set(normed["params"])
+
+
+def test_conv2d_equals_flax_conv_with_the_same_parameters():
+    x = jax.random.normal(jax.random.key(0), (3, 10, 9, 4))
+    ours = networks.Conv2D(16, (3, 2))
+    params = ours.init(jax.random.key(1), x)
+    reference = nn.Conv(16, kernel_size=(3, 2), padding="VALID")
+    # Same parameter names and shapes, so one set of parameters drives both.
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+        jnp.shape, reference.init(jax.random.key(1), x)
+    )
+    y = ours.apply(params, x)
+    assert y.shape == (3, 8, 8, 16)
+    np.testing.assert_allclose(y, reference.apply(params, x), rtol=1e-5, atol=1e-5)
+    # and its gradient with respect to the kernel too
+    grads = [
+        jax.grad(lambda p, m=m: jnp.sum(m.apply(p, x) ** 2))(params) for m in (ours, reference)
+    ]
+    np.testing.assert_allclose(
+        grads[0]["params"]["kernel"], grads[1]["params"]["kernel"], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_build_refuses_a_cnn_on_vector_observations_and_unknown_kinds():

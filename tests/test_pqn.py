@@ -151,3 +151,25 @@ def test_minatar_games_are_served_and_pqn_runs_the_cnn_on_them():
     )
     _, metrics = jax.jit(pqn.make_train(config))(jax.random.key(0), pqn.PQNHParams())
     assert metrics["eval_return"].shape == (1,) and np.isfinite(metrics["loss"]).all()
+
+
+@pytest.mark.parametrize(
+    ("lr_decay", "expected"), [(0.0, [1, 1, 1, 1]), (1.0, [1, 0.75, 0.5, 0.25])]
+)
+def test_learning_rate_decays_linearly_over_the_run(lr_decay, expected):
+    """Adam's first steps on a constant gradient have size ≈ lr, so the parameter moves by the
+    step size of each update: lr · (1 − lr_decay · u / U) for update u of U."""
+    config = pqn.PQNConfig(
+        num_envs=1, rollout_steps=4, num_epochs=2, num_minibatches=2, total_steps=4, num_evals=1
+    )
+    assert config.total_updates == 4
+    hp = hparams.to_arrays(pqn.PQNHParams(lr=0.1, lr_decay=lr_decay))
+    optimizer = pqn.make_optimizer(config, hp)
+    params = jnp.zeros(())
+    state = optimizer.init(params)
+    sizes = []
+    for _ in range(config.total_updates):
+        updates, state = optimizer.update(jnp.ones(()), state, params)
+        sizes.append(-float(updates) / 0.1)
+        params = params + updates
+    np.testing.assert_allclose(sizes, expected, rtol=1e-4)  # Adam's ε: ≈1e-5

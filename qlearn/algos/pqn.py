@@ -103,6 +103,11 @@ class PQNConfig(envs.EnvConfig):
         return self.total_steps // (self.num_evals * self.batch_size)
 
     @property
+    def total_updates(self) -> int:
+        """Gradient updates in a run: one per minibatch, epoch and rollout."""
+        return self.iterations_per_eval * self.num_evals * self.num_epochs * self.num_minibatches
+
+    @property
     def actual_total_steps(self) -> int:
         """Env steps actually run: whole rollouts in whole evaluation intervals."""
         return self.iterations_per_eval * self.num_evals * self.batch_size
@@ -121,6 +126,12 @@ class PQNHParams:
     max_grad_norm: float = hparams.field(
         10.0, low=0, low_open=True, help="global-norm gradient clipping"
     )
+    lr_decay: float = hparams.field(
+        0.0,
+        low=0,
+        high=1,
+        help="lr falls linearly to lr·(1 − lr_decay) over the run (purejaxql's MinAtar: 1)",
+    )
     huber_delta: float = hparams.field(1.0, low=0, low_open=True, help="Huber threshold κ")
 
 
@@ -136,6 +147,16 @@ class PQNState:
 
 
 make_env = envs.make_for
+
+
+def make_optimizer(config: PQNConfig, hp: PQNHParams) -> optax.GradientTransformation:
+    """Adam after global-norm clipping; the step size of update u (counted from 0) of the run's
+    U = :attr:`PQNConfig.total_updates` is lr · (1 − lr_decay · u / U)."""
+
+    def step_size(count: jax.Array) -> jax.Array:
+        return hp.lr * (1.0 - hp.lr_decay * count / config.total_updates)
+
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(step_size))
 
 
 def q_lambda_targets(
@@ -189,7 +210,7 @@ def make_train(
 
     def train(key: jax.Array, hp: PQNHParams) -> tuple[PQNState, dict[str, jax.Array]]:
         hp = hparams.to_arrays(hp)
-        optimizer = dqn.make_optimizer(hp)
+        optimizer = make_optimizer(config, hp)
         k_init, k_reset, k_loop, k_eval = jax.random.split(key, 4)
         params = network.init(k_init, jnp.zeros((1, *obs_shape)))
         obs, env_state = rollout.reset_envs(env, env_params, k_reset, n)

@@ -1,0 +1,170 @@
+"""What the training experiments share: run configs × seeds as one compiled batch, timing every
+evaluation point, and report returns against env steps and wall-clock seconds.
+
+The wall-clock time of an evaluation point is measured, not extrapolated: a host callback in
+the compiled loop (:class:`qlearn.progress.EvalClock`) timestamps it, from the end of
+compilation (reported separately). Each script's figures and ``experiment.json`` come from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlearn import algos, cli, progress, runs, stats, sweep
+
+# Final returns reported by the MinAtar paper (Young & Tian 2019) and gymnax's PPO checkpoints,
+# to print beside ours (README, "Experiments").
+MINATAR_REFERENCE = {
+    "Breakout-MinAtar": 28.0,
+    "Asterix-MinAtar": 15.0,
+    "Freeway-MinAtar": 58.0,
+    "SpaceInvaders-MinAtar": 131.0,
+}
+
+
+def arguments(
+    description: str, *, out: str, figure: str, games: str | None = None
+) -> argparse.ArgumentParser:
+    """The options every training experiment takes (and ``--games`` when ``games`` gives the
+    default list)."""
+    parser = argparse.ArgumentParser(description=description)
+    if games is not None:
+        parser.add_argument("--games", default=games, help="comma-separated MinAtar env ids")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="base seed")
+    parser.add_argument("--total-steps", type=int, default=None, help="env steps per run")
+    parser.add_argument("--hp", action="append", default=[], help="NAME=V[,V...]")
+    parser.add_argument("--cfg", action="append", default=[], help="FIELD=VALUE")
+    parser.add_argument("--out", default=out)
+    parser.add_argument(
+        "--figure", default=figure, help="where to copy the learning curves; '' for nowhere"
+    )
+    return parser
+
+
+def run(
+    algo: str,
+    config_defaults: dict[str, Any],
+    hparam_defaults: dict[str, Any],
+    args: argparse.Namespace,
+    *,
+    out: str | Path,
+    threshold: float | None = None,
+    figure: str | Path | None = None,
+) -> tuple[runs.Run, dict[str, Any]]:
+    """Train ``algo`` ("dqn" or "pqn") with the defaults
+    overridden by ``args`` (--cfg, --hp, --total-steps), all configs × seeds in one chunk;
+    write ``experiment.json`` beside the run's metrics and print what it says.
+
+    The report: compile and run seconds, env steps [T] and seconds [T] of the evaluation
+    points, and per configuration the IQM curve over seeds [T], the final IQM with its 95% CI
+    and mean, and (with ``threshold``) the env steps and seconds at which the IQM first
+    reached it.
+    """
+    if args.total_steps is not None:
+        config_defaults = {**config_defaults, "total_steps": args.total_steps}
+    _, config_cls, hparams_cls = algos.get(algo)
+    config = cli.parse_config(config_cls, args.cfg, **config_defaults)
+    grid = cli.parse_hparams(hparams_cls, args.hp)
+    spec = sweep.make_spec(
+        config,
+        grid,
+        hparams=hparams_cls(**hparam_defaults),
+        seeds=args.seeds,
+        base_seed=args.seed,
+    )
+    clock = progress.EvalClock(config.num_evals)
+    runs.prepare(out, spec, overwrite=True)
+    num_runs = runs.num_runs(spec)
+    result = sweep.execute(spec, out, chunk=num_runs, progress=clock)  # one chunk
+    timing = result.summary["timing"]
+    seconds = clock.seconds(timing["run_started"])
+    steps = result.metrics["env_steps"][0, 0]
+    returns = result.metrics["eval_return"]  # [H, S, T]
+    report: dict[str, Any] = {
+        "algo": spec["algo"],
+        "env_id": config.env_id,
+        "seeds": args.seeds,
+        "base_seed": args.seed,
+        "env_steps_per_run": config.actual_total_steps,
+        "compile_seconds": timing["compile_seconds"],
+        "run_seconds": timing["run_seconds"],
+        "env_steps_per_second": num_runs * config.actual_total_steps / timing["run_seconds"],
+        "env_steps": steps.tolist(),
+        "seconds": seconds.tolist(),
+        "configs": [],
+    }
+    print(runs.summary_table(spec, result.summary["configs"]))
+    for h in range(returns.shape[0]):
+        curve = stats.iqm(returns[h].T)  # [T]
+        final = stats.describe(returns[h, :, -1])
+        entry = {
+            "config": h,
+            "iqm_curve": curve.tolist(),
+            "final_iqm": final["iqm"],
+            "final_iqm_ci95": final["iqm_ci95"],
+            "final_mean": final["mean"],
+        }
+        line = f"config {h}: final IQM {final['iqm']:.1f} {np.round(final['iqm_ci95'], 1)}"
+        if threshold is not None:
+            reached = np.flatnonzero(curve >= threshold)
+            first = int(reached[0]) if reached.size else None
+            entry["threshold"] = threshold
+            entry["steps_to_threshold"] = int(steps[first]) if first is not None else None
+            entry["seconds_to_threshold"] = float(seconds[first]) if first is not None else None
+            line += (
+                f"; IQM ≥ {threshold:g} at {entry['steps_to_threshold']:,} env steps, "
+                f"{entry['seconds_to_threshold']:.1f} s after compilation"
+                if first is not None
+                else f"; IQM never reached {threshold:g}"
+            )
+        report["configs"].append(entry)
+        print(line)
+    print(
+        f"{config.env_id}: compile {timing['compile_seconds']:.1f} s; run "
+        f"{timing['run_seconds']:.1f} s for {num_runs} runs × {config.actual_total_steps:,} "
+        f"env steps ({report['env_steps_per_second']:,.0f} env steps/s)"
+    )
+    runs.write_report(result.path / "experiment.json", report)
+    if figure:
+        Path(figure).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.path / "learning_curves.png", figure)
+    return result, report
+
+
+def run_games(
+    algo: str,
+    config_defaults: dict[str, Any],
+    hparam_defaults: dict[str, Any],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """:func:`run` once per game of ``args.games``, into ``args.out/GAME`` (figures
+    ``args.figure`` with the game's name before the suffix); prints each game's final IQM
+    beside the published reference."""
+    reports = []
+    for game in args.games.split(","):
+        figure = Path(args.figure) if args.figure else None
+        _, report = run(
+            algo,
+            {**config_defaults, "env_id": game},
+            hparam_defaults,
+            args,
+            out=Path(args.out) / game,
+            figure=figure.with_stem(f"{figure.stem}_{game}") if figure else None,
+        )
+        reports.append(report)
+    for report in reports:
+        reference = MINATAR_REFERENCE.get(report["env_id"])
+        print(
+            f"{report['env_id']}: {algo} final IQM {report['configs'][0]['final_iqm']:.1f} after "
+            f"{report['env_steps_per_run']:,} env steps ({report['run_seconds']:.0f} s for "
+            f"{report['seeds']} seeds); reference ≈ {reference:g} at 5M frames"
+            if reference is not None
+            else ""
+        )
+    return reports
