@@ -44,6 +44,9 @@ def arguments(
     parser.add_argument(
         "--figure", default=figure, help="where to copy the learning curves; '' for nowhere"
     )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="disable JAX's persistent compilation cache"
+    )
     return parser
 
 
@@ -66,6 +69,7 @@ def run(
     and mean, and (with ``threshold``) the env steps and seconds at which the IQM first
     reached it.
     """
+    cli.enable_compilation_cache(not args.no_cache)
     if args.total_steps is not None:
         config_defaults = {**config_defaults, "total_steps": args.total_steps}
     _, config_cls, hparams_cls = algos.get(algo)

@@ -68,6 +68,30 @@ def learning_curves(
     return fig
 
 
+def steps_and_seconds(
+    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]],
+    *,
+    ylabel: str = "greedy return",
+) -> Figure:
+    """Learning curves against env steps (left column) and wall-clock seconds (right), one row
+    per task: IQM over seeds and its 95% bootstrap CI, the same colour for a method in both.
+
+    Args:
+      rows: (title, curves) per row; each curve is (label, env steps [T], seconds [T],
+        returns [S, T]) — the x coordinates may differ between curves.
+    """
+    fig = Figure(figsize=(10.0, 3.6 * len(rows)), dpi=120)
+    axes = np.asarray(fig.subplots(len(rows), 2, squeeze=False))
+    for (title, curves), (by_steps, by_time) in zip(rows, axes, strict=True):
+        labels = [label for label, *_ in curves]
+        for label, steps, seconds, returns in curves:
+            _band(by_steps, np.asarray(steps), np.asarray(returns).T, label)
+            _band(by_time, np.asarray(seconds), np.asarray(returns).T, label)
+        _finish(by_steps, "env steps", ylabel, f"{title}: against env steps", labels)
+        _finish(by_time, "wall-clock seconds", ylabel, f"{title}: against time", labels)
+    return fig
+
+
 def sensitivity(
     values: np.ndarray,
     finals: np.ndarray,

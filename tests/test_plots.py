@@ -35,3 +35,18 @@ def test_heatmap_shows_the_iqm_of_each_cell_and_saves_a_pdf(tmp_path):
     assert "diverged" in texts and len(texts) == 6
     png = plots.save(fig, tmp_path / "h.png", pdf=True)
     assert png.exists() and png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_steps_and_seconds_draws_each_method_against_both_axes_in_one_colour():
+    rng = np.random.default_rng(0)
+    dqn = ("DQN", np.arange(1, 5) * 10, np.arange(1, 5) * 2.0, rng.normal(size=(3, 4)))
+    pqn = ("PQN", np.arange(1, 7) * 40, np.arange(1, 7) * 1.5, rng.normal(size=(3, 6)))
+    fig = plots.steps_and_seconds([("CartPole", [dqn, pqn]), ("Breakout", [dqn, pqn])])
+    assert len(fig.axes) == 4
+    by_steps, by_time = fig.axes[2], fig.axes[3]  # second row
+    (d_steps, p_steps), (d_time, p_time) = by_steps.get_lines(), by_time.get_lines()
+    np.testing.assert_allclose(p_steps.get_xdata(), pqn[1])
+    np.testing.assert_allclose(p_time.get_xdata(), pqn[2])
+    np.testing.assert_allclose(p_time.get_ydata(), stats.iqm(pqn[3].T))  # over seeds
+    assert d_steps.get_color() == d_time.get_color() != p_time.get_color()
+    assert by_time.get_xlabel() == "wall-clock seconds"

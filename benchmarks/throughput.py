@@ -1,0 +1,307 @@
+"""Training throughput of DQN and PQN against the ceilings of this machine, at 1, 8, 32 and 128
+runs (seeds) vmapped, on CartPole-v1 and MinAtar Breakout.
+
+For each case (algorithm × env, with the settings of its experiment) and each number of runs R:
+
+- ceilings: env steps per second of the bare gymnax env with random actions, and of the env
+  plus the Q-network's forward pass with ε-greedy actions (no learning), with the same R × N
+  envs as training. Training can never beat these;
+- training: env steps and gradient updates per second of ``jit(vmap(train))`` (two evaluation
+  points of one greedy episode, so evaluation is negligible here; its cost is measured apart),
+  and training as a fraction of the acting ceiling;
+- compile seconds (lower + compile) and XLA's memory for the program, peak RSS of the process.
+
+Then, at R = 1: compile seconds again in a fresh process with JAX's persistent compilation
+cache filled by a first process; and the cost of evaluation inside the loop (the experiment's
+own schedule of evaluation points and episodes against none) at 1 and 8 runs.
+
+Every measurement runs in its own process (so its memory is its own); times are medians of
+``--repeats`` calls after compilation. The table shows ratios; absolute numbers vary with the
+machine's load.
+
+    python benchmarks/throughput.py                    # all cases, ≈ 15 min on 2 CPU cores
+    python benchmarks/throughput.py --cases dqn-cartpole,pqn-cartpole --sizes 1,8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+# name: (algo, the experiment script whose settings it takes, its config and hparams names)
+CASES = {
+    "dqn-cartpole": ("dqn", "cartpole_dqn", "TUNED_CONFIG", "TUNED_HPARAMS"),
+    "pqn-cartpole": ("pqn", "cartpole_pqn", "CONFIG", "HPARAMS"),
+    "dqn-breakout": ("dqn", "minatar_dqn", "CONFIG", "HPARAMS"),
+    "pqn-breakout": ("pqn", "minatar_pqn", "CONFIG", "HPARAMS"),
+}
+# Env steps summed over the runs of one training measurement (≈ 2–10 s each here), and the
+# smallest per run (warm-up and two whole evaluation intervals must fit).
+BUDGET = {
+    "dqn-cartpole": 400_000,
+    "pqn-cartpole": 2_000_000,
+    "dqn-breakout": 60_000,
+    "pqn-breakout": 300_000,
+}
+MIN_STEPS = {
+    "dqn-cartpole": 4_000,
+    "pqn-cartpole": 2 * 512,
+    "dqn-breakout": 2_000,
+    "pqn-breakout": 2 * 4096,
+}
+ACT_VECTOR_STEPS = 200  # vector steps of one ceiling measurement
+
+
+def case_settings(name: str, total_steps: int | None = None, evaluate: bool = False):
+    """(module, config, hparams) of a case; ``total_steps`` per run; without ``evaluate``, two
+    evaluation points of one episode (the least the loop allows)."""
+    import importlib
+
+    from qlearn import algos
+
+    algo, script, config_name, hparams_name = CASES[name]
+    experiment = importlib.import_module(script)
+    module, config_cls, hparams_cls = algos.get(algo)
+    fields = dict(getattr(experiment, config_name))
+    if "env_id" not in fields:
+        fields["env_id"] = "Breakout-MinAtar"
+    if total_steps is not None:
+        fields["total_steps"] = total_steps
+    if algo == "dqn":
+        fields["learning_starts"] = min(fields.get("learning_starts", 5_000), 1_000)
+        if name == "dqn-breakout":  # 100k transitions × 128 runs would not fit in 24 GiB
+            fields["buffer_size"] = 20_000
+    if not evaluate:
+        fields |= {"num_evals": 2, "eval_episodes": 1}
+    return module, config_cls(**fields), hparams_cls(**getattr(experiment, hparams_name))
+
+
+def timed_calls(fn, args, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls of a compiled function (after one warm-up call)."""
+    import jax
+    import numpy as np
+
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
+    """Env steps/s of R runs × N envs acting for ACT_VECTOR_STEPS steps: random actions, or
+    ε-greedy (ε = 0.1) on the Q-network's values; auto-reset, no learning."""
+    import jax
+    import jax.numpy as jnp
+
+    from qlearn import envs, policies, sweep
+    from qlearn.algos import dqn, rollout
+
+    env, env_params = envs.make_for(config)
+    num_actions = env.action_space(env_params).n
+    obs_shape = env.observation_space(env_params).shape
+    q_net = dqn.make_network(config, num_actions, obs_shape)
+    n = config.num_envs
+
+    def act(key):
+        k_init, k_reset, k_loop = jax.random.split(key, 3)
+        params = q_net.init(k_init, jnp.zeros((1, *obs_shape)))
+        obs, state = rollout.reset_envs(env, env_params, k_reset, n)
+
+        def body(carry, _):
+            key, obs, state = carry
+            key, k_act, k_step = jax.random.split(key, 3)
+            if network:
+                action = policies.epsilon_greedy(k_act, q_net.apply(params, obs), 0.1)
+            else:
+                action = jax.random.randint(k_act, (n,), 0, num_actions)
+            obs, state, tr = rollout.step_envs(env, env_params, k_step, state, obs, action)
+            return (key, obs, state), jnp.sum(tr.reward)
+
+        return jnp.sum(jax.lax.scan(body, (k_loop, obs, state), length=ACT_VECTOR_STEPS)[1])
+
+    fn = jax.jit(jax.vmap(act)).lower(sweep.seed_keys(0, runs)).compile()
+    seconds = timed_calls(fn, (sweep.seed_keys(0, runs),), repeats)
+    return runs * n * ACT_VECTOR_STEPS / seconds
+
+
+def training(name: str, runs: int, repeats: int, steps: int | None, evaluate: bool) -> dict:
+    """Compile and time jit(vmap(train)) of R runs."""
+    import jax
+
+    from qlearn import sweep
+
+    if steps is None:
+        steps = max(BUDGET[name] // runs, MIN_STEPS[name])
+    module, config, hp = case_settings(name, steps, evaluate)
+    fn = jax.jit(jax.vmap(module.make_train(config), in_axes=(0, None)))
+    keys = sweep.seed_keys(0, runs)
+    start = time.perf_counter()
+    compiled = fn.lower(keys, hp).compile()
+    compile_s = time.perf_counter() - start
+    seconds = timed_calls(compiled, (keys, hp), repeats)
+    memory = compiled.memory_analysis()
+    updates = (
+        config.total_updates
+        if hasattr(config, "total_updates")
+        else config.num_evals * config.iters_per_eval * config.updates_per_train
+    )
+    return {
+        "config": config,
+        "seconds": seconds,
+        "compile_seconds": compile_s,
+        "env_steps_per_second": runs * config.actual_total_steps / seconds,
+        "updates_per_second": runs * updates / seconds,
+        "xla_bytes": int(
+            memory.temp_size_in_bytes + memory.output_size_in_bytes + memory.argument_size_in_bytes
+        ),
+    }
+
+
+def measure(name: str, runs: int, repeats: int, what: str) -> dict:
+    """One child-process measurement."""
+    if what == "train":
+        train = training(name, runs, repeats, None, evaluate=False)
+        config = train.pop("config")
+        row = {
+            "case": name,
+            "runs": runs,
+            "env_only": acting_ceiling(config, runs, False, repeats),
+            "acting": acting_ceiling(config, runs, True, repeats),
+            **train,
+        }
+    elif what == "compile":  # the persistent cache is enabled by the parent's flag
+        row = {"case": name, "runs": runs}
+        row["compile_seconds"] = training(name, runs, 1, None, False)["compile_seconds"]
+    elif what == "eval":
+        _, config, _ = case_settings(name, evaluate=True)
+        steps = config.total_steps
+        on = training(name, runs, repeats, steps, evaluate=True)
+        off = training(name, runs, repeats, steps, evaluate=False)
+        row = {
+            "case": name,
+            "runs": runs,
+            "steps": steps,
+            "num_evals": on["config"].num_evals,
+            "eval_episodes": on["config"].eval_episodes,
+            "seconds_with_eval": on["seconds"],
+            "seconds_without": off["seconds"],
+        }
+    row["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return row
+
+
+def child(name: str, runs: int, repeats: int, what: str, cache: str | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--one", f"{name}:{runs}:{what}", "--repeats", str(repeats)]
+    if cache:
+        cmd += ["--cache", cache]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--sizes", default="1,8,32,128")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/throughput.json")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:  # child process: one measurement
+        if args.cache:
+            from qlearn import cli
+
+            os.environ["QLEARN_CACHE_DIR"] = args.cache
+            cli.enable_compilation_cache(True)
+        name, runs, what = args.one.split(":")
+        print(json.dumps(measure(name, int(runs), args.repeats, what)))
+        return
+
+    cases = args.cases.split(",")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows, compiles, evals = [], [], []
+    for name in cases:
+        for runs in sizes:
+            rows.append(child(name, runs, args.repeats, "train"))
+            print(
+                f"  {name} × {runs}: {rows[-1]['env_steps_per_second']:,.0f} env steps/s",
+                file=sys.stderr,
+            )
+        with tempfile.TemporaryDirectory() as cache:
+            first = child(name, 1, 1, "compile", cache)
+            second = child(name, 1, 1, "compile", cache)
+        compiles.append(
+            {"case": name, "cold": first["compile_seconds"], "cached": second["compile_seconds"]}
+        )
+        if name.endswith("cartpole"):
+            evals.extend(child(name, r, args.repeats, "eval") for r in (1, 8))
+
+    print(
+        "\nThroughput (env steps/s) and training as a fraction of the ceilings; medians of "
+        f"{args.repeats} after compilation"
+    )
+    head = (
+        f"{'case':13} {'runs':>4} {'env only':>10} {'acting':>10} {'training':>10} "
+        f"{'/acting':>7} {'updates/s':>10} {'per-run×':>8} {'compile s':>9} {'XLA MiB':>8} "
+        f"{'RSS MiB':>8}"
+    )
+    print(head)
+    for row in rows:
+        base = next(r for r in rows if r["case"] == row["case"] and r["runs"] == sizes[0])
+        row["fraction_of_acting"] = row["env_steps_per_second"] / row["acting"]
+        row["per_run_gain"] = row["env_steps_per_second"] / base["env_steps_per_second"]
+        print(
+            f"{row['case']:13} {row['runs']:>4} {row['env_only']:>10,.0f} {row['acting']:>10,.0f} "
+            f"{row['env_steps_per_second']:>10,.0f} {row['fraction_of_acting']:>7.2f} "
+            f"{row['updates_per_second']:>10,.0f} {row['per_run_gain']:>8.1f} "
+            f"{row['compile_seconds']:>9.1f} {row['xla_bytes'] / 2**20:>8.0f} "
+            f"{row['peak_rss_bytes'] / 2**20:>8.0f}"
+        )
+    print("\nCompile seconds of one run: cold, and in a new process with the persistent cache")
+    for c in compiles:
+        print(f"{c['case']:13} cold {c['cold']:5.1f}  cached {c['cached']:5.1f}")
+    if evals:
+        print(
+            "\nEvaluation inside the loop: run time with the experiment's evaluation schedule "
+            "over run time without"
+        )
+    for e in evals:
+        e["overhead"] = e["seconds_with_eval"] / e["seconds_without"] - 1
+        print(
+            f"{e['case']:13} {e['runs']:>3} runs, {e['steps']:,} steps, {e['num_evals']} × "
+            f"{e['eval_episodes']} episodes: +{100 * e['overhead']:.0f}%"
+        )
+    import jax
+
+    report = {
+        "benchmark": "throughput",
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "repeats": args.repeats,
+        "rows": rows,
+        "compile": compiles,
+        "evaluation": evals,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
