@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format notebooks bench clean
+.PHONY: install demo test lint format notebooks bench bench-peers clean
 
 install: $(STAMP)
 
@@ -29,7 +29,20 @@ notebooks: $(STAMP)
 
 # Benchmarks print tables of ratios measured in one run and write JSON to benchmarks/results/.
 bench: $(STAMP)
+	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/sweep_scaling.py
+
+# qlearn against Rejax at Rejax's own CartPole settings. Rejax needs gymnax 0.0.9, so it gets an
+# environment of its own (.venv-peers) beside qlearn's.
+PEERS := .venv-peers
+$(PEERS)/.installed:
+	python3 -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet --upgrade pip
+	$(PEERS)/bin/pip install --quiet "rejax==0.1.3" "gymnax==0.0.9" "jax==0.10.2" "jaxlib==0.10.2"
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS)/.installed
+	$(PY) benchmarks/peers.py --peer-python $(PEERS)/bin/python
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -40,4 +53,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(PEERS) runs .pytest_cache

@@ -13,7 +13,8 @@ For each case (algorithm × env, with the settings of its experiment) and each n
 
 Then, at R = 1: compile seconds again in a fresh process with JAX's persistent compilation
 cache filled by a first process; and the cost of evaluation inside the loop (the experiment's
-own schedule of evaluation points and episodes against none) at 1 and 8 runs.
+own schedule of evaluation points and episodes over at most 100k env steps, against two
+evaluations of one episode) at 1 and 8 runs.
 
 Every measurement runs in its own process (so its memory is its own); times are medians of
 ``--repeats`` calls after compilation. The table shows ratios; absolute numbers vary with the
@@ -60,6 +61,7 @@ MIN_STEPS = {
     "pqn-breakout": 2 * 4096,
 }
 ACT_VECTOR_STEPS = 200  # vector steps of one ceiling measurement
+EVAL_STEPS = 100_000  # env steps per run of the evaluation-cost measurement
 
 
 def case_settings(name: str, total_steps: int | None = None, evaluate: bool = False):
@@ -187,7 +189,7 @@ def measure(name: str, runs: int, repeats: int, what: str) -> dict:
         row["compile_seconds"] = training(name, runs, 1, None, False)["compile_seconds"]
     elif what == "eval":
         _, config, _ = case_settings(name, evaluate=True)
-        steps = config.total_steps
+        steps = min(config.total_steps, EVAL_STEPS)
         on = training(name, runs, repeats, steps, evaluate=True)
         off = training(name, runs, repeats, steps, evaluate=False)
         row = {
