@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import child_json, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -105,13 +105,6 @@ def qlearn_run(algo: str, seeds: int) -> dict:
     }
 
 
-def child(cmd: list[str]) -> dict:
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", default=".venv-peers/bin/python")
@@ -136,7 +129,7 @@ def main() -> None:
                     [args.peer_python, str(HERE / "peer_rejax.py"), algo, str(seeds)],
                     [sys.executable, __file__, "--one", f"{algo}:{seeds}"],
                 ):
-                    row = child(cmd) | {"round": r}
+                    row = child_json(cmd) | {"round": r}
                     results.append(row)
                     print(
                         f"  {row['library']:6} {algo} × {seeds}: "
@@ -181,9 +174,7 @@ def main() -> None:
             )
     print("(return: mean over seeds and rounds of the final 128-episode greedy evaluation)")
     report = {"benchmark": "peers", "cpu_count": os.cpu_count(), "rows": table, "runs": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
-from pathlib import Path
+
+from common import child_json, write_report
 
 CONFIG = dict(total_steps=20_000, learning_starts=2_000, num_evals=4, eval_episodes=5)
 
@@ -92,8 +92,7 @@ def main() -> None:
             "--repeats",
             str(args.repeats),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(child_json(cmd))
         print(f"  measured {n} runs: {rows[-1]['seconds']:.2f} s", file=sys.stderr)
     base = rows[0]
     print(
@@ -122,9 +121,7 @@ def main() -> None:
         "steps_per_run": args.steps,
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import child_json, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -209,10 +210,7 @@ def child(name: str, runs: int, repeats: int, what: str, cache: str | None = Non
     cmd = [sys.executable, __file__, "--one", f"{name}:{runs}:{what}", "--repeats", str(repeats)]
     if cache:
         cmd += ["--cache", cache]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_json(cmd)
 
 
 def main() -> None:
@@ -300,9 +298,7 @@ def main() -> None:
         "compile": compiles,
         "evaluation": evals,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

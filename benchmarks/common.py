@@ -1,0 +1,26 @@
+"""What the benchmarks share: each measurement runs in a child process of its own (so its
+compilation, caches and peak memory are its own) and prints one JSON line last."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def child_json(cmd: list[str]) -> dict[str, Any]:
+    """Run ``cmd`` and return the JSON object on the last line of its output; exit with its
+    error output if it fails."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> None:
+    """Write a benchmark's results as JSON (creating the folder) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
