@@ -6,7 +6,7 @@ their network (plus LayerNorm), a 100k replay buffer, 5k steps before learning, 
 the first 100k steps; with 10 envs and one Adam update of 64 transitions per vectorised step,
 and a Polyak-averaged target network.
 
-    python experiments/minatar_dqn.py                        # ≈ 16 min on 2 CPU cores
+    python experiments/minatar_dqn.py                        # ≈ 19 min on 2 CPU cores
     python experiments/minatar_dqn.py --seeds 8 --total-steps 5000000 \\
         --games Breakout-MinAtar,Asterix-MinAtar,Freeway-MinAtar,SpaceInvaders-MinAtar  # full
 """

@@ -1,4 +1,5 @@
-"""A progress bar fed from inside compiled training loops (via ``jax.debug.callback``)."""
+"""Reports from inside compiled training loops (via ``jax.debug.callback``): a progress bar, and
+a clock of the evaluation points."""
 
 from __future__ import annotations
 
