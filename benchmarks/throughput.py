@@ -20,7 +20,7 @@ Every measurement runs in its own process (so its memory is its own); times are 
 ``--repeats`` calls after compilation. The table shows ratios; absolute numbers vary with the
 machine's load.
 
-    python benchmarks/throughput.py                    # all cases, ≈ 15 min on 2 CPU cores
+    python benchmarks/throughput.py --repeats 2        # all cases: 49 min on 2 CPU cores
     python benchmarks/throughput.py --cases dqn-cartpole,pqn-cartpole --sizes 1,8
 """
 
