@@ -167,8 +167,7 @@ def run_games(
         print(
             f"{report['env_id']}: {algo} final IQM {report['configs'][0]['final_iqm']:.1f} after "
             f"{report['env_steps_per_run']:,} env steps ({report['run_seconds']:.0f} s for "
-            f"{report['seeds']} seeds); reference ≈ {reference:g} at 5M frames"
-            if reference is not None
-            else ""
+            f"{report['seeds']} seeds)"
+            + (f"; reference ≈ {reference:g} at 5M frames" if reference is not None else "")
         )
     return reports
