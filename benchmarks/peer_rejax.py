@@ -65,12 +65,16 @@ def main() -> None:
     )
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     start = time.perf_counter()
-    train = jax.jit(jax.vmap(algo.train)).lower(keys).compile()
+    # One seed runs unbatched, as qlearn's (benchmarks/common.py: jit_runs): on XLA:CPU a batch
+    # of one compiles to slower kernels than no batch.
+    run = (lambda k: algo.train(k[0])) if seeds == 1 else jax.vmap(algo.train)
+    train = jax.jit(run).lower(keys).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     _, (_, returns) = jax.block_until_ready(train(keys))
     seconds = time.perf_counter() - start
-    final = np.asarray(returns)[:, -1].mean(axis=-1)  # [seeds]: mean of 128 episodes
+    returns = np.asarray(returns).reshape(seeds, *np.shape(returns)[-2:])  # [seeds, evals, 128]
+    final = returns[:, -1].mean(axis=-1)  # [seeds]: mean of 128 episodes
     print(
         json.dumps(
             {

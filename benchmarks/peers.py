@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import child_json, write_report
+from common import child_json, jit_runs, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -88,7 +88,7 @@ def qlearn_run(algo: str, seeds: int) -> dict:
     config, hp = config_cls(**fields), hparams_cls(**hps)
     keys = sweep.seed_keys(0, seeds)
     start = time.perf_counter()
-    train = jax.jit(jax.vmap(module.make_train(config), in_axes=(0, None)))
+    train = jit_runs(module.make_train(config))
     compiled = train.lower(keys, hp).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import child_json, write_report
+from common import child_json, jit_runs, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -127,10 +127,12 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
             key, obs, state = carry
             key, k_act, k_step = jax.random.split(key, 3)
             if network:
-                action = policies.epsilon_greedy(k_act, q_net.apply(params, obs), 0.1)
+                uniform = jax.random.uniform(k_act, (n,))
+                action = policies.epsilon_greedy(uniform, q_net.apply(params, obs), 0.1)
             else:
                 action = jax.random.randint(k_act, (n,), 0, num_actions)
-            obs, state, tr = rollout.step_envs(env, env_params, k_step, state, obs, action)
+            keys = jax.random.split(k_step, n)
+            obs, state, tr = rollout.step_envs(env, env_params, keys, state, obs, action)
             return (key, obs, state), jnp.sum(tr.reward)
 
         return jnp.sum(jax.lax.scan(body, (k_loop, obs, state), length=ACT_VECTOR_STEPS)[1])
@@ -141,15 +143,14 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
 
 
 def training(name: str, runs: int, repeats: int, steps: int | None, evaluate: bool) -> dict:
-    """Compile and time jit(vmap(train)) of R runs."""
-    import jax
+    """Compile and time R runs (:func:`common.jit_runs`)."""
 
     from qlearn import sweep
 
     if steps is None:
         steps = max(BUDGET[name] // runs, MIN_STEPS[name])
     module, config, hp = case_settings(name, steps, evaluate)
-    fn = jax.jit(jax.vmap(module.make_train(config), in_axes=(0, None)))
+    fn = jit_runs(module.make_train(config))
     keys = sweep.seed_keys(0, runs)
     start = time.perf_counter()
     compiled = fn.lower(keys, hp).compile()

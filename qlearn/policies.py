@@ -23,10 +23,16 @@ def greedy(q_values: jax.Array) -> jax.Array:
     return jnp.argmax(q_values, axis=-1).astype(jnp.int32)
 
 
-def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array) -> jax.Array:
-    """ε-greedy actions: uniform with probability ε, greedy otherwise. [B, A] -> int32 [B]."""
-    k_explore, k_action = jax.random.split(key)
-    batch, num_actions = q_values.shape
-    explore = jax.random.uniform(k_explore, (batch,)) < epsilon
-    random_actions = jax.random.randint(k_action, (batch,), 0, num_actions, dtype=jnp.int32)
+def epsilon_greedy(uniform: jax.Array, q_values: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """ε-greedy actions from one uniform draw u ~ U[0, 1) per row: [B], [B, A] -> int32 [B].
+
+    Row b explores when u_b < ε and then takes action ⌊A·u_b/ε⌋, which is uniform over the A
+    actions because u_b/ε is uniform on [0, 1) given u_b < ε; otherwise it is greedy. One draw
+    per decision lets callers draw a whole rollout's randomness in one batched call before
+    the loop: on CPU each separate draw inside a loop body costs a loop of its own.
+    """
+    num_actions = q_values.shape[-1]
+    explore = uniform < epsilon
+    scaled = uniform / jnp.maximum(epsilon, jnp.finfo(jnp.float32).tiny) * num_actions
+    random_actions = jnp.minimum(scaled.astype(jnp.int32), num_actions - 1)
     return jnp.where(explore, random_actions, greedy(q_values))

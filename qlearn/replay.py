@@ -70,9 +70,11 @@ def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True)
     )
 
 
-def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Transition:
-    """``batch_size`` items drawn uniformly with replacement from the valid ones."""
-    idx = jax.random.randint(key, (batch_size,), 0, buffer.size)
+def sample(buffer: ReplayBuffer, uniform: jax.Array) -> Transition:
+    """Items ⌊u·size⌋ for u in ``uniform`` [B] (draws from U[0, 1)): B items drawn uniformly
+    with replacement from the valid ones. Taking the draws rather than a key lets the caller
+    draw those of many updates at once."""
+    idx = jnp.minimum((uniform * buffer.size).astype(jnp.int32), buffer.size - 1)
     return jax.tree.map(lambda s: s[idx], buffer.storage)
 
 

@@ -125,7 +125,7 @@ def test_a_truncated_step_bootstraps_from_the_final_observation():
     env, params = envs.make("CartPole-v1", max_steps_in_episode=1)
     obs, state = rollout.reset_envs(env, params, jax.random.key(0), 2)
     new_obs, _, tr = rollout.step_envs(
-        env, params, jax.random.key(1), state, obs, jnp.zeros(2, jnp.int32)
+        env, params, jax.random.split(jax.random.key(1), 2), state, obs, jnp.zeros(2, jnp.int32)
     )
     assert tr.truncated.all()
     assert not np.allclose(tr.next_obs, new_obs)  # the successor, not the next episode's start

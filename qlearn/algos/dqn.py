@@ -456,10 +456,13 @@ def make_stages(
 
         def env_step(state: DQNState, _: Any) -> tuple[DQNState, None]:
             key, k_act, k_step = jax.random.split(state.key, 3)
+            uniform = jax.random.uniform(k_act, (num_envs,))
+            step_keys = jax.random.split(k_step, num_envs)
+            state = state.replace(key=key)
             q = q_fn(state.params, state.obs)
-            action = policies.epsilon_greedy(k_act, q, epsilon(state.env_steps))
+            action = policies.epsilon_greedy(uniform, q, epsilon(state.env_steps))
             obs, env_state, tr = rollout.step_envs(
-                env, env_params, k_step, state.env_state, state.obs, action
+                env, env_params, step_keys, state.env_state, state.obs, action
             )
             if finite:  # count the visits for the empirical VE
                 visits = state.visits.at[state.env_state.state, action].add(1.0)
@@ -476,7 +479,6 @@ def make_stages(
             else:
                 buffer = replay.add(state.buffer, tr)
             state = state.replace(
-                key=key,
                 obs=obs,
                 env_state=env_state,
                 buffer=buffer,
@@ -485,9 +487,8 @@ def make_stages(
             )
             return state, None
 
-        def update(state: DQNState, _: Any) -> tuple[DQNState, dict[str, jax.Array]]:
-            key, k_sample = jax.random.split(state.key)
-            batch = replay.sample(state.buffer, k_sample, config.batch_size)
+        def update(state: DQNState, uniform: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
+            batch = replay.sample(state.buffer, uniform)
             bootstrap_params = state.target_params if config.target_network else state.params
             params, opt_state, m = gradient_step(
                 q_fn,
@@ -506,7 +507,6 @@ def make_stages(
                 else state.target_params
             )
             state = state.replace(
-                key=key,
                 params=params,
                 target_params=target_params,
                 opt_state=opt_state,
@@ -516,7 +516,9 @@ def make_stages(
 
         def iteration(state: DQNState, _: Any) -> tuple[DQNState, dict[str, jax.Array]]:
             state, _ = jax.lax.scan(env_step, state, length=config.train_every)
-            return jax.lax.scan(update, state, length=config.updates_per_train)
+            key, k_sample = jax.random.split(state.key)
+            draws = jax.random.uniform(k_sample, (config.updates_per_train, config.batch_size))
+            return jax.lax.scan(update, state.replace(key=key), draws)
 
         def interval(state: DQNState, xs: tuple[jax.Array, jax.Array]) -> tuple[DQNState, dict]:
             k_eval_i, index = xs

@@ -30,7 +30,7 @@ from flax import struct
 
 from qlearn import envs, hparams, losses, networks, policies, targets
 from qlearn.algos import dqn, rollout
-from qlearn.types import ConfigError, Params, QFn, config_field
+from qlearn.types import ConfigError, Params, QFn, Transition, config_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,15 +228,17 @@ def make_train(
             decay = hp.eps_decay_fraction * config.total_steps
             return policies.linear_schedule(env_steps, hp.eps_start, hp.eps_end, decay)
 
-        def env_step(state: PQNState, _: Any) -> tuple[PQNState, tuple]:
+        def env_step(state: PQNState, _: Any) -> tuple[PQNState, Transition]:
             key, k_act, k_step = jax.random.split(state.key, 3)
             action = policies.epsilon_greedy(
-                k_act, q_fn(state.params, state.obs), epsilon(state.env_steps)
+                jax.random.uniform(k_act, (n,)),
+                q_fn(state.params, state.obs),
+                epsilon(state.env_steps),
             )
+            step_keys = jax.random.split(k_step, n)
             obs, env_state, tr = rollout.step_envs(
-                env, env_params, k_step, state.env_state, state.obs, action
+                env, env_params, step_keys, state.env_state, state.obs, action
             )
-            q_next_max = jnp.max(q_fn(state.params, tr.next_obs), axis=-1)
             state = state.replace(
                 key=key,
                 obs=obs,
@@ -244,7 +246,7 @@ def make_train(
                 env_steps=state.env_steps + n,
                 episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
             )
-            return state, (tr, q_next_max)
+            return state, tr
 
         def loss_fn(params: Params, batch: tuple) -> tuple[jax.Array, dict]:
             obs_b, action_b, target_b = batch
@@ -266,7 +268,11 @@ def make_train(
             return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
 
         def iteration(state: PQNState, _: Any) -> tuple[PQNState, dict]:
-            state, (tr, q_next_max) = jax.lax.scan(env_step, state, length=t_len)  # [T, N]
+            state, tr = jax.lax.scan(env_step, state, length=t_len)  # [T, N]
+            # The parameters are fixed during the rollout, so the values of the T·N successor
+            # states are one batched forward pass after it rather than T small ones inside it.
+            next_obs = tr.next_obs.reshape(config.batch_size, *obs_shape)
+            q_next_max = jnp.max(q_fn(state.params, next_obs), axis=-1).reshape(t_len, n)
             g = q_lambda_targets(
                 tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam
             )

@@ -68,14 +68,14 @@ def reset_envs(env: Any, env_params: Any, key: jax.Array, num_envs: int) -> tupl
 
 
 def step_envs(
-    env: Any, env_params: Any, key: jax.Array, env_state: Any, obs: jax.Array, action: jax.Array
+    env: Any, env_params: Any, keys: jax.Array, env_state: Any, obs: jax.Array, action: jax.Array
 ) -> tuple[jax.Array, Any, Transition]:
-    """Step N environments (auto-reset) and return (obs to act on next, env_state, transitions).
+    """Step N environments (auto-reset) with one key each (``keys`` [N]) and return (obs to
+    act on next, env_state, transitions).
 
     The transition's ``next_obs`` is ``info["final_observation"]``: the true successor state
     even when the episode ended, while the returned obs is the first of the next episode.
     """
-    keys = jax.random.split(key, obs.shape[0])
     next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, (0, 0, 0, None))(
         keys, env_state, action, env_params
     )
@@ -110,12 +110,12 @@ def evaluate(
 
     def body(carry):
         key, obs, state, returns, done, t = carry
-        key, k_step = jax.random.split(key)
+        keys = jax.random.split(key, num_episodes + 1)  # one draw: next key and N step keys
         action = policies.greedy(q_fn(params, obs))
-        obs, state, tr = step_envs(env, env_params, k_step, state, obs, action)
+        obs, state, tr = step_envs(env, env_params, keys[1:], state, obs, action)
         returns = returns + jnp.where(done, 0.0, tr.reward)
         done = done | tr.terminated | tr.truncated
-        return key, obs, state, returns, done, t + 1
+        return keys[0], obs, state, returns, done, t + 1
 
     carry = (k_loop, obs, state, zeros, done, jnp.zeros((), jnp.int32))
     _, _, _, returns, _, _ = jax.lax.while_loop(cond, body, carry)
