@@ -5,8 +5,9 @@ vmappable over seeds and hyperparameters like DQN.
 
 One iteration:
   1. roll out T = ``rollout_steps`` steps of N = ``num_envs`` envs with ε-greedy actions,
-     keeping max_a Q(s_{t+1}, a) of every *next* state (for a truncated step, of
-     ``info["final_observation"]``, the state the time limit interrupted);
+     then evaluate max_a Q(s_{t+1}, a) of every *next* state in one batched forward pass (for
+     a truncated step, of ``info["final_observation"]``, the state the time limit
+     interrupted);
   2. Q(λ) targets by a reverse scan (:func:`q_lambda_targets`):
          G_t = r_t + γ(1 − terminated_t) [(1 − λ_t) max_a Q(s_{t+1}, a) + λ_t G_{t+1}],
      λ_t = λ(1 − truncated_t), G_T's continuation = max_a Q(s_T, a): a termination cuts the
