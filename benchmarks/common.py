@@ -19,17 +19,17 @@ def child_json(cmd: list[str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def jit_runs(train: Callable) -> Any:
-    """``jax.jit`` of R runs of ``train(key, hp)``: vmapped over keys [R] with shared
-    hyperparameters, and for R = 1 ``train`` itself with the run axis added to its outputs (how
+def jit_runs(fn: Callable) -> Any:
+    """``jax.jit`` of R runs of ``fn(key, *shared)``: vmapped over keys [R], the other
+    arguments shared, and for R = 1 ``fn`` itself with the run axis added to its outputs (how
     one would run one seed: XLA:CPU compiles a batch of one to slower kernels than no batch,
     ≈ 1.3–1.5× on PQN CartPole with jax 0.10.2)."""
     import jax
 
-    def runs(keys: Any, hp: Any) -> Any:
+    def runs(keys: Any, *shared: Any) -> Any:
         if keys.shape[0] == 1:  # static: the shape is known when tracing
-            return jax.tree.map(lambda x: x[None], train(keys[0], hp))
-        return jax.vmap(train, in_axes=(0, None))(keys, hp)
+            return jax.tree.map(lambda x: x[None], fn(keys[0], *shared))
+        return jax.vmap(fn, in_axes=(0,) + (None,) * len(shared))(keys, *shared)
 
     return jax.jit(runs)
 

@@ -1,6 +1,7 @@
 """qlearn against Rejax at matched settings: Rejax's DQN and PQN CartPole-v1 configurations,
 and qlearn with the same envs, batch sizes, updates per env step, network widths and buffer,
-at 1 and 8 seeds vmapped, alternating Rejax, qlearn, Rejax, qlearn in one run.
+at 1 seed (unbatched in both) and 8 seeds vmapped, alternating Rejax, qlearn, Rejax, qlearn
+in one run.
 
 Each measurement is its own process: compile (reported apart), then one timed training run
 with a single evaluation of 128 greedy episodes at the end (Rejax's evaluation; qlearn the
@@ -78,7 +79,7 @@ QLEARN = {
 
 
 def qlearn_run(algo: str, seeds: int) -> dict:
-    """In this process: qlearn's matched run, R seeds vmapped."""
+    """In this process: qlearn's matched run of R seeds (:func:`common.jit_runs`)."""
     import jax
 
     from qlearn import algos, sweep

@@ -1,12 +1,13 @@
 """Training throughput of DQN and PQN against the ceilings of this machine, at 1, 8, 32 and 128
-runs (seeds) vmapped, on CartPole-v1 and MinAtar Breakout.
+runs (seeds) vmapped (one run unbatched: ``common.jit_runs``), on CartPole-v1 and MinAtar
+Breakout.
 
 For each case (algorithm × env, with the settings of its experiment) and each number of runs R:
 
 - ceilings: env steps per second of the bare gymnax env with random actions, and of the env
   plus the Q-network's forward pass with ε-greedy actions (no learning), with the same R × N
   envs as training. Training can never beat these;
-- training: env steps and gradient updates per second of ``jit(vmap(train))`` (two evaluation
+- training: env steps and gradient updates per second of ``jit_runs(train)`` (two evaluation
   points of one greedy episode, so evaluation is negligible here; its cost is measured apart),
   and training as a fraction of the acting ceiling;
 - compile seconds (lower + compile) and XLA's memory for the program, peak RSS of the process.
@@ -137,7 +138,7 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
 
         return jnp.sum(jax.lax.scan(body, (k_loop, obs, state), length=ACT_VECTOR_STEPS)[1])
 
-    fn = jax.jit(jax.vmap(act)).lower(sweep.seed_keys(0, runs)).compile()
+    fn = jit_runs(act).lower(sweep.seed_keys(0, runs)).compile()
     seconds = timed_calls(fn, (sweep.seed_keys(0, runs),), repeats)
     return runs * n * ACT_VECTOR_STEPS / seconds
 
