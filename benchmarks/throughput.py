@@ -143,9 +143,8 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
     return runs * n * ACT_VECTOR_STEPS / seconds
 
 
-def training(name: str, runs: int, repeats: int, steps: int | None, evaluate: bool) -> dict:
-    """Compile and time R runs (:func:`common.jit_runs`)."""
-
+def compiled_training(name: str, runs: int, steps: int | None, evaluate: bool):
+    """(config, hparams, keys, compiled ``jit_runs(train)``, compile seconds) of R runs."""
     from qlearn import sweep
 
     if steps is None:
@@ -155,7 +154,12 @@ def training(name: str, runs: int, repeats: int, steps: int | None, evaluate: bo
     keys = sweep.seed_keys(0, runs)
     start = time.perf_counter()
     compiled = fn.lower(keys, hp).compile()
-    compile_s = time.perf_counter() - start
+    return config, hp, keys, compiled, time.perf_counter() - start
+
+
+def training(name: str, runs: int, repeats: int, steps: int | None, evaluate: bool) -> dict:
+    """Compile and time R runs (:func:`common.jit_runs`)."""
+    config, hp, keys, compiled, compile_s = compiled_training(name, runs, steps, evaluate)
     seconds = timed_calls(compiled, (keys, hp), repeats)
     memory = compiled.memory_analysis()
     updates = (
@@ -175,6 +179,37 @@ def training(name: str, runs: int, repeats: int, steps: int | None, evaluate: bo
     }
 
 
+def evaluation_cost(name: str, runs: int, repeats: int) -> dict:
+    """Run time of R runs with the experiment's evaluation schedule and with two one-episode
+    evaluations, over the same env steps; the two programs are called alternately (A B A B)
+    so that drifts in the machine's load hit both."""
+    import jax
+    import numpy as np
+
+    _, config, _ = case_settings(name, evaluate=True)
+    steps = min(config.total_steps, EVAL_STEPS)
+    programs = {
+        with_eval: compiled_training(name, runs, steps, evaluate=with_eval)
+        for with_eval in (True, False)
+    }
+    times = {True: [], False: []}
+    for _ in range(repeats + 1):  # the first round warms up
+        for with_eval, (_, hp, keys, compiled, _) in programs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(keys, hp))
+            times[with_eval].append(time.perf_counter() - start)
+    on = programs[True][0]
+    return {
+        "case": name,
+        "runs": runs,
+        "steps": steps,
+        "num_evals": on.num_evals,
+        "eval_episodes": on.eval_episodes,
+        "seconds_with_eval": float(np.median(times[True][1:])),
+        "seconds_without": float(np.median(times[False][1:])),
+    }
+
+
 def measure(name: str, runs: int, repeats: int, what: str) -> dict:
     """One child-process measurement."""
     if what == "train":
@@ -191,19 +226,7 @@ def measure(name: str, runs: int, repeats: int, what: str) -> dict:
         row = {"case": name, "runs": runs}
         row["compile_seconds"] = training(name, runs, 1, None, False)["compile_seconds"]
     elif what == "eval":
-        _, config, _ = case_settings(name, evaluate=True)
-        steps = min(config.total_steps, EVAL_STEPS)
-        on = training(name, runs, repeats, steps, evaluate=True)
-        off = training(name, runs, repeats, steps, evaluate=False)
-        row = {
-            "case": name,
-            "runs": runs,
-            "steps": steps,
-            "num_evals": on["config"].num_evals,
-            "eval_episodes": on["config"].eval_episodes,
-            "seconds_with_eval": on["seconds"],
-            "seconds_without": off["seconds"],
-        }
+        row = evaluation_cost(name, runs, repeats)
     row["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return row
 

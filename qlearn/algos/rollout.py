@@ -97,12 +97,16 @@ def evaluate(
     """Mean undiscounted return of ``num_episodes`` greedy (ε = 0) episodes on fresh envs.
 
     Runs until every episode has ended (termination or the env's time limit), so its cost
-    follows episode length rather than a fixed horizon.
+    follows episode length rather than a fixed horizon. It steps with the env's ``step_env``
+    (no auto-reset: an ended episode's env is never used again), which spares the reset state
+    gymnax's ``step`` draws at every step.
     """
     k_reset, k_loop = jax.random.split(key)
     obs, state = reset_envs(env, env_params, k_reset, num_episodes)
     zeros = jnp.zeros(num_episodes, jnp.float32)
     done = jnp.zeros(num_episodes, bool)
+    step = jax.vmap(env.step_env, (0, 0, 0, None))
+    truncated = jax.vmap(env.is_truncated, (0, None))
 
     def cond(carry):
         *_, done, t = carry
@@ -112,9 +116,9 @@ def evaluate(
         key, obs, state, returns, done, t = carry
         keys = jax.random.split(key, num_episodes + 1)  # one draw: next key and N step keys
         action = policies.greedy(q_fn(params, obs))
-        obs, state, tr = step_envs(env, env_params, keys[1:], state, obs, action)
-        returns = returns + jnp.where(done, 0.0, tr.reward)
-        done = done | tr.terminated | tr.truncated
+        obs, state, reward, terminated, _ = step(keys[1:], state, action, env_params)
+        returns = returns + jnp.where(done, 0.0, reward.astype(jnp.float32))
+        done = done | terminated | truncated(state, env_params)
         return keys[0], obs, state, returns, done, t + 1
 
     carry = (k_loop, obs, state, zeros, done, jnp.zeros((), jnp.int32))

@@ -1,0 +1,55 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qlearn import envs
+from qlearn.algos import rollout
+
+
+def balance(params, obs):
+    """A hand-made Q-function on CartPole: push towards the side the pole falls to."""
+    push_right = obs[:, 2] + params * obs[:, 3] > 0
+    return jnp.stack([~push_right, push_right], axis=-1).astype(jnp.float32)
+
+
+def always_left(params, obs):
+    return jnp.tile(jnp.array([1.0, 0.0]), (obs.shape[0], 1))
+
+
+def episode_lengths(env, env_params, key, num_episodes, policy):
+    """CartPole pays 1 per step, so a greedy return is the episode's length: step each fresh
+    env (the same resets as ``evaluate``) one at a time until it terminates or truncates."""
+    k_reset, _ = jax.random.split(key)
+    obs, state = rollout.reset_envs(env, env_params, k_reset, num_episodes)
+    lengths = []
+    for n in range(num_episodes):
+        s = jax.tree.map(lambda x, n=n: x[n], state)
+        o, length = obs[n], 0
+        while True:
+            action = int(jnp.argmax(policy(0.5, o[None])[0]))
+            o, s, reward, terminated, _ = env.step_env(jax.random.key(0), s, action, env_params)
+            length += int(reward)
+            if bool(terminated) or bool(env.is_truncated(s, env_params)):
+                break
+        lengths.append(length)
+    return np.array(lengths, np.float64)
+
+
+def test_evaluate_returns_the_mean_episode_length_on_cartpole():
+    """Termination: a constant push falls over within a few steps; each episode's return is
+    counted up to its own end, not to the end of the slowest one."""
+    env, env_params = envs.make("CartPole-v1")
+    key = jax.random.key(3)
+    got = rollout.evaluate(always_left, 0.5, env, env_params, key, 4)
+    want = episode_lengths(env, env_params, key, 4, always_left)
+    assert want.min() < want.max()  # the episodes end at different steps
+    np.testing.assert_allclose(got, want.mean(), rtol=1e-6)
+
+
+def test_evaluate_stops_every_episode_at_the_time_limit():
+    """Truncation: a balancing policy outlives a 30-step limit, so every return is 30."""
+    env, env_params = envs.make("CartPole-v1", max_steps_in_episode=30)
+    got = jax.jit(rollout.evaluate, static_argnums=(0, 2, 5))(
+        balance, 0.5, env, env_params, jax.random.key(0), 8
+    )
+    assert float(got) == 30.0
