@@ -309,7 +309,7 @@ def main() -> None:
         e["overhead"] = e["seconds_with_eval"] / e["seconds_without"] - 1
         print(
             f"{e['case']:13} {e['runs']:>3} runs, {e['steps']:,} steps, {e['num_evals']} × "
-            f"{e['eval_episodes']} episodes: +{100 * e['overhead']:.0f}%"
+            f"{e['eval_episodes']} episodes: {100 * e['overhead']:+.0f}%"
         )
     import jax
 
