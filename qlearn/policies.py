@@ -28,8 +28,8 @@ def epsilon_greedy(uniform: jax.Array, q_values: jax.Array, epsilon: jax.Array) 
 
     Row b explores when u_b < ε and then takes action ⌊A·u_b/ε⌋, which is uniform over the A
     actions because u_b/ε is uniform on [0, 1) given u_b < ε; otherwise it is greedy. One draw
-    per decision lets callers draw a whole rollout's randomness in one batched call before
-    the loop: on CPU each separate draw inside a loop body costs a loop of its own.
+    per decision instead of split + uniform + randint: on CPU each PRNG call inside a loop
+    body is a loop of its own.
     """
     num_actions = q_values.shape[-1]
     explore = uniform < epsilon
