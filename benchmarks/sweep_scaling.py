@@ -52,12 +52,12 @@ def measure(runs: int, steps: int, repeats: int) -> dict:
         cli.enable_compilation_cache(True)  # repeats load the program compiled by the first
         times, compiles = [], []
         for _ in range(repeats):
-            result = sweep.run(config, {"lr": lrs[:configs]}, seeds=runs // configs)
+            result = sweep.run(config, {"lr": lrs[:configs]}, seeds=runs // configs, lanes=runs)
             times.append(result.summary["timing"]["run_seconds"])
             compiles.append(result.summary["timing"]["compile_seconds"])
         compile_s = compiles[0]
         timing = result.summary["timing"]
-        xla_bytes = timing["group0_bytes_per_run"] * timing["group0_runs_per_chunk"]
+        xla_bytes = timing["group0_bytes_per_device"]
     return {
         "runs": runs,
         "seconds": float(np.median(times)),

@@ -9,6 +9,7 @@ compilation (reported separately). Each script's figures and ``experiment.json``
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -75,17 +76,18 @@ def run(
     _, config_cls, hparams_cls = algos.get(algo)
     config = cli.parse_config(config_cls, args.cfg, **config_defaults)
     grid = cli.parse_hparams(hparams_cls, args.hp)
+    num_runs = math.prod(len(v) for v in grid.values()) * args.seeds
     spec = sweep.make_spec(
         config,
         grid,
         hparams=hparams_cls(**hparam_defaults),
         seeds=args.seeds,
         base_seed=args.seed,
+        lanes=num_runs,  # one compiled call of every run: the clock times one batch
     )
     clock = progress.EvalClock(config.num_evals)
     runs.prepare(out, spec, overwrite=True)
-    num_runs = runs.num_runs(spec)
-    result = sweep.execute(spec, out, chunk=num_runs, progress=clock)  # one chunk
+    result = sweep.execute(spec, out, progress=clock)
     timing = result.summary["timing"]
     seconds = clock.seconds(timing["run_started"])
     steps = result.metrics["env_steps"][0, 0]

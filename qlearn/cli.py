@@ -155,14 +155,7 @@ def _execute(spec: dict[str, Any], out: Path | None, args: argparse.Namespace) -
             f"group(s), on {jax.device_count()} {jax.default_backend()} device(s)",
             file=sys.stderr,
         )
-    return sweep.execute(
-        spec,
-        out,
-        chunk=getattr(args, "chunk", None),
-        memory_fraction=getattr(args, "memory_fraction", 0.5),
-        progress=not args.quiet,
-        verbose=not args.quiet,
-    )
+    return sweep.execute(spec, out, progress=not args.quiet, verbose=not args.quiet)
 
 
 def _report(run: Any, out: Path) -> None:
@@ -195,6 +188,11 @@ def _start(spec: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_lanes(lanes: int) -> None:
+    if lanes < 1:
+        raise CLIError(f"--lanes = {lanes} must be ≥ 1")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     _, config_cls, hparams_cls = algos.get(args.algo)
     loss = args.loss
@@ -211,9 +209,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.validate_hparams(hp)
     if args.seeds < 1:
         raise CLIError(f"--seeds = {args.seeds} must be ≥ 1")
+    _check_lanes(args.lanes)
     swept = [k for k, v in grid.items() if len(v) > 1]
     spec = runs.make_spec(
-        args.algo, config, hp, num_seeds=args.seeds, base_seed=args.seed, swept=swept
+        args.algo,
+        config,
+        hp,
+        num_seeds=args.seeds,
+        base_seed=args.seed,
+        swept=swept,
+        lanes=args.lanes,
     )
     if hasattr(config, "actual_total_steps") and config.actual_total_steps != config.total_steps:
         print(
@@ -238,10 +243,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     dists = parse_dists(hparams_cls, args.dist)
     if args.random is None and dists:
         raise CLIError("--dist needs --random N (the number of configurations to draw)")
-    if args.chunk is not None and args.chunk < 1:
-        raise CLIError(f"--chunk = {args.chunk} must be ≥ 1")
-    if not 0 < args.memory_fraction <= 1:
-        raise CLIError(f"--memory-fraction = {args.memory_fraction} must be in (0, 1]")
+    _check_lanes(args.lanes)
     spec = sweep.make_spec(
         config,
         grid,
@@ -250,6 +252,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         search_seed=args.search_seed,
         seeds=args.seeds,
         base_seed=args.seed,
+        lanes=args.lanes,
     )
     return _start(spec, Path(args.out), args)
 
@@ -267,8 +270,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 "equality is only promised on the same versions and backend",
                 file=sys.stderr,
             )
-    result = _execute(run.spec, None, args)
-    matches = runs.compare(run.metrics, result.metrics)
+    spec, expected = run.spec, run.metrics
+    if "lanes" not in spec:
+        print(
+            f"note: {args.run} predates recorded lanes (format 2): re-running with "
+            f"{runs.lanes_of(spec)} lanes, which need not be the batch it ran in",
+            file=sys.stderr,
+        )
+    if args.seed is not None or args.config is not None:
+        config = 0 if args.config is None else args.config
+        seed = spec["seeds"]["base_seed"] if args.seed is None else args.seed
+        spec = runs.select(spec, config, seed)
+        s = seed - run.spec["seeds"]["base_seed"]
+        expected = {k: v[config : config + 1, s : s + 1] for k, v in expected.items()}
+        print(f"re-running configuration {config}, seed {seed} alone", file=sys.stderr)
+    result = _execute(spec, None, args)
+    matches = runs.compare(expected, result.metrics)
     for name, ok in matches.items():
         print(f"  {name:<16} {'bitwise identical' if ok else 'MISMATCH'}")
     if all(matches.values()):
@@ -298,6 +315,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lanes_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=runs.DEFAULT_LANES,
+        help="runs per device per compiled call (default %(default)s; part of a run's identity: "
+        "a seed gives the same run in any sweep with the same lanes; raise it on a GPU)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qlearn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -315,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", default=None, help="env id (default CartPole-v1)")
     train.add_argument("--seeds", type=int, default=8, help="seeds per configuration")
     train.add_argument("--seed", type=int, default=0, help="base seed")
+    _lanes_argument(train)
     train.add_argument("--total-steps", type=int, default=None, help="env steps per run")
     train.add_argument(
         "--loss",
@@ -342,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser(
         "sweep",
-        help="a grid or random search, chunked, sharded over devices and hosts, resumable",
+        help="a grid or random search, in fixed-shape batches over devices and hosts, resumable",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="--grid takes hyperparameters (traced: one compile for all values) and static "
         "config fields (one compiled group per value; tuples as 64x64).\n"
@@ -376,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--search-seed", type=int, default=0, help="seed of the random draws")
     sw.add_argument("--seeds", type=int, default=8, help="seeds per configuration")
     sw.add_argument("--seed", type=int, default=0, help="base seed")
+    _lanes_argument(sw)
     sw.add_argument("--total-steps", type=int, default=None, help="env steps per run")
     sw.add_argument(
         "--cfg",
@@ -385,15 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="static config field (not swept)",
     )
     sw.add_argument("--out", required=True, help="sweep directory (resumed if it exists)")
-    sw.add_argument(
-        "--chunk", type=int, default=None, help="runs per chunk (default: as many as fit in memory)"
-    )
-    sw.add_argument(
-        "--memory-fraction",
-        type=float,
-        default=0.5,
-        help="share of each device's free memory a chunk may use (default 0.5)",
-    )
     sw.add_argument("--overwrite", action="store_true", help="replace what --out holds")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.add_argument(
@@ -402,8 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
     distributed.add_arguments(sw)
     sw.set_defaults(func=cmd_sweep)
 
-    reproduce = sub.add_parser("reproduce", help="re-run a run directory, compare bitwise")
+    reproduce = sub.add_parser(
+        "reproduce", help="re-run a run directory (or one run of it), compare bitwise"
+    )
     reproduce.add_argument("run")
+    reproduce.add_argument(
+        "--seed", type=int, default=None, help="re-run only this seed number, alone"
+    )
+    reproduce.add_argument(
+        "--config",
+        type=int,
+        default=None,
+        help="re-run only this configuration index (with --seed; default 0)",
+    )
     reproduce.add_argument("--quiet", action="store_true")
     reproduce.add_argument("--no-cache", action="store_true")
     reproduce.set_defaults(func=cmd_reproduce)

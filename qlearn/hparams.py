@@ -151,17 +151,27 @@ def to_arrays(hparams: Any) -> Any:
     return cls(**{n: jnp.asarray(getattr(hparams, n), dtype_of(cls, n)) for n in names(cls)})
 
 
+def _shortest(value: np.generic) -> int | float | bool:
+    """A scalar as the shortest Python number that rounds back to it in its own dtype: a
+    float32 3e-4 is 0.0003 (as the user wrote it), not 0.0003000000142492354."""
+    if isinstance(value, np.floating):
+        return float(np.format_float_positional(value, unique=True, trim="0"))
+    return value.item()
+
+
 def to_lists(hparams: Any) -> dict[str, list[float]]:
-    """A batched hparams instance as JSON-ready lists, one entry per configuration."""
+    """A batched hparams instance as JSON-ready lists, one entry per configuration; each value
+    the shortest decimal that is exactly the stored float32 (see :func:`from_lists`)."""
     out = {}
     for n in names(type(hparams)):
         arr = np.atleast_1d(np.asarray(getattr(hparams, n)))
-        out[n] = [v.item() for v in arr]
+        out[n] = [_shortest(v) for v in arr]
     return out
 
 
 def from_lists(cls: type, lists: Mapping[str, Sequence[float]]) -> Any:
-    """Inverse of :func:`to_lists`: exact, since JSON floats round-trip float32 values."""
+    """Inverse of :func:`to_lists`: exact, since the shortest decimal of a float32 rounds back
+    to it."""
     return cls(**{n: np.asarray(lists[n], dtype_of(cls, n)) for n in names(cls)})
 
 

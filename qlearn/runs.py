@@ -44,7 +44,12 @@ from qlearn import algos, losses, plots, stats
 from qlearn import hparams as hparams_lib
 
 AXES = ("config", "seed", "time")
-FORMAT = 2
+FORMAT = 3
+"""3: the spec records ``lanes`` (2: it did not; such directories still load)."""
+DEFAULT_LANES = 8
+"""Runs in each device's compiled program when a spec does not say otherwise. The same on every
+backend, so that the default identity of a run does not depend on the machine; raise it on an
+accelerator (``lanes=256``), where more lanes cost little more than one."""
 CHUNKS = "chunks"
 
 
@@ -112,14 +117,19 @@ def make_spec(
     overrides: list[dict[str, Any]] | None = None,
     group_of: list[int] | None = None,
     search: dict[str, Any] | None = None,
+    lanes: int = DEFAULT_LANES,
 ) -> dict[str, Any]:
     """The JSON identity of a run or sweep: what determines its metrics (given the backend).
 
     ``hparams`` is a batched hparams instance or name -> per-configuration lists; ``overrides``
     the static config changes of each compiled group and ``group_of`` each configuration's
-    group (default: one group, the base config). How it is chunked or sharded is not part of
-    the identity: results are the same however it runs.
+    group (default: one group, the base config). ``lanes``: the runs of each device's compiled
+    program, the one fact about execution that is part of the identity (XLA compiles a batch
+    of 16 differently from one of 8); how many devices, processes or chunks share the work is
+    not: results are the same however it runs.
     """
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ValueError(f"lanes = {lanes!r} must be an integer ≥ 1")
     cfg = {f.name: _jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
     lists = hparams if isinstance(hparams, dict) else hparams_lib.to_lists(hparams)
     num_configs = len(next(iter(lists.values())))
@@ -140,7 +150,33 @@ def make_spec(
         "swept": list(swept or []),
         "search": search or {"kind": "grid"},
         "seeds": {"base_seed": base_seed, "num_seeds": num_seeds},
+        "lanes": lanes,
         "metric_axes": list(AXES),
+    }
+
+
+def lanes_of(spec: dict[str, Any]) -> int:
+    """Runs per device per compiled call. A spec of format 2 (written before lanes were
+    recorded) ran chunks sized to free memory: re-running it uses :data:`DEFAULT_LANES` unless
+    the caller sets ``spec["lanes"]``, and is not promised to be bitwise."""
+    return int(spec.get("lanes", DEFAULT_LANES))
+
+
+def select(spec: dict[str, Any], config: int, seed: int) -> dict[str, Any]:
+    """The spec of ONE run of ``spec``: configuration index ``config``, seed number ``seed``
+    (its key is the same as in the sweep, and so are its lanes). Raises ValueError naming the
+    valid ranges."""
+    num_configs = len(next(iter(spec["hparams"].values())))
+    base, count = spec["seeds"]["base_seed"], spec["seeds"]["num_seeds"]
+    if not 0 <= config < num_configs:
+        raise ValueError(f"--config {config}: this run has configurations 0..{num_configs - 1}")
+    if not base <= seed < base + count:
+        raise ValueError(f"--seed {seed}: this run has seeds {base}..{base + count - 1}")
+    group = next(g for g in _groups_of(spec) if config in g["configs"])
+    return spec | {
+        "hparams": {k: [v[config]] for k, v in spec["hparams"].items()},
+        "groups": [{"overrides": group["overrides"], "configs": [0]}],
+        "seeds": {"base_seed": seed, "num_seeds": 1},
     }
 
 

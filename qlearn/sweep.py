@@ -1,25 +1,30 @@
-"""Sweeps: every configuration × seed of a search space, compiled once per static group,
-chunked to fit in memory, spread over every device (and host), written chunk by chunk so that
+"""Sweeps: every configuration × seed of a search space, compiled once per static group, run in
+fixed-shape batches spread over every device (and host), written chunk by chunk so that
 nothing is lost when it is killed.
 
 Layout of the work. The runs of a compiled group are flattened to one axis,
-``run = config_position * num_seeds + seed``. A chunk is ``per_device × num_devices`` runs;
-the devices of a 1-D mesh (all of ``jax.devices()``, across processes) each take a contiguous
-slice of ``per_device`` runs, the last chunk padded with copies of its last run. Each device
-runs the same single-device program, ``jit(vmap(train))`` over ``per_device`` runs, compiled
-once per device and reused for every chunk.
+``run = config_position * num_seeds + seed``. Each device runs ONE compiled program,
+``jit(vmap(train))`` over a fixed number of **lanes** (``spec["lanes"]``, default
+:data:`DEFAULT_LANES`); a chunk is ``lanes × num_devices`` runs, the devices of a 1-D mesh (all
+of ``jax.devices()``, across processes) each taking a contiguous slice of ``lanes`` runs, the
+last chunk padded with copies of its last run.
+
+Why the lanes are fixed and recorded. XLA compiles a batched program differently for different
+batch sizes (a LayerNorm reduction over [64, 64, 128] is blocked differently from one over
+[8, 64, 128]; measured on XLA:CPU, jax 0.10: ulp differences from a batch of 16 up that grow
+into different actions). Within one compiled program every lane computes the same arithmetic,
+whatever its position and its neighbours (tested). So a run's metrics are a function of
+(config, hyperparameters, seed, lanes, backend) only: seed 5 alone (padded to the lanes) is
+bitwise seed 5 of a 32-seed sweep, on any number of devices or processes, interrupted and
+resumed or not. ``lanes`` is part of the run's identity, like the backend.
 
 Why not one SPMD program over a ``NamedSharding``: on XLA:CPU (jax 0.10) a partitioned program
 — ``jit`` with sharded inputs, ``shard_map`` or ``pmap`` — rounds differently (≈ 1e-7 in the
 loss) from the unpartitioned one, so a sweep's results would depend on its device count. The
-per-device program gives results that are bitwise identical however the sweep is chunked,
-sharded, interrupted or resumed (tested), and it needs no communication between devices or
-hosts. Two rules keep it so: a device always runs ≥ 2 runs (a size-1 batch compiles to
-different kernels), and a run's key and hyperparameters depend only on its index.
+per-device program needs no communication between devices or hosts.
 
 Seed n uses the key ``jax.random.fold_in(jax.random.key(0), n)``, and a sweep's seeds are
-``base_seed, base_seed + 1, ...``: a run's key depends on its seed number only, so seed 5 alone
-(``seeds=1, base_seed=5``) is the same run as seed 5 of a 32-seed sweep.
+``base_seed, base_seed + 1, ...``: a run's key depends on its seed number only.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,12 +46,13 @@ from qlearn import algos, runs, search
 from qlearn import hparams as hparams_lib
 from qlearn.search import SearchError
 
-MIN_PER_DEVICE = 2
-"""Runs per device per chunk, at least: a batch of one compiles to different kernels."""
+DEFAULT_LANES = runs.DEFAULT_LANES
+MEMORY_FRACTION = 0.9
+"""Share of a device's free memory the compiled program of one chunk may use."""
 
 
 class SweepError(ValueError):
-    """A sweep that cannot be run as asked (bad chunk size, processes that disagree, ...)."""
+    """A sweep that cannot be run as asked (lanes that do not fit, processes that disagree, ...)."""
 
 
 def seed_keys(base_seed: int, num_seeds: int) -> jax.Array:
@@ -70,7 +75,7 @@ def mesh_devices() -> list[jax.Device]:
     return sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
 
 
-def memory_budget(device: jax.Device, fraction: float = 0.5) -> int:
+def memory_budget(device: jax.Device, fraction: float = MEMORY_FRACTION) -> int:
     """Bytes a chunk may use on ``device``: ``fraction`` of what it has free (GPU/TPU: its
     allocator's limit minus what is in use; CPU: the host's available memory shared among
     its local devices)."""
@@ -85,10 +90,6 @@ def memory_budget(device: jax.Device, fraction: float = 0.5) -> int:
     except OSError:
         pass
     return int(fraction * available / max(1, jax.local_device_count()))
-
-
-def _nbytes(tree: Any) -> int:
-    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
 def _inputs(hp: Any, keys: jax.Array, runs_idx: np.ndarray, device: jax.Device) -> tuple:
@@ -107,13 +108,13 @@ def _compile(
     config: Any,
     hp: Any,
     keys: jax.Array,
-    per_device: int,
+    lanes: int,
     devices: Sequence[jax.Device],
     progress: Callable | None,
     keep_state: bool,
 ) -> tuple[dict[jax.Device, Any], int | None]:
-    """jit(vmap(train)) over ``per_device`` runs, compiled for each local device (in
-    parallel); returns the executables and the measured bytes per run."""
+    """jit(vmap(train)) over ``lanes`` runs, compiled for each local device (in parallel);
+    returns the executables and the bytes one program needs (XLA's memory analysis)."""
     train = module.make_train(config, progress=progress)
 
     def batch(k: jax.Array, h: Any) -> Any:
@@ -121,15 +122,15 @@ def _compile(
         return (state, metrics) if keep_state else (None, metrics)
 
     fn = jax.jit(batch)
-    idx = np.zeros(per_device, np.int64)
+    idx = np.zeros(lanes, np.int64)
 
     def one(device: jax.Device) -> Any:
         k = jax.ShapeDtypeStruct(
-            (per_device,), keys.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
+            (lanes,), keys.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
         )
         h = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(
-                (per_device,), x.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
+                (lanes,), x.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
             ),
             hparams_lib.to_arrays(jax.tree.map(lambda x: np.asarray(x)[idx], hp)),
         )
@@ -138,35 +139,14 @@ def _compile(
     with concurrent.futures.ThreadPoolExecutor(max(1, len(devices))) as pool:
         compiled = dict(zip(devices, pool.map(one, devices), strict=True))
     analysis = next(iter(compiled.values())).memory_analysis()
-    per_run = None
-    if analysis is not None:
-        total = (
-            analysis.temp_size_in_bytes
-            + analysis.argument_size_in_bytes
-            + analysis.output_size_in_bytes
-        )
-        per_run = int(total / per_device)
-    return compiled, per_run
-
-
-def estimate_run_bytes(module: Any, config: Any, hp: Any) -> int:
-    """Bytes one run needs, before compiling: 3× its training state and metrics (the scan
-    carry in and out, and temporaries of the same size), from ``jax.eval_shape``."""
-    train = module.make_train(config)
-    one = jax.tree.map(lambda x: np.asarray(x)[:1][0], hp)
-    shapes = jax.eval_shape(train, jax.random.key(0), hparams_lib.to_arrays(one))
-    return 3 * _nbytes(shapes)
-
-
-def choose_per_device(
-    num_runs: int, num_devices: int, run_bytes: int | None, budget: int, chunk: int | None
-) -> int:
-    """Runs per device per chunk: ``chunk`` split over the devices, or else the most that fit
-    in ``budget`` at ``run_bytes`` each; never more than the runs need, never fewer than
-    :data:`MIN_PER_DEVICE`."""
-    needed = math.ceil(num_runs / num_devices)
-    wanted = math.ceil(chunk / num_devices) if chunk is not None else budget // max(run_bytes, 1)
-    return max(MIN_PER_DEVICE, min(needed, wanted))
+    if analysis is None:
+        return compiled, None
+    total = (
+        analysis.temp_size_in_bytes
+        + analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+    )
+    return compiled, int(total)
 
 
 def _spec_digest(obj: Any) -> np.ndarray:
@@ -225,12 +205,22 @@ def _log(enabled: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
+class _PaddedShare:
+    """Passes progress reports on, scaled by the share of the chunk's lanes that hold real runs
+    (padding lanes repeat a run: their work is not progress)."""
+
+    def __init__(self, report: Callable):
+        self.report = report
+        self.share = 1.0
+
+    def __call__(self, done: Any, latest_return: Any) -> None:
+        self.report(np.asarray(done) * self.share, latest_return)
+
+
 def execute(
     spec: dict[str, Any],
     out: str | Path | None = None,
     *,
-    chunk: int | None = None,
-    memory_fraction: float = 0.5,
     progress: bool | Callable = False,
     keep_state: bool = False,
     verbose: bool = False,
@@ -240,13 +230,13 @@ def execute(
     """Run a spec (see :func:`runs.make_spec`): every configuration × seed, group by group,
     chunk by chunk, on every device of every process.
 
+    Each device runs ``spec["lanes"]`` runs per call of one compiled program; a chunk is one
+    call on every device (``lanes × devices`` runs, the last padded).
+
     Args:
       spec: what to run; its identity guards ``out`` (a different spec there is refused).
       out: the run directory: each finished chunk is written there at once, and a re-run of
         the same spec resumes from them (None: keep everything in memory).
-      chunk: runs per chunk (rounded up to a multiple of the device count, with at least
-        :data:`MIN_PER_DEVICE` per device); None picks the largest that fits in
-        ``memory_fraction`` of each device's free memory.
       progress: a progress bar (True), or a callable ``make_train`` reports to.
       keep_state: also return the final training states (in memory only; one group).
       verbose: say what is compiled, resumed, recomputed and written.
@@ -255,13 +245,16 @@ def execute(
 
     Returns:
       The finished :class:`runs.Run` (on process 0; other processes return None).
+
+    Raises:
+      SweepError: if one chunk's program does not fit in :data:`MEMORY_FRACTION` of a
+        device's free memory (checked after compiling, before running).
     """
-    if chunk is not None and chunk < 1:
-        raise SweepError(f"chunk = {chunk} must be ≥ 1 (runs per chunk)")
     if keep_state and (out is not None or len(spec.get("groups") or [0]) > 1):
         raise SweepError("keep_state needs an in-memory sweep (out=None) of one static group")
     module = algos.get(spec["algo"])[0]
     groups = runs.spec_groups(spec, config)
+    lanes = runs.lanes_of(spec)
     num_seeds = spec["seeds"]["num_seeds"]
     keys = seed_keys(spec["seeds"]["base_seed"], num_seeds)
     devices = mesh_devices()
@@ -296,47 +289,41 @@ def execute(
             todo_total * per_run, num_runs=todo_total, unit=unit, enabled=jax.process_index() == 0
         )
     report = bar if bar is not None else (progress if callable(progress) else None)
-    timing = {"compile_seconds": 0.0, "run_seconds": 0.0, "chunks": 0}
+    report = _PaddedShare(report) if report is not None else None
+    timing = {"compile_seconds": 0.0, "run_seconds": 0.0, "chunks": 0, "lanes": lanes}
     states: list[Any] = []
     run_started = None
+    size = lanes * len(devices)
     for g, (config, hp, _) in enumerate(groups):
         todo = np.flatnonzero(~done[g])
         if todo.size == 0:
             continue
         check_processes_agree(f"runs left to do in group {g}", todo.tolist())
-        budget = min(memory_budget(d, memory_fraction) for d in local)
-        # the size estimate (a trace of train) is only needed to choose the chunk
-        estimate = estimate_run_bytes(module, config, hp) if chunk is None else None
-        per_device = choose_per_device(todo.size, len(devices), estimate, budget, chunk)
-        while True:
-            t0 = time.perf_counter()
-            _log(
-                verbose,
-                f"group {g}: compiling {per_device} runs per device × {len(devices)} "
-                "device(s)"
-                + (f" (estimated {estimate / 2**20:.1f} MiB per run)" if estimate else ""),
+        t0 = time.perf_counter()
+        _log(verbose, f"group {g}: compiling {lanes} lanes per device × {len(devices)} device(s)")
+        compiled, measured = _compile(module, config, hp, keys, lanes, local, report, keep_state)
+        timing["compile_seconds"] += time.perf_counter() - t0
+        budget = min(memory_budget(d) for d in local)
+        if measured is not None and measured > budget:
+            raise SweepError(
+                f"{lanes} lanes need {measured / 2**20:,.0f} MiB per device, more than "
+                f"{MEMORY_FRACTION:.0%} of its free memory ({budget / 2**20:,.0f} MiB): run "
+                f"fewer lanes (at most {max(1, budget * lanes // measured)}; lanes are part of "
+                "the run's identity, so compare runs made with the same lanes)"
             )
-            compiled, measured = _compile(
-                module, config, hp, keys, per_device, local, report, keep_state
-            )
-            timing["compile_seconds"] += time.perf_counter() - t0
-            fits = measured is None or measured * per_device <= budget
-            if fits or per_device <= MIN_PER_DEVICE or chunk is not None:
-                break
-            per_device = max(MIN_PER_DEVICE, budget // measured)  # the measure says: smaller
-        size = per_device * len(devices)
-        timing[f"group{g}_runs_per_chunk"] = size
-        timing[f"group{g}_bytes_per_run"] = measured if measured is not None else estimate
+        timing[f"group{g}_bytes_per_device"] = measured
         t_run = time.perf_counter()
         run_started = run_started or t_run
         for start in range(0, todo.size, size):
             idx = todo[start : start + size]
             padded = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
+            if report is not None:
+                report.share = idx.size / size
             pending = []
             for device in local:
                 j = devices.index(device)
-                part = padded[j * per_device : (j + 1) * per_device]
-                valid = np.arange(j * per_device, (j + 1) * per_device) < idx.size
+                part = padded[j * lanes : (j + 1) * lanes]
+                valid = np.arange(j * lanes, (j + 1) * lanes) < idx.size
                 pending.append((part, valid, compiled[device](*_inputs(hp, keys, part, device))))
             rows, metrics_parts, state_parts = [], [], []
             for part, valid, (state, metrics) in pending:
@@ -394,11 +381,15 @@ def make_spec(
     hparams: Any = None,
     seeds: int = 8,
     base_seed: int = 0,
+    lanes: int = DEFAULT_LANES,
 ) -> dict[str, Any]:
     """The spec of a grid or random search over ``config``'s algorithm (validated: every
-    error is raised here, before anything compiles)."""
+    error is raised here, before anything compiles). ``lanes``: runs per device per compiled
+    call, part of the runs' identity (see the module docstring)."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise SweepError(f"seeds = {seeds!r} must be an integer ≥ 1")
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise SweepError(f"lanes = {lanes!r} must be an integer ≥ 1")
     algo = algos.name_of(config)
     space = search.expand(
         config,
@@ -419,6 +410,7 @@ def make_spec(
         overrides=space.overrides,
         group_of=space.group_of,
         search=space.search,
+        lanes=lanes,
     )
 
 
@@ -432,8 +424,8 @@ def run(
     hparams: Any = None,
     seeds: int = 8,
     base_seed: int = 0,
+    lanes: int = DEFAULT_LANES,
     out: str | Path | None = None,
-    chunk: int | None = None,
     overwrite: bool = False,
     progress: bool | Callable = False,
     keep_state: bool = False,
@@ -449,8 +441,10 @@ def run(
         (name -> :class:`~qlearn.search.Dist` or text such as ``"loguniform:1e-5:1e-2"``).
       hparams: values of the hyperparameters neither swept nor sampled (default: defaults).
       seeds: seeds per configuration; ``base_seed``: the seed numbering's origin.
+      lanes: runs per device per compiled call (part of the runs' identity: seed n with the
+        same lanes is the same run in any sweep).
       out: run directory (written chunk by chunk, resumable); None keeps it in memory.
-      chunk, progress, keep_state, verbose: see :func:`execute`.
+      progress, keep_state, verbose: see :func:`execute`.
 
     Returns:
       A :class:`runs.Run`: ``metrics[name]`` with axes (config, seed, time), the summary, and
@@ -465,6 +459,7 @@ def run(
         hparams=hparams,
         seeds=seeds,
         base_seed=base_seed,
+        lanes=lanes,
     )
     if out is not None and prepare(out, spec, overwrite=overwrite):
         _log(True, f"{out} already holds this sweep, finished: nothing to do")
@@ -472,7 +467,6 @@ def run(
     return execute(
         spec,
         out,
-        chunk=chunk,
         progress=progress,
         keep_state=keep_state,
         verbose=verbose,
@@ -481,7 +475,7 @@ def run(
 
 
 __all__ = [
-    "MIN_PER_DEVICE",
+    "DEFAULT_LANES",
     "SearchError",
     "SweepError",
     "execute",

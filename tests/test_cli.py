@@ -128,6 +128,32 @@ def test_reproduce_is_bitwise_and_detects_a_one_ulp_change(trained, capsys, tmp_
     assert "loss" in out and "MISMATCH" in out and "NOT reproduced" in out
 
 
+def test_reproduce_one_run_alone_and_bad_picks(trained, capsys, tmp_path):
+    assert cli.main(["reproduce", "--quiet", str(trained), "--seed", "1", "--config", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "configuration 1, seed 1 alone" in captured.err
+    assert "reproduced: all" in captured.out
+    # the one run compared is the one picked: an ulp changed in that run alone is found
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in ("config.json", "summary.json"):
+        (copy / f).write_text((trained / f).read_text())
+    metrics = dict(np.load(trained / "metrics.npz"))
+    metrics["q_mean"] = metrics["q_mean"].copy()
+    metrics["q_mean"][1, 0, 0] = np.nextafter(metrics["q_mean"][1, 0, 0], np.float32(np.inf))
+    np.savez(copy / "metrics.npz", **metrics)
+    assert cli.main(["reproduce", "--quiet", str(copy), "--seed", "1", "--config", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["reproduce", "--quiet", str(copy), "--seed", "0", "--config", "1"]) == 1
+    assert "q_mean" in capsys.readouterr().out
+    for extra, message in [
+        (["--seed", "2"], "--seed 2: this run has seeds 0..1"),
+        (["--config", "2"], "--config 2: this run has configurations 0..1"),
+    ]:
+        assert cli.main(["reproduce", "--quiet", str(trained), *extra]) == cli.EXIT_USAGE
+        assert message in capsys.readouterr().err
+
+
 def test_show_and_plot(trained, capsys):
     assert cli.main(["show", str(trained)]) == 0
     assert "IQM" in capsys.readouterr().out

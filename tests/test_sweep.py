@@ -1,8 +1,10 @@
-"""The sweep engine: identical results however a sweep is chunked, sharded over devices or
-processes, killed and resumed; corrupt chunks recomputed; bad input refused before compiling.
+"""The sweep engine: a run's metrics depend on (config, hyperparameters, seed, lanes) only —
+not on its place in a batch, on the sweep around it, on devices or processes, or on kills and
+resumes; corrupt chunks recomputed; bad input refused before compiling.
 
-Compiles are shared through the suite's persistent compilation cache (conftest), and every
-test uses the same tiny DQN spec: 2 learning rates × 4 seeds = 8 runs."""
+Compiles are shared through the suite's persistent compilation cache (conftest). Most tests
+use the same tiny DQN spec (2 learning rates × 4 seeds = 8 runs, 2 lanes: 4 chunks); one test
+checks the guarantee at the default DQN and PQN configs with realistic lane counts."""
 
 import dataclasses
 import json
@@ -24,6 +26,7 @@ from qlearn.algos import dqn
 STEPS = 8_000  # long enough for a chunk to take a noticeable fraction of a second
 GRID = {"lr": [1e-3, 3e-3]}
 SEEDS = 4
+LANES = 2
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +44,8 @@ def cli_args(out, *extra):
         "lr=1e-3,3e-3",
         "--out",
         str(out),
+        "--lanes",
+        str(LANES),
         *args,
         *extra,
     ]
@@ -53,8 +58,8 @@ def config():
 
 @pytest.fixture(scope="module")
 def reference(config):
-    """The whole sweep as one chunk (4 runs per device... 8 runs on the one device)."""
-    return sweep.run(config, GRID, seeds=SEEDS)
+    """The sweep in 4 chunks of 2 lanes on the one device."""
+    return sweep.run(config, GRID, seeds=SEEDS, lanes=LANES)
 
 
 def identical(a, b):
@@ -62,20 +67,50 @@ def identical(a, b):
     assert all(matches.values()), [k for k, ok in matches.items() if not ok]
 
 
-def test_results_are_identical_however_the_sweep_is_chunked(config, reference):
-    assert reference.metrics["eval_return"].shape == (2, SEEDS, TINY["num_evals"])
-    assert reference.summary["timing"]["chunks"] == 1
-    for chunk in (2, 3):  # 4 chunks of 2; 3 chunks of 3 (the last padded)
-        again = sweep.run(config, GRID, seeds=SEEDS, chunk=chunk)
-        assert again.summary["timing"]["chunks"] == -(-8 // chunk)
-        identical(reference.metrics, again.metrics)
-
-
 def test_a_seed_gives_the_same_run_in_any_sweep(config, reference):
-    """Seeds 2 and 3 alone (base seed 2) are the same runs as in the 4-seed sweep."""
-    part = sweep.run(config, {"lr": [3e-3]}, seeds=2, base_seed=2)
-    for name in ("eval_return", "loss", "q_mean"):
+    """Seeds 2 and 3 alone (base seed 2) and seed 3 alone (padded) are the runs of the 4-seed
+    sweep, from other lanes and beside other runs."""
+    assert reference.metrics["eval_return"].shape == (2, SEEDS, TINY["num_evals"])
+    assert reference.summary["timing"]["chunks"] == 4
+    part = sweep.run(config, {"lr": [3e-3]}, seeds=2, base_seed=2, lanes=LANES)
+    alone = sweep.run(config, {"lr": [3e-3]}, seeds=1, base_seed=3, lanes=LANES)
+    for name in reference.metrics:
         np.testing.assert_array_equal(part.metrics[name][0], reference.metrics[name][1, 2:])
+        np.testing.assert_array_equal(alone.metrics[name][0, 0], reference.metrics[name][1, 3])
+
+
+# The guarantee at the sizes users run: the default configs (only total_steps cut), with
+# batches of 8 (the default lanes), 16 (where XLA:CPU first blocks a batch differently) and 64.
+# Before lanes were fixed, seed 2 alone differed from seed 2 of 4 seeds by 15.9 in eval_return.
+REALISTIC = [
+    ("dqn", {"total_steps": 20_000}, 8, 12),
+    ("dqn", {"total_steps": 20_000}, 64, 8),
+    ("pqn", {"total_steps": 20_480}, 16, 8),
+]
+
+
+@pytest.mark.parametrize(("algo", "overrides", "lanes", "seeds"), REALISTIC)
+def test_a_seed_is_the_same_run_at_the_default_configs(algo, overrides, lanes, seeds):
+    from qlearn import algos
+
+    config = algos.get(algo)[1](env_id="CartPole-v1", **overrides)
+    grid = {"lr": [1e-3, 3e-4]}
+    full = sweep.run(config, grid, seeds=seeds, lanes=lanes)  # seed 2 of config 1: lane 2 + seeds
+    alone = sweep.run(config, {"lr": [3e-4]}, seeds=1, base_seed=2, lanes=lanes)  # lane 0
+    for name in full.metrics:
+        np.testing.assert_array_equal(alone.metrics[name][0, 0], full.metrics[name][1, 2], name)
+    assert np.ptp(full.metrics["eval_return"][:, :, -1]) > 0  # the runs differ among themselves
+
+
+def test_reproduce_of_a_sweep_at_the_default_config_and_of_one_of_its_runs(tmp_path):
+    """The issue's case: 2 lrs × 4 seeds of the default DQN config in chunks of 2 lanes; the
+    whole directory and one run of it alone (from lane 1 of its chunk to lane 0) reproduce."""
+    out = str(tmp_path / "d")
+    common = ["--quiet", "--algo", "dqn", "--env", "CartPole-v1"]
+    sweep_args = ["--grid", "lr=3e-4,1e-3", "--seeds", "4", "--total-steps", "20000"]
+    assert cli.main(["sweep", *common, *sweep_args, "--lanes", "2", "--out", out]) == 0
+    assert cli.main(["reproduce", "--quiet", out]) == 0
+    assert cli.main(["reproduce", "--quiet", out, "--seed", "3", "--config", "1"]) == 0
 
 
 def _python(*args, env=None):
@@ -98,7 +133,7 @@ def test_killed_sweeps_resume_bitwise_and_corrupt_chunks_are_recomputed(
     tmp_path, reference, config
 ):
     out = tmp_path / "s"
-    cmd, env = _python(*cli_args(out, "--chunk", "2"))
+    cmd, env = _python(*cli_args(out))
     # SIGTERM after the first chunk: a clean exit that keeps what is done
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     _wait_for_chunks(out, 1, proc)
@@ -148,7 +183,7 @@ def test_killed_sweeps_resume_bitwise_and_corrupt_chunks_are_recomputed(
     for name in ("summary.json", "metrics.npz"):
         (out / name).unlink()
     spec = runs.load(out).spec
-    resumed = sweep.execute(spec, out, chunk=2)
+    resumed = sweep.execute(spec, out)
     assert len(list((out / runs.CHUNKS).glob("*.corrupt"))) == 3
     identical(reference.metrics, resumed.metrics)
 
@@ -162,7 +197,10 @@ def test_a_different_spec_is_refused_and_bad_input_fails_before_compiling(
     monkeypatch.setattr(sweep, "execute", refuse)
     out = tmp_path / "s"
     runs.prepare(
-        out, sweep.make_spec(dqn.DQNConfig(**dict(TINY, total_steps=STEPS)), GRID, seeds=SEEDS)
+        out,
+        sweep.make_spec(
+            dqn.DQNConfig(**dict(TINY, total_steps=STEPS)), GRID, seeds=SEEDS, lanes=LANES
+        ),
     )
     bad = {
         ("--seeds", "5"): "already holds a different run (seeds.num_seeds: 4 there, 5 here)",
@@ -171,7 +209,7 @@ def test_a_different_spec_is_refused_and_bad_input_fails_before_compiling(
         ("--grid", "gamma=high"): "'gamma' = 'high' is not a number",
         ("--random", "4", "--dist", "lr=loguniform:1e-2:1e-4"): "low = 0.01 must be < high",
         ("--dist", "lr=uniform:0:1"): "--dist needs --random",
-        ("--chunk", "0"): "--chunk = 0 must be ≥ 1",
+        ("--lanes", "0"): "--lanes = 0 must be ≥ 1",
         ("--grid", "hidden_sizes=16,0"): "hidden_sizes",
         ("--grid", "lr=1e-3", "--grid", "lr=1e-4"): "is given twice",
     }
@@ -212,7 +250,7 @@ def _free_port() -> int:
 def test_four_devices_give_the_single_device_results(tmp_path, reference):
     out = tmp_path / "d4"
     cmd, env = _python(
-        *cli_args(out, "--chunk", "8"),
+        *cli_args(out),  # 4 devices × 2 lanes: the 8 runs in one chunk
         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     )
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
@@ -241,7 +279,7 @@ def _two_processes(args_of, timeout: float) -> tuple[list[int], list[tuple[str, 
 
 def test_two_processes_give_the_single_process_results(tmp_path, reference):
     out = tmp_path / "p2"
-    codes, outputs = _two_processes(lambda pid: cli_args(out, "--chunk", "4"), timeout=400)
+    codes, outputs = _two_processes(lambda pid: cli_args(out), timeout=400)
     assert codes == [0, 0], outputs
     run = runs.load(out)
     assert run.provenance["processes"] == 2
