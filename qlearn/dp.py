@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qlearn import policies
 from qlearn.envs.finite import FiniteMDPError, FiniteMDPParams
 
 
@@ -74,19 +75,10 @@ def value_iteration(
 
 
 def greedy_policy(q: jax.Array, action_mask: jax.Array | None = None) -> jax.Array:
-    """π[s, a] = 1 for the first maximising available action, [S, A] -> [S, A]."""
-    if action_mask is not None:
-        q = jnp.where(action_mask, q, -jnp.inf)
-    return jax.nn.one_hot(jnp.argmax(q, axis=-1), q.shape[-1], dtype=jnp.float32)
-
-
-def epsilon_greedy_policy(
-    q: jax.Array, epsilon: jax.Array | float, action_mask: jax.Array | None = None
-) -> jax.Array:
-    """ε-greedy π[s, a]: ε spread uniformly over the available actions, 1 − ε on the greedy one."""
-    mask = jnp.ones(q.shape, bool) if action_mask is None else action_mask
-    uniform = mask / jnp.sum(mask, axis=-1, keepdims=True)
-    return epsilon * uniform + (1.0 - epsilon) * greedy_policy(q, mask)
+    """π[s, a] = 1 for the first maximising available action (what greedy evaluation plays,
+    :func:`qlearn.policies.greedy`), [S, A] -> [S, A]. The ε-greedy behaviour distribution is
+    :func:`qlearn.policies.epsilon_greedy_probs`."""
+    return jax.nn.one_hot(policies.greedy(q, action_mask), q.shape[-1], dtype=jnp.float32)
 
 
 def _check_discount(mdp: FiniteMDPParams, gamma: jax.Array | float) -> None:
@@ -221,12 +213,16 @@ def error_metrics(
 
     ``ve_behaviour`` = Σ μ_b (q* − q̂)² under the exact on-policy distribution of the behaviour
     policy π_b [S, A]; ``ve_empirical``, the same under the visit frequencies ``visits`` [S, A];
-    ``greedy_value`` = J(greedy(q̂)), the greedy policy's exact expected return from the start
-    within the MDP's time limit (:func:`policy_value`).
+    ``greedy_value`` = J_γ(greedy(q̂)), the greedy policy's exact expected γ-DISCOUNTED
+    return from the start within the MDP's time limit (:func:`policy_value`), the objective q*
+    maximises; ``greedy_return`` = J_1, its expected UNDISCOUNTED return in the same episodes,
+    which is what a greedy evaluation episode (``eval_return``) measures.
     """
     mu = state_action_distribution(mdp, behaviour)
+    greedy = greedy_policy(q_hat, mdp.action_mask)
     return {
         "ve_behaviour": value_error(q_hat, q_star, mu),
         "ve_empirical": value_error(q_hat, q_star, visits / jnp.maximum(jnp.sum(visits), 1)),
-        "greedy_value": policy_value(mdp, greedy_policy(q_hat, mdp.action_mask), gamma),
+        "greedy_value": policy_value(mdp, greedy, gamma),
+        "greedy_return": policy_value(mdp, greedy, 1.0),
     }

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlearn import targets
+from qlearn import policies, targets
 from qlearn.types import LossFn, Params, QFn, Transition
 
 Regression = Callable[[jax.Array, Any], jax.Array]
@@ -78,16 +78,18 @@ def td_targets(
 
     discount_t = γ^steps·(1 − terminated): a truncated transition bootstraps from ``next_obs``.
     With ``double_q`` the online network selects the next action and the target network
-    evaluates it.
+    evaluates it. The max (or the selection) ranges over the actions available at
+    ``next_obs`` (``batch.next_action_mask``; all when None).
     """
     discount_t = bootstrap_discount(batch, hparams.gamma)
+    mask = batch.next_action_mask
     q_t_value = q_fn(target_params, batch.next_obs)
     if double_q:
-        q_t_selector = q_fn(online_params, batch.next_obs)
+        q_t_selector = policies.masked(q_fn(online_params, batch.next_obs), mask)
         return jax.vmap(targets.double_q_learning)(
             batch.reward, discount_t, q_t_value, q_t_selector
         )
-    return jax.vmap(targets.q_learning)(batch.reward, discount_t, q_t_value)
+    return jax.vmap(targets.q_learning)(batch.reward, discount_t, policies.masked(q_t_value, mask))
 
 
 def semi_gradient_td_loss(
@@ -150,7 +152,7 @@ def residual_gradient_td_loss(
     """
     del target_params
     discount_t = bootstrap_discount(batch, hparams.gamma)
-    q_next = q_fn(online_params, batch.next_obs)
+    q_next = policies.masked(q_fn(online_params, batch.next_obs), batch.next_action_mask)
     y = jax.vmap(targets.q_learning)(batch.reward, discount_t, q_next)
     q_tm1 = q_fn(online_params, batch.obs)
     q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]

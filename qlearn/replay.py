@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from qlearn import sampling
 from qlearn.types import Transition
 
 
@@ -70,11 +71,12 @@ def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True)
     )
 
 
-def sample(buffer: ReplayBuffer, uniform: jax.Array) -> Transition:
-    """Items ⌊u·size⌋ for u in ``uniform`` [B] (draws from U[0, 1)): B items drawn uniformly
-    with replacement from the valid ones. Taking the draws rather than a key lets the caller
-    draw those of many updates at once."""
-    idx = jnp.minimum((uniform * buffer.size).astype(jnp.int32), buffer.size - 1)
+def sample(buffer: ReplayBuffer, words: jax.Array) -> Transition:
+    """B items drawn uniformly with replacement from the valid ones, exactly uniformly at any
+    size (:func:`qlearn.sampling.uniform_index`), from ``words`` uint32 [B, 2]. Taking the
+    words rather than a key lets the caller draw those of many updates at once. The buffer
+    must hold at least one item (the configs guarantee it before the first update)."""
+    idx = sampling.uniform_index(words, buffer.size)
     return jax.tree.map(lambda s: s[idx], buffer.storage)
 
 
@@ -109,4 +111,7 @@ def n_step_transition(window: Transition, gamma: jax.Array) -> Transition:
         terminated=at_last(window.terminated),
         truncated=at_last(window.truncated),
         steps=m,
+        next_action_mask=None
+        if window.next_action_mask is None
+        else at_last(window.next_action_mask),
     )

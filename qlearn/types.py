@@ -42,6 +42,8 @@ class Transition:
       steps: env steps the transition spans, int32 [] (1; m ≤ n for an n-step transition,
         whose ``reward`` is Σ_{k<m} γᵏ r_k): the bootstrap discount is γ^steps·(1 − terminated)
         (:func:`qlearn.losses.bootstrap_discount`).
+      next_action_mask: bool [A], the actions available at ``next_obs`` (the max/argmax of a
+        target ranges over these only), or None for an env without action masks.
     """
 
     obs: jax.Array
@@ -51,6 +53,7 @@ class Transition:
     terminated: jax.Array
     truncated: jax.Array
     steps: jax.Array
+    next_action_mask: jax.Array | None = None
 
 
 class ConfigError(ValueError):

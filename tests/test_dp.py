@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import dp, envs
+from qlearn import dp, envs, policies
 from qlearn.envs import catalog
 
 
@@ -108,7 +108,7 @@ def test_episodic_distribution_is_normalised_expected_visits():
 def test_continuing_distribution_matches_power_iteration():
     _, mdp = envs.make("Garnet", n_states=7, n_actions=2, branching=3, seed=1)
     q = jax.random.normal(jax.random.key(3), (7, 2))
-    policy = dp.epsilon_greedy_policy(q, 0.3)
+    policy = policies.epsilon_greedy_probs(q, 0.3)
     mu = dp.state_action_distribution(mdp, policy)
     p_pi = np.einsum("sa,sat->st", np.asarray(policy), np.asarray(mdp.transition_probs))
     d = np.full(7, 1 / 7)
@@ -117,14 +117,6 @@ def test_continuing_distribution_matches_power_iteration():
         d /= d.sum()  # the float32 rows sum to 1 only to rounding
     np.testing.assert_allclose(mu, d[:, None] * np.asarray(policy), atol=1e-5)
     assert float(mu.sum()) == pytest.approx(1.0, abs=1e-5)
-
-
-def test_epsilon_greedy_policy_respects_the_mask():
-    q = jnp.array([[1.0, 5.0, 9.0], [0.0, 0.0, 0.0]])
-    mask = jnp.array([[True, True, False], [True, True, True]])
-    pi = dp.epsilon_greedy_policy(q, 0.2, mask)
-    np.testing.assert_allclose(pi[0], [0.1, 0.9, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(pi[1], [0.8 + 0.2 / 3, 0.2 / 3, 0.2 / 3], rtol=1e-6)
 
 
 def test_value_error_hand_computed():
@@ -150,7 +142,7 @@ def test_gamma_is_vmappable_and_bad_gamma_is_refused():
 def test_error_metrics_of_q_star_are_zero_and_its_greedy_value_is_optimal():
     _, mdp = envs.make("Garnet", n_states=6, n_actions=2, branching=2, seed=7)
     q, _ = dp.value_iteration(mdp, 0.9, tol=1e-7)
-    behaviour = dp.epsilon_greedy_policy(q, 0.2)
+    behaviour = policies.epsilon_greedy_probs(q, 0.2)
     m = dp.error_metrics(mdp, q, q, behaviour, jnp.ones((6, 2)), 0.9)
     assert float(m["ve_behaviour"]) == 0.0 and float(m["ve_empirical"]) == 0.0
     worse = dp.error_metrics(mdp, q + 1.0, q, behaviour, jnp.ones((6, 2)), 0.9)

@@ -38,7 +38,7 @@ def test_ring_keeps_the_newest_items_in_order(capacity):
 def test_sample_draws_only_valid_items_uniformly():
     example = jax.tree.map(lambda x: x[0], items(0, 1))
     buf = replay.add(replay.init(example, 100), items(10, 4))
-    batch = replay.sample(buf, jax.random.uniform(jax.random.key(0), (4000,)))
+    batch = replay.sample(buf, jax.random.bits(jax.random.key(0), (4000, 2), jnp.uint32))
     values, counts = np.unique(np.asarray(batch.reward), return_counts=True)
     np.testing.assert_array_equal(values, [10, 11, 12, 13])
     assert counts.min() > 900  # ≈1000 each
@@ -51,7 +51,9 @@ def test_invalid_add_is_a_no_op():
     skipped = jax.jit(replay.add)(buf, items(50, 2), False)
     assert int(skipped.size) == 2 and int(skipped.position) == 2
     assert set(
-        np.asarray(replay.sample(skipped, jax.random.uniform(jax.random.key(0), (500,))).reward)
+        np.asarray(
+            replay.sample(skipped, jax.random.bits(jax.random.key(0), (500, 2), jnp.uint32)).reward
+        )
     ) == {0.0, 1.0}
 
 

@@ -59,17 +59,6 @@ def test_double_q_update_uses_the_other_tables_value():
     assert seen == {0, 1}  # both tables get updated
 
 
-def test_behaviour_policy_matches_sampled_actions_with_ties():
-    q_s = jnp.array([5.0, 5.0, 1.0, 9.0])
-    mask_s = jnp.array([True, True, True, False])  # the 9 is unavailable: 0 and 1 tie
-    probs = tabular.behaviour_policy(q_s, mask_s, 0.3)
-    np.testing.assert_allclose(probs, [0.35 + 0.1, 0.35 + 0.1, 0.1, 0.0], rtol=1e-6)
-    keys = jax.random.split(jax.random.key(0), 20_000)
-    actions = jax.vmap(lambda k: tabular.epsilon_greedy(k, q_s, mask_s, 0.3))(keys)
-    freq = np.bincount(np.asarray(actions), minlength=4) / len(keys)
-    np.testing.assert_allclose(freq, probs, atol=0.015)
-
-
 def run(algorithm, env_id, num_episodes, seeds, **hp):
     config = tabular.TabularConfig(env_id=env_id, algorithm=algorithm, num_episodes=num_episodes)
     return sweep.run(config, hparams=tabular.TabularHParams(**hp), seeds=seeds).metrics

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from qlearn import dp, envs, hparams, losses, networks, policies, replay
+from qlearn import dp, envs, hparams, losses, networks, policies, replay, sampling
 from qlearn.algos import rollout
 from qlearn.types import ConfigError, LossFn, Params, QFn, Transition, config_field
 
@@ -138,6 +138,13 @@ class DQNConfig(envs.EnvConfig):
             fail(
                 f"config.num_envs × n_step = {self.num_envs * self.n_step} must be ≤ "
                 f"buffer_size = {self.buffer_size}"
+            )
+        if self.n_step > 1 and self._warmup_vector_steps + self.train_every < self.n_step:
+            fail(
+                f"config.learning_starts = {self.learning_starts} leaves the replay buffer "
+                f"without a whole {self.n_step}-step item at the first update: it must be ≥ "
+                f"{(self.n_step - self.train_every) * self.num_envs} (n_step − train_every) × "
+                "num_envs"
             )
         if self.learning_starts >= self.total_steps:
             fail(
@@ -375,7 +382,7 @@ def make_train(
       interval, NaN if none), train_episodes, epsilon, loss, q_mean, target_mean, td_abs
       (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
       ``divergence_bound`` in the interval); on a finite MDP also the true errors of
-      :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value).
+      :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value, greedy_return).
     """
     init, run_intervals = make_stages(config, progress=progress)
 
@@ -413,6 +420,7 @@ def make_stages(
         k_init, k_reset, k_loop, _ = jax.random.split(key, 4)
         params = network.init(k_init, jnp.zeros((1, *obs_shape)))
         obs, env_state = rollout.reset_envs(env, env_params, k_reset, num_envs)
+        masks = envs.action_masks(env, env_params, env_state)
         example = Transition(
             obs=obs[0],
             action=jnp.int32(0),
@@ -421,6 +429,7 @@ def make_stages(
             terminated=jnp.bool_(False),
             truncated=jnp.bool_(False),
             steps=jnp.int32(1),
+            next_action_mask=None if masks is None else masks[0],
         )
         window = None
         if config.n_step > 1:  # the last n one-step transitions of each env, oldest first
@@ -456,11 +465,12 @@ def make_stages(
 
         def env_step(state: DQNState, _: Any) -> tuple[DQNState, None]:
             key, k_act, k_step = jax.random.split(state.key, 3)
-            uniform = jax.random.uniform(k_act, (num_envs,))
+            words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
             step_keys = jax.random.split(k_step, num_envs)
             state = state.replace(key=key)
             q = q_fn(state.params, state.obs)
-            action = policies.epsilon_greedy(uniform, q, epsilon(state.env_steps))
+            mask = envs.action_masks(env, env_params, state.env_state)
+            action = policies.epsilon_greedy(words, q, epsilon(state.env_steps), mask)
             obs, env_state, tr = rollout.step_envs(
                 env, env_params, step_keys, state.env_state, state.obs, action
             )
@@ -487,8 +497,8 @@ def make_stages(
             )
             return state, None
 
-        def update(state: DQNState, uniform: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
-            batch = replay.sample(state.buffer, uniform)
+        def update(state: DQNState, words: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
+            batch = replay.sample(state.buffer, words)
             bootstrap_params = state.target_params if config.target_network else state.params
             params, opt_state, m = gradient_step(
                 q_fn,
@@ -517,8 +527,9 @@ def make_stages(
         def iteration(state: DQNState, _: Any) -> tuple[DQNState, dict[str, jax.Array]]:
             state, _ = jax.lax.scan(env_step, state, length=config.train_every)
             key, k_sample = jax.random.split(state.key)
-            draws = jax.random.uniform(k_sample, (config.updates_per_train, config.batch_size))
-            return jax.lax.scan(update, state.replace(key=key), draws)
+            shape = (config.updates_per_train, config.batch_size, sampling.WORDS_PER_INDEX)
+            words = jax.random.bits(k_sample, shape, jnp.uint32)
+            return jax.lax.scan(update, state.replace(key=key), words)
 
         def interval(state: DQNState, xs: tuple[jax.Array, jax.Array]) -> tuple[DQNState, dict]:
             k_eval_i, index = xs
@@ -538,7 +549,7 @@ def make_stages(
             if finite:
                 q_all = q_fn(state.params, env_params.features)  # every state, [S, A]
                 mask = env_params.action_mask
-                behaviour = dp.epsilon_greedy_policy(q_all, epsilon(state.env_steps), mask)
+                behaviour = policies.epsilon_greedy_probs(q_all, epsilon(state.env_steps), mask)
                 metrics |= dp.error_metrics(
                     env_params, q_all, q_star, behaviour, state.visits, hp.gamma
                 )

@@ -232,9 +232,10 @@ def make_train(
         def env_step(state: PQNState, _: Any) -> tuple[PQNState, Transition]:
             key, k_act, k_step = jax.random.split(state.key, 3)
             action = policies.epsilon_greedy(
-                jax.random.uniform(k_act, (n,)),
+                jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32),
                 q_fn(state.params, state.obs),
                 epsilon(state.env_steps),
+                envs.action_masks(env, env_params, state.env_state),
             )
             step_keys = jax.random.split(k_step, n)
             obs, env_state, tr = rollout.step_envs(
@@ -273,7 +274,11 @@ def make_train(
             # The parameters are fixed during the rollout, so the values of the T·N successor
             # states are one batched forward pass after it rather than T small ones inside it.
             next_obs = tr.next_obs.reshape(config.batch_size, *obs_shape)
-            q_next_max = jnp.max(q_fn(state.params, next_obs), axis=-1).reshape(t_len, n)
+            q_next = q_fn(state.params, next_obs)
+            if tr.next_action_mask is not None:  # max over the actions available there
+                mask = tr.next_action_mask.reshape(config.batch_size, -1)
+                q_next = policies.masked(q_next, mask)
+            q_next_max = jnp.max(q_next, axis=-1).reshape(t_len, n)
             g = q_lambda_targets(
                 tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam
             )

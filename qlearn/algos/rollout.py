@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qlearn import policies
+from qlearn import envs, policies
 from qlearn.types import Params, QFn, Transition
 
 
@@ -74,7 +74,9 @@ def step_envs(
     act on next, env_state, transitions).
 
     The transition's ``next_obs`` is ``info["final_observation"]``: the true successor state
-    even when the episode ended, while the returned obs is the first of the next episode.
+    even when the episode ended, while the returned obs is the first of the next episode; its
+    ``next_action_mask`` is ``info["action_mask"]``, that state's available actions (envs
+    with masks only).
     """
     next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, (0, 0, 0, None))(
         keys, env_state, action, env_params
@@ -87,6 +89,7 @@ def step_envs(
         terminated=terminated,
         truncated=truncated,
         steps=jnp.ones_like(action, jnp.int32),
+        next_action_mask=info.get("action_mask"),
     )
     return next_obs, env_state, transition
 
@@ -97,7 +100,8 @@ def evaluate(
     """Mean undiscounted return of ``num_episodes`` greedy (ε = 0) episodes on fresh envs.
 
     Runs until every episode has ended (termination or the env's time limit), so its cost
-    follows episode length rather than a fixed horizon. It steps with the env's ``step_env``
+    follows episode length rather than a fixed horizon. Greedy over the available actions
+    (:func:`qlearn.envs.action_masks`). It steps with the env's ``step_env``
     (no auto-reset: an ended episode's env is never used again), which spares the reset state
     gymnax's ``step`` draws at every step.
     """
@@ -115,7 +119,7 @@ def evaluate(
     def body(carry):
         key, obs, state, returns, done, t = carry
         keys = jax.random.split(key, num_episodes + 1)  # one draw: next key and N step keys
-        action = policies.greedy(q_fn(params, obs))
+        action = policies.greedy(q_fn(params, obs), envs.action_masks(env, env_params, state))
         obs, state, reward, terminated, _ = step(keys[1:], state, action, env_params)
         returns = returns + jnp.where(done, 0.0, reward.astype(jnp.float32))
         done = done | terminated | truncated(state, env_params)

@@ -15,8 +15,11 @@ Metrics are per episode ([num_episodes]): ``return`` (undiscounted), ``length``,
 ``first_action`` (the action taken in the episode's first state), and the true errors of
 :func:`qlearn.dp.error_metrics` against q* (value iteration on the MDP's arrays):
 ``ve_behaviour`` = Σ μ_b (q* − Q)² under the exact on-policy distribution of the current
-ε-greedy policy, ``ve_empirical`` under the visit frequencies so far, and ``greedy_value``,
-the exact value of the greedy policy. Vmap ``train`` over keys and hyperparameters as for DQN.
+ε-greedy policy, ``ve_empirical`` under the visit frequencies so far, ``greedy_value``, the
+greedy policy's exact γ-discounted expected return, and ``greedy_return``, its undiscounted
+one (what an episode's ``return`` measures). Actions are :func:`qlearn.policies.epsilon_greedy`
+(ties broken uniformly, masked actions never taken). Vmap ``train`` over keys and
+hyperparameters as for DQN.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from qlearn import dp, envs, hparams, targets
+from qlearn import dp, envs, hparams, policies, targets
 from qlearn.types import ConfigError, config_field
 
 ALGORITHMS = ("q_learning", "double_q_learning", "sarsa", "expected_sarsa")
@@ -108,28 +111,6 @@ def make_env(config: TabularConfig) -> tuple[envs.FiniteMDP, envs.FiniteMDPParam
     return envs.make(config.env_id, **dict(config.env_kwargs))
 
 
-def epsilon_greedy(
-    key: jax.Array, q_s: jax.Array, mask_s: jax.Array, epsilon: jax.Array
-) -> jax.Array:
-    """ε-greedy action for one state: q_s, mask_s [A] -> int32 []. Ties among the greedy
-    actions are broken uniformly at random; masked actions are never chosen."""
-    k_explore, k_pick = jax.random.split(key)
-    q_s = jnp.where(mask_s, q_s, _UNAVAILABLE)
-    best = mask_s & (q_s == jnp.max(q_s))
-    explore = jax.random.uniform(k_explore) < epsilon
-    allowed = jnp.where(explore, mask_s, best)
-    return jax.random.categorical(k_pick, jnp.where(allowed, 0.0, -jnp.inf)).astype(jnp.int32)
-
-
-def behaviour_policy(q: jax.Array, mask: jax.Array, epsilon: jax.Array) -> jax.Array:
-    """π[s, a] of :func:`epsilon_greedy` (random tie-breaking included), [S, A] or one row [A]."""
-    q = jnp.where(mask, q, _UNAVAILABLE)
-    best = mask & (q == jnp.max(q, axis=-1, keepdims=True))
-    greedy = best / jnp.sum(best, axis=-1, keepdims=True)
-    uniform = mask / jnp.sum(mask, axis=-1, keepdims=True)
-    return epsilon * uniform + (1.0 - epsilon) * greedy
-
-
 def td_update(
     algorithm: str,
     key: jax.Array,
@@ -161,7 +142,7 @@ def td_update(
     elif algorithm == "sarsa":
         y = targets.sarsa(r, discount, q[0, s_next], a_next)
     elif algorithm == "expected_sarsa":
-        probs = behaviour_policy(q[0, s_next], mask[s_next], hp.epsilon)
+        probs = policies.epsilon_greedy_probs(q[0, s_next], hp.epsilon, mask[s_next])
         y = targets.expected_sarsa(r, discount, masked_next[0], probs)
     else:
         raise ValueError(f"unknown algorithm '{algorithm}'")
@@ -197,7 +178,10 @@ def make_train(
         )
 
         def act(key: jax.Array, q: jax.Array, s: jax.Array) -> jax.Array:
-            return epsilon_greedy(key, q[0, s] + q[1, s], mask[s], hp.epsilon)
+            words = jax.random.bits(key, (1, policies.WORDS_PER_DECISION), jnp.uint32)
+            return policies.epsilon_greedy(
+                words, (q[0, s] + q[1, s])[None], hp.epsilon, mask[s][None]
+            )[0]
 
         def episode(state: TabularState, _: Any) -> tuple[TabularState, dict[str, jax.Array]]:
             key, k_first = jax.random.split(state.key)
@@ -225,7 +209,7 @@ def make_train(
             carry = jax.tree.map(jnp.asarray, carry)
             key, q, visits, env_state, _, ret, length, _ = jax.lax.while_loop(cond, body, carry)
             q_hat = q[0] if algorithm != "double_q_learning" else 0.5 * (q[0] + q[1])
-            behaviour = behaviour_policy(q_hat, mask, hp.epsilon)
+            behaviour = policies.epsilon_greedy_probs(q_hat, hp.epsilon, mask)
             metrics = {
                 "return": ret,
                 "length": length,

@@ -5,6 +5,11 @@ Every gymnax id is served, and qlearn's finite MDPs with exact dynamics (:mod:`.
 gymnax ≥ 1.0 environments return ``(obs, state, reward, terminated, truncated, info)`` from
 ``step``, auto-reset, and put the true last observation of an episode in
 ``info["final_observation"]``; the finite MDPs follow the same interface.
+
+Action masks: an env whose states restrict the actions has a method
+``action_mask(state, params) -> bool [A]`` (True = available) and puts the mask of the state
+its ``step`` reached (before any auto-reset) in ``info["action_mask"]``. :func:`action_masks`
+reads them for a batch of envs; every algorithm acts and bootstraps over available actions only.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import inspect
 from typing import Any
 
 import gymnax
+import jax
 from gymnax.environments.environment import Environment
 
 from qlearn.envs.catalog import CATALOG
@@ -28,6 +34,7 @@ __all__ = [
     "FiniteMDPError",
     "FiniteMDPParams",
     "UnknownEnvError",
+    "action_masks",
     "check_id",
     "finite_mdp_params",
     "is_finite",
@@ -68,6 +75,14 @@ def check_id(env_id: str) -> None:
     close = difflib.get_close_matches(env_id.lower(), list(lowered), n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(lowered[c] for c in close)}?" if close else ""
     raise UnknownEnvError(f"unknown env '{env_id}'{hint} (all ids: qlearn.envs.registered_ids())")
+
+
+def action_masks(env: Any, env_params: Any, env_state: Any) -> jax.Array | None:
+    """bool [N, A]: the actions available in the current state of each of N envs (a batched
+    ``env_state``), or None for an env without action masks (every action, always)."""
+    if not hasattr(env, "action_mask"):
+        return None
+    return jax.vmap(env.action_mask, (0, None))(env_state, env_params)
 
 
 def make(env_id: str, **kwargs: Any) -> tuple[Environment, Any]:

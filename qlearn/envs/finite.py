@@ -199,7 +199,8 @@ class FiniteMDP(Environment):
         reward = params.rewards[s, a] + params.reward_std[s, a] * noise
         terminated = params.terminal[next_state]
         new = FiniteMDPState(state=next_state, time=state.time + 1)
-        return params.features[next_state], new, reward, terminated, {"state": next_state}
+        info = {"state": next_state, "action_mask": params.action_mask[next_state]}
+        return params.features[next_state], new, reward, terminated, info
 
     def reset_env(
         self, key: jax.Array, params: FiniteMDPParams
@@ -207,6 +208,10 @@ class FiniteMDP(Environment):
         s0 = jax.random.choice(key, self.num_states, p=params.initial_distribution)
         state = FiniteMDPState(state=s0.astype(jnp.int32), time=jnp.zeros((), jnp.int32))
         return params.features[state.state], state
+
+    def action_mask(self, state: FiniteMDPState, params: FiniteMDPParams) -> jax.Array:
+        """bool [A]: the actions available in ``state``."""
+        return params.action_mask[state.state]
 
     def get_obs(self, state: FiniteMDPState, params: FiniteMDPParams, key: Any = None) -> Any:
         return params.features[state.state]
