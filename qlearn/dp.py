@@ -14,11 +14,14 @@ Policies are arrays π[s, a] of action probabilities.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from qlearn import policies
+from qlearn.hparams import HParamError
 from qlearn.envs.finite import FiniteMDPError, FiniteMDPParams
 
 
@@ -81,19 +84,45 @@ def greedy_policy(q: jax.Array, action_mask: jax.Array | None = None) -> jax.Arr
     return jax.nn.one_hot(policies.greedy(q, action_mask), q.shape[-1], dtype=jnp.float32)
 
 
-def _check_discount(mdp: FiniteMDPParams, gamma: jax.Array | float) -> None:
-    """γ = 1 on a continuing MDP has no finite values: refuse it when both are known."""
+def check_discount(mdp: FiniteMDPParams, gamma: jax.Array | float) -> None:
+    """Raise :class:`FiniteMDPError` unless γ gives finite values on ``mdp``: γ in [0, 1], and
+    γ = 1 only on an MDP where value iteration converges (episodes end: on a continuing MDP the
+    undiscounted values are infinite and value iteration would run to its iteration cap and
+    return a meaningless q*). Does nothing for a traced γ: the algorithms' configs call it on
+    the concrete hyperparameters before anything compiles."""
     try:
         g = float(gamma)
         continuing = not bool(np.any(np.asarray(mdp.terminal)))
     except jax.errors.ConcretizationTypeError:
-        return  # traced: the caller is responsible
+        return
     if not 0.0 <= g <= 1.0:
         raise FiniteMDPError(f"gamma = {g} must be in [0, 1]")
-    if g == 1.0 and continuing:
+    if g < 1.0:
+        return
+    if continuing:
         raise FiniteMDPError(
-            "gamma = 1 on a continuing MDP (no terminal states): values are infinite; use gamma < 1"
+            "gamma = 1 on a continuing MDP (no terminal states): its values are infinite and "
+            "value iteration cannot converge; use gamma < 1"
         )
+    cap = 10_000
+    _, iterations = jax.jit(value_iteration, static_argnames="max_iterations")(
+        mdp, 1.0, max_iterations=cap
+    )
+    if int(iterations) >= cap:
+        raise FiniteMDPError(
+            f"gamma = 1: value iteration did not converge in {cap:,} iterations (some states "
+            "never reach a terminal state); use gamma < 1"
+        )
+
+
+def check_discounts(mdp: FiniteMDPParams, gammas: Any) -> None:
+    """:func:`check_discount` for every distinct γ of ``gammas`` (a grid's values), raising
+    :class:`~qlearn.hparams.HParamError` that names the hyperparameter."""
+    for gamma in sorted(set(np.atleast_1d(np.asarray(gammas, np.float64)).tolist())):
+        try:
+            check_discount(mdp, gamma)
+        except FiniteMDPError as e:
+            raise HParamError(f"hyperparameter 'gamma' = {gamma:g}: {e}") from None
 
 
 def policy_evaluation(
@@ -113,7 +142,7 @@ def policy_evaluation(
     Raises:
       FiniteMDPError: γ = 1 on a continuing MDP, or γ outside [0, 1] (when not traced).
     """
-    _check_discount(mdp, gamma)
+    check_discount(mdp, gamma)
     rewards, continuation = _live_model(mdp)
     num_states, num_actions = rewards.shape
     n = num_states * num_actions

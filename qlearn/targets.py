@@ -96,21 +96,31 @@ def expected_sarsa(
 
 
 def n_step_bootstrapped_returns(
-    r_t: jax.Array, discount_t: jax.Array, v_t: jax.Array, n: int
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    v_t: jax.Array,
+    n: int,
+    lambda_t: jax.Array | float = 1.0,
 ) -> jax.Array:
-    """n-step returns of every step of a sequence, shape [T].
+    """n-step returns of every step of a sequence, shape [T] (rlax's signature and maths).
 
         G_t = r_t + d_t r_{t+1} + … + d_t⋯d_{t+n-2} r_{t+n-1} + d_t⋯d_{t+n-1} v_{t+n-1}
 
-    (d = ``discount_t``). A termination inside the window zeroes everything after it. Near the
-    end of the sequence the window is cut short and bootstraps from the last value v_{T-1}.
-    n = 1 gives the one-step targets r_t + d_t v_t.
+    (d = ``discount_t``), folded from the far end of each window as
+    G ← r_k + d_k [(1 − λ_k) v_k + λ_k G]. A termination inside the window (d = 0) zeroes
+    everything after it. A time-limit truncation at step k must stop the window there while
+    still bootstrapping from v_k (the final observation's value), or the next episode's rewards
+    leak in: pass ``lambda_t = 1 − truncated_t`` (as for :func:`lambda_returns`). Near the end
+    of the sequence the window is cut short and bootstraps from the last value v_{T-1}. n = 1
+    gives the one-step targets r_t + d_t v_t.
 
     Args:
       r_t: rewards, shape [T].
       discount_t: γ·(1 − terminated), shape [T].
       v_t: bootstrap values of the states reached, shape [T] (see the module conventions).
       n: the window, a Python int ≥ 1.
+      lambda_t: 1 to continue the window past step k, 0 to stop it there (bootstrapping from
+        v_k); a scalar or shape [T]. Values between interpolate as in rlax.
 
     Returns:
       The targets, shape [T].
@@ -120,13 +130,19 @@ def n_step_bootstrapped_returns(
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n = {n!r} must be an integer ≥ 1")
     length = r_t.shape[0]
+    lam = jnp.broadcast_to(jnp.asarray(lambda_t, v_t.dtype), v_t.shape)
     # the value each window bootstraps from: v_{min(t+n-1, T-1)}
     returns = v_t[jnp.minimum(jnp.arange(length) + n - 1, length - 1)]
-    # fold the window from its far end: beyond the sequence, reward 0 and discount 1
+    # fold the window from its far end: beyond the sequence, reward 0, discount 1, λ 1
     r_pad = jnp.concatenate([r_t, jnp.zeros(n - 1, r_t.dtype)])
     d_pad = jnp.concatenate([discount_t, jnp.ones(n - 1, discount_t.dtype)])
+    lam_pad = jnp.concatenate([lam, jnp.ones(n - 1, lam.dtype)])
+    v_pad = jnp.concatenate([v_t, jnp.full(n - 1, v_t[-1], v_t.dtype)])
     for i in reversed(range(n)):
-        returns = r_pad[i : i + length] + d_pad[i : i + length] * returns
+        lam_i, v_i = lam_pad[i : i + length], v_pad[i : i + length]
+        returns = r_pad[i : i + length] + d_pad[i : i + length] * (
+            (1.0 - lam_i) * v_i + lam_i * returns
+        )
     return returns
 
 

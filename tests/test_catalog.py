@@ -94,6 +94,23 @@ def test_chain_arrays_match_plain_python(slip):
     assert np.asarray(params.terminal).tolist() == [False] * (n - 1) + [True]
 
 
+def test_a_slippery_chain_pays_the_reward_of_the_transition_that_happened():
+    """From n − 2, 'right' with slip 0.3: 1 when it reaches the end, 0 when it slips back (the
+    expectation 0.7 stays in the arrays, for DP)."""
+    n = 6
+    env, params = envs.make("Chain", n_states=n, slip=0.3)
+    state = env.reset(jax.random.key(0), params)[1].replace(state=jnp.int32(n - 2))
+    keys = jax.random.split(jax.random.key(1), 4_000)
+    _, after, reward, terminated, _ = jax.vmap(env.step_env, (0, None, None, None))(
+        keys, state, jnp.int32(1), params
+    )
+    reached = np.asarray(after.state) == n - 1
+    np.testing.assert_array_equal(np.asarray(reward), reached.astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(terminated), reached)
+    assert abs(reached.mean() - 0.7) < 0.03
+    assert float(params.rewards[n - 2, 1]) == pytest.approx(0.7)
+
+
 def test_chain_episode_right_all_the_way():
     env, params = envs.make("Chain", n_states=5)
     steps = rollout(env, params, [1, 1, 1, 1], 0)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import dp, envs, policies
+from qlearn import dp, envs, hparams, policies
 from qlearn.envs import catalog
 
 
@@ -152,6 +152,37 @@ def test_error_metrics_of_q_star_are_zero_and_its_greedy_value_is_optimal():
     np.testing.assert_allclose(
         m["greedy_value"], dp.policy_value(mdp, dp.greedy_policy(q), 0.9), rtol=1e-6
     )
+
+
+def test_greedy_value_is_discounted_and_greedy_return_is_what_an_episode_returns():
+    """Chain(10), γ = 0.99: the optimal greedy episode returns 1 (eval_return measures that),
+    its γ-discounted value is γ⁸ ≈ 0.923."""
+    _, mdp = envs.make("Chain", n_states=10)
+    q, _ = dp.value_iteration(mdp, 0.99)
+    m = dp.error_metrics(mdp, q, q, policies.epsilon_greedy_probs(q, 0.1), jnp.ones((10, 2)), 0.99)
+    assert float(m["greedy_return"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(m["greedy_value"]) == pytest.approx(0.99**8, rel=1e-5)
+
+
+def test_gamma_one_is_refused_before_compiling_where_values_are_infinite():
+    """Tabular's default γ = 1 on a continuing Garnet (before: 100,000 iterations of value
+    iteration, then a q* of 1e10); episodic MDPs keep γ = 1."""
+    from qlearn import sweep
+    from qlearn.algos import tabular
+
+    config = tabular.TabularConfig(env_id="Garnet", num_episodes=10)
+    with pytest.raises(hparams.HParamError, match="gamma' = 1: gamma = 1 on a continuing MDP"):
+        sweep.make_spec(config, seeds=1)
+    sweep.make_spec(config, {"gamma": [0.9]}, seeds=1)  # fine
+    sweep.make_spec(tabular.TabularConfig(env_id="CliffWalking", num_episodes=10), seeds=1)
+    _, looping = envs.make("Chain", n_states=4)
+    looping = looping.replace(terminal=jnp.zeros(4, bool).at[3].set(True))
+    stuck = looping.replace(transition_probs=looping.transition_probs.at[0].set(jnp.eye(4)[0]))
+    dp.check_discount(looping, 1.0)
+    # a terminal state exists but is unreachable from 0, which pays 1 per step: no finite q*
+    stuck = stuck.replace(rewards=stuck.rewards.at[0].set(1.0))
+    with pytest.raises(envs.FiniteMDPError, match="did not converge"):
+        dp.check_discount(stuck, 1.0)
 
 
 def test_looping_policies_get_finite_answers():

@@ -152,12 +152,57 @@ def test_episode_returns_count_completed_episodes_only(truncating_run):
     returns, running = [[] for _ in ends], np.zeros(n_env)
     for t in range(reward.shape[0]):
         running += reward[t]
-        k = next(i for i, e in enumerate(ends) if t < e)
-        returns[k].extend(running[done[t]].tolist())
+        if t >= warm:  # episodes that end in the warm-up belong to no interval
+            k = next(i for i, e in enumerate(ends) if t < e)
+            returns[k].extend(running[done[t]].tolist())
         running[done[t]] = 0.0
     np.testing.assert_array_equal(metrics["train_episodes"], [len(r) for r in returns])
     np.testing.assert_allclose(metrics["train_return"], [np.mean(r) for r in returns], rtol=1e-6)
     assert np.all(np.asarray(metrics["train_return"]) <= 7)  # the time limit
+
+
+def test_the_first_interval_counts_its_own_episodes_only(tiny_config):
+    """A 5-step time limit and 1,000 warm-up steps: ≈ 200 episodes end in the warm-up; the first
+    interval's 400 env steps can end at most 400 / 1 episodes, the same order as the others."""
+    config = dataclasses.replace(
+        tiny_config, max_episode_steps=5, learning_starts=1_000, total_steps=2_600
+    )
+    _, m = jax.jit(dqn.make_train(config))(jax.random.key(0), dqn.DQNHParams())
+    episodes = np.asarray(m["train_episodes"])
+    assert config.steps_per_eval == 400
+    assert episodes[0] <= config.steps_per_eval // 5 + config.num_envs, episodes
+    assert abs(int(episodes[0]) - int(episodes[1])) <= 0.2 * episodes[1], episodes
+
+
+def test_dqn_acts_and_bootstraps_over_available_actions_only():
+    """MaximizationBias: state A has 2 of the 10 actions B has. Every visit DQN makes is to an
+    available action (before, 13% of its visits to A were on unavailable ones), and the replay
+    stores the mask of each next state for the targets' max."""
+    from qlearn.envs import catalog
+
+    config = dqn.DQNConfig(
+        env_id="MaximizationBias",
+        network="linear",
+        num_envs=4,
+        total_steps=4_000,
+        learning_starts=400,
+        buffer_size=4_000,
+        batch_size=32,
+        num_evals=4,
+        eval_episodes=4,
+    )
+    hp = dqn.DQNHParams(gamma=0.9, eps_end=0.3)
+    state, _ = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
+    _, mdp = dqn.make_env(config)
+    mask = np.asarray(mdp.action_mask)
+    visits = np.asarray(state.visits)
+    assert visits.sum() > 3_000 and visits[~mask].sum() == 0
+    assert visits[catalog.MAXBIAS_A][mask[catalog.MAXBIAS_A]].min() > 0
+    stored = jax.tree.map(np.asarray, state.buffer.storage)
+    np.testing.assert_array_equal(
+        stored.next_action_mask[: int(state.buffer.size)],
+        mask[np.argmax(stored.next_obs[: int(state.buffer.size)], -1)],
+    )
 
 
 def test_record_ignores_unfinished_episodes():
@@ -215,6 +260,8 @@ def test_losses_compared_in_one_compile(tiny_config):
         ({"loss": "l1"}, "config.loss = 'l1'"),
         ({"activation": "sigmoid"}, "config.activation"),
         ({"env_id": "Garnet", "env_kwargs": {"n_stats": 3}}, "Garnet has no parameter n_stats"),
+        # n-step with no warm-up: the first updates would sample unfilled slots
+        ({"learning_starts": 0, "n_step": 3}, "without a whole 3-step item at the first update"),
     ],
 )
 def test_config_errors_name_the_field(change, message):

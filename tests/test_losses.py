@@ -104,6 +104,31 @@ def test_truncation_bootstraps_termination_does_not(setup):
             np.testing.assert_allclose(y[i], r[i] + 0.9 * q_next[i], rtol=1e-6)
 
 
+@pytest.mark.parametrize("double_q", [False, True])
+def test_targets_never_bootstrap_from_a_masked_action(setup, double_q):
+    """Each next state allows only its ARGMIN action: the target must be r + d·q(s', argmin)
+    (with Double-Q the online net's argmin is the only choice left, valued by the target net)."""
+    q_fn, online, target, batch = setup
+    selector = np.asarray(q_fn(online if double_q else target, batch.next_obs))
+    only = selector.argmin(axis=1)
+    mask = np.eye(A, dtype=bool)[only]
+    masked_batch = batch.replace(next_action_mask=jnp.asarray(mask))
+    hp = hparams.to_arrays(DQNHParams(gamma=0.9))
+    y = losses.td_targets(q_fn, online, target, masked_batch, hp, double_q=double_q)
+    value = np.asarray(q_fn(target, batch.next_obs))[np.arange(B), only]
+    discount = 0.9 * (1.0 - np.asarray(batch.terminated, np.float32))
+    np.testing.assert_allclose(y, np.asarray(batch.reward) + discount * value, rtol=1e-6)
+    unmasked = losses.td_targets(q_fn, online, target, batch, hp, double_q=double_q)
+    assert not np.allclose(y, unmasked)
+    # the residual-gradient loss's bootstrap too
+    _, aux = losses.residual_gradient_td_loss(q_fn, online, target, masked_batch, hp)
+    own = np.asarray(q_fn(online, batch.next_obs))
+    own_min = own[np.arange(B), np.where(mask, own, np.inf).argmin(1)]
+    np.testing.assert_allclose(
+        aux["target_mean"], np.mean(np.asarray(batch.reward) + discount * own_min), rtol=1e-5
+    )
+
+
 def test_double_q_selects_with_online_evaluates_with_target(setup):
     q_fn, online, target, batch = setup
     hp = DQNHParams(gamma=0.9)

@@ -94,6 +94,7 @@ def test_diverged_runs_are_masked_from_where_they_diverged_and_counted():
     assert rows[1]["best"]["n"] == 3  # a diverged run's best before diverging still counts
     assert run.summary["probability_of_improvement"][1][0] == 1.0
     assert "did not diverge" in run.summary["statistic"]
+    assert "included" not in run.summary["statistic"]  # one true label: they are excluded
     records = run.records()
     assert len(records) == 6 and records[5]["diverged_at"] == 2 and records[5]["seed"] == 2
     assert records[3]["lr"] == pytest.approx(3e-3)

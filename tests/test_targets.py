@@ -182,3 +182,40 @@ def test_truncation_cuts_lambda_recursion_but_bootstraps_from_final_value():
     # without the cut, step 5's return would leak the next episode's rewards
     leaky = targets.lambda_returns(R, D, V, lam)
     assert abs(float(leaky[5]) - float(ours[5])) > 1e-3
+
+
+def numpy_n_step_truncated(r, d, v, truncated, n):
+    """G_t by a plain loop that stops each window at a time limit (bootstrapping from the final
+    observation's value there), at a termination, or at the sequence end."""
+    out = []
+    for t in range(len(r)):
+        g, prod = 0.0, 1.0
+        for k in range(t, min(t + n, len(r))):
+            g += prod * r[k]
+            prod *= d[k]
+            if truncated[k] or k == min(t + n, len(r)) - 1:
+                g += prod * v[k]
+                break
+        out.append(g)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_n_step_returns_stop_at_a_truncation(n):
+    """A window crossing a time limit stops there and bootstraps from the final value, like
+    computing each episode on its own; numpy and rlax (same per-step λ) agree at every index."""
+    truncated = np.zeros(len(R), bool)
+    truncated[5] = True
+    cut = (1 - truncated).astype(np.float32)
+    ours = jax.jit(targets.n_step_bootstrapped_returns, static_argnums=3)(R, D, V, n, cut)
+    np.testing.assert_allclose(
+        ours, numpy_n_step_truncated(R, D, V, truncated, n), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        ours, rlax.n_step_bootstrapped_returns(R, D, V, n, lambda_t=cut), rtol=1e-5, atol=1e-5
+    )
+    first = targets.n_step_bootstrapped_returns(R[:6], D[:6], V[:6], n)
+    second = targets.n_step_bootstrapped_returns(R[6:], D[6:], V[6:], n)
+    np.testing.assert_allclose(ours, np.concatenate([first, second]), rtol=1e-5)
+    leaky = targets.n_step_bootstrapped_returns(R, D, V, n)  # no cut: the next episode leaks in
+    assert abs(float(leaky[5]) - float(ours[5])) > 1e-3

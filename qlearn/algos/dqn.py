@@ -92,6 +92,8 @@ class DQNConfig(envs.EnvConfig):
 
     def validate_hparams(self, hp: DQNHParams) -> None:
         """Checks of hyperparameters against this config (before anything compiles)."""
+        if envs.is_finite(self.env_id):  # q* of the true-error metrics needs finite values
+            dp.check_discounts(make_env(self)[1], hp.gamma)
         index = np.atleast_1d(np.asarray(hp.loss_index))
         if np.any(index >= self.num_losses):
             bad = int(index.max())
@@ -306,9 +308,7 @@ def update_target(params: Params, target_params: Params, updates: jax.Array, hp:
     return optax.periodic_update(blended, target_params, updates, hp.target_period)
 
 
-FINAL_STATISTIC = (
-    "greedy evaluation return at the final evaluation point, over seeds; diverged runs included"
-)
+FINAL_STATISTIC = "greedy evaluation return at the final evaluation point, over seeds"
 
 
 def learning_curve(metrics: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str, str]:
@@ -452,7 +452,8 @@ def make_stages(
         )
         env_step = _loop(hp)[0]
         state, _ = jax.lax.scan(env_step, state, length=config._warmup_vector_steps)
-        return state
+        # the first interval's train_return / train_episodes cover its own episodes only
+        return state.replace(episodes=rollout.clear_completed(state.episodes))
 
     def _loop(hp: DQNHParams) -> tuple[Callable, Callable]:
         """The scan bodies of a run with hyperparameters ``hp``: (env_step, interval)."""

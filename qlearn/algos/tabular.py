@@ -66,6 +66,11 @@ class TabularConfig:
             raise ConfigError(f"config.num_episodes = {self.num_episodes!r} must be ≥ 1")
         make_env(self)  # builder arguments are checked here, before anything compiles
 
+    def validate_hparams(self, hp: TabularHParams) -> None:
+        """Checks of hyperparameters against this config (before anything compiles): every γ
+        must give the MDP finite values (q* is the ground truth of the metrics)."""
+        dp.check_discounts(make_env(self)[1], hp.gamma)
+
 
 @struct.dataclass
 class TabularHParams:

@@ -137,7 +137,8 @@ def chain(
 ) -> tuple[FiniteMDP, FiniteMDPParams]:
     """An n-state corridor: start at 0, actions left (0) and right (1); the move goes the other
     way with probability ``slip`` (never below 0). Entering state n−1 ends the episode with
-    reward 1; every other reward is 0. With slip = 0, q*(s, right) = γ^(n−2−s).
+    reward 1; every other transition pays 0 (with slip, an attempt that slips back pays 0: the
+    reward is that of the transition that happened, its expectation is in ``rewards``). With slip = 0, q*(s, right) = γ^(n−2−s).
     """
     if n_states < 2:
         raise FiniteMDPError(f"n_states = {n_states} must be ≥ 2")
@@ -151,8 +152,8 @@ def chain(
         p[s, 0, right] += slip
         p[s, 1, right] += 1 - slip
         p[s, 1, left] += slip
-    r = p[:, :, n - 1].copy()  # expected reward: the probability of reaching the end
-    r[n - 1] = 0.0
+    r = np.zeros((n, 2, n))
+    r[: n - 1, :, n - 1] = 1.0  # the transition that enters n − 1 pays 1, whatever the action
     terminal = np.eye(n, dtype=bool)[n - 1]
     params = finite_mdp_params(
         p, r, np.eye(n)[0], terminal=terminal, max_steps_in_episode=max_steps_in_episode

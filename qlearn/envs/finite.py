@@ -11,8 +11,10 @@ Conventions:
     unavailable action taken anyway follows its row of the arrays like any other.
   * entering a terminal state ends the episode (``terminated``); a terminal state is never acted
     in, so its values are 0 by definition. The episode restarts from ``initial_distribution``.
-  * ``rewards[s, a]`` is the expected reward; ``step`` samples
-    ``rewards[s, a] + reward_std[s, a] · N(0, 1)``.
+  * ``transition_rewards[s, a, s']`` is the reward of the transition s, a → s' (the same for
+    every s' unless the builder says otherwise); ``step`` samples the transition, then pays
+    ``transition_rewards[s, a, s'] + reward_std[s, a] · N(0, 1)``. ``rewards[s, a]`` is its
+    expectation Σ_s' p(s'|s, a) transition_rewards[s, a, s'], what DP uses.
   * the observation of state s is the feature vector ``features[s]`` (one-hot by default).
 """
 
@@ -40,6 +42,8 @@ class FiniteMDPParams:
     """p(s' | s, a), [S, A, S]; every row sums to 1."""
     rewards: jax.Array
     """expected reward r(s, a), [S, A]."""
+    transition_rewards: jax.Array
+    """reward of each transition r(s, a, s'), [S, A, S] (its expectation is ``rewards``)."""
     reward_std: jax.Array
     """standard deviation of the Gaussian reward noise, [S, A] (0: deterministic)."""
     initial_distribution: jax.Array
@@ -86,7 +90,8 @@ def finite_mdp_params(
 
     Args:
       transition_probs: p(s'|s, a), [S, A, S].
-      rewards: r(s, a), [S, A].
+      rewards: r(s, a), [S, A] (paid whatever the next state), or r(s, a, s'), [S, A, S]
+        (the reward of each transition; its expectation under p becomes ``rewards``).
       initial_distribution: [S].
       terminal: bool [S] (default: none, a continuing MDP).
       action_mask: bool [S, A] (default: every action everywhere).
@@ -111,7 +116,13 @@ def finite_mdp_params(
             raise FiniteMDPError(f"{name} must have shape {list(shape)}, got {list(out.shape)}")
         return out
 
-    r = array("rewards", rewards, None, (num_states, num_actions), np.float64)
+    r_given = np.asarray(rewards, np.float64)
+    if r_given.shape == (num_states, num_actions, num_states):
+        r_next = r_given
+    else:
+        r_next = array("rewards", rewards, None, (num_states, num_actions), np.float64)[..., None]
+        r_next = np.broadcast_to(r_next, p.shape)
+    r = np.sum(p * r_next, axis=-1) if r_given.ndim == 3 else r_next[..., 0]
     h = array("initial_distribution", initial_distribution, None, (num_states,), np.float64)
     term = array("terminal", terminal, np.zeros(num_states, bool), (num_states,), bool)
     mask = array(
@@ -142,7 +153,7 @@ def finite_mdp_params(
     if not np.all(mask.any(-1)):
         s = int(np.argwhere(~mask.any(-1))[0, 0])
         raise FiniteMDPError(f"action_mask[{s}] allows no action")
-    for name, x in (("rewards", r), ("reward_std", std), ("features", phi)):
+    for name, x in (("rewards", r_next), ("reward_std", std), ("features", phi)):
         if not np.all(np.isfinite(x)):
             raise FiniteMDPError(f"{name} has non-finite entries")
     if np.any(std < 0):
@@ -152,6 +163,7 @@ def finite_mdp_params(
     return FiniteMDPParams(
         transition_probs=jnp.asarray(p, jnp.float32),
         rewards=jnp.asarray(r, jnp.float32),
+        transition_rewards=jnp.asarray(r_next, jnp.float32),
         reward_std=jnp.asarray(std, jnp.float32),
         initial_distribution=jnp.asarray(h, jnp.float32),
         terminal=jnp.asarray(term),
@@ -196,7 +208,7 @@ class FiniteMDP(Environment):
         probs = params.transition_probs[s, a]
         next_state = jax.random.choice(k_next, self.num_states, p=probs).astype(jnp.int32)
         noise = jax.random.normal(k_reward, (), jnp.float32)
-        reward = params.rewards[s, a] + params.reward_std[s, a] * noise
+        reward = params.transition_rewards[s, a, next_state] + params.reward_std[s, a] * noise
         terminated = params.terminal[next_state]
         new = FiniteMDPState(state=next_state, time=state.time + 1)
         info = {"state": next_state, "action_mask": params.action_mask[next_state]}
