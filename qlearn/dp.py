@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from qlearn import policies
-from qlearn.hparams import HParamError
 from qlearn.envs.finite import FiniteMDPError, FiniteMDPParams
+from qlearn.hparams import HParamError
 
 
 def _continuation(mdp: FiniteMDPParams) -> jax.Array:

@@ -138,7 +138,8 @@ def chain(
     """An n-state corridor: start at 0, actions left (0) and right (1); the move goes the other
     way with probability ``slip`` (never below 0). Entering state n−1 ends the episode with
     reward 1; every other transition pays 0 (with slip, an attempt that slips back pays 0: the
-    reward is that of the transition that happened, its expectation is in ``rewards``). With slip = 0, q*(s, right) = γ^(n−2−s).
+    reward is that of the transition that happened, its expectation is in ``rewards``). With
+    slip = 0, q*(s, right) = γ^(n−2−s).
     """
     if n_states < 2:
         raise FiniteMDPError(f"n_states = {n_states} must be ≥ 2")
