@@ -85,6 +85,16 @@ def train(
         )
     hparams_lib.validate(hparams)
     directory = Path(directory).absolute()
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file, not a checkpoint directory")
+    if directory.exists() and any(directory.iterdir()):
+        foreign = [p.name for p in directory.iterdir() if not p.name.isdigit()]
+        if foreign and not any(p.name.isdigit() for p in directory.iterdir()):
+            raise CheckpointError(
+                f"{directory} holds other files ({', '.join(sorted(foreign)[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}), not checkpoints of a run: choose "
+                "another directory"
+            )
     identity = {
         "config": repr(config),
         "hparams": hparams_lib.to_lists(hparams),

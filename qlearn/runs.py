@@ -324,7 +324,7 @@ def prepare(path: str | Path, spec: dict[str, Any], *, overwrite: bool = False) 
                     "--out or pass --overwrite"
                 )
         else:
-            existing = json.loads(config_file.read_text())["spec"]
+            existing = read_meta(path)["spec"]
             if existing != spec:
                 if not overwrite:
                     raise RunDirError(
@@ -347,6 +347,26 @@ def prepare(path: str | Path, spec: dict[str, Any], *, overwrite: bool = False) 
     except OSError as e:
         raise RunDirError(f"cannot write to {path}: {e.strerror or e}") from None
     return False
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """``path/config.json`` of a run directory: {"spec": ..., "provenance": ...}. Raises
+    :class:`RunDirError` naming the file when it is not JSON or not a qlearn run's config
+    (the file is left as it is)."""
+    file = path / "config.json"
+    try:
+        meta = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(
+            f"{path} holds something that is not a qlearn run: {file} is not valid JSON ({e}); "
+            "choose another --out"
+        ) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
+        raise RunDirError(
+            f"{path} holds something that is not a qlearn run: {file} has no qlearn spec; "
+            "choose another --out"
+        )
+    return meta
 
 
 def start(path: Path, spec: dict[str, Any], argv: list[str] | None = None) -> None:
@@ -632,7 +652,7 @@ def write(
     write_csv(path / "records.csv", records(spec, run.metrics))
     _write_json(path / "summary.json", run.summary)
     run.path = path
-    run.provenance = json.loads((path / "config.json").read_text())["provenance"]
+    run.provenance = read_meta(path).get("provenance", {})
     return run
 
 
@@ -720,14 +740,14 @@ def load(path: str | Path) -> Run:
     path = Path(path)
     if not (path / "config.json").exists():
         raise RunDirError(f"{path} holds no qlearn run (no config.json)")
-    meta = json.loads((path / "config.json").read_text())
+    meta = read_meta(path)
     metrics = {}
     if (path / "metrics.npz").exists():
         with np.load(path / "metrics.npz") as data:
             metrics = {k: data[k] for k in data.files}
     summary_file = path / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
-    return Run(path, meta["spec"], meta["provenance"], metrics, summary)
+    return Run(path, meta["spec"], meta.get("provenance", {}), metrics, summary)
 
 
 def compare(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]) -> dict[str, bool]:

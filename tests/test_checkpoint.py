@@ -53,3 +53,10 @@ def test_checkpoints_refuse_another_run_and_bad_intervals(config, tmp_path):
             directory=tmp_path / "c",
             every=1,
         )
+
+
+def test_checkpoints_refuse_a_directory_of_someone_elses_files(config, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds other files \(notes\.txt\)"):
+        checkpoint.train(config, dqn.DQNHParams(), seed=0, directory=tmp_path, every=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # nothing written beside it

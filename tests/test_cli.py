@@ -39,6 +39,7 @@ def no_compile(monkeypatch):
         (["--loss", "l1"], "config.loss = 'l1' is not one of"),
         (["--loss", "huber,mse", "--hp", "loss_index=2"], "'loss_index' = 2 but config.loss"),
         (["--hp", "loss_index=1"], "config.loss offers 1 loss(es)"),
+        (["--env", "Pendulum-v1"], "'Pendulum-v1' has a continuous action space (Box, shape (1,))"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(args, message, capsys, tmp_path, no_compile):
@@ -47,6 +48,45 @@ def test_bad_input_is_one_line_naming_the_field(args, message, capsys, tmp_path,
     assert code == cli.EXIT_USAGE
     assert err.startswith("qlearn: error: ") and err.count("\n") == 1
     assert message in err
+
+
+@pytest.mark.parametrize("content", ['{"model": "resnet", "epochs": 3}', "not json at all"])
+def test_a_directory_of_another_program_is_named_and_left_untouched(
+    content, capsys, tmp_path, no_compile
+):
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "config.json").write_text(content)
+    for argv in (
+        ["train", "--quiet", "--out", str(out), *TINY_ARGS],
+        ["train", "--quiet", "--overwrite", "--out", str(out), *TINY_ARGS],
+        ["show", str(out)],
+        ["reproduce", str(out)],
+    ):
+        assert cli.main(argv) == cli.EXIT_USAGE, argv
+        last = capsys.readouterr().err.splitlines()[-1]  # (a note on total_steps may precede)
+        assert last.startswith("qlearn: error: ") and "is not a qlearn run" in last, last
+        assert str(out / "config.json") in last
+    assert (out / "config.json").read_text() == content
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+
+
+def test_a_spec_mismatch_shows_values_as_written(capsys, tmp_path, no_compile):
+    out = tmp_path / "r"
+    runs.prepare(
+        out,
+        runs.make_spec(
+            "dqn",
+            cli.parse_config(runs.algos.get("dqn")[1], [], **dict(TINY)),
+            cli.hparams_lib.grid(runs.algos.get("dqn")[2], {"lr": [3e-4, 1e-3]}),
+            num_seeds=2,
+            base_seed=0,
+            swept=["lr"],
+        ),
+    )
+    argv = ["train", "--quiet", "--seeds", "2", "--hp", "lr=3e-4,1e-2", "--out", str(out)]
+    assert cli.main([*argv, *TINY_ARGS]) == cli.EXIT_USAGE
+    assert "hparams.lr: [0.0003, 0.001] there, [0.0003, 0.01] here" in capsys.readouterr().err
 
 
 def test_env_kwargs_parse_as_name_value_pairs():

@@ -253,8 +253,17 @@ class DQNState:
 
 
 def check_network(config: Any) -> None:
-    """Raise ConfigError unless ``config.network`` suits the env's observations."""
+    """Raise ConfigError unless the env has discrete actions and ``config.network`` suits its
+    observations."""
     env, env_params = make_env(config)
+    space = env.action_space(env_params)
+    if not hasattr(space, "n"):
+        shape = getattr(space, "shape", None)
+        raise ConfigError(
+            f"config.env_id = '{config.env_id}' has a continuous action space "
+            f"({type(space).__name__}{f', shape {tuple(shape)}' if shape is not None else ''}); "
+            "Q-learning here needs a discrete one (gymnax's Discrete)"
+        )
     try:
         make_network(config, env.num_actions, env.observation_space(env_params).shape)
     except ValueError as e:
