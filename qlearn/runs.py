@@ -678,6 +678,23 @@ def _grid_axes(spec: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
     return axes if len(axes) == len(spec["swept"]) else []
 
 
+def grid_table(
+    spec: dict[str, Any], per_run: np.ndarray, axes: list[tuple[str, np.ndarray]]
+) -> np.ndarray:
+    """Per-run values [config, seed] laid out on a grid's axes (from :func:`_grid_axes`: one or
+    two (name, sorted values)): [Y, X, seed], Y = 1 for a one-axis grid; cell (y, x) holds the
+    configuration whose values are (x, y)."""
+    hp = {k: np.asarray(v, np.float64) for k, v in spec["hparams"].items()}
+    (xname, xs), *rest = axes
+    yname, ys = rest[0] if rest else ("", np.array([np.nan]))
+
+    def cell(y: float, xv: float) -> np.ndarray:
+        at = np.isclose(hp[xname], xv) & (np.isnan(y) | np.isclose(hp.get(yname, 0), y))
+        return per_run[np.flatnonzero(at)[0]]
+
+    return np.stack([np.stack([cell(y, xv) for xv in xs]) for y in ys])
+
+
 def _log_spaced(values: np.ndarray) -> bool:
     """Positive values with a constant ratio > 1.5 between neighbours (within 20%)."""
     if len(values) < 2 or np.any(values <= 0):
@@ -707,15 +724,9 @@ def figure(path: Path, spec: dict[str, Any], metrics: dict[str, np.ndarray]) -> 
     axes = _grid_axes(spec)
     if 1 <= len(axes) <= 2:
         final = _curve_stats(spec, metrics)["final"]
-        hp = {k: np.asarray(v, np.float64) for k, v in spec["hparams"].items()}
         (xname, xs), *rest = axes  # x: the first swept name; one line per value of the second
         yname, ys = rest[0] if rest else ("", np.array([np.nan]))
-
-        def cell(y: float, xv: float) -> np.ndarray:
-            at = np.isclose(hp[xname], xv) & (np.isnan(y) | np.isclose(hp.get(yname, 0), y))
-            return final[np.flatnonzero(at)[0]]
-
-        table = np.stack([np.stack([cell(y, xv) for xv in xs]) for y in ys])  # [Y, X, S]
+        table = grid_table(spec, final, axes)
         log_x = _log_spaced(xs)
         groups = [f"{yname}={y:g}" for y in ys] if rest else [""]
         written.append(

@@ -84,8 +84,11 @@ def final(curves: np.ndarray) -> np.ndarray:
 
 
 def best(curves: np.ndarray) -> np.ndarray:
-    """The best point of each curve (NaNs, e.g. masked after divergence, ignored)."""
-    return np.nanmax(curves, axis=-1)
+    """The best point of each curve (NaNs, e.g. masked after divergence, ignored; NaN for a
+    curve masked from its first point)."""
+    curves = np.asarray(curves, np.float64)
+    seen = ~np.all(np.isnan(curves), axis=-1)
+    return np.where(seen, np.nanmax(np.where(seen[..., None], curves, 0.0), axis=-1), np.nan)
 
 
 def area_under_curve(x: np.ndarray, curves: np.ndarray) -> np.ndarray:

@@ -194,9 +194,38 @@ def test_reproduce_one_run_alone_and_bad_picks(trained, capsys, tmp_path):
         assert message in capsys.readouterr().err
 
 
+def test_search_seed_changes_the_draws_and_the_same_seed_repeats_them(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(cli, "_execute", lambda spec, out, args: seen.append(spec))
+    base = ["sweep", "--quiet", "--random", "3", "--dist", "lr=loguniform:1e-4:1e-2"]
+    for i, seed in enumerate(["1", "2", "1"]):
+        argv = [*base, "--seeds", "1", "--search-seed", seed, "--out", str(tmp_path / str(i))]
+        assert cli.main([*argv, *TINY_ARGS]) == 0
+    lrs = [spec["hparams"]["lr"] for spec in seen]
+    assert len(set(lrs[0])) == 3 and all(1e-4 <= v <= 1e-2 for v in lrs[0])
+    assert lrs[0] == lrs[2] and lrs[0] != lrs[1]
+
+
 def test_show_and_plot(trained, capsys):
     assert cli.main(["show", str(trained)]) == 0
-    assert "IQM" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["#", "lr", "final", "mean"]
+    rows = runs.load(trained).summary["configs"]
+    for r, line in zip(rows, lines[2:4], strict=True):  # one line per configuration, in order
+        lo, hi = r["final"]["iqm_ci95"]
+        expected = [
+            str(r["config"]),
+            f"{r['values']['lr']:g}",
+            f"{r['final']['mean']:.1f}",
+            f"{r['final']['iqm']:.1f}",
+            f"[{lo:.1f},",
+            f"{hi:.1f}]",
+            f"{r['best']['iqm']:.1f}",
+            f"{r['auc']['iqm']:.1f}",
+            f"{r['diverged']}/2",
+        ]
+        assert line.split() == expected, line
+    assert "gamma=0.95" in lines[-1]  # the fixed hyperparameters
     (trained / "learning_curves.png").unlink()
     assert cli.main(["plot", str(trained)]) == 0
     assert (trained / "learning_curves.png").exists()

@@ -323,3 +323,93 @@ def test_n_step_replay_stores_discounted_sums_up_to_episode_ends(tiny_config):
     short = tr.steps < 3
     assert short.any() and np.all(tr.terminated[short] | tr.truncated[short])
     assert np.all(tr.steps >= 1)
+
+
+def test_target_update_moves_the_target_toward_the_online_net_on_its_period():
+    """θ⁻ ← (1 − τ)θ⁻ + τθ on multiples of the period (a swapped pair of arguments would move the
+    online values toward the target's instead)."""
+    online, target = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([10.0, 20.0])}
+    hp = hparams.to_arrays(dqn.DQNHParams(target_tau=0.25, target_period=2))
+    moved = dqn.update_target(online, target, jnp.int32(4), hp)
+    np.testing.assert_allclose(moved["w"], [0.75 * 10 + 0.25 * 1, 0.75 * 20 + 0.25 * 2])
+    kept = dqn.update_target(online, target, jnp.int32(3), hp)
+    np.testing.assert_array_equal(kept["w"], target["w"])
+
+
+def test_no_target_network_bootstraps_from_the_online_net(tiny_config):
+    """target_network=False is bitwise the hard update after every step (τ = 1, period 1: θ⁻ is θ
+    at each update) and differs from a slow target (τ = 0.001)."""
+    hp = dqn.DQNHParams(lr=3e-3)
+
+    def run(config, **changes):
+        return jax.jit(dqn.make_train(config))(jax.random.key(1), hp.replace(**changes))
+
+    config = dataclasses.replace(tiny_config, double_q=False)
+    _, none = run(dataclasses.replace(config, target_network=False))
+    _, hard = run(config, target_tau=1.0, target_period=1)
+    _, slow = run(config, target_tau=0.001, target_period=1)
+    for name in ("loss", "q_mean", "target_mean"):
+        np.testing.assert_array_equal(none[name], hard[name])
+    assert not np.allclose(none["target_mean"], slow["target_mean"])
+
+
+def numpy_clipped_adam(grads, lr, max_norm, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam (optax's defaults) on gradients clipped to a global norm, by hand: the updates."""
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        g = g * min(1.0, max_norm / np.linalg.norm(g))
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+        out.append(-lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps))
+    return out
+
+
+def test_optimizer_clips_the_global_norm_before_adam():
+    """A huge first gradient: after clipping to norm 1 the second Adam step still moves against
+    it; unclipped, its second moment would swamp the second gradient."""
+    grads = [np.array([300.0, -400.0], np.float32), np.array([-0.3, 0.1], np.float32)]
+    hp = hparams.to_arrays(dqn.DQNHParams(lr=0.1, max_grad_norm=1.0))
+    opt = dqn.make_optimizer(hp)
+    params = {"w": jnp.zeros(2)}
+    state = opt.init(params)
+    expected = numpy_clipped_adam(grads, 0.1, 1.0)
+    for g, e in zip(grads, expected, strict=True):
+        update, state = opt.update({"w": jnp.asarray(g)}, state, params)
+        np.testing.assert_allclose(update["w"], e, rtol=1e-4)
+    unclipped = numpy_clipped_adam(grads, 0.1, np.inf)[1]
+    assert not np.allclose(expected[1], unclipped, rtol=1e-2)
+
+
+def test_the_epsilon_schedule_drives_the_actions_inside_the_loop(tiny_config):
+    """ε from 1 to 0 over the first 20% of the steps, with a network that does not learn (lr
+    1e-12): stored actions agree with the greedy ones about half the time at first (random),
+    always after the decay."""
+    config = dataclasses.replace(tiny_config, buffer_size=4_000)
+    hp = dqn.DQNHParams(lr=1e-12, eps_start=1.0, eps_end=0.0, eps_decay_fraction=0.2)
+    state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(2), hp)
+    n = int(state.buffer.size)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.buffer.storage)
+    greedy = np.asarray(
+        jnp.argmax(dqn.make_network(config, 2, (4,)).apply(state.params, tr.obs), -1)
+    )
+    steps = np.arange(n) // config.num_envs * config.num_envs  # env steps before each item
+    early, late = steps < 0.05 * config.total_steps, steps >= 0.2 * config.total_steps
+    assert 0.35 < np.mean(tr.action[early] == greedy[early]) < 0.65
+    assert np.mean(tr.action[late] == greedy[late]) == 1.0
+    np.testing.assert_allclose(metrics["epsilon"], 0.0)  # every evaluation is after the decay
+
+
+def test_divergence_is_flagged_inside_the_training_loop(tiny_config):
+    """|Q| above divergence_bound sets ``diverged`` in the interval it happens; a sweep masks the
+    run from there and counts it."""
+    from qlearn import sweep
+
+    low = dataclasses.replace(tiny_config, divergence_bound=1e-3)  # any Q is "too large"
+    _, m = jax.jit(dqn.make_train(low))(jax.random.key(0), dqn.DQNHParams())
+    assert bool(m["diverged"][0])
+    _, ok = jax.jit(dqn.make_train(tiny_config))(jax.random.key(0), dqn.DQNHParams())
+    assert not np.any(ok["diverged"])
+    result = sweep.run(low, seeds=2, lanes=2)
+    np.testing.assert_array_equal(result.metrics["diverged_at"], [[0, 0]])
+    assert result.summary["configs"][0]["diverged"] == 2
+    assert np.all(np.isnan(result.metrics["eval_return"]))

@@ -1,3 +1,4 @@
+import io
 import time
 
 import jax
@@ -27,3 +28,24 @@ def test_eval_clock_refuses_calls_that_are_not_whole_intervals():
         clock(1, 0.0)
     with pytest.raises(ValueError, match="6 calls do not form 4 evaluation intervals"):
         clock.seconds(0.0)
+
+
+def test_a_sweeps_progress_counts_real_runs_not_padding_lanes(tiny_config):
+    """3 runs in chunks of 2 lanes: the last chunk's padding lane does work that is no progress
+    (before, 4 runs' worth of env steps were reported for 3)."""
+    reports = []
+    sweep.run(tiny_config, seeds=3, lanes=2, progress=lambda done, ret: reports.append(done))
+    assert float(np.sum(reports)) == 3 * tiny_config.actual_total_steps
+
+
+def test_off_a_terminal_the_bar_writes_a_few_plain_lines():
+    stream = io.StringIO()  # not a terminal
+    bar = progress.ProgressBar(1_000, num_runs=2, stream=stream, interval=3600)
+    for _ in range(100):
+        bar(np.array([5, 5]), np.array([1.0, 3.0]))
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and "\x1b" not in stream.getvalue()
+    assert 10 <= len(lines) <= 11 and all(line.startswith("progress: ") for line in lines)
+    assert lines[-1].startswith("progress: 1,000 / 1,000 steps (100%)")
+    assert "return 2.0" in lines[-1]

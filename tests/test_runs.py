@@ -1,9 +1,12 @@
+import csv
 import json
 
 import numpy as np
 import pytest
+from conftest import TINY
 
 from qlearn import hparams, runs
+from qlearn.algos import dqn
 from qlearn.algos.dqn import DQNConfig, DQNHParams
 
 
@@ -113,3 +116,57 @@ def test_chunks_round_trip_and_damage_is_detected(tmp_path):
     assert [c.file for c in good] == [file.name] and len(bad) == 1
     assert other.with_suffix(".corrupt").exists() and not other.exists()
     assert not list((tmp_path / runs.CHUNKS).glob(".*tmp"))  # no temporary files left
+
+
+def test_grid_table_puts_each_configuration_in_its_own_cell():
+    """A 3 × 2 grid (lr fastest-varying last, as hparams.grid orders it) whose per-run values
+    name their configuration: cell (gamma, lr) must hold exactly that configuration."""
+    config = dqn.DQNConfig(**TINY)
+    grid = {"gamma": [0.9, 0.99], "lr": [1e-4, 1e-3, 1e-2]}
+    spec = runs.make_spec(
+        "dqn", config, hparams.grid(dqn.DQNHParams, grid), num_seeds=2, base_seed=0,
+        swept=list(grid),
+    )  # fmt: skip
+    per_run = np.arange(6, dtype=np.float64)[:, None] * np.ones((1, 2))  # config i -> i
+    axes = runs._grid_axes(spec)
+    assert [name for name, _ in axes] == ["gamma", "lr"]
+    table = runs.grid_table(spec, per_run, axes[::-1])  # x = lr, y = gamma
+    np.testing.assert_array_equal(table[:, :, 0], [[0, 1, 2], [3, 4, 5]])
+    one = runs.grid_table(spec, per_run, axes[:1])  # x = gamma: the first config of each
+    np.testing.assert_array_equal(one[0, :, 0], [0, 3])
+
+
+def test_records_csv_reads_back_as_the_records(tmp_path):
+    spec = runs.make_spec(
+        "dqn", dqn.DQNConfig(**TINY), hparams.grid(dqn.DQNHParams, {"lr": [1e-3, 3e-3]}),
+        num_seeds=2, base_seed=5, swept=["lr"],
+    )  # fmt: skip
+    t = TINY["num_evals"]
+    metrics = {
+        "env_steps": np.tile(np.arange(1, t + 1) * 100, (2, 2, 1)).astype(np.int32),
+        "eval_return": np.arange(2 * 2 * t, dtype=np.float32).reshape(2, 2, t),
+        "diverged": np.zeros((2, 2, t), bool),
+    }
+    run = runs.write(tmp_path, spec, metrics)
+    with open(tmp_path / "records.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and [r["seed"] for r in rows] == ["5", "6", "5", "6"]
+    for row, record in zip(rows, run.records(), strict=True):
+        assert float(row["lr"]) == pytest.approx(record["lr"])
+        for k in ("final", "best", "auc"):
+            assert float(row[k]) == pytest.approx(record[k])
+    assert float(rows[3]["final"]) == metrics["eval_return"][1, 1, -1]
+
+
+def test_a_chunk_whose_values_no_longer_match_its_checksum_is_refused(tmp_path):
+    """A well-formed file (the zip reader is happy) with one value changed by one ulp: only the
+    SHA-256 comparison catches it."""
+    (tmp_path / runs.CHUNKS).mkdir()
+    metrics = {"loss": np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3)}
+    file = runs.write_chunk(tmp_path, 0, np.array([0, 1]), metrics)
+    with np.load(file) as z:
+        arrays = dict(z)
+    arrays["m_loss"][1, 2] = np.nextafter(arrays["m_loss"][1, 2], np.float32(2))
+    np.savez(file, **arrays)
+    with pytest.raises(runs.CorruptChunk, match="do not match its SHA-256"):
+        runs.read_chunk(file)
