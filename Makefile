@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/qlearn train --algo dqn --env CartPole-v1 --seeds 8 \
 		--hp lr=3e-4,1e-3,3e-3 --out runs/demo
+	$(PY) experiments/record.py demo runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import record
 from matplotlib.figure import Figure
 
 from qlearn import plots, runs, stats, sweep
@@ -53,6 +54,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/cliff_walking")
     parser.add_argument("--figure", default="experiments/figures/cliff_walking.png")
+    parser.add_argument(
+        "--results",
+        default="experiments/results/cliff_walking.json",
+        help="the committed results file the README quotes; '' for none",
+    )
     args = parser.parse_args()
 
     hp = tabular.TabularHParams(lr=0.5, epsilon=0.1, gamma=1.0)
@@ -108,6 +114,7 @@ def main() -> None:
     ax.legend()
     plots.save(fig, args.figure)
     runs.write_report(Path(args.out) / "experiment.json", report)
+    record.save(args.results, {"runs": args.runs, "episodes": args.episodes, "algorithms": report})
     print(f"wrote {args.out}/ and {args.figure}")
 
 

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import record
 from matplotlib.figure import Figure
 
 from qlearn import plots, runs, sweep
@@ -34,6 +35,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/maximization_bias")
     parser.add_argument("--figure", default="experiments/figures/maximization_bias.png")
+    parser.add_argument(
+        "--results",
+        default="experiments/results/maximization_bias.json",
+        help="the committed results file the README quotes; '' for none",
+    )
     args = parser.parse_args()
 
     hp = tabular.TabularHParams(lr=0.1, epsilon=EPSILON, gamma=1.0)
@@ -80,6 +86,7 @@ def main() -> None:
     ax.legend()
     plots.save(fig, args.figure)
     runs.write_report(Path(args.out) / "experiment.json", report)
+    record.save(args.results, {"runs": args.runs, "episodes": args.episodes, "algorithms": report})
     print(f"wrote {args.out}/ and {args.figure}")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import record
 
 from qlearn import algos, cli, progress, runs, stats, sweep
 
@@ -32,7 +33,8 @@ def arguments(
     description: str, *, out: str, figure: str, games: str | None = None
 ) -> argparse.ArgumentParser:
     """The options every training experiment takes (and ``--games`` when ``games`` gives the
-    default list)."""
+    default list). Its numbers go to ``--results`` (default ``experiments/results/NAME.json``,
+    NAME the last part of ``out``), the file the README quotes."""
     parser = argparse.ArgumentParser(description=description)
     if games is not None:
         parser.add_argument("--games", default=games, help="comma-separated MinAtar env ids")
@@ -44,6 +46,11 @@ def arguments(
     parser.add_argument("--out", default=out)
     parser.add_argument(
         "--figure", default=figure, help="where to copy the learning curves; '' for nowhere"
+    )
+    parser.add_argument(
+        "--results",
+        default=f"experiments/results/{Path(out).name}.json",
+        help="the committed results file the README quotes; '' for none (other seeds/budgets)",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="disable JAX's persistent compilation cache"
@@ -60,10 +67,12 @@ def run(
     out: str | Path,
     threshold: float | None = None,
     figure: str | Path | None = None,
+    save_results: bool = True,
 ) -> tuple[runs.Run, dict[str, Any]]:
     """Train ``algo`` ("dqn" or "pqn") with the defaults
     overridden by ``args`` (--cfg, --hp, --total-steps), all configs × seeds in one chunk;
-    write ``experiment.json`` beside the run's metrics and print what it says.
+    write ``experiment.json`` beside the run's metrics (and, with ``save_results``, to
+    ``args.results``) and print what it says.
 
     The report: compile and run seconds, env steps [T] and seconds [T] of the evaluation
     points, and per configuration the IQM curve over seeds [T], the final IQM with its 95% CI
@@ -137,6 +146,8 @@ def run(
         f"env steps ({report['env_steps_per_second']:,.0f} env steps/s)"
     )
     runs.write_report(result.path / "experiment.json", report)
+    if save_results:
+        record.save(args.results, report)
     if figure:
         Path(figure).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.path / "learning_curves.png", figure)
@@ -162,8 +173,9 @@ def run_games(
             args,
             out=Path(args.out) / game,
             figure=figure.with_stem(f"{figure.stem}_{game}") if figure else None,
+            save_results=False,
         )
-        reports.append(report)
+        reports.append(report | {"reference": MINATAR_REFERENCE.get(game)})
     for report in reports:
         reference = MINATAR_REFERENCE.get(report["env_id"])
         print(
@@ -172,4 +184,5 @@ def run_games(
             f"{report['seeds']} seeds)"
             + (f"; reference ≈ {reference:g} at 5M frames" if reference is not None else "")
         )
+    record.save(args.results, {"algo": algo, "games": reports})
     return reports

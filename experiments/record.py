@@ -1,0 +1,218 @@
+"""The committed results of the experiments and of ``make demo`` (``experiments/results/*.json``),
+and the README blocks that quote them.
+
+Every number the README quotes for an experiment or the demo sits in a block
+
+    <!-- results NAME -->
+    ...text rendered from experiments/results/NAME.json...
+    <!-- /results -->
+
+rendered by this module from the results file that the experiment wrote (its numbers, the
+command, the commit and the backend they were measured at). ``tests/test_readme.py`` checks that
+each block says exactly what its file says, so a re-run that moves a number cannot leave the
+README behind:
+
+    python experiments/cartpole_dqn.py          # writes experiments/results/cartpole_dqn.json
+    python experiments/record.py demo runs/demo # the demo's run directory -> results/demo.json
+    python experiments/record.py readme         # re-render every block of README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results"
+BLOCK = re.compile(r"(<!-- results (\w+) -->\n)(.*?)(<!-- /results -->)", re.S)
+
+
+def save(path: str | Path | None, report: dict[str, Any]) -> Path | None:
+    """Write ``report`` with its provenance (command, commit, versions, backend) as a results
+    file, atomically; ``path`` '' or None writes nothing (a run that is not the documented one)."""
+    if not path:
+        return None
+    from qlearn import runs
+
+    return runs.write_report(Path(path), {"provenance": runs.provenance(), **report})
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _at(report: dict[str, Any]) -> str:
+    prov = report["provenance"]
+    commit = (prov.get("git_commit") or "unknown")[:7]
+    dirty = " + uncommitted changes" if prov.get("git_dirty") else ""
+    return f"measured at commit {commit}{dirty}, jax {prov['jax']}, {prov['backend']}"
+
+
+def _ci(values: list[float]) -> str:
+    return f"[{values[0]:.0f}, {values[1]:.0f}]"
+
+
+def render_demo(r: dict[str, Any]) -> str:
+    rows = "; ".join(
+        f"{c['label']}: IQM {c['final_iqm']:.0f} {_ci(c['final_iqm_ci95'])}, mean "
+        f"{c['final_mean']:.0f}, diverged {c['diverged']}/{c['seeds']}"
+        for c in r["configs"]
+    )
+    return (
+        f"Greedy return at the end ({r['runs']} runs × {r['env_steps_per_run']:,} env steps, "
+        f"{r['lanes']} lanes; compile {r['compile_seconds']:.0f} s, run "
+        f"{r['run_seconds']:.0f} s): {rows} ({_at(r)}).\n"
+    )
+
+
+def render_timed(r: dict[str, Any]) -> str:
+    """One training experiment of experiments/timed.py (one configuration)."""
+    c = r["configs"][0]
+    reached = (
+        f"IQM ≥ {c['threshold']:g} first at {c['steps_to_threshold']:,} env steps, "
+        f"{c['seconds_to_threshold']:.1f} s after compiling"
+        if c.get("steps_to_threshold") is not None
+        else f"IQM never reached {c['threshold']:g}"
+        if "threshold" in c
+        else ""
+    )
+    return (
+        f"{r['seeds']} seeds × {r['env_steps_per_run']:,} env steps on {r['env_id']}: "
+        + (f"{reached}; " if reached else "")
+        + f"final IQM {c['final_iqm']:.1f} {_ci(c['final_iqm_ci95'])}, mean "
+        f"{c['final_mean']:.1f}; compile {r['compile_seconds']:.1f} s, run "
+        f"{r['run_seconds']:.1f} s ({r['env_steps_per_second']:,.0f} env steps/s) ({_at(r)}).\n"
+    )
+
+
+def render_games(r: dict[str, Any]) -> str:
+    lines = [
+        "| game | seeds × env steps | final IQM [95% CI] | mean | run s | env steps/s "
+        "| reference |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for g in r["games"]:
+        c = g["configs"][0]
+        ref = g.get("reference")
+        lines.append(
+            f"| {g['env_id']} | {g['seeds']} × {g['env_steps_per_run']:,} | "
+            f"{c['final_iqm']:.1f} {_ci(c['final_iqm_ci95'])} | {c['final_mean']:.1f} | "
+            f"{g['run_seconds']:.0f} | {g['env_steps_per_second']:,.0f} | "
+            f"{'≈ ' + format(ref, 'g') + ' at 5M frames' if ref is not None else '—'} |"
+        )
+    return "\n".join(lines) + f"\n\n({_at(r)}.)\n"
+
+
+def render_cliff_walking(r: dict[str, Any]) -> str:
+    lines = [
+        "| algorithm | online return, last 100 episodes [95% CI] | book | greedy path optimal |",
+        "|---|---:|---|---:|",
+    ]
+    for name, a in r["algorithms"].items():
+        lines.append(
+            f"| {name.replace('_', ' ')} | {a['online_return_last_100_mean']:.1f} "
+            f"[{a['online_return_last_100_mean_ci95'][0]:.1f}, "
+            f"{a['online_return_last_100_mean_ci95'][1]:.1f}] | {a['book']} | "
+            f"{a['greedy_path_optimal_fraction']:.0%} of runs |"
+        )
+    return "\n".join(lines) + f"\n\n({r['runs']} runs × {r['episodes']} episodes; {_at(r)}.)\n"
+
+
+def render_maximization_bias(r: dict[str, Any]) -> str:
+    lines = [
+        "| algorithm | % left, episodes 1–10 | peak (episode) | last 50 episodes |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, a in r["algorithms"].items():
+        lines.append(
+            f"| {name.replace('_', ' ')} | {a['left_percent_episodes_1_to_10']:.1f} | "
+            f"{a['left_percent_peak']:.1f} ({a['left_percent_peak_episode']}) | "
+            f"{a['left_percent_last_50']:.1f} |"
+        )
+    return "\n".join(lines) + f"\n\n({r['runs']} runs × {r['episodes']} episodes; {_at(r)}.)\n"
+
+
+RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
+    "demo": render_demo,
+    "cartpole_dqn": render_timed,
+    "cartpole_pqn": render_timed,
+    "minatar_pqn": render_games,
+    "minatar_dqn": render_games,
+    "cliff_walking": render_cliff_walking,
+    "maximization_bias": render_maximization_bias,
+}
+
+
+def render(text: str) -> str:
+    """``text`` (the README) with every results block re-rendered from its file."""
+
+    def block(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in RENDER:
+            raise KeyError(f"README block '{name}' has no renderer in experiments/record.py")
+        return m.group(1) + RENDER[name](load(name)) + m.group(4)
+
+    return BLOCK.sub(block, text)
+
+
+def blocks(text: str) -> dict[str, str]:
+    """name -> the text of each results block of ``text``."""
+    return {m.group(2): m.group(3) for m in BLOCK.finditer(text)}
+
+
+def demo(run_dir: str | Path, out: str | Path = RESULTS / "demo.json") -> Path | None:
+    """The results file of ``make demo`` from its run directory (summary and provenance)."""
+    sys.path.insert(0, str(ROOT))
+    from qlearn import runs
+
+    run = runs.load(run_dir)
+    timing = run.summary["timing"]
+    labels = runs.labels(run.spec)
+    report = {
+        "run_dir": str(run_dir),
+        "runs": runs.num_runs(run.spec),
+        "lanes": runs.lanes_of(run.spec),
+        "env_steps_per_run": int(run.metrics["env_steps"][0, 0, -1]),
+        "compile_seconds": timing["compile_seconds"],
+        "run_seconds": timing["run_seconds"],
+        "configs": [
+            {
+                "label": label,
+                "final_iqm": c["final"]["iqm"],
+                "final_iqm_ci95": c["final"]["iqm_ci95"],
+                "final_mean": c["final"]["mean"],
+                "diverged": c["diverged"],
+                "seeds": c["seeds"],
+            }
+            for label, c in zip(labels, run.summary["configs"], strict=True)
+        ],
+    }
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the provenance of the run itself (its commit and command), not of this conversion
+    path.write_text(json.dumps({"provenance": run.provenance, **report}, indent=2) + "\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="record the demo's run directory as results/demo.json")
+    d.add_argument("run_dir")
+    sub.add_parser("readme", help="re-render README.md's results blocks")
+    args = parser.parse_args()
+    if args.command == "demo":
+        print(f"wrote {demo(args.run_dir)}")
+    else:
+        readme = ROOT / "README.md"
+        readme.write_text(render(readme.read_text()))
+        print(f"re-rendered {len(blocks(readme.read_text()))} results blocks of {readme}")
+
+
+if __name__ == "__main__":
+    main()
