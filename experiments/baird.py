@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import record
 from matplotlib.figure import Figure
 
 from qlearn import plots, runs, sweep
@@ -41,6 +42,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--out", default="runs/baird")
     parser.add_argument("--figure", default="experiments/figures/baird.png")
+    parser.add_argument(
+        "--results",
+        default="experiments/results/baird.json",
+        help="the committed results file the README quotes; '' for none",
+    )
     args = parser.parse_args()
 
     keys = sweep.seed_keys(0, args.seeds)
@@ -83,6 +89,7 @@ def main() -> None:
         **{f"{m[1]}_{m[2]}_ve": results[m[0]][1] for m in METHODS},
     )
     runs.write_report(out / "experiment.json", report)
+    record.save(args.results, {"seeds": args.seeds, "steps": args.steps, "methods": report})
 
     fig = Figure(figsize=(17, 3.6), dpi=110)
     axes = fig.subplots(1, len(METHODS) + 1)

@@ -5,7 +5,8 @@ within 100k env steps, and how many wall-clock seconds does that take on this ma
 (Wall-clock is measured at every evaluation point, from the end of compilation: see timed.py.)
 
     python experiments/cartpole_dqn.py           # tuned settings, writes runs/cartpole_dqn
-    python experiments/cartpole_dqn.py --seed 1000 --out runs/heldout --figure ''   # other seeds
+    python experiments/cartpole_dqn.py --seed 1000 --out runs/heldout --figure '' \
+        --results experiments/results/cartpole_dqn_heldout.json     # held-out seeds
 """
 
 from __future__ import annotations

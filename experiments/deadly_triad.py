@@ -23,6 +23,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import record
 from matplotlib.figure import Figure
 
 from qlearn import dp, envs, hparams, plots, runs
@@ -82,6 +83,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mdps", type=int, default=100)
     parser.add_argument("--steps", type=int, default=5000, help="expected-update sweeps")
+    parser.add_argument(
+        "--results",
+        default="experiments/results/deadly_triad.json",
+        help="the committed results file the README quotes; '' for none",
+    )
     parser.add_argument("--out", default="runs/deadly_triad")
     parser.add_argument("--figure", default="experiments/figures/deadly_triad.png")
     args = parser.parse_args()
@@ -160,6 +166,15 @@ def main() -> None:
     for g, f in predicted.items():
         print(f"A has an eigenvalue with negative real part (γ = {g}): {f:.0%} of the MDPs")
     runs.write_report(out / "experiment.json", report)
+    record.save(
+        args.results,
+        {
+            "mdps": args.mdps,
+            "steps": args.steps,
+            "methods": {k: v for k, v in report.items() if k != "predicted_unstable_fraction"},
+            "predicted_unstable_fraction": report["predicted_unstable_fraction"],
+        },
+    )
 
     fig = Figure(figsize=(12, 4), dpi=110)
     axes = fig.subplots(1, 2)

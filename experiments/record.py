@@ -90,22 +90,32 @@ def render_timed(r: dict[str, Any]) -> str:
     )
 
 
+def _iqm_at(report: dict[str, Any], axis: str, limit: float) -> str:
+    """The IQM curve's value at the last evaluation point with ``axis`` ≤ ``limit``."""
+    points = [i for i, x in enumerate(report[axis]) if x <= limit]
+    return f"{report['configs'][0]['iqm_curve'][points[-1]]:.1f}" if points else "—"
+
+
 def render_games(r: dict[str, Any]) -> str:
+    """A MinAtar experiment: per game, the final IQM, and the IQM at equal env steps (500k) and
+    at equal wall clock (500 s after compiling), for comparing DQN with PQN."""
     lines = [
-        "| game | seeds × env steps | final IQM [95% CI] | mean | run s | env steps/s "
-        "| reference |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| game | seeds × env steps | final IQM [95% CI] | final mean | IQM at 500k steps "
+        "| IQM at 500 s | run s (compile) | env steps/s | reference at 5M frames |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for g in r["games"]:
         c = g["configs"][0]
         ref = g.get("reference")
+        lo, hi = c["final_iqm_ci95"]
         lines.append(
             f"| {g['env_id']} | {g['seeds']} × {g['env_steps_per_run']:,} | "
-            f"{c['final_iqm']:.1f} {_ci(c['final_iqm_ci95'])} | {c['final_mean']:.1f} | "
-            f"{g['run_seconds']:.0f} | {g['env_steps_per_second']:,.0f} | "
-            f"{'≈ ' + format(ref, 'g') + ' at 5M frames' if ref is not None else '—'} |"
+            f"{c['final_iqm']:.1f} [{lo:.1f}, {hi:.1f}] | {c['final_mean']:.1f} | "
+            f"{_iqm_at(g, 'env_steps', 500_000)} | {_iqm_at(g, 'seconds', 500.0)} | "
+            f"{g['run_seconds']:.0f} ({g['compile_seconds']:.0f}) | "
+            f"{g['env_steps_per_second']:,.0f} | {'≈ ' + format(ref, 'g') if ref else '—'} |"
         )
-    return "\n".join(lines) + f"\n\n({_at(r)}.)\n"
+    return "\n".join(lines) + f"\n\n({r['algo'].upper()}, {_at(r)}.)\n"
 
 
 def render_cliff_walking(r: dict[str, Any]) -> str:
@@ -137,14 +147,63 @@ def render_maximization_bias(r: dict[str, Any]) -> str:
     return "\n".join(lines) + f"\n\n({r['runs']} runs × {r['episodes']} episodes; {_at(r)}.)\n"
 
 
+def render_baird(r: dict[str, Any]) -> str:
+    lines = [
+        "| method | α (β) | max abs weight at the end (mean over seeds) | √VE first → last |",
+        "|---|---|---:|---:|",
+    ]
+    for name, m in r["methods"].items():
+        beta = f" ({m['beta']:g})" if m.get("beta") else ""
+        lines.append(
+            f"| {name} | {m['lr']:g}{beta} | {m['max_abs_weight_final_mean_over_seeds']:.1f} | "
+            f"{m['sqrt_ve_first_step']:.1f} → {m['sqrt_ve_final']:.1f} |"
+        )
+    return "\n".join(lines) + f"\n\n({r['seeds']} seeds × {r['steps']} steps; {_at(r)}.)\n"
+
+
+def render_deadly_triad(r: dict[str, Any]) -> str:
+    methods = list(r["methods"])
+    lines = [
+        "| γ, α | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    first = r["methods"][methods[0]]
+    for i, cell in enumerate(first):
+        shares = [f"{r['methods'][m][i]['diverged_fraction']:.0%}" for m in methods]
+        lines.append(f"| {cell['gamma']:g}, {cell['lr']:g} | " + " | ".join(shares) + " |")
+    predicted = ", ".join(
+        f"{f:.0%} at γ = {g}" for g, f in r["predicted_unstable_fraction"].items()
+    )
+    ratios = "; ".join(
+        f"{m}: "
+        + ", ".join(
+            f"{c['median_ve_over_best_linear_ve_where_td_is_stable']:.2f}× (γ {c['gamma']:g}, "
+            f"α {c['lr']:g})"
+            for c in r["methods"][m]
+            if c["gamma"] == max(x["gamma"] for x in first) and c["lr"] == 0.01
+        )
+        for m in methods
+    )
+    return (
+        "\n".join(lines)
+        + f"\n\nDiverged share of {r['mdps']} MDPs after {r['steps']} expected-update sweeps. "
+        f"The expected TD(0) matrix has an eigenvalue with negative real part in {predicted}. "
+        f"Median final VE over the best linear fit, on the MDPs where TD(0) is stable: {ratios} "
+        f"({_at(r)}).\n"
+    )
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "cartpole_dqn": render_timed,
+    "cartpole_dqn_heldout": render_timed,
     "cartpole_pqn": render_timed,
     "minatar_pqn": render_games,
     "minatar_dqn": render_games,
     "cliff_walking": render_cliff_walking,
     "maximization_bias": render_maximization_bias,
+    "baird": render_baird,
+    "deadly_triad": render_deadly_triad,
 }
 
 

@@ -330,8 +330,9 @@ def execute(
                 if valid.any():
                     rows.append(part[valid])
                     metrics_parts.append({k: np.asarray(v)[valid] for k, v in metrics.items()})
-                    if keep_state:
-                        state_parts.append(jax.tree.map(lambda x, v=valid: np.asarray(x)[v], state))
+                    if keep_state:  # on the device: PRNG key leaves have no numpy form
+                        rows_of = jnp.asarray(np.flatnonzero(valid))
+                        state_parts.append(jax.tree.map(lambda x, i=rows_of: x[i], state))
             if rows:
                 r = np.concatenate(rows)
                 m = {k: np.concatenate([p[k] for p in metrics_parts]) for k in metrics_parts[0]}
@@ -364,7 +365,7 @@ def execute(
         runs.write_manifest(path, spec, chunks, complete=True)
     if keep_state:
         order = np.argsort(np.concatenate([c.runs for c in chunks]))
-        stacked = jax.tree.map(lambda *xs: np.concatenate(xs)[order], *states)
+        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *states)
         result.final_state = jax.tree.map(
             lambda x: x.reshape(len(groups[0][2]), num_seeds, *x.shape[1:]), stacked
         )

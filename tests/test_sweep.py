@@ -223,6 +223,23 @@ def test_a_different_spec_is_refused_and_bad_input_fails_before_compiling(
     assert "cannot write" in capsys.readouterr().err
 
 
+def test_final_states_are_kept_per_run_with_padding_and_keys(config):
+    """keep_state with 3 runs in chunks of 2 lanes: one final state per run (PRNG keys
+    included), in run order, the padding lane dropped."""
+    import jax
+
+    kept = sweep.run(config, {"lr": [1e-3]}, seeds=3, lanes=LANES, keep_state=True)
+    state = kept.final_state
+    assert state.params["params"]["Dense_0"]["kernel"].shape[:2] == (1, 3)
+    assert jax.dtypes.issubdtype(state.key.dtype, jax.dtypes.prng_key) and state.key.shape == (1, 3)
+    np.testing.assert_array_equal(np.asarray(state.env_steps), config.actual_total_steps)
+    alone = sweep.run(config, {"lr": [1e-3]}, seeds=1, base_seed=2, lanes=LANES, keep_state=True)
+    np.testing.assert_array_equal(
+        np.asarray(alone.final_state.params["params"]["Dense_0"]["kernel"][0, 0]),
+        np.asarray(state.params["params"]["Dense_0"]["kernel"][0, 2]),
+    )
+
+
 def test_static_fields_in_a_grid_are_compiled_groups(tmp_path):
     cfg = dataclasses.replace(dqn.DQNConfig(**TINY), total_steps=1_000, num_evals=2)
     result = sweep.run(
