@@ -128,8 +128,8 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
             key, obs, state = carry
             key, k_act, k_step = jax.random.split(key, 3)
             if network:
-                uniform = jax.random.uniform(k_act, (n,))
-                action = policies.epsilon_greedy(uniform, q_net.apply(params, obs), 0.1)
+                words = jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32)
+                action = policies.epsilon_greedy(words, q_net.apply(params, obs), 0.1)
             else:
                 action = jax.random.randint(k_act, (n,), 0, num_actions)
             keys = jax.random.split(k_step, n)

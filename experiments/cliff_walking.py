@@ -69,7 +69,12 @@ def main() -> None:
             env_id="CliffWalking", algorithm=algorithm, num_episodes=args.episodes
         )
         result = sweep.run(
-            config, hparams=hp, seeds=args.runs, base_seed=args.seed, keep_state=True
+            config,
+            hparams=hp,
+            seeds=args.runs,
+            base_seed=args.seed,
+            lanes=args.runs,  # one call: a tabular run is cheap, the call's loop is the cost
+            keep_state=True,
         )
         runs.write(
             Path(args.out) / algorithm, result.spec, result.metrics, timing=result.summary["timing"]

@@ -49,7 +49,10 @@ def main() -> None:
         config = tabular.TabularConfig(
             env_id="MaximizationBias", algorithm=algorithm, num_episodes=args.episodes
         )
-        result = sweep.run(config, hparams=hp, seeds=args.runs, base_seed=args.seed)
+        # one call (lanes = runs): a tabular run is cheap, the call's loop is the cost
+        result = sweep.run(
+            config, hparams=hp, seeds=args.runs, base_seed=args.seed, lanes=args.runs
+        )
         runs.write(
             Path(args.out) / algorithm, result.spec, result.metrics, timing=result.summary["timing"]
         )

@@ -118,47 +118,63 @@ def render_games(r: dict[str, Any]) -> str:
     return "\n".join(lines) + f"\n\n({r['algo'].upper()}, {_at(r)}.)\n"
 
 
+def _ci1(values: list[float]) -> str:
+    return f"[{values[0]:.1f}, {values[1]:.1f}]"
+
+
+def _table(header: list[str], rows: list[list[str]], note: str) -> str:
+    """A Markdown table (first column left-aligned, the others right-aligned) and a note."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + f"\n\n({note}.)\n"
+
+
 def render_cliff_walking(r: dict[str, Any]) -> str:
-    lines = [
-        "| algorithm | online return, last 100 episodes [95% CI] | book | greedy path optimal |",
-        "|---|---:|---|---:|",
+    header = [
+        "algorithm",
+        "online return, last 100 episodes [95% CI]",
+        "book",
+        "greedy path optimal",
     ]
-    for name, a in r["algorithms"].items():
-        lines.append(
-            f"| {name.replace('_', ' ')} | {a['online_return_last_100_mean']:.1f} "
-            f"[{a['online_return_last_100_mean_ci95'][0]:.1f}, "
-            f"{a['online_return_last_100_mean_ci95'][1]:.1f}] | {a['book']} | "
-            f"{a['greedy_path_optimal_fraction']:.0%} of runs |"
-        )
-    return "\n".join(lines) + f"\n\n({r['runs']} runs × {r['episodes']} episodes; {_at(r)}.)\n"
+    rows = [
+        [
+            name.replace("_", " "),
+            f"{a['online_return_last_100_mean']:.1f} "
+            + _ci1(a["online_return_last_100_mean_ci95"]),
+            a["book"],
+            f"{a['greedy_path_optimal_fraction']:.0%} of runs",
+        ]
+        for name, a in r["algorithms"].items()
+    ]
+    return _table(header, rows, f"{r['runs']} runs × {r['episodes']} episodes; {_at(r)}")
 
 
 def render_maximization_bias(r: dict[str, Any]) -> str:
-    lines = [
-        "| algorithm | % left, episodes 1–10 | peak (episode) | last 50 episodes |",
-        "|---|---:|---:|---:|",
+    header = ["algorithm", "% left, episodes 1–10", "peak (episode)", "last 50 episodes"]
+    rows = [
+        [
+            name.replace("_", " "),
+            f"{a['left_percent_episodes_1_to_10']:.1f}",
+            f"{a['left_percent_peak']:.1f} ({a['left_percent_peak_episode']})",
+            f"{a['left_percent_last_50']:.1f}",
+        ]
+        for name, a in r["algorithms"].items()
     ]
-    for name, a in r["algorithms"].items():
-        lines.append(
-            f"| {name.replace('_', ' ')} | {a['left_percent_episodes_1_to_10']:.1f} | "
-            f"{a['left_percent_peak']:.1f} ({a['left_percent_peak_episode']}) | "
-            f"{a['left_percent_last_50']:.1f} |"
-        )
-    return "\n".join(lines) + f"\n\n({r['runs']} runs × {r['episodes']} episodes; {_at(r)}.)\n"
+    return _table(header, rows, f"{r['runs']} runs × {r['episodes']} episodes; {_at(r)}")
 
 
 def render_baird(r: dict[str, Any]) -> str:
-    lines = [
-        "| method | α (β) | max abs weight at the end (mean over seeds) | √VE first → last |",
-        "|---|---|---:|---:|",
+    header = ["method", "α (β)", "max abs weight at the end (mean over seeds)", "√VE first → last"]
+    rows = [
+        [
+            name,
+            f"{m['lr']:g}" + (f" ({m['beta']:g})" if m.get("beta") else ""),
+            f"{m['max_abs_weight_final_mean_over_seeds']:.1f}",
+            f"{m['sqrt_ve_first_step']:.1f} → {m['sqrt_ve_final']:.1f}",
+        ]
+        for name, m in r["methods"].items()
     ]
-    for name, m in r["methods"].items():
-        beta = f" ({m['beta']:g})" if m.get("beta") else ""
-        lines.append(
-            f"| {name} | {m['lr']:g}{beta} | {m['max_abs_weight_final_mean_over_seeds']:.1f} | "
-            f"{m['sqrt_ve_first_step']:.1f} → {m['sqrt_ve_final']:.1f} |"
-        )
-    return "\n".join(lines) + f"\n\n({r['seeds']} seeds × {r['steps']} steps; {_at(r)}.)\n"
+    return _table(header, rows, f"{r['seeds']} seeds × {r['steps']} steps; {_at(r)}")
 
 
 def render_deadly_triad(r: dict[str, Any]) -> str:

@@ -213,6 +213,10 @@ def num_runs(spec: dict[str, Any]) -> int:
     return len(next(iter(spec["hparams"].values()))) * spec["seeds"]["num_seeds"]
 
 
+OUTPUT_DIRS = ("experiments/figures/", "experiments/results/", "benchmarks/results/")
+"""Tracked folders of measured outputs: changes there do not make a checkout dirty."""
+
+
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:
     """Versions, backend, devices and git commit: what else a bitwise re-run depends on."""
     root = Path(qlearn.__file__).resolve().parent.parent
@@ -221,14 +225,14 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        # the experiments' own outputs (figures, results files) are not changes to the code
+        dirty = any(not line[3:].startswith(OUTPUT_DIRS) for line in changed)
     except (OSError, subprocess.CalledProcessError):
         pass
     return {

@@ -151,18 +151,23 @@ def test_different_run_into_same_directory_is_refused(trained, capsys, no_compil
     assert "already holds a different run" in err and "--overwrite" in err
 
 
-def test_reproduce_is_bitwise_and_detects_a_one_ulp_change(trained, capsys, tmp_path):
-    assert cli.main(["reproduce", "--quiet", str(trained)]) == 0
-    assert "bitwise identical" in capsys.readouterr().out
-    # tamper with one value by one ulp in a copy of the run
+def tampered_copy(run, tmp_path, name, index):
+    """A copy of run directory ``run`` with metric ``name`` at ``index`` moved by one ulp."""
     copy = tmp_path / "copy"
     copy.mkdir()
     for f in ("config.json", "summary.json"):
-        (copy / f).write_text((trained / f).read_text())
-    metrics = dict(np.load(trained / "metrics.npz"))
-    metrics["loss"] = metrics["loss"].copy()
-    metrics["loss"][0, 0, -1] = np.nextafter(metrics["loss"][0, 0, -1], np.float32(np.inf))
+        (copy / f).write_text((run / f).read_text())
+    metrics = dict(np.load(run / "metrics.npz"))
+    metrics[name] = metrics[name].copy()
+    metrics[name][index] = np.nextafter(metrics[name][index], np.float32(np.inf))
     np.savez(copy / "metrics.npz", **metrics)
+    return copy
+
+
+def test_reproduce_is_bitwise_and_detects_a_one_ulp_change(trained, capsys, tmp_path):
+    assert cli.main(["reproduce", "--quiet", str(trained)]) == 0
+    assert "bitwise identical" in capsys.readouterr().out
+    copy = tampered_copy(trained, tmp_path, "loss", (0, 0, -1))
     assert cli.main(["reproduce", "--quiet", str(copy)]) == 1
     out = capsys.readouterr().out
     assert "loss" in out and "MISMATCH" in out and "NOT reproduced" in out
@@ -174,14 +179,7 @@ def test_reproduce_one_run_alone_and_bad_picks(trained, capsys, tmp_path):
     assert "configuration 1, seed 1 alone" in captured.err
     assert "reproduced: all" in captured.out
     # the one run compared is the one picked: an ulp changed in that run alone is found
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for f in ("config.json", "summary.json"):
-        (copy / f).write_text((trained / f).read_text())
-    metrics = dict(np.load(trained / "metrics.npz"))
-    metrics["q_mean"] = metrics["q_mean"].copy()
-    metrics["q_mean"][1, 0, 0] = np.nextafter(metrics["q_mean"][1, 0, 0], np.float32(np.inf))
-    np.savez(copy / "metrics.npz", **metrics)
+    copy = tampered_copy(trained, tmp_path, "q_mean", (1, 0, 0))
     assert cli.main(["reproduce", "--quiet", str(copy), "--seed", "1", "--config", "1"]) == 0
     capsys.readouterr()
     assert cli.main(["reproduce", "--quiet", str(copy), "--seed", "0", "--config", "1"]) == 1

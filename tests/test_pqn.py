@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import rlax
 
-from qlearn import cli, hparams, sweep
+from qlearn import cli, envs, hparams, sweep
 from qlearn.algos import pqn
 from qlearn.types import ConfigError
 
@@ -173,3 +173,37 @@ def test_learning_rate_decays_linearly_over_the_run(lr_decay, expected):
         sizes.append(-float(updates) / 0.1)
         params = params + updates
     np.testing.assert_allclose(sizes, expected, rtol=1e-4)  # Adam's ε: ≈1e-5
+
+
+def trap(max_steps_in_episode: int = 10):
+    """Start (0) → end (1, terminal). Actions 0 and 1 pay 0; action 2 is unavailable at the
+    start and would pay 100: an agent that ever takes it shows it in its returns."""
+    p = np.zeros((2, 3, 2))
+    p[:, :, 1] = 1.0
+    rewards = np.zeros((2, 3))
+    rewards[0, 2] = 100.0
+    mask = np.array([[True, True, False], [True, True, True]])
+    params = envs.finite_mdp_params(
+        p, rewards, np.array([1.0, 0.0]), terminal=np.array([False, True]), action_mask=mask,
+        max_steps_in_episode=max_steps_in_episode,
+    )  # fmt: skip
+    return envs.FiniteMDP(params, "Trap"), params
+
+
+@pytest.mark.parametrize("algo", ["dqn", "pqn"])
+def test_dqn_and_pqn_never_take_a_masked_action(algo, monkeypatch):
+    from qlearn import algos
+
+    monkeypatch.setitem(envs.CATALOG, "Trap", trap)
+    module, config_cls, hparams_cls = algos.get(algo)
+    sizes = dict(num_envs=4, total_steps=2_048, num_evals=4, eval_episodes=4)
+    if algo == "dqn":
+        sizes |= dict(learning_starts=200, buffer_size=2_048, batch_size=16, network="linear")
+    else:
+        sizes |= dict(rollout_steps=16, hidden_sizes=(8,))
+    config = config_cls(env_id="Trap", **sizes)
+    hp = hparams_cls(eps_start=1.0, eps_end=1.0)  # always exploring: uniform over available
+    _, m = jax.jit(module.make_train(config))(jax.random.key(0), hp)
+    assert np.all(np.asarray(m["train_episodes"]) > 0)
+    np.testing.assert_array_equal(m["train_return"], 0.0)
+    np.testing.assert_array_equal(m["eval_return"], 0.0)
