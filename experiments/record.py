@@ -39,7 +39,17 @@ def save(path: str | Path | None, report: dict[str, Any]) -> Path | None:
         return None
     from qlearn import runs
 
-    return runs.write_report(Path(path), {"provenance": runs.provenance(), **report})
+    return runs.write_report(Path(path), _stamped(runs.provenance(), report))
+
+
+def _stamped(provenance: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """A results file: the commit and command it was measured with first, then the numbers."""
+    command = " ".join(provenance.get("command") or [])
+    return {
+        "commit": provenance.get("git_commit"),
+        "command": command,
+        "provenance": provenance,
+    } | (report)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -270,7 +280,7 @@ def demo(run_dir: str | Path, out: str | Path = RESULTS / "demo.json") -> Path |
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     # the provenance of the run itself (its commit and command), not of this conversion
-    path.write_text(json.dumps({"provenance": run.provenance, **report}, indent=2) + "\n")
+    path.write_text(json.dumps(_stamped(run.provenance, report), indent=2) + "\n")
     return path
 
 

@@ -31,6 +31,8 @@ def test_a_results_block_says_what_its_file_says(name):
 
 @pytest.mark.parametrize("name", sorted(record.RENDER))
 def test_a_results_file_names_its_command_commit_and_backend(name):
-    provenance = record.load(name)["provenance"]
+    result = record.load(name)
+    provenance = result["provenance"]
+    assert result["commit"] == provenance["git_commit"] and result["command"]
     assert provenance["command"] and provenance["backend"] and provenance["jax"]
     assert provenance["git_commit"] and not provenance["git_dirty"], provenance
