@@ -62,7 +62,7 @@ MIN_STEPS = {
     "dqn-breakout": 2_000,
     "pqn-breakout": 2 * 4096,
 }
-ACT_VECTOR_STEPS = 200  # vector steps of one ceiling measurement
+ACT_SECONDS = 0.5  # the length of one ceiling measurement (its vector steps are calibrated)
 EVAL_STEPS = 100_000  # env steps per run of the evaluation-cost measurement
 
 
@@ -105,8 +105,10 @@ def timed_calls(fn, args, repeats: int) -> float:
 
 
 def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
-    """Env steps/s of R runs × N envs acting for ACT_VECTOR_STEPS steps: random actions, or
-    ε-greedy (ε = 0.1) on the Q-network's values; auto-reset, no learning."""
+    """Env steps/s of R runs × N envs acting: random actions, or ε-greedy (ε = 0.1) on the
+    Q-network's values; auto-reset, no learning. The number of vector steps is a traced
+    argument, calibrated so that one call lasts about ``ACT_SECONDS`` (a call of a few
+    milliseconds measures this machine's jitter, not the loop)."""
     import jax
     import jax.numpy as jnp
 
@@ -119,13 +121,13 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
     q_net = dqn.make_network(config, num_actions, obs_shape)
     n = config.num_envs
 
-    def act(key):
+    def act(key, steps):
         k_init, k_reset, k_loop = jax.random.split(key, 3)
         params = q_net.init(k_init, jnp.zeros((1, *obs_shape)))
         obs, state = rollout.reset_envs(env, env_params, k_reset, n)
 
-        def body(carry, _):
-            key, obs, state = carry
+        def body(_, carry):
+            key, obs, state, total = carry
             key, k_act, k_step = jax.random.split(key, 3)
             if network:
                 words = jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32)
@@ -134,13 +136,17 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
                 action = jax.random.randint(k_act, (n,), 0, num_actions)
             keys = jax.random.split(k_step, n)
             obs, state, tr = rollout.step_envs(env, env_params, keys, state, obs, action)
-            return (key, obs, state), jnp.sum(tr.reward)
+            return key, obs, state, total + jnp.sum(tr.reward)
 
-        return jnp.sum(jax.lax.scan(body, (k_loop, obs, state), length=ACT_VECTOR_STEPS)[1])
+        return jax.lax.fori_loop(0, steps, body, (k_loop, obs, state, jnp.float32(0.0)))[-1]
 
-    fn = jit_runs(act).lower(sweep.seed_keys(0, runs)).compile()
-    seconds = timed_calls(fn, (sweep.seed_keys(0, runs),), repeats)
-    return runs * n * ACT_VECTOR_STEPS / seconds
+    keys = sweep.seed_keys(0, runs)
+    fn = jit_runs(act).lower(keys, jnp.int32(0)).compile()
+    probe = 200
+    seconds = timed_calls(fn, (keys, jnp.int32(probe)), 1)
+    steps = int(min(max(probe * ACT_SECONDS / seconds, probe), 2**30))
+    seconds = timed_calls(fn, (keys, jnp.int32(steps)), repeats)
+    return runs * n * steps / seconds
 
 
 def compiled_training(name: str, runs: int, steps: int | None, evaluate: bool):

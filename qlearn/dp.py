@@ -157,12 +157,15 @@ def power_sum(
 ) -> jax.Array:
     """Σ_{t<H} Mᵗ for a square matrix M [n, n] and an integer horizon H < 2^bits (traced is
     fine), by doubling: O(bits) matrix products, no linear solve (so it stays finite and fast
-    for any M, singular I − M included).
+    for any M, singular I − M included). A Python-int H sets ``bits`` to its bit length, so
+    only its own bits cost products (2 per bit, 1 more per set bit).
 
     Repeated squaring doubles a rounding error in a row sum at every step; for a stochastic M
     (``stochastic=True``) the powers are renormalised to rows summing to 1, which keeps long
     horizons exact to float32 precision.
     """
+    if isinstance(horizon, int | np.integer):
+        bits = max(int(horizon).bit_length(), 1)
     n = m.shape[0]
     eye = jnp.eye(n, dtype=m.dtype)
     horizon = jnp.asarray(horizon, jnp.int32)
@@ -175,7 +178,7 @@ def power_sum(
         total, power = total + power @ total, fix(power @ power)  # k -> 2k
         bit = (horizon >> (bits - 1 - i)) & 1
         total = total + bit * power  # k -> k + 1 when the bit is set
-        power = jnp.where(bit == 1, fix(power @ m), power)
+        power = jax.lax.cond(bit == 1, lambda p: fix(p @ m), lambda p: p, power)
         return power, total
 
     _, total = jax.lax.fori_loop(0, bits, step, (eye, jnp.zeros_like(m)))

@@ -195,3 +195,14 @@ def test_looping_policies_get_finite_answers():
     assert float(mu[0, catalog.UP]) == pytest.approx(1.0, abs=1e-5)  # stuck in the corner (0, 0)
     batched = jax.jit(jax.vmap(lambda p: dp.policy_value(mdp, p, 1.0)))(jnp.stack([up, up]))
     np.testing.assert_allclose(batched, -500.0)
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 7, 64, 1000])
+def test_power_sum_matches_numpy_with_a_static_or_traced_horizon(horizon):
+    m = np.random.default_rng(0).uniform(0, 1, (5, 5)).astype(np.float32)
+    m = 0.999 * m / m.sum(-1, keepdims=True)  # spectral radius < 1: no overflow
+    expected = sum(np.linalg.matrix_power(m.astype(np.float64), t) for t in range(horizon))
+    static = dp.power_sum(jnp.asarray(m), horizon)  # only the horizon's own bits
+    traced = jax.jit(dp.power_sum)(jnp.asarray(m), jnp.int32(horizon))  # all 31 bits
+    np.testing.assert_allclose(static, expected, rtol=2e-5)
+    np.testing.assert_array_equal(static, traced)
