@@ -1,0 +1,182 @@
+"""Golden files: what qlearn writes must not change when its code is reorganised.
+
+``tests/golden/`` holds, written by this module (``python tests/test_golden.py --write``, only
+when a change of the format is intended and said in its commit):
+
+- ``spec_NAME.json``: the spec (``config.json``'s identity) of five sweeps built through the
+  public entry points: a DQN grid, a grid over a static config field, a random search, a
+  tabular run and a tuple of losses;
+- ``run_NAME/``: a tiny sweep's ``metrics.npz`` and what qlearn derives from it,
+  ``summary.json`` (timing stripped) and ``records.csv``, for a DQN grid, a tabular run and a
+  tuple of losses.
+
+The specs and everything derived from stored metrics are machine-independent and compared
+byte for byte. The metrics themselves come out of XLA, whose float arithmetic may differ
+between CPU models and JAX versions: they are compared bitwise where the golden files were
+written (``machine.json``) and that comparison is skipped elsewhere, saying so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from qlearn import runs, sweep
+from qlearn.algos import dqn, tabular
+
+GOLDEN = Path(__file__).parent / "golden"
+
+TINY = dict(
+    env_id="CartPole-v1",
+    num_envs=2,
+    total_steps=1_000,
+    learning_starts=200,
+    buffer_size=2_000,
+    batch_size=16,
+    train_every=2,
+    updates_per_train=1,
+    hidden_sizes=(16,),
+    num_evals=2,
+    eval_episodes=2,
+)
+
+
+def specs() -> dict[str, dict]:
+    """The five specs, built as a user builds them."""
+    cartpole = dqn.DQNConfig(env_id="CartPole-v1")
+    return {
+        "dqn_grid": sweep.make_spec(cartpole, {"lr": [3e-4, 1e-3], "gamma": [0.99]}, seeds=4),
+        "static_grid": sweep.make_spec(
+            cartpole, {"n_step": [1, 3], "lr": [1e-3, 3e-3]}, seeds=2, lanes=4
+        ),
+        "random_search": sweep.make_spec(
+            cartpole,
+            dist={"lr": "loguniform:1e-4:1e-2", "target_period": "uniform:100:1000"},
+            n_samples=5,
+            search_seed=7,
+            seeds=3,
+            base_seed=10,
+        ),
+        "tabular": sweep.make_spec(
+            tabular.TabularConfig(env_id="CliffWalking", algorithm="sarsa", num_episodes=50),
+            {"lr": [0.1, 0.5]},
+            seeds=3,
+            lanes=3,
+        ),
+        "loss_tuple": sweep.make_spec(
+            dataclasses.replace(cartpole, loss=("huber", "mse")), {"loss_index": [0, 1]}, seeds=2
+        ),
+    }
+
+
+def tiny_runs() -> dict[str, tuple]:
+    """(config, grid, seeds, lanes) of the three tiny sweeps whose outputs are golden."""
+    return {
+        "dqn_grid": (dqn.DQNConfig(**TINY), {"lr": [3e-4, 3e-3]}, 2, 2),
+        "tabular": (
+            tabular.TabularConfig(env_id="CliffWalking", algorithm="q_learning", num_episodes=20),
+            {"lr": [0.1, 0.5]},
+            2,
+            2,
+        ),
+        "loss_tuple": (
+            dqn.DQNConfig(**TINY, loss=("huber", "mse")),
+            {"loss_index": [0, 1]},
+            1,
+            2,
+        ),
+    }
+
+
+def machine() -> dict[str, str]:
+    """What decides XLA:CPU's float arithmetic here."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"jax": jax.__version__, "backend": jax.default_backend(), "cpu": cpu}
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2) + "\n"
+
+
+def derived(spec: dict, metrics: dict[str, np.ndarray]) -> tuple[str, str]:
+    """(summary.json without timing, records.csv) that qlearn derives from ``metrics``."""
+    run = runs.build(spec, metrics)
+    summary = {k: v for k, v in run.summary.items() if k != "timing"}
+    with tempfile.TemporaryDirectory() as tmp:
+        records = runs.write_csv(Path(tmp) / "records.csv", runs.records(spec, run.metrics))
+        return dumps(summary), records.read_text()
+
+
+def train(name: str) -> tuple[dict, dict[str, np.ndarray]]:
+    config, grid, seeds, lanes = tiny_runs()[name]
+    result = sweep.run(config, grid, seeds=seeds, lanes=lanes)
+    return result.spec, {k: np.asarray(v) for k, v in result.metrics.items()}
+
+
+def load_metrics(name: str) -> dict[str, np.ndarray]:
+    with np.load(GOLDEN / f"run_{name}" / "metrics.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def write() -> None:
+    GOLDEN.mkdir(exist_ok=True)
+    for name, spec in specs().items():
+        (GOLDEN / f"spec_{name}.json").write_text(dumps(spec))
+    for name in tiny_runs():
+        spec, metrics = train(name)
+        d = GOLDEN / f"run_{name}"
+        d.mkdir(exist_ok=True)
+        (d / "spec.json").write_text(dumps(spec))
+        np.savez(d / "metrics.npz", **metrics)
+        summary, records = derived(spec, metrics)
+        (d / "summary.json").write_text(summary)
+        (d / "records.csv").write_text(records)
+    (GOLDEN / "machine.json").write_text(dumps(machine()))
+
+
+@pytest.mark.parametrize("name", list(specs()))
+def test_specs_are_byte_equal_to_the_golden_files(name):
+    assert dumps(specs()[name]) == (GOLDEN / f"spec_{name}.json").read_text()
+
+
+@pytest.mark.parametrize("name", list(tiny_runs()))
+def test_summary_and_records_of_golden_metrics_are_byte_equal(name):
+    d = GOLDEN / f"run_{name}"
+    spec = json.loads((d / "spec.json").read_text())
+    summary, records = derived(spec, load_metrics(name))
+    assert summary == (d / "summary.json").read_text()
+    assert records == (d / "records.csv").read_text()
+
+
+def test_a_tiny_sweep_gives_the_golden_spec_and_metrics():
+    spec, metrics = train("dqn_grid")
+    d = GOLDEN / "run_dqn_grid"
+    assert dumps(spec) == (d / "spec.json").read_text()
+    golden_machine = json.loads((GOLDEN / "machine.json").read_text())
+    if golden_machine != machine():
+        pytest.skip(f"golden metrics were written on {golden_machine}, this is {machine()}")
+    expected = load_metrics("dqn_grid")
+    assert sorted(metrics) == sorted(expected)
+    for k in expected:
+        np.testing.assert_array_equal(metrics[k], expected[k], err_msg=k)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_golden.py --write   (rewrites tests/golden/)")
+    write()
