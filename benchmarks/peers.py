@@ -84,12 +84,12 @@ def qlearn_run(algo: str, seeds: int) -> dict:
 
     from qlearn import algos, sweep
 
-    module, config_cls, hparams_cls = algos.get(algo)
+    algorithm = algos.get(algo)
     fields, hps = QLEARN[algo]
-    config, hp = config_cls(**fields), hparams_cls(**hps)
+    config, hp = algorithm.config(**fields), algorithm.hparams(**hps)
     keys = sweep.seed_keys(0, seeds)
     start = time.perf_counter()
-    train = jit_runs(module.make_train(config))
+    train = jit_runs(algorithm.make_train(config))
     compiled = train.lower(keys, hp).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()

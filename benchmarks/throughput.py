@@ -75,7 +75,7 @@ def case_settings(name: str, total_steps: int | None = None, evaluate: bool = Fa
 
     algo, script, config_name, hparams_name = CASES[name]
     experiment = importlib.import_module(script)
-    module, config_cls, hparams_cls = algos.get(algo)
+    algorithm = algos.get(algo)
     fields = dict(getattr(experiment, config_name))
     if "env_id" not in fields:
         fields["env_id"] = "Breakout-MinAtar"
@@ -87,7 +87,11 @@ def case_settings(name: str, total_steps: int | None = None, evaluate: bool = Fa
             fields["buffer_size"] = 20_000
     if not evaluate:
         fields |= {"num_evals": 2, "eval_episodes": 1}
-    return module, config_cls(**fields), hparams_cls(**getattr(experiment, hparams_name))
+    return (
+        algorithm,
+        algorithm.config(**fields),
+        algorithm.hparams(**getattr(experiment, hparams_name)),
+    )
 
 
 def timed_calls(fn, args, repeats: int) -> float:
@@ -155,8 +159,8 @@ def compiled_training(name: str, runs: int, steps: int | None, evaluate: bool):
 
     if steps is None:
         steps = max(BUDGET[name] // runs, MIN_STEPS[name])
-    module, config, hp = case_settings(name, steps, evaluate)
-    fn = jit_runs(module.make_train(config))
+    algorithm, config, hp = case_settings(name, steps, evaluate)
+    fn = jit_runs(algorithm.make_train(config))
     keys = sweep.seed_keys(0, runs)
     start = time.perf_counter()
     compiled = fn.lower(keys, hp).compile()

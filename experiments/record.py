@@ -260,8 +260,8 @@ def demo(run_dir: str | Path, out: str | Path = RESULTS / "demo.json") -> Path |
     labels = runs.labels(run.spec)
     report = {
         "run_dir": str(run_dir),
-        "runs": runs.num_runs(run.spec),
-        "lanes": runs.lanes_of(run.spec),
+        "runs": run.spec.num_runs,
+        "lanes": run.spec.run_lanes,
         "env_steps_per_run": int(run.metrics["env_steps"][0, 0, -1]),
         "compile_seconds": timing["compile_seconds"],
         "run_seconds": timing["run_seconds"],

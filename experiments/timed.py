@@ -18,6 +18,7 @@ import numpy as np
 import record
 
 from qlearn import algos, cli, progress, runs, stats, sweep
+from qlearn import spec as spec_lib
 
 # Final returns reported by the MinAtar paper (Young & Tian 2019) and gymnax's PPO checkpoints,
 # to print beside ours (README, "Experiments").
@@ -82,14 +83,14 @@ def run(
     cli.enable_compilation_cache(not args.no_cache)
     if args.total_steps is not None:
         config_defaults = {**config_defaults, "total_steps": args.total_steps}
-    _, config_cls, hparams_cls = algos.get(algo)
-    config = cli.parse_config(config_cls, args.cfg, **config_defaults)
-    grid = cli.parse_hparams(hparams_cls, args.hp)
+    algorithm = algos.get(algo)
+    config = cli.parse_config(algorithm.config, args.cfg, **config_defaults)
+    grid = cli.parse_hparams(algorithm.hparams, args.hp)
     num_runs = math.prod(len(v) for v in grid.values()) * args.seeds
-    spec = sweep.make_spec(
+    spec = spec_lib.make_spec(
         config,
         grid,
-        hparams=hparams_cls(**hparam_defaults),
+        hparams=algorithm.hparams(**hparam_defaults),
         seeds=args.seeds,
         base_seed=args.seed,
         lanes=num_runs,  # one compiled call of every run: the clock times one batch
@@ -102,7 +103,7 @@ def run(
     steps = result.metrics["env_steps"][0, 0]
     returns = result.metrics["eval_return"]  # [H, S, T]
     report: dict[str, Any] = {
-        "algo": spec["algo"],
+        "algo": spec.algo,
         "env_id": config.env_id,
         "seeds": args.seeds,
         "base_seed": args.seed,

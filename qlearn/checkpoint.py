@@ -64,7 +64,7 @@ def train(
     holds checkpoints of it.
 
     Args:
-      config: an algorithm config whose module offers ``make_stages`` (DQN).
+      config: the config of an algorithm with ``make_stages`` (DQN).
       hparams: one configuration (scalar leaves).
       seed: the seed number (its key is the sweep's key of that seed).
       directory: where checkpoints go; it also records the run's identity (config, hparams,
@@ -76,8 +76,8 @@ def train(
     Returns:
       (final state, metrics with a leading time axis [intervals done]).
     """
-    module = algos.get(algos.name_of(config))[0]
-    if not hasattr(module, "make_stages"):
+    make_stages = algos.of(config).make_stages
+    if make_stages is None:
         raise CheckpointError(f"{type(config).__name__} runs cannot be checkpointed")
     if every < 1 or config.num_evals % every:
         raise CheckpointError(
@@ -109,7 +109,7 @@ def train(
         "identity": ocp.JsonCheckpointHandler(),
     }
     with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
-        init, run_intervals = module.make_stages(config)
+        init, run_intervals = make_stages(config)
         key = sweep.seed_keys(seed, 1)[0]
         hp = hparams_lib.to_arrays(hparams)
         latest = manager.latest_step()

@@ -17,6 +17,7 @@ from typing import Any
 
 from qlearn import algos, distributed, runs, search, sweep
 from qlearn import hparams as hparams_lib
+from qlearn import spec as spec_lib
 
 EXIT_USAGE = 2
 
@@ -141,17 +142,16 @@ def enable_compilation_cache(enabled: bool) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _execute(spec: dict[str, Any], out: Path | None, args: argparse.Namespace) -> Any:
+def _execute(spec: spec_lib.Spec, out: Path | None, args: argparse.Namespace) -> Any:
     """Run a spec with a progress bar, resuming from ``out``'s finished chunks."""
     import jax
 
     enable_compilation_cache(not args.no_cache)
-    num_configs = len(next(iter(spec["hparams"].values())))
-    num_seeds = spec["seeds"]["num_seeds"]
+    num_configs, num_seeds = spec.num_configs, spec.num_seeds
     if not args.quiet and jax.process_index() == 0:
         print(
-            f"{spec['algo']}: {num_configs} configs × {num_seeds} seeds = "
-            f"{num_configs * num_seeds} runs in {len(spec.get('groups') or [0])} compiled "
+            f"{spec.algo}: {num_configs} configs × {num_seeds} seeds = "
+            f"{spec.num_runs} runs in {len(spec.groups)} compiled "
             f"group(s), on {jax.device_count()} {jax.default_backend()} device(s)",
             file=sys.stderr,
         )
@@ -162,9 +162,8 @@ def _report(run: Any, out: Path) -> None:
     if run is None:  # not process 0: it wrote its own chunks
         return
     timing = run.summary["timing"]
-    module = algos.get(run.spec["algo"])[0]
-    per_run, unit = module.progress_total(runs.spec_groups(run.spec)[0][0])
-    done = runs.num_runs(run.spec) * per_run
+    per_run, unit = run.spec.algorithm.progress_total(run.spec.compiled_groups()[0][0])
+    done = run.spec.num_runs * per_run
     if timing.get("run_seconds"):
         print(
             f"compile {timing['compile_seconds']:.1f} s, run {timing['run_seconds']:.1f} s "
@@ -174,7 +173,7 @@ def _report(run: Any, out: Path) -> None:
     print(f"wrote {out}/ (summary.json, records.csv, metrics.npz, figures)")
 
 
-def _start(spec: dict[str, Any], out: Path, args: argparse.Namespace) -> int:
+def _start(spec: spec_lib.Spec, out: Path, args: argparse.Namespace) -> int:
     """Prepare ``out`` (refusing another spec), run or resume, report."""
     if sweep.prepare(out, spec, overwrite=args.overwrite):
         import jax
@@ -194,32 +193,20 @@ def _check_lanes(lanes: int) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    _, config_cls, hparams_cls = algos.get(args.algo)
+    algorithm = algos.get(args.algo)
     loss = args.loss
     if loss is not None and "," in loss:
         loss = tuple(loss.split(","))
     config = parse_config(
-        config_cls, args.cfg, env_id=args.env, total_steps=args.total_steps, loss=loss
+        algorithm.config, args.cfg, env_id=args.env, total_steps=args.total_steps, loss=loss
     )
-    grid = parse_hparams(hparams_cls, args.hp)
+    grid = parse_hparams(algorithm.hparams, args.hp)
     if isinstance(loss, tuple) and "loss_index" not in grid:
         grid["loss_index"] = list(range(len(loss)))  # several losses: compare them all
-    hp = hparams_lib.grid(hparams_cls, grid)
-    if hasattr(config, "validate_hparams"):
-        config.validate_hparams(hp)
     if args.seeds < 1:
         raise CLIError(f"--seeds = {args.seeds} must be ≥ 1")
     _check_lanes(args.lanes)
-    swept = [k for k, v in grid.items() if len(v) > 1]
-    spec = runs.make_spec(
-        args.algo,
-        config,
-        hp,
-        num_seeds=args.seeds,
-        base_seed=args.seed,
-        swept=swept,
-        lanes=args.lanes,
-    )
+    spec = spec_lib.make_spec(config, grid, seeds=args.seeds, base_seed=args.seed, lanes=args.lanes)
     if hasattr(config, "actual_total_steps") and config.actual_total_steps != config.total_steps:
         print(
             f"note: total_steps {config.total_steps} rounds down to "
@@ -237,14 +224,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "--coordinator is read by the qlearn command's entry point (`qlearn sweep` or "
             "`python -m qlearn sweep`), before JAX starts"
         )
-    _, config_cls, hparams_cls = algos.get(args.algo)
-    config = parse_config(config_cls, args.cfg, env_id=args.env, total_steps=args.total_steps)
-    grid = parse_grid(config_cls, hparams_cls, args.grid)
-    dists = parse_dists(hparams_cls, args.dist)
+    algorithm = algos.get(args.algo)
+    config = parse_config(algorithm.config, args.cfg, env_id=args.env, total_steps=args.total_steps)
+    grid = parse_grid(algorithm.config, algorithm.hparams, args.grid)
+    dists = parse_dists(algorithm.hparams, args.dist)
     if args.random is None and dists:
         raise CLIError("--dist needs --random N (the number of configurations to draw)")
     _check_lanes(args.lanes)
-    spec = sweep.make_spec(
+    spec = spec_lib.make_spec(
         config,
         grid,
         dist=dists or None,
@@ -271,17 +258,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     spec, expected = run.spec, run.metrics
-    if "lanes" not in spec:
+    if spec.lanes is None:
         print(
-            f"note: {args.run} predates recorded lanes (format 2): re-running with "
-            f"{runs.lanes_of(spec)} lanes, which need not be the batch it ran in",
+            f"note: {args.run} predates recorded lanes (format {spec.format}): re-running "
+            f"with {spec.run_lanes} lanes, which need not be the batch it ran in",
             file=sys.stderr,
         )
     if args.seed is not None or args.config is not None:
         config = 0 if args.config is None else args.config
-        seed = spec["seeds"]["base_seed"] if args.seed is None else args.seed
-        spec = runs.select(spec, config, seed)
-        s = seed - run.spec["seeds"]["base_seed"]
+        seed = spec.base_seed if args.seed is None else args.seed
+        spec = spec.select(config, seed)
+        s = seed - run.spec.base_seed
         expected = {k: v[config : config + 1, s : s + 1] for k, v in expected.items()}
         print(f"re-running configuration {config}, seed {seed} alone", file=sys.stderr)
     result = _execute(spec, None, args)
@@ -319,24 +306,40 @@ def _lanes_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lanes",
         type=int,
-        default=runs.DEFAULT_LANES,
+        default=spec_lib.DEFAULT_LANES,
         help="runs per device per compiled call (default %(default)s; part of a run's identity: "
         "a seed gives the same run in any sweep with the same lanes; raise it on a GPU)",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _algo_in(argv: list[str]) -> str:
+    """The ``--algo`` given in ``argv`` (default dqn), read before parsing so that ``--help``
+    after it documents that algorithm's fields."""
+    for i, arg in enumerate(argv):
+        if arg == "--algo" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--algo="):
+            return arg.split("=", 1)[1]
+    return "dqn"
+
+
+def build_parser(algo: str = "dqn") -> argparse.ArgumentParser:
+    """The CLI's parser; ``train --help`` and ``sweep --help`` document ``algo``'s
+    hyperparameters and config fields."""
     parser = argparse.ArgumentParser(prog="qlearn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    _, dqn_config, dqn_hparams = algos.get("dqn")
+    shown = algos.ALGOS.get(algo, algos.get("dqn"))
+    fields = (
+        f"hyperparameters of {shown.name} (--hp, traced: a grid is one compile; --algo NAME "
+        f"--help for another algorithm's):\n{hparams_lib.describe(shown.hparams)}\n\n"
+        f"config fields of {shown.name} (--cfg, static):\n{_config_help(shown.config)}"
+    )
 
     train = sub.add_parser(
         "train",
         help="train seeds × a hyperparameter grid in one compiled program",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"hyperparameters (--hp, traced: a grid is one compile):\n"
-        f"{hparams_lib.describe(dqn_hparams)}\n\n"
-        f"config fields (--cfg, static):\n{_config_help(dqn_config)}",
+        epilog=fields,
     )
     train.add_argument("--algo", default="dqn", choices=sorted(algos.ALGOS))
     train.add_argument("--env", default=None, help="env id (default CartPole-v1)")
@@ -375,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="--grid takes hyperparameters (traced: one compile for all values) and static "
         "config fields (one compiled group per value; tuples as 64x64).\n"
         "Killed? Run the same command again: finished chunks are kept and checked.\n\n"
-        f"hyperparameters:\n{hparams_lib.describe(dqn_hparams)}\n\n"
-        f"config fields:\n{_config_help(dqn_config)}",
+        + fields.replace("(--hp, ", "(--grid, --dist, ").replace(
+            "(--cfg, static)", "(--grid, --cfg)"
+        ),
     )
     sw.add_argument("--algo", default="dqn", choices=sorted(algos.ALGOS))
     sw.add_argument("--env", default=None, help="env id (default CartPole-v1)")
@@ -454,7 +458,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_algo_in(argv)).parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)  # like Ctrl-C: clean up, then exit
     try:
         return args.func(args)

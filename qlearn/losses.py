@@ -7,15 +7,22 @@ label:
 
     ∇_θ L = −2 · E[(y − q̂(s,a;θ)) ∇_θ q̂(s,a;θ)]      (MSE)
 
-Every loss has one signature (see :data:`qlearn.types.LossFn`)::
+Replay losses (DQN) have one signature (:data:`qlearn.types.LossFn`)::
 
     loss(q_fn, online_params, target_params, batch, hparams) -> (scalar, aux)
 
-so a user-written loss with that signature plugs into ``make_train`` unchanged: pass the function
-itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in names:
-``"huber"`` and ``"mse"`` (semi-gradient), ``"residual"`` (residual-gradient, Baird 1995).
-A tuple of specs becomes :func:`switch`: one compiled program, the loss picked by the traced
-hyperparameter ``loss_index``, so a sweep vmaps over losses like over any number.
+and compute their own targets from a :class:`~qlearn.types.Transition` batch. λ-return losses
+(PQN) have another (:data:`qlearn.types.ReturnLossFn`), because the Q(λ) targets of a rollout
+are computed once, before its epochs::
+
+    loss(q_fn, params, batch, hparams) -> (scalar, aux)  # ReturnBatch(obs, action, target)
+
+A user-written loss with the algorithm's signature plugs into ``make_train`` unchanged: pass the
+function itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in
+names: ``"huber"`` and ``"mse"`` (semi-gradient; both contracts), ``"residual"``
+(residual-gradient, Baird 1995; replay only). A tuple of specs becomes :func:`switch`: one
+compiled program, the loss picked by the traced hyperparameter ``loss_index``, so a sweep vmaps
+over losses like over any number.
 
 For linear value functions v̂(x) = φ(x)ᵀw (x a state or a state-action pair) the second half of
 this module writes the classic off-policy updates — semi-gradient TD, residual gradient, TDC
@@ -36,7 +43,7 @@ import optax
 from flax import struct
 
 from qlearn import policies, targets
-from qlearn.types import LossFn, Params, QFn, Transition
+from qlearn.types import LossFn, Params, QFn, ReturnBatch, Transition
 
 Regression = Callable[[jax.Array, Any], jax.Array]
 """``regression(td_error[B], hparams) -> per-sample loss[B]``."""
@@ -123,13 +130,7 @@ def semi_gradient_td_loss(
     q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
     td_error = y - q_sa
     loss = jnp.mean(regression(td_error, hparams))
-    aux = {
-        "q_mean": jnp.mean(q_sa),
-        "target_mean": jnp.mean(y),
-        "td_abs": jnp.mean(jnp.abs(td_error)),
-        "q_abs_max": jnp.max(jnp.abs(q_tm1)),
-    }
-    return loss, aux
+    return loss, td_diagnostics(q_tm1, q_sa, y)
 
 
 def residual_gradient_td_loss(
@@ -157,17 +158,42 @@ def residual_gradient_td_loss(
     q_tm1 = q_fn(online_params, batch.obs)
     q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
     td_error = y - q_sa
-    aux = {
+    return jnp.mean(jnp.square(td_error)), td_diagnostics(q_tm1, q_sa, y)
+
+
+def return_regression_loss(
+    q_fn: QFn,
+    params: Params,
+    batch: ReturnBatch,
+    hparams: Any,
+    *,
+    regression: Regression = mse,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The semi-gradient loss of a λ-return algorithm, L(θ) = mean_i ℓ(sg(G_i) − q̂(s_i, a_i; θ))
+    on a :class:`~qlearn.types.ReturnBatch` (its targets G precomputed over the rollout).
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    q_all = q_fn(params, batch.obs)
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    target = jax.lax.stop_gradient(batch.target)  # semi-gradient: G is a label
+    td_error = target - q_sa
+    return jnp.mean(regression(td_error, hparams)), td_diagnostics(q_all, q_sa, target)
+
+
+def td_diagnostics(q_all: jax.Array, q_sa: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
+    """The aux entries every built-in loss reports, from q̂(s, ·) [B, A], q̂(s, a) [B] and the
+    targets y [B]: q_mean = mean q̂(s,a), target_mean = mean y, td_abs = mean |y − q̂(s,a)|,
+    q_abs_max = max |q̂(s, ·)| (what divergence detection watches)."""
+    return {
         "q_mean": jnp.mean(q_sa),
-        "target_mean": jnp.mean(y),
-        "td_abs": jnp.mean(jnp.abs(td_error)),
-        "q_abs_max": jnp.max(jnp.abs(q_tm1)),
+        "target_mean": jnp.mean(target),
+        "td_abs": jnp.mean(jnp.abs(target - q_sa)),
+        "q_abs_max": jnp.max(jnp.abs(q_all)),
     }
-    return jnp.mean(jnp.square(td_error)), aux
 
 
-def switch(loss_fns: Sequence[LossFn]) -> LossFn:
-    """One loss that runs ``loss_fns[hparams.loss_index]`` (``lax.switch`` on a traced index).
+def switch(loss_fns: Sequence[Callable]) -> Callable:
+    """One loss that runs ``loss_fns[hparams.loss_index]`` (``lax.switch`` on a traced index),
+    for either contract (``hparams`` is the last argument of both).
 
     Every branch is compiled into the program, so vmapping over ``loss_index`` compares K
     losses in one compile. The aux dicts are unified: an entry a branch does not report is NaN.
@@ -178,12 +204,12 @@ def switch(loss_fns: Sequence[LossFn]) -> LossFn:
     if not loss_fns:
         raise ValueError("switch needs at least one loss")
 
-    def switched(q_fn, online_params, target_params, batch, hparams):
-        args = (online_params, target_params, batch, hparams)
+    def switched(q_fn, *args):
+        hparams = args[-1]
         shapes = [jax.eval_shape(functools.partial(f, q_fn), *args)[1] for f in loss_fns]
         keys = sorted(set().union(*shapes))
 
-        def branch(f: LossFn) -> Callable:
+        def branch(f: Callable) -> Callable:
             def run(*operands):
                 loss, aux = f(q_fn, *operands)
                 nan = jnp.full((), jnp.nan, jnp.float32)
@@ -197,10 +223,11 @@ def switch(loss_fns: Sequence[LossFn]) -> LossFn:
 
 
 BUILTIN = ("huber", "mse", "residual")
+RETURN_BUILTIN = ("huber", "mse")
 
 
 def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> LossFn:
-    """The loss function a config names.
+    """The replay loss (:data:`~qlearn.types.LossFn`) a config names.
 
     Args:
       spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression),
@@ -209,16 +236,33 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
         (:func:`switch` over them, chosen by ``hparams.loss_index``).
       double_q: target of the semi-gradient losses (a user loss computes its own target).
     """
+    builtin = {
+        "huber": functools.partial(semi_gradient_td_loss, regression=huber, double_q=double_q),
+        "mse": functools.partial(semi_gradient_td_loss, regression=mse, double_q=double_q),
+        "residual": residual_gradient_td_loss,
+    }
+    return _resolve(spec, builtin)
+
+
+def resolve_return_loss(spec: str | Callable | Sequence[str | Callable]) -> Callable:
+    """The λ-return loss (:data:`~qlearn.types.ReturnLossFn`) a config names: ``"huber"`` or
+    ``"mse"`` (:func:`return_regression_loss`), an import path, a function, or a tuple of
+    these (:func:`switch`)."""
+    builtin = {
+        name: functools.partial(return_regression_loss, regression=REGRESSIONS[name])
+        for name in RETURN_BUILTIN
+    }
+    return _resolve(spec, builtin)
+
+
+def _resolve(spec: Any, builtin: dict[str, Callable]) -> Callable:
+    """A function, a tuple of specs (:func:`switch`), a built-in name or an import path."""
     if callable(spec):
         return spec
     if isinstance(spec, tuple | list):
-        return switch([resolve(s, double_q=double_q) for s in spec])
-    if spec == "residual":
-        return residual_gradient_td_loss
-    if spec in REGRESSIONS:
-        return functools.partial(
-            semi_gradient_td_loss, regression=REGRESSIONS[spec], double_q=double_q
-        )
+        return switch([_resolve(s, builtin) for s in spec])
+    if spec in builtin:
+        return builtin[spec]
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
@@ -229,7 +273,7 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
             raise ValueError(f"config.loss = '{spec}' is not callable")
         return fn
     raise ValueError(
-        f"config.loss = '{spec}' is not one of {', '.join(BUILTIN)} "
+        f"config.loss = '{spec}' is not one of {', '.join(builtin)} "
         "nor an import path 'package.module:function'"
     )
 

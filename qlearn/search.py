@@ -18,12 +18,15 @@ import itertools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qlearn import hparams as hparams_lib
 from qlearn.types import ConfigError
+
+if TYPE_CHECKING:
+    from qlearn.algos.algorithm import Algorithm
 
 DIST_KINDS = ("loguniform", "uniform", "choice")
 
@@ -131,8 +134,8 @@ def check_grid_name(config_cls: type, hparams_cls: type, name: str) -> None:
 
 
 def expand(
+    algorithm: Algorithm,
     config: Any,
-    hparams_cls: type,
     grid: Mapping[str, Sequence[Any]] | None = None,
     *,
     dist: Mapping[str, Dist | str] | None = None,
@@ -143,8 +146,8 @@ def expand(
     """Every configuration of a grid or random search, validated.
 
     Args:
+      algorithm: the config's algorithm (its hyperparameter class and checks).
       config: the base static config (a frozen dataclass, validated on construction).
-      hparams_cls: the algorithm's hyperparameter class.
       grid: name -> values. Hyperparameter names are traced (one program for all values);
         config field names are static (one compiled group per value, in grid order).
       dist: hyperparameter name -> :class:`Dist` (or its text): random search.
@@ -157,6 +160,7 @@ def expand(
       SearchError: unknown names, empty value lists, non-numeric hyperparameters, bad
         distributions; HParamError / ConfigError for out-of-range values.
     """
+    hparams_cls = algorithm.hparams
     grid = dict(grid or {})
     dist = {k: parse_dist(v) if isinstance(v, str) else v for k, v in (dist or {}).items()}
     hp_names = hparams_lib.names(hparams_cls)
@@ -222,10 +226,8 @@ def expand(
     )
     hparams_lib.validate(batched)
     for g, o in enumerate(overrides):
-        cfg = dataclasses.replace(config, **o)
-        if hasattr(cfg, "validate_hparams"):
-            idx = [i for i, gi in enumerate(group_of) if gi == g]
-            cfg.validate_hparams(take(batched, idx))
+        idx = [i for i, gi in enumerate(group_of) if gi == g]
+        algorithm.validate_hparams(dataclasses.replace(config, **o), take(batched, idx))
     swept = [k for k, v in grid.items() if len(v) > 1] + sorted(dist)
     return Space(hparams_lib.to_lists(batched), overrides, group_of, swept, search)
 

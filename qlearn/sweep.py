@@ -4,7 +4,7 @@ nothing is lost when it is killed.
 
 Layout of the work. The runs of a compiled group are flattened to one axis,
 ``run = config_position * num_seeds + seed``. Each device runs ONE compiled program,
-``jit(vmap(train))`` over a fixed number of **lanes** (``spec["lanes"]``, default
+``jit(vmap(train))`` over a fixed number of **lanes** (``spec.lanes``, default
 :data:`DEFAULT_LANES`); a chunk is ``lanes × num_devices`` runs, the devices of a 1-D mesh (all
 of ``jax.devices()``, across processes) each taking a contiguous slice of ``lanes`` runs, the
 last chunk padded with copies of its last run.
@@ -30,6 +30,7 @@ Seed n uses the key ``jax.random.fold_in(jax.random.key(0), n)``, and a sweep's 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,11 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlearn import algos, runs, search
 from qlearn import hparams as hparams_lib
+from qlearn import runs
+from qlearn.algos.algorithm import Algorithm
 from qlearn.search import SearchError
+from qlearn.spec import DEFAULT_LANES, Spec, SpecError, make_spec
 
-DEFAULT_LANES = runs.DEFAULT_LANES
 MEMORY_FRACTION = 0.9
 """Share of a device's free memory the compiled program of one chunk may use."""
 
@@ -104,7 +106,7 @@ def _inputs(hp: Any, keys: jax.Array, runs_idx: np.ndarray, device: jax.Device) 
 
 
 def _compile(
-    module: Any,
+    algorithm: Algorithm,
     config: Any,
     hp: Any,
     keys: jax.Array,
@@ -115,7 +117,7 @@ def _compile(
 ) -> tuple[dict[jax.Device, Any], int | None]:
     """jit(vmap(train)) over ``lanes`` runs, compiled for each local device (in parallel);
     returns the executables and the bytes one program needs (XLA's memory analysis)."""
-    train = module.make_train(config, progress=progress)
+    train = algorithm.make_train(config, progress=progress)
 
     def batch(k: jax.Array, h: Any) -> Any:
         state, metrics = jax.vmap(train)(k, h)
@@ -177,11 +179,11 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def prepare(out: str | Path, spec: dict[str, Any], *, overwrite: bool = False) -> bool:
+def prepare(out: str | Path, spec: Spec, *, overwrite: bool = False) -> bool:
     """:func:`runs.prepare` for every process of a sweep: the processes first check that they
     run the same spec, then process 0 prepares the shared directory and tells the others how
     it went (True: finished already, nothing to do)."""
-    check_processes_agree("sweep spec", spec)
+    check_processes_agree("sweep spec", spec.to_json())
     if jax.process_count() == 1:
         return runs.prepare(out, spec, overwrite=overwrite)
     from jax.experimental import multihost_utils
@@ -217,21 +219,43 @@ class _PaddedShare:
         self.report(np.asarray(done) * self.share, latest_return)
 
 
+@dataclasses.dataclass
+class _Work:
+    """What every step of one execution shares: the spec, where it runs, what is done."""
+
+    spec: Spec
+    path: Path | None
+    keys: jax.Array
+    devices: list[jax.Device]
+    local: list[jax.Device]
+    chunks: list[runs.Chunk]
+
+    @property
+    def lanes(self) -> int:
+        return self.spec.run_lanes
+
+    @property
+    def chunk_size(self) -> int:
+        """Runs per chunk: one call of the compiled program on every device."""
+        return self.lanes * len(self.devices)
+
+
 def execute(
-    spec: dict[str, Any],
+    spec: Spec,
     out: str | Path | None = None,
     *,
     progress: bool | Callable = False,
     keep_state: bool = False,
     verbose: bool = False,
     argv: list[str] | None = None,
-    config: Any = None,
 ) -> runs.Run | None:
-    """Run a spec (see :func:`runs.make_spec`): every configuration × seed, group by group,
-    chunk by chunk, on every device of every process.
+    """Run a spec (see :func:`qlearn.spec.make_spec`): every configuration × seed, group by
+    group, chunk by chunk, on every device of every process.
 
-    Each device runs ``spec["lanes"]`` runs per call of one compiled program; a chunk is one
-    call on every device (``lanes × devices`` runs, the last padded).
+    Each device runs ``spec.lanes`` runs per call of one compiled program; a chunk is one
+    call on every device (``lanes × devices`` runs, the last padded). The steps: resume
+    (:func:`_resume`), then per group compile (:func:`_compile_group`) and per chunk run
+    (:func:`_run_chunk`) and record (:func:`_record_chunk`), then finish (:func:`_finish`).
 
     Args:
       spec: what to run; its identity guards ``out`` (a different spec there is refused).
@@ -240,8 +264,6 @@ def execute(
       progress: a progress bar (True), or a callable ``make_train`` reports to.
       keep_state: also return the final training states (in memory only; one group).
       verbose: say what is compiled, resumed, recomputed and written.
-      config: the base config object the spec was made from, if at hand (needed when its
-        loss is a function that cannot be imported by name, e.g. one defined in a notebook).
 
     Returns:
       The finished :class:`runs.Run` (on process 0; other processes return None).
@@ -250,17 +272,50 @@ def execute(
       SweepError: if one chunk's program does not fit in :data:`MEMORY_FRACTION` of a
         device's free memory (checked after compiling, before running).
     """
-    if keep_state and (out is not None or len(spec.get("groups") or [0]) > 1):
+    if keep_state and (out is not None or len(spec.groups) > 1):
         raise SweepError("keep_state needs an in-memory sweep (out=None) of one static group")
-    module = algos.get(spec["algo"])[0]
-    groups = runs.spec_groups(spec, config)
-    lanes = runs.lanes_of(spec)
-    num_seeds = spec["seeds"]["num_seeds"]
-    keys = seed_keys(spec["seeds"]["base_seed"], num_seeds)
+    work = _resume(spec, out, argv)
+    groups = spec.compiled_groups()
+    done = runs.done_runs(spec, work.chunks)
+    bar, report = _progress(spec, groups, done, progress)
+    timing = {"compile_seconds": 0.0, "run_seconds": 0.0, "chunks": 0, "lanes": work.lanes}
+    states: list[Any] = []
+    run_started = None
+    for g, (config, hp, _) in enumerate(groups):
+        todo = np.flatnonzero(~done[g])
+        if todo.size == 0:
+            continue
+        check_processes_agree(f"runs left to do in group {g}", todo.tolist())
+        _log(
+            verbose,
+            f"group {g}: compiling {work.lanes} lanes per device × {len(work.devices)} device(s)",
+        )
+        t0 = time.perf_counter()
+        compiled, measured = _compile_group(work, config, hp, report, keep_state)
+        timing["compile_seconds"] += time.perf_counter() - t0
+        timing[f"group{g}_bytes_per_device"] = measured
+        t_run = time.perf_counter()
+        run_started = run_started or t_run
+        for start in range(0, todo.size, work.chunk_size):
+            idx = todo[start : start + work.chunk_size]
+            rows, metrics, chunk_states = _run_chunk(work, compiled, hp, idx, report, keep_state)
+            _record_chunk(work, g, rows, metrics, f"qlearn-g{g}-c{start}")
+            states.extend(chunk_states)
+            timing["chunks"] += 1
+        timing["run_seconds"] += time.perf_counter() - t_run
+    if bar is not None:
+        bar.close()
+    timing["run_started"] = run_started or time.perf_counter()
+    final_states = states if keep_state else None
+    return _finish(work, timing, argv, final_states, len(groups[0][2]))
+
+
+def _resume(spec: Spec, out: str | Path | None, argv: list[str] | None) -> _Work:
+    """Where the work runs, and the valid chunks ``out`` already holds (a corrupt one is
+    quarantined and its runs recomputed)."""
     devices = mesh_devices()
     local = [d for d in devices if d.process_index == jax.process_index()]
-    check_processes_agree("sweep spec", spec)
-
+    check_processes_agree("sweep spec", spec.to_json())
     path = Path(out) if out is not None else None
     chunks: list[runs.Chunk] = []
     if path is not None:
@@ -270,91 +325,117 @@ def execute(
         chunks, corrupt = runs.scan_chunks(path, quarantine=jax.process_index() == 0)
         for message in corrupt:
             _log(True, f"warning: {message}; its runs will be recomputed")
-    done = runs.done_runs(spec, chunks)
-    todo_total = int(sum((~d).sum() for d in done))
+    work = _Work(spec, path, seed_keys(spec.base_seed, spec.num_seeds), devices, local, chunks)
     if chunks:
-        _log(
-            True,
-            f"resuming: {runs.num_runs(spec) - todo_total} of {runs.num_runs(spec)} "
-            "runs are already done",
-        )
+        todo = int(sum((~d).sum() for d in runs.done_runs(spec, chunks)))
+        _log(True, f"resuming: {spec.num_runs - todo} of {spec.num_runs} runs are already done")
     _barrier("qlearn-scanned")
+    return work
 
+
+def _progress(
+    spec: Spec, groups: list, done: list[np.ndarray], progress: bool | Callable
+) -> tuple[Any, _PaddedShare | None]:
+    """(the progress bar, if ``progress`` is True; what the compiled loops report to)."""
     bar = None
     if progress is True:
         from qlearn.progress import ProgressBar
 
-        per_run, unit = module.progress_total(groups[0][0])
+        todo = int(sum((~d).sum() for d in done))
+        per_run, unit = spec.algorithm.progress_total(groups[0][0])
         bar = ProgressBar(
-            todo_total * per_run, num_runs=todo_total, unit=unit, enabled=jax.process_index() == 0
+            todo * per_run, num_runs=todo, unit=unit, enabled=jax.process_index() == 0
         )
     report = bar if bar is not None else (progress if callable(progress) else None)
-    report = _PaddedShare(report) if report is not None else None
-    timing = {"compile_seconds": 0.0, "run_seconds": 0.0, "chunks": 0, "lanes": lanes}
-    states: list[Any] = []
-    run_started = None
-    size = lanes * len(devices)
-    for g, (config, hp, _) in enumerate(groups):
-        todo = np.flatnonzero(~done[g])
-        if todo.size == 0:
-            continue
-        check_processes_agree(f"runs left to do in group {g}", todo.tolist())
-        t0 = time.perf_counter()
-        _log(verbose, f"group {g}: compiling {lanes} lanes per device × {len(devices)} device(s)")
-        compiled, measured = _compile(module, config, hp, keys, lanes, local, report, keep_state)
-        timing["compile_seconds"] += time.perf_counter() - t0
-        budget = min(memory_budget(d) for d in local)
-        if measured is not None and measured > budget:
-            raise SweepError(
-                f"{lanes} lanes need {measured / 2**20:,.0f} MiB per device, more than "
-                f"{MEMORY_FRACTION:.0%} of its free memory ({budget / 2**20:,.0f} MiB): run "
-                f"fewer lanes (at most {max(1, budget * lanes // measured)}; lanes are part of "
-                "the run's identity, so compare runs made with the same lanes)"
-            )
-        timing[f"group{g}_bytes_per_device"] = measured
-        t_run = time.perf_counter()
-        run_started = run_started or t_run
-        for start in range(0, todo.size, size):
-            idx = todo[start : start + size]
-            padded = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
-            if report is not None:
-                report.share = idx.size / size
-            pending = []
-            for device in local:
-                j = devices.index(device)
-                part = padded[j * lanes : (j + 1) * lanes]
-                valid = np.arange(j * lanes, (j + 1) * lanes) < idx.size
-                pending.append((part, valid, compiled[device](*_inputs(hp, keys, part, device))))
-            rows, metrics_parts, state_parts = [], [], []
-            for part, valid, (state, metrics) in pending:
-                if valid.any():
-                    rows.append(part[valid])
-                    metrics_parts.append({k: np.asarray(v)[valid] for k, v in metrics.items()})
-                    if keep_state:  # on the device: PRNG key leaves have no numpy form
-                        rows_of = jnp.asarray(np.flatnonzero(valid))
-                        state_parts.append(jax.tree.map(lambda x, i=rows_of: x[i], state))
-            if rows:
-                r = np.concatenate(rows)
-                m = {k: np.concatenate([p[k] for p in metrics_parts]) for k in metrics_parts[0]}
-                if path is not None:
-                    file = runs.write_chunk(path, g, r, m, jax.process_index())
-                    chunks.append(runs.read_chunk(file))
-                else:
-                    chunks.append(runs.Chunk("", g, r, m, ""))
-                states.extend(state_parts)
-            timing["chunks"] += 1
-            _barrier(f"qlearn-g{g}-c{start}")
-            if path is not None and jax.process_index() == 0:
-                if jax.process_count() > 1:  # the other processes' files of this chunk
-                    chunks, _ = runs.scan_chunks(path, quarantine=False)
-                runs.write_manifest(path, spec, chunks, complete=False)
-        timing["run_seconds"] += time.perf_counter() - t_run
-    if bar is not None:
-        bar.close()
-    timing["run_started"] = run_started or time.perf_counter()
+    return bar, (_PaddedShare(report) if report is not None else None)
+
+
+def _compile_group(
+    work: _Work, config: Any, hp: Any, report: Callable | None, keep_state: bool
+) -> tuple[dict[jax.Device, Any], int | None]:
+    """The group's program compiled for each local device, refused before it runs if it does
+    not fit in :data:`MEMORY_FRACTION` of a device's free memory."""
+    compiled, measured = _compile(
+        work.spec.algorithm, config, hp, work.keys, work.lanes, work.local, report, keep_state
+    )
+    budget = min(memory_budget(d) for d in work.local)
+    if measured is not None and measured > budget:
+        lanes = work.lanes
+        raise SweepError(
+            f"{lanes} lanes need {measured / 2**20:,.0f} MiB per device, more than "
+            f"{MEMORY_FRACTION:.0%} of its free memory ({budget / 2**20:,.0f} MiB): run "
+            f"fewer lanes (at most {max(1, budget * lanes // measured)}; lanes are part of "
+            "the run's identity, so compare runs made with the same lanes)"
+        )
+    return compiled, measured
+
+
+def _run_chunk(
+    work: _Work,
+    compiled: dict[jax.Device, Any],
+    hp: Any,
+    idx: np.ndarray,
+    report: _PaddedShare | None,
+    keep_state: bool,
+) -> tuple[np.ndarray | None, dict[str, np.ndarray], list[Any]]:
+    """Runs ``idx`` of a group (padded to a whole chunk with copies of its last run), one
+    program call per local device: (this process's real runs, their metrics, their final
+    states if kept). ``None`` rows when this process holds none of them."""
+    lanes = work.lanes
+    padded = np.concatenate([idx, np.full(work.chunk_size - idx.size, idx[-1])])
+    if report is not None:
+        report.share = idx.size / work.chunk_size
+    pending = []
+    for device in work.local:
+        j = work.devices.index(device)
+        part = padded[j * lanes : (j + 1) * lanes]
+        valid = np.arange(j * lanes, (j + 1) * lanes) < idx.size
+        pending.append((part, valid, compiled[device](*_inputs(hp, work.keys, part, device))))
+    rows, metrics_parts, state_parts = [], [], []
+    for part, valid, (state, metrics) in pending:
+        if valid.any():
+            rows.append(part[valid])
+            metrics_parts.append({k: np.asarray(v)[valid] for k, v in metrics.items()})
+            if keep_state:  # on the device: PRNG key leaves have no numpy form
+                rows_of = jnp.asarray(np.flatnonzero(valid))
+                state_parts.append(jax.tree.map(lambda x, i=rows_of: x[i], state))
+    if not rows:
+        return None, {}, []
+    merged = {k: np.concatenate([p[k] for p in metrics_parts]) for k in metrics_parts[0]}
+    return np.concatenate(rows), merged, state_parts
+
+
+def _record_chunk(
+    work: _Work, group: int, rows: np.ndarray | None, metrics: dict[str, np.ndarray], name: str
+) -> None:
+    """Keep a finished chunk: written (and read back, checked) to the run directory, or in
+    memory; then, once every process has finished it, the manifest."""
+    if rows is not None:
+        if work.path is not None:
+            file = runs.write_chunk(work.path, group, rows, metrics, jax.process_index())
+            work.chunks.append(runs.read_chunk(file))
+        else:
+            work.chunks.append(runs.Chunk("", group, rows, metrics, ""))
+    _barrier(name)
+    if work.path is not None and jax.process_index() == 0:
+        if jax.process_count() > 1:  # the other processes' files of this chunk
+            work.chunks[:], _ = runs.scan_chunks(work.path, quarantine=False)
+        runs.write_manifest(work.path, work.spec, work.chunks, complete=False)
+
+
+def _finish(
+    work: _Work,
+    timing: dict[str, Any],
+    argv: list[str] | None,
+    states: list[Any] | None,
+    num_configs: int,
+) -> runs.Run | None:
+    """Assemble every chunk into the run's metrics; write them (process 0) or keep them in
+    memory; stack the kept final states [config, seed, ...]."""
     _barrier("qlearn-finished")
     if jax.process_index() != 0:
         return None
+    spec, path, chunks = work.spec, work.path, work.chunks
     if path is not None and jax.process_count() > 1:
         chunks, _ = runs.scan_chunks(path, quarantine=False)
     metrics = runs.assemble(spec, chunks)
@@ -363,56 +444,13 @@ def execute(
     else:
         result = runs.write(path, spec, metrics, timing=timing, argv=argv)
         runs.write_manifest(path, spec, chunks, complete=True)
-    if keep_state:
+    if states is not None:
         order = np.argsort(np.concatenate([c.runs for c in chunks]))
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *states)
         result.final_state = jax.tree.map(
-            lambda x: x.reshape(len(groups[0][2]), num_seeds, *x.shape[1:]), stacked
+            lambda x: x.reshape(num_configs, spec.num_seeds, *x.shape[1:]), stacked
         )
     return result
-
-
-def make_spec(
-    config: Any,
-    grid: Mapping[str, Sequence[Any]] | None = None,
-    *,
-    dist: Mapping[str, Any] | None = None,
-    n_samples: int | None = None,
-    search_seed: int = 0,
-    hparams: Any = None,
-    seeds: int = 8,
-    base_seed: int = 0,
-    lanes: int = DEFAULT_LANES,
-) -> dict[str, Any]:
-    """The spec of a grid or random search over ``config``'s algorithm (validated: every
-    error is raised here, before anything compiles). ``lanes``: runs per device per compiled
-    call, part of the runs' identity (see the module docstring)."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise SweepError(f"seeds = {seeds!r} must be an integer ≥ 1")
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-        raise SweepError(f"lanes = {lanes!r} must be an integer ≥ 1")
-    algo = algos.name_of(config)
-    space = search.expand(
-        config,
-        algos.get(algo)[2],
-        grid,
-        dist=dist,
-        n_samples=n_samples,
-        search_seed=search_seed,
-        base=hparams,
-    )
-    return runs.make_spec(
-        algo,
-        config,
-        space.hparams,
-        num_seeds=seeds,
-        base_seed=base_seed,
-        swept=space.swept,
-        overrides=space.overrides,
-        group_of=space.group_of,
-        search=space.search,
-        lanes=lanes,
-    )
 
 
 def run(
@@ -471,16 +509,15 @@ def run(
         progress=progress,
         keep_state=keep_state,
         verbose=verbose,
-        config=config,
     )
 
 
 __all__ = [
     "DEFAULT_LANES",
     "SearchError",
+    "SpecError",
     "SweepError",
     "execute",
-    "make_spec",
     "mesh_devices",
     "run",
     "seed_keys",

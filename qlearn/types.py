@@ -20,11 +20,18 @@ QFn = Callable[[Params, jax.Array], jax.Array]
 """``q_fn(params, obs[B, *obs_shape]) -> q_values[B, num_actions]``."""
 
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-"""``loss(q_fn, online_params, target_params, batch, hparams) -> (scalar, aux)``.
+"""``loss(q_fn, online_params, target_params, batch, hparams) -> (scalar, aux)``: the loss
+contract of replay algorithms (DQN), ``batch`` a :class:`Transition` batch; the loss computes
+its own targets.
 
 ``aux`` holds scalar diagnostics; the built-in losses report ``q_mean``, ``target_mean``,
 ``td_abs`` and ``q_abs_max``.
 """
+
+ReturnLossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+"""``loss(q_fn, params, batch, hparams) -> (scalar, aux)``: the loss contract of λ-return
+algorithms (PQN). The targets of a whole rollout are computed once, before its epochs, and
+``batch`` is a :class:`ReturnBatch` minibatch carrying them; ``aux`` as for :data:`LossFn`."""
 
 
 @struct.dataclass
@@ -54,6 +61,23 @@ class Transition:
     truncated: jax.Array
     steps: jax.Array
     next_action_mask: jax.Array | None = None
+
+
+@struct.dataclass
+class ReturnBatch:
+    """A minibatch of a rollout with its precomputed targets (leading axis B).
+
+    Attributes:
+      obs: s_t, [B, *obs_shape].
+      action: a_t, int32 [B].
+      target: G_t, the λ-return target of (s_t, a_t), float32 [B] — computed with the
+        parameters of the rollout, so a semi-gradient loss regresses q̂(s_t, a_t; θ) on it as
+        a label (``jax.lax.stop_gradient``).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    target: jax.Array
 
 
 class ConfigError(ValueError):

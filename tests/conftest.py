@@ -27,6 +27,15 @@ def compilation_cache(tmp_path_factory):
     return path
 
 
+@pytest.fixture(params=["jit", "eager"])
+def variant(request):
+    """Numeric unit tests run their function jitted and not (what rlax's tests do with
+    ``chex.all_variants``): ``variant(fn, **jit_kwargs)``."""
+    if request.param == "jit":
+        return lambda fn, **kwargs: jax.jit(fn, **kwargs)
+    return lambda fn, **kwargs: fn
+
+
 # A small CartPole config: 2 envs, 2,000 steps, 4 evaluation points. Compiles in seconds.
 TINY = dict(
     env_id="CartPole-v1",

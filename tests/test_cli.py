@@ -5,6 +5,8 @@ import pytest
 from conftest import TINY
 
 from qlearn import cli, runs, sweep
+from qlearn.algos.dqn import DQNConfig
+from qlearn.spec import make_spec
 
 TINY_ARGS = [
     f"--cfg={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY.items()
@@ -75,14 +77,7 @@ def test_a_spec_mismatch_shows_values_as_written(capsys, tmp_path, no_compile):
     out = tmp_path / "r"
     runs.prepare(
         out,
-        runs.make_spec(
-            "dqn",
-            cli.parse_config(runs.algos.get("dqn")[1], [], **dict(TINY)),
-            cli.hparams_lib.grid(runs.algos.get("dqn")[2], {"lr": [3e-4, 1e-3]}),
-            num_seeds=2,
-            base_seed=0,
-            swept=["lr"],
-        ),
+        make_spec(DQNConfig(**TINY), {"lr": [3e-4, 1e-3]}, seeds=2),
     )
     argv = ["train", "--quiet", "--seeds", "2", "--hp", "lr=3e-4,1e-2", "--out", str(out)]
     assert cli.main([*argv, *TINY_ARGS]) == cli.EXIT_USAGE
@@ -127,8 +122,8 @@ def test_train_writes_a_run_directory(trained):
     run = runs.load(trained)
     assert run.axes == ("config", "seed", "time")
     assert run.metrics["eval_return"].shape == (2, 2, TINY["num_evals"])
-    assert run.spec["swept"] == ["lr"]
-    assert run.spec["hparams"]["gamma"] == [pytest.approx(0.95)] * 2
+    assert run.spec.swept == ("lr",)
+    assert run.spec.hparams["gamma"] == [pytest.approx(0.95)] * 2
     assert run.provenance["jax"] and run.provenance["backend"] == "cpu"
     rows = run.summary["configs"]
     assert [r["values"]["lr"] for r in rows] == [pytest.approx(1e-3), pytest.approx(3e-3)]
@@ -199,7 +194,7 @@ def test_search_seed_changes_the_draws_and_the_same_seed_repeats_them(monkeypatc
     for i, seed in enumerate(["1", "2", "1"]):
         argv = [*base, "--seeds", "1", "--search-seed", seed, "--out", str(tmp_path / str(i))]
         assert cli.main([*argv, *TINY_ARGS]) == 0
-    lrs = [spec["hparams"]["lr"] for spec in seen]
+    lrs = [spec.hparams["lr"] for spec in seen]
     assert len(set(lrs[0])) == 3 and all(1e-4 <= v <= 1e-2 for v in lrs[0])
     assert lrs[0] == lrs[2] and lrs[0] != lrs[1]
 
@@ -229,3 +224,17 @@ def test_show_and_plot(trained, capsys):
     assert (trained / "learning_curves.png").exists()
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["timing"]["compile_seconds"] > 0
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_help_documents_the_chosen_algorithms_fields(command, capsys):
+    for argv in ([command, "--algo", "pqn", "--help"], [command, "--algo=pqn", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        text = capsys.readouterr().out
+        assert "lam " in text and "rollout_steps" in text and "loss_index" in text
+        assert "target_tau" not in text and "buffer_size" not in text
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])  # the default algorithm: DQN's
+    text = capsys.readouterr().out
+    assert "target_tau" in text and "buffer_size" in text and "rollout_steps" not in text

@@ -167,14 +167,14 @@ def test_greedy_value_is_discounted_and_greedy_return_is_what_an_episode_returns
 def test_gamma_one_is_refused_before_compiling_where_values_are_infinite():
     """Tabular's default γ = 1 on a continuing Garnet (before: 100,000 iterations of value
     iteration, then a q* of 1e10); episodic MDPs keep γ = 1."""
-    from qlearn import sweep
+    from qlearn import spec
     from qlearn.algos import tabular
 
     config = tabular.TabularConfig(env_id="Garnet", num_episodes=10)
     with pytest.raises(hparams.HParamError, match="gamma' = 1: gamma = 1 on a continuing MDP"):
-        sweep.make_spec(config, seeds=1)
-    sweep.make_spec(config, {"gamma": [0.9]}, seeds=1)  # fine
-    sweep.make_spec(tabular.TabularConfig(env_id="CliffWalking", num_episodes=10), seeds=1)
+        spec.make_spec(config, seeds=1)
+    spec.make_spec(config, {"gamma": [0.9]}, seeds=1)  # fine
+    spec.make_spec(tabular.TabularConfig(env_id="CliffWalking", num_episodes=10), seeds=1)
     _, looping = envs.make("Chain", n_states=4)
     looping = looping.replace(terminal=jnp.zeros(4, bool).at[3].set(True))
     stuck = looping.replace(transition_probs=looping.transition_probs.at[0].set(jnp.eye(4)[0]))

@@ -6,10 +6,10 @@ import numpy as np
 import optax
 import pytest
 from gymnax.environments.classic_control.cartpole import EnvState as CartPoleState
-from test_losses import my_zero_loss
+from user_losses import my_zero_loss
 
 from qlearn import dp, hparams, losses, networks, sweep
-from qlearn.algos import dqn, rollout
+from qlearn.algos import deep_q, dqn, rollout
 from qlearn.types import ConfigError, Transition
 
 
@@ -122,7 +122,7 @@ def test_truncation_stores_true_final_observation(truncating_run):
     n = int(buf.size)
     assert n == config.actual_total_steps  # nothing overwritten
     tr = jax.tree.map(lambda x: np.asarray(x[:n]), buf.storage)
-    env, params = dqn.make_env(config)
+    env, params = deep_q.make_env(config)
     # Every stored next_obs is the CartPole successor of (obs, action), also at a time limit.
     s = cartpole_state(tr.obs)
     successor = jax.vmap(env.step_env, (None, 0, 0, None))(
@@ -193,7 +193,7 @@ def test_dqn_acts_and_bootstraps_over_available_actions_only():
     )
     hp = dqn.DQNHParams(gamma=0.9, eps_end=0.3)
     state, _ = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
-    _, mdp = dqn.make_env(config)
+    _, mdp = deep_q.make_env(config)
     mask = np.asarray(mdp.action_mask)
     visits = np.asarray(state.visits)
     assert visits.sum() > 3_000 and visits[~mask].sum() == 0
@@ -300,7 +300,7 @@ def test_on_a_finite_mdp_the_true_error_is_logged_and_falls():
     assert ve[-1] < 0.05 * ve[0]
     assert np.asarray(metrics["ve_empirical"])[-1] < 0.05 * np.asarray(metrics["ve_empirical"])[0]
     assert metrics["loss"][-1] > 0.2 * metrics["loss"][0]  # the loss is no measure of the error
-    _, mdp = dqn.make_env(config)
+    _, mdp = deep_q.make_env(config)
     q_star, _ = dp.value_iteration(mdp, 0.9)
     best = dp.policy_value(mdp, dp.greedy_policy(q_star), 0.9)
     optimal = np.isclose(np.asarray(metrics["greedy_value"]), best, rtol=1e-5)
@@ -390,7 +390,7 @@ def test_the_epsilon_schedule_drives_the_actions_inside_the_loop(tiny_config):
     n = int(state.buffer.size)
     tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.buffer.storage)
     greedy = np.asarray(
-        jnp.argmax(dqn.make_network(config, 2, (4,)).apply(state.params, tr.obs), -1)
+        jnp.argmax(deep_q.make_network(config, 2, (4,)).apply(state.params, tr.obs), -1)
     )
     steps = np.arange(n) // config.num_envs * config.num_envs  # env steps before each item
     early, late = steps < 0.05 * config.total_steps, steps >= 0.2 * config.total_steps

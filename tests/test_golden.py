@@ -31,6 +31,7 @@ import pytest
 
 from qlearn import runs, sweep
 from qlearn.algos import dqn, tabular
+from qlearn.spec import Spec, make_spec
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -50,14 +51,14 @@ TINY = dict(
 
 
 def specs() -> dict[str, dict]:
-    """The five specs, built as a user builds them."""
+    """The five specs, built as a user builds them, as JSON."""
     cartpole = dqn.DQNConfig(env_id="CartPole-v1")
-    return {
-        "dqn_grid": sweep.make_spec(cartpole, {"lr": [3e-4, 1e-3], "gamma": [0.99]}, seeds=4),
-        "static_grid": sweep.make_spec(
+    built = {
+        "dqn_grid": make_spec(cartpole, {"lr": [3e-4, 1e-3], "gamma": [0.99]}, seeds=4),
+        "static_grid": make_spec(
             cartpole, {"n_step": [1, 3], "lr": [1e-3, 3e-3]}, seeds=2, lanes=4
         ),
-        "random_search": sweep.make_spec(
+        "random_search": make_spec(
             cartpole,
             dist={"lr": "loguniform:1e-4:1e-2", "target_period": "uniform:100:1000"},
             n_samples=5,
@@ -65,16 +66,17 @@ def specs() -> dict[str, dict]:
             seeds=3,
             base_seed=10,
         ),
-        "tabular": sweep.make_spec(
+        "tabular": make_spec(
             tabular.TabularConfig(env_id="CliffWalking", algorithm="sarsa", num_episodes=50),
             {"lr": [0.1, 0.5]},
             seeds=3,
             lanes=3,
         ),
-        "loss_tuple": sweep.make_spec(
+        "loss_tuple": make_spec(
             dataclasses.replace(cartpole, loss=("huber", "mse")), {"loss_index": [0, 1]}, seeds=2
         ),
     }
+    return {name: spec.to_json() for name, spec in built.items()}
 
 
 def tiny_runs() -> dict[str, tuple]:
@@ -113,7 +115,7 @@ def dumps(obj) -> str:
     return json.dumps(obj, indent=2) + "\n"
 
 
-def derived(spec: dict, metrics: dict[str, np.ndarray]) -> tuple[str, str]:
+def derived(spec: Spec, metrics: dict[str, np.ndarray]) -> tuple[str, str]:
     """(summary.json without timing, records.csv) that qlearn derives from ``metrics``."""
     run = runs.build(spec, metrics)
     summary = {k: v for k, v in run.summary.items() if k != "timing"}
@@ -125,7 +127,7 @@ def derived(spec: dict, metrics: dict[str, np.ndarray]) -> tuple[str, str]:
 def train(name: str) -> tuple[dict, dict[str, np.ndarray]]:
     config, grid, seeds, lanes = tiny_runs()[name]
     result = sweep.run(config, grid, seeds=seeds, lanes=lanes)
-    return result.spec, {k: np.asarray(v) for k, v in result.metrics.items()}
+    return result.spec.to_json(), {k: np.asarray(v) for k, v in result.metrics.items()}
 
 
 def load_metrics(name: str) -> dict[str, np.ndarray]:
@@ -143,7 +145,7 @@ def write() -> None:
         d.mkdir(exist_ok=True)
         (d / "spec.json").write_text(dumps(spec))
         np.savez(d / "metrics.npz", **metrics)
-        summary, records = derived(spec, metrics)
+        summary, records = derived(Spec.from_json(spec), metrics)
         (d / "summary.json").write_text(summary)
         (d / "records.csv").write_text(records)
     (GOLDEN / "machine.json").write_text(dumps(machine()))
@@ -157,7 +159,7 @@ def test_specs_are_byte_equal_to_the_golden_files(name):
 @pytest.mark.parametrize("name", list(tiny_runs()))
 def test_summary_and_records_of_golden_metrics_are_byte_equal(name):
     d = GOLDEN / f"run_{name}"
-    spec = json.loads((d / "spec.json").read_text())
+    spec = Spec.from_json(json.loads((d / "spec.json").read_text()))
     summary, records = derived(spec, load_metrics(name))
     assert summary == (d / "summary.json").read_text()
     assert records == (d / "records.csv").read_text()

@@ -4,10 +4,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
+from user_losses import my_zero_loss
 
 from qlearn import hparams, losses, networks
-from qlearn.algos.dqn import DQNHParams
 from qlearn.types import Transition
+
+
+@struct.dataclass
+class HParams:
+    """The hyperparameters the losses read (an algorithm's HParams has these and more)."""
+
+    gamma: float = hparams.field(0.99, low=0, high=1, help="discount")
+    huber_delta: float = hparams.field(1.0, low=0, low_open=True, help="Huber threshold")
+    loss_index: int = hparams.field(0, low=0, integer=True, help="which loss")
+
 
 B, OBS, A = 8, 3, 4
 
@@ -51,14 +62,14 @@ def numpy_targets(q_fn, target_params, batch, gamma):
 
 
 @pytest.mark.parametrize("use_target_network", [True, False])
-def test_semi_gradient_equals_analytic(setup, use_target_network):
+def test_semi_gradient_equals_analytic(setup, use_target_network, variant):
     q_fn, online, target, batch = setup
-    hp = DQNHParams(gamma=0.9)
+    hp = HParams(gamma=0.9)
     bootstrap = target if use_target_network else online
     loss = functools.partial(losses.semi_gradient_td_loss, regression=losses.mse)
-    grad = jax.grad(lambda p: loss(q_fn, p, target if use_target_network else p, batch, hp)[0])(
-        online
-    )
+    grad = variant(
+        jax.grad(lambda p: loss(q_fn, p, target if use_target_network else p, batch, hp)[0])
+    )(online)
     y = numpy_targets(q_fn, bootstrap, batch, 0.9)
     expected = analytic_mse_gradient(q_fn, online, batch, y)
     jax.tree.map(
@@ -77,10 +88,11 @@ def test_semi_gradient_equals_analytic(setup, use_target_network):
         assert any(jax.tree.leaves(differs))
 
 
-def test_huber_gradient_clips_td_error(setup):
+def test_huber_gradient_clips_td_error(setup, variant):
     q_fn, online, target, batch = setup
-    hp = DQNHParams(gamma=0.9, huber_delta=0.05)
-    grad = jax.grad(lambda p: losses.semi_gradient_td_loss(q_fn, p, target, batch, hp)[0])(online)
+    hp = HParams(gamma=0.9, huber_delta=0.05)
+    loss = lambda p: losses.semi_gradient_td_loss(q_fn, p, target, batch, hp)[0]
+    grad = variant(jax.grad(loss))(online)
     y = numpy_targets(q_fn, target, batch, 0.9)
     q = np.asarray(q_fn(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
     # d/dq̂ huber(y − q̂) = −clip(y − q̂, −κ, κ); express it as the MSE gradient with a fake label
@@ -93,7 +105,7 @@ def test_huber_gradient_clips_td_error(setup):
 
 def test_truncation_bootstraps_termination_does_not(setup):
     q_fn, online, target, batch = setup
-    hp = DQNHParams(gamma=0.9)
+    hp = HParams(gamma=0.9)
     y = np.asarray(losses.td_targets(q_fn, online, target, batch, hp, double_q=False))
     q_next = np.asarray(q_fn(target, batch.next_obs)).max(axis=1)
     r = np.asarray(batch.reward)
@@ -113,7 +125,7 @@ def test_targets_never_bootstrap_from_a_masked_action(setup, double_q):
     only = selector.argmin(axis=1)
     mask = np.eye(A, dtype=bool)[only]
     masked_batch = batch.replace(next_action_mask=jnp.asarray(mask))
-    hp = hparams.to_arrays(DQNHParams(gamma=0.9))
+    hp = hparams.to_arrays(HParams(gamma=0.9))
     y = losses.td_targets(q_fn, online, target, masked_batch, hp, double_q=double_q)
     value = np.asarray(q_fn(target, batch.next_obs))[np.arange(B), only]
     discount = 0.9 * (1.0 - np.asarray(batch.terminated, np.float32))
@@ -131,7 +143,7 @@ def test_targets_never_bootstrap_from_a_masked_action(setup, double_q):
 
 def test_double_q_selects_with_online_evaluates_with_target(setup):
     q_fn, online, target, batch = setup
-    hp = DQNHParams(gamma=0.9)
+    hp = HParams(gamma=0.9)
     y = np.asarray(losses.td_targets(q_fn, online, target, batch, hp, double_q=True))
     a_star = np.asarray(q_fn(online, batch.next_obs)).argmax(axis=1)
     value = np.asarray(q_fn(target, batch.next_obs))[np.arange(B), a_star]
@@ -141,7 +153,7 @@ def test_double_q_selects_with_online_evaluates_with_target(setup):
 
 def test_aux_diagnostics(setup):
     q_fn, online, target, batch = setup
-    loss, aux = losses.semi_gradient_td_loss(q_fn, online, target, batch, DQNHParams())
+    loss, aux = losses.semi_gradient_td_loss(q_fn, online, target, batch, HParams())
     assert set(aux) >= {"q_mean", "target_mean", "td_abs", "q_abs_max"}
     q = np.asarray(q_fn(online, batch.obs))
     np.testing.assert_allclose(
@@ -151,15 +163,9 @@ def test_aux_diagnostics(setup):
     assert loss.shape == ()
 
 
-def my_zero_loss(q_fn, online_params, target_params, batch, hparams):
-    """A user loss used by the tests (importable as tests.test_losses:my_zero_loss)."""
-    q = q_fn(online_params, batch.obs)
-    return 0.0 * jnp.sum(q), {"q_mean": jnp.mean(q), "my_stat": jnp.float32(7.0)}
-
-
 def test_resolve():
     assert losses.resolve(my_zero_loss, double_q=True) is my_zero_loss
-    assert losses.resolve("test_losses:my_zero_loss", double_q=False) is my_zero_loss
+    assert losses.resolve("user_losses:my_zero_loss", double_q=False) is my_zero_loss
     assert losses.resolve("mse", double_q=True).keywords == {
         "regression": losses.mse,
         "double_q": True,
@@ -168,13 +174,13 @@ def test_resolve():
         losses.resolve("l1", double_q=True)
     with pytest.raises(ValueError, match="cannot be imported"):
         losses.resolve("no_such_module:f", double_q=True)
-    assert losses.spec_name(my_zero_loss) == "test_losses:my_zero_loss"
+    assert losses.spec_name(my_zero_loss) == "user_losses:my_zero_loss"
 
 
 def test_residual_gradient_includes_the_bootstrap_gradient(setup):
     """∇L = −2/B Σ δ_i (∇q̂(s_i, a_i) − γ_i ∇q̂(s'_i, a*_i)), a* = argmax q̂(s'_i, ·)."""
     q_fn, online, target, batch = setup
-    hp = DQNHParams(gamma=0.9)
+    hp = HParams(gamma=0.9)
     grad = jax.grad(lambda p: losses.residual_gradient_td_loss(q_fn, p, target, batch, hp)[0])(
         online
     )
@@ -202,11 +208,11 @@ def test_residual_gradient_includes_the_bootstrap_gradient(setup):
 
 def test_switch_runs_the_indexed_loss_and_vmaps_over_the_index(setup):
     q_fn, online, target, batch = setup
-    specs = ("mse", "residual", "test_losses:my_zero_loss")
+    specs = ("mse", "residual", "user_losses:my_zero_loss")
     switched = losses.resolve(specs, double_q=False)
     singles = [losses.resolve(s, double_q=False) for s in specs]
     for k, single in enumerate(singles):
-        hp = DQNHParams(gamma=0.9, loss_index=k)
+        hp = HParams(gamma=0.9, loss_index=k)
         (loss, aux), grad = jax.value_and_grad(switched, argnums=1, has_aux=True)(
             q_fn, online, target, batch, hp
         )
@@ -223,15 +229,15 @@ def test_switch_runs_the_indexed_loss_and_vmaps_over_the_index(setup):
                 np.testing.assert_allclose(value, aux_k[name], rtol=1e-6)
             else:
                 assert np.isnan(value)
-    hps = hparams.to_arrays(hparams.grid(DQNHParams, {"gamma": [0.9], "loss_index": [0, 1, 2]}))
+    hps = hparams.to_arrays(hparams.grid(HParams, {"gamma": [0.9], "loss_index": [0, 1, 2]}))
     vmapped = jax.vmap(lambda hp: switched(q_fn, online, target, batch, hp)[0])(hps)
-    expected = [f(q_fn, online, target, batch, DQNHParams(gamma=0.9))[0] for f in singles]
+    expected = [f(q_fn, online, target, batch, HParams(gamma=0.9))[0] for f in singles]
     np.testing.assert_allclose(vmapped, expected, rtol=1e-6)
 
 
 def test_resolve_names_and_tuples():
     assert losses.resolve("residual", double_q=True) is losses.residual_gradient_td_loss
-    assert losses.spec_name(("huber", my_zero_loss)) == ["huber", "test_losses:my_zero_loss"]
+    assert losses.spec_name(("huber", my_zero_loss)) == ["huber", "user_losses:my_zero_loss"]
 
 
 # --- linear value functions -------------------------------------------------------------------
@@ -277,9 +283,9 @@ def textbook_steps(w, h, b):
 
 
 @pytest.mark.parametrize("name", sorted(losses.LINEAR_LOSSES))
-def test_linear_loss_gradients_are_the_textbook_updates(linear_batch, name):
+def test_linear_loss_gradients_are_the_textbook_updates(linear_batch, name, variant):
     w, h, batch = linear_batch
-    grad_w, grad_h = jax.grad(losses.LINEAR_LOSSES[name], argnums=(0, 1))(w, h, batch)
+    grad_w, grad_h = variant(jax.grad(losses.LINEAR_LOSSES[name], argnums=(0, 1)))(w, h, batch)
     step_w, step_h = textbook_steps(w, h, batch)[name]
     np.testing.assert_allclose(-grad_w, step_w, rtol=1e-5, atol=1e-6)
     if step_h is None:
@@ -291,7 +297,7 @@ def test_linear_loss_gradients_are_the_textbook_updates(linear_batch, name):
 def test_n_step_transitions_bootstrap_gamma_to_the_steps(setup):
     q_fn, online, target, batch = setup
     steps = jnp.array([1, 2, 3, 1, 2, 3, 1, 2], jnp.int32)
-    hp = DQNHParams(gamma=0.9)
+    hp = HParams(gamma=0.9)
     y = losses.td_targets(q_fn, online, target, batch.replace(steps=steps), hp, double_q=False)
     q_next = np.asarray(q_fn(target, batch.next_obs)).max(1)
     alive = 1.0 - np.asarray(batch.terminated, np.float32)

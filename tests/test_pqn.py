@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import rlax
 
-from qlearn import cli, envs, hparams, sweep
+from qlearn import cli, envs, hparams, runs, sweep
 from qlearn.algos import pqn
+from qlearn.spec import Spec, make_spec
 from qlearn.types import ConfigError
 
 T, N = 7, 3
@@ -195,15 +196,95 @@ def test_dqn_and_pqn_never_take_a_masked_action(algo, monkeypatch):
     from qlearn import algos
 
     monkeypatch.setitem(envs.CATALOG, "Trap", trap)
-    module, config_cls, hparams_cls = algos.get(algo)
+    algorithm = algos.get(algo)
     sizes = dict(num_envs=4, total_steps=2_048, num_evals=4, eval_episodes=4)
     if algo == "dqn":
         sizes |= dict(learning_starts=200, buffer_size=2_048, batch_size=16, network="linear")
     else:
         sizes |= dict(rollout_steps=16, hidden_sizes=(8,))
-    config = config_cls(env_id="Trap", **sizes)
-    hp = hparams_cls(eps_start=1.0, eps_end=1.0)  # always exploring: uniform over available
-    _, m = jax.jit(module.make_train(config))(jax.random.key(0), hp)
+    config = algorithm.config(env_id="Trap", **sizes)
+    hp = algorithm.hparams(eps_start=1.0, eps_end=1.0)  # always exploring: uniform over available
+    _, m = jax.jit(algorithm.make_train(config))(jax.random.key(0), hp)
     assert np.all(np.asarray(m["train_episodes"]) > 0)
     np.testing.assert_array_equal(m["train_return"], 0.0)
     np.testing.assert_array_equal(m["eval_return"], 0.0)
+
+
+LOSS_SIZES = dict(num_envs=4, rollout_steps=16, total_steps=2_048, num_evals=2, eval_episodes=2)
+
+
+@pytest.fixture(scope="module")
+def mse_run(tmp_path_factory):
+    """One seed of PQN with its built-in loss, written to a run directory (one compile shared
+    by the tests below)."""
+    out = tmp_path_factory.mktemp("pqn") / "mse"
+    return sweep.run(pqn.PQNConfig(**LOSS_SIZES), {"lr": [1e-3]}, seeds=1, lanes=1, out=out)
+
+
+def test_a_user_loss_by_function_or_import_path_and_losses_compared_in_one_compile(mse_run):
+    """A tuple of λ-return losses is one program; each configuration is that loss's run: the
+    built-in, a user function and the same function by import path."""
+    from user_losses import my_return_loss
+
+    config = pqn.PQNConfig(**LOSS_SIZES, loss=("mse", my_return_loss, "user_losses:my_return_loss"))
+    both = sweep.run(config, {"loss_index": [0, 1, 2]}, seeds=1, lanes=1)
+    for k, v in mse_run.metrics.items():  # the built-in through the switch: the same maths
+        # (another compiled program, so equal to rounding, not bitwise; README, Reproducibility)
+        np.testing.assert_allclose(both.metrics[k][0], v[0], rtol=1e-5, err_msg=k)
+    np.testing.assert_array_equal(both.metrics["loss"][1], both.metrics["loss"][2])
+    assert not np.array_equal(both.metrics["loss"][0], both.metrics["loss"][1])
+    assert np.all(np.isnan(both.metrics["my_stat"][0])) and np.all(both.metrics["my_stat"][1] == 7)
+    assert runs.labels(both.spec)[0] == "loss=mse"
+    with pytest.raises(hparams.HParamError, match="'loss_index' = 3"):
+        sweep.run(config, {"loss_index": [3]}, seeds=1)
+
+
+def test_the_built_in_losses_are_the_semi_gradient_regression_on_the_targets():
+    """The gradient of the built-in "huber" λ-return loss is −mean(ψ'(G − q̂) ∇q̂): the
+    target carries no gradient, the prediction all of it."""
+    from qlearn import losses, networks
+    from qlearn.types import ReturnBatch
+
+    net = networks.build("mlp", 3, (4,), hidden_sizes=(8,), activation="relu", layer_norm=False)
+    obs = jax.random.normal(jax.random.key(0), (16, 4))
+    params = net.init(jax.random.key(1), obs[:1])
+    action = jnp.arange(16) % 3
+    hp = pqn.PQNHParams(huber_delta=0.5)
+
+    def total(p, target):
+        batch = ReturnBatch(obs=obs, action=action, target=target)
+        return losses.resolve_return_loss("huber")(net.apply, p, batch, hp)[0]
+
+    target = jnp.linspace(-2.0, 2.0, 16)
+    assert float(jnp.abs(jax.grad(total, argnums=1)(params, target)).max()) == 0.0
+
+    def by_hand(p):
+        q = jnp.take_along_axis(net.apply(p, obs), action[:, None], axis=-1)[:, 0]
+        psi = jnp.clip(jax.lax.stop_gradient(target - q), -0.5, 0.5)  # Huber's ψ
+        return -jnp.mean(psi * q)
+
+    auto, manual = jax.grad(total)(params, target), jax.grad(by_hand)(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), auto, manual)
+
+
+def test_pqn_counts_refuse_booleans_like_dqn():
+    with pytest.raises(ConfigError, match="num_epochs = True must be an integer ≥ 1"):
+        pqn.PQNConfig(num_epochs=True)
+
+
+def test_a_pqn_directory_written_before_loss_index_is_the_same_run(mse_run, capsys):
+    """A run directory whose spec predates the hyperparameter (as every PQN directory written
+    before it does) loads as the same run: the same sweep finds it finished, and it reproduces
+    bitwise."""
+    import json
+
+    config = pqn.PQNConfig(**LOSS_SIZES)
+    out = mse_run.path
+    meta = json.loads((out / "config.json").read_text())
+    del meta["spec"]["hparams"]["loss_index"]  # as written before PQN had it
+    (out / "config.json").write_text(json.dumps(meta))
+    spec = make_spec(config, {"lr": [1e-3]}, seeds=1, lanes=1)
+    assert Spec.from_json(meta["spec"]) == spec
+    assert sweep.prepare(out, spec) is True  # finished: nothing to do, nothing refused
+    assert cli.main(["reproduce", "--quiet", str(out)]) == 0
+    assert "reproduced: all" in capsys.readouterr().out

@@ -6,6 +6,7 @@ says which command, commit and backend it comes from."""
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +37,53 @@ def test_a_results_file_names_its_command_commit_and_backend(name):
     assert result["commit"] == provenance["git_commit"] and result["command"]
     assert provenance["command"] and provenance["backend"] and provenance["jax"]
     assert provenance["git_commit"] and not provenance["git_dirty"], provenance
+
+
+def test_the_custom_loss_examples_run_and_their_losses_have_gradients():
+    """The README's "A custom loss" code blocks, executed as written; then each loss on a
+    small batch: its gradient is the one its docstring states, −mean(tanh(δ)·∇q̂)."""
+    import jax
+    import jax.numpy as jnp
+
+    from qlearn import networks
+    from qlearn.types import ReturnBatch, Transition
+
+    section = README.split("## A custom loss", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```python\n")[1:]
+    assert len(blocks) == 2
+    scope: dict = {}
+    for block in blocks:
+        exec(block.split("```", 1)[0], scope)  # the README's own code, as written
+    assert callable(scope["train"]) and scope["spec"].num_configs == 2
+    net = networks.build("mlp", 2, (4,), hidden_sizes=(8,), activation="relu", layer_norm=False)
+    obs = jax.random.normal(jax.random.key(0), (8, 4))
+    params = net.init(jax.random.key(1), obs[:1])
+    action = jnp.arange(8) % 2
+    tr = Transition(obs, action, jnp.ones(8), obs, jnp.zeros(8, bool), jnp.zeros(8, bool),
+                    jnp.ones(8, jnp.int32))  # fmt: skip
+    hp = scope["dqn"].DQNHParams()
+    q_next_max = jnp.max(net.apply(params, obs), axis=-1)
+    cases = [  # (loss of the parameters, its targets y)
+        (
+            lambda p: scope["log_cosh_td_loss"](net.apply, p, params, tr, hp)[0],
+            1.0 + hp.gamma * q_next_max,
+        ),
+        (
+            lambda p: scope["log_cosh_return_loss"](
+                net.apply, p, ReturnBatch(obs, action, jnp.full(8, 3.0)), hp
+            )[0],
+            jnp.full(8, 3.0),
+        ),
+    ]
+
+    def q_sa(p):
+        return jnp.take_along_axis(net.apply(p, obs), action[:, None], -1)[:, 0]
+
+    for loss, y in cases:
+        weight = jnp.tanh(y - q_sa(params))
+        expected = jax.grad(lambda p, w=weight: -jnp.mean(w * q_sa(p)))(params)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+            jax.grad(loss)(params),
+            expected,
+        )

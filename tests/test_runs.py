@@ -5,22 +5,14 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from qlearn import hparams, runs
+from qlearn import runs
 from qlearn.algos import dqn
-from qlearn.algos.dqn import DQNConfig, DQNHParams
+from qlearn.algos.dqn import DQNConfig
+from qlearn.spec import make_spec
 
 
 def spec(**cfg):
-    hp = hparams.grid(DQNHParams, {"lr": [1e-3]})
-    return runs.make_spec("dqn", DQNConfig(**cfg), hp, num_seeds=2, base_seed=0)
-
-
-def test_spec_rebuilds_the_same_objects():
-    s = spec(hidden_sizes=(32, 16), num_envs=4)
-    s = json.loads(json.dumps(s))  # through JSON, as stored
-    _, config, hp = runs.spec_objects(s)
-    assert config == DQNConfig(hidden_sizes=(32, 16), num_envs=4)
-    assert np.asarray(hp.lr).tobytes() == np.asarray([1e-3], np.float32).tobytes()
+    return make_spec(DQNConfig(**cfg), {"lr": [1e-3]}, seeds=2)
 
 
 def test_prepare_refuses_foreign_and_different_directories(tmp_path):
@@ -29,7 +21,7 @@ def test_prepare_refuses_foreign_and_different_directories(tmp_path):
         runs.prepare(tmp_path, spec())
     target = tmp_path / "r"
     assert runs.prepare(target, spec()) is False
-    assert json.loads((target / "config.json").read_text())["spec"] == spec()  # recorded
+    assert json.loads((target / "config.json").read_text())["spec"] == spec().to_json()  # recorded
     with pytest.raises(runs.RunDirError, match=r"config.num_envs: 10 there, 4 here"):
         runs.prepare(target, spec(num_envs=4))
     (target / runs.CHUNKS / "old.npz").write_bytes(b"x")
@@ -56,13 +48,16 @@ def test_load_of_a_non_run_is_an_error(tmp_path):
         runs.load(tmp_path)
 
 
-def test_several_losses_round_trip_and_are_labelled_by_name():
-    hp = hparams.grid(DQNHParams, {"loss_index": [0, 1]})
+def test_several_losses_are_labelled_by_name_in_labels_and_the_table():
     config = DQNConfig(loss=("huber", "residual"))
-    s = runs.make_spec("dqn", config, hp, num_seeds=1, base_seed=0, swept=["loss_index"])
-    s = json.loads(json.dumps(s))
-    assert runs.spec_objects(s)[1] == config
+    s = make_spec(config, {"loss_index": [0, 1]}, seeds=1)
     assert runs.labels(s) == ["loss=huber", "loss=residual"]
+    steps = np.broadcast_to(np.arange(1, 4, dtype=np.int32), (2, 1, 3))
+    run = runs.build(s, {"eval_return": np.zeros((2, 1, 3), np.float32), "env_steps": steps})
+    table = runs.summary_table(s, run.summary["configs"]).splitlines()
+    assert table[0].split()[:2] == ["#", "loss_index"]
+    assert [row.split()[:2] for row in table[2:4]] == [["0", "huber"], ["1", "residual"]]
+    assert runs.grid_axes(s) == []  # a loss is not a numeric axis
 
 
 def synthetic_metrics():
@@ -76,14 +71,7 @@ def synthetic_metrics():
 
 
 def test_diverged_runs_are_masked_from_where_they_diverged_and_counted():
-    s = runs.make_spec(
-        "dqn",
-        DQNConfig(),
-        hparams.grid(DQNHParams, {"lr": [1e-3, 3e-3]}),
-        num_seeds=3,
-        base_seed=0,
-        swept=["lr"],
-    )
+    s = make_spec(DQNConfig(), {"lr": [1e-3, 3e-3]}, seeds=3)
     run = runs.build(s, synthetic_metrics())
     m = run.metrics
     np.testing.assert_array_equal(m["diverged_at"], [[-1, -1, -1], [-1, -1, 2]])
@@ -123,12 +111,9 @@ def test_grid_table_puts_each_configuration_in_its_own_cell():
     name their configuration: cell (gamma, lr) must hold exactly that configuration."""
     config = dqn.DQNConfig(**TINY)
     grid = {"gamma": [0.9, 0.99], "lr": [1e-4, 1e-3, 1e-2]}
-    spec = runs.make_spec(
-        "dqn", config, hparams.grid(dqn.DQNHParams, grid), num_seeds=2, base_seed=0,
-        swept=list(grid),
-    )  # fmt: skip
+    spec = make_spec(config, grid, seeds=2)
     per_run = np.arange(6, dtype=np.float64)[:, None] * np.ones((1, 2))  # config i -> i
-    axes = runs._grid_axes(spec)
+    axes = runs.grid_axes(spec)
     assert [name for name, _ in axes] == ["gamma", "lr"]
     table = runs.grid_table(spec, per_run, axes[::-1])  # x = lr, y = gamma
     np.testing.assert_array_equal(table[:, :, 0], [[0, 1, 2], [3, 4, 5]])
@@ -137,10 +122,7 @@ def test_grid_table_puts_each_configuration_in_its_own_cell():
 
 
 def test_records_csv_reads_back_as_the_records(tmp_path):
-    spec = runs.make_spec(
-        "dqn", dqn.DQNConfig(**TINY), hparams.grid(dqn.DQNHParams, {"lr": [1e-3, 3e-3]}),
-        num_seeds=2, base_seed=5, swept=["lr"],
-    )  # fmt: skip
+    spec = make_spec(dqn.DQNConfig(**TINY), {"lr": [1e-3, 3e-3]}, seeds=2, base_seed=5)
     t = TINY["num_evals"]
     metrics = {
         "env_steps": np.tile(np.arange(1, t + 1) * 100, (2, 2, 1)).astype(np.int32),

@@ -3,12 +3,13 @@ import pytest
 import scipy.stats
 
 from qlearn import hparams, search
+from qlearn.algos import dqn
 from qlearn.algos.dqn import DQNConfig, DQNHParams
 from qlearn.types import ConfigError
 
 
 def expand(grid=None, **kwargs):
-    return search.expand(DQNConfig(), DQNHParams, grid, **kwargs)
+    return search.expand(dqn.ALGORITHM, DQNConfig(), grid, **kwargs)
 
 
 def test_grid_is_the_product_with_static_fields_as_outer_groups():

@@ -22,6 +22,7 @@ from conftest import TINY
 
 from qlearn import cli, runs, sweep
 from qlearn.algos import dqn
+from qlearn.spec import make_spec
 
 STEPS = 8_000  # long enough for a chunk to take a noticeable fraction of a second
 GRID = {"lr": [1e-3, 3e-3]}
@@ -93,7 +94,7 @@ REALISTIC = [
 def test_a_seed_is_the_same_run_at_the_default_configs(algo, overrides, lanes, seeds):
     from qlearn import algos
 
-    config = algos.get(algo)[1](env_id="CartPole-v1", **overrides)
+    config = algos.get(algo).config(env_id="CartPole-v1", **overrides)
     grid = {"lr": [1e-3, 3e-4]}
     full = sweep.run(config, grid, seeds=seeds, lanes=lanes)  # seed 2 of config 1: lane 2 + seeds
     alone = sweep.run(config, {"lr": [3e-4]}, seeds=1, base_seed=2, lanes=lanes)  # lane 0
@@ -198,9 +199,7 @@ def test_a_different_spec_is_refused_and_bad_input_fails_before_compiling(
     out = tmp_path / "s"
     runs.prepare(
         out,
-        sweep.make_spec(
-            dqn.DQNConfig(**dict(TINY, total_steps=STEPS)), GRID, seeds=SEEDS, lanes=LANES
-        ),
+        make_spec(dqn.DQNConfig(**dict(TINY, total_steps=STEPS)), GRID, seeds=SEEDS, lanes=LANES),
     )
     bad = {
         ("--seeds", "5"): "already holds a different run (seeds.num_seeds: 4 there, 5 here)",
@@ -245,7 +244,7 @@ def test_static_fields_in_a_grid_are_compiled_groups(tmp_path):
     result = sweep.run(
         cfg, {"hidden_sizes": [(8,), (16,)], "lr": [1e-3]}, seeds=2, out=tmp_path / "g"
     )
-    assert [g["overrides"] for g in result.spec["groups"]] == [
+    assert [g.overrides for g in result.spec.groups] == [
         {"hidden_sizes": [8]},
         {"hidden_sizes": [16]},
     ]

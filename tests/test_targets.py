@@ -7,26 +7,25 @@ import rlax
 from qlearn import targets
 
 
-def test_q_learning_hand_computed():
-    y = targets.q_learning(jnp.float32(1.0), jnp.float32(0.9), jnp.array([2.0, 5.0, -1.0]))
+def test_q_learning_hand_computed(variant):
+    y = variant(targets.q_learning)(jnp.float32(1.0), jnp.float32(0.9), jnp.array([2.0, 5.0, -1.0]))
     np.testing.assert_allclose(y, 1.0 + 0.9 * 5.0)
 
 
-def test_double_q_learning_hand_computed():
+def test_double_q_learning_hand_computed(variant):
     # the selector picks action 0; the value network's estimate of action 0 is used
-    y = targets.double_q_learning(
+    y = variant(targets.double_q_learning)(
         jnp.float32(1.0), jnp.float32(0.5), jnp.array([3.0, 10.0]), jnp.array([7.0, 1.0])
     )
     np.testing.assert_allclose(y, 1.0 + 0.5 * 3.0)
 
 
-def test_terminal_discount_cuts_bootstrap():
-    y = targets.q_learning(jnp.float32(2.0), jnp.float32(0.0), jnp.array([100.0, 200.0]))
+def test_terminal_discount_cuts_bootstrap(variant):
+    y = variant(targets.q_learning)(jnp.float32(2.0), jnp.float32(0.0), jnp.array([100.0, 200.0]))
     np.testing.assert_allclose(y, 2.0)
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_targets_match_rlax_over_random_inputs(jit):
+def test_targets_match_rlax_over_random_inputs(variant):
     rng = np.random.default_rng(0)
     batch, actions = 64, 5
     q_tm1 = jnp.asarray(rng.normal(size=(batch, actions)), jnp.float32)
@@ -35,14 +34,13 @@ def test_targets_match_rlax_over_random_inputs(jit):
     discount_t = jnp.asarray(rng.uniform(size=batch) * (rng.uniform(size=batch) > 0.2), jnp.float32)
     q_t = jnp.asarray(rng.normal(size=(batch, actions)), jnp.float32)
     q_t_sel = jnp.asarray(rng.normal(size=(batch, actions)), jnp.float32)
-    maybe_jit = jax.jit if jit else (lambda f: f)
     q_sa = q_tm1[jnp.arange(batch), a_tm1]
 
-    ours = maybe_jit(jax.vmap(targets.q_learning))(r_t, discount_t, q_t) - q_sa
+    ours = variant(jax.vmap(targets.q_learning))(r_t, discount_t, q_t) - q_sa
     theirs = jax.vmap(rlax.q_learning)(q_tm1, a_tm1, r_t, discount_t, q_t)
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
 
-    ours = maybe_jit(jax.vmap(targets.double_q_learning))(r_t, discount_t, q_t, q_t_sel) - q_sa
+    ours = variant(jax.vmap(targets.double_q_learning))(r_t, discount_t, q_t, q_t_sel) - q_sa
     theirs = jax.vmap(rlax.double_q_learning)(q_tm1, a_tm1, r_t, discount_t, q_t, q_t_sel)
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
 
@@ -130,8 +128,8 @@ def numpy_lambda_forward_view(r, d, v, lam):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 12])
-def test_n_step_returns_match_numpy_and_rlax_at_every_index(n):
-    ours = jax.jit(targets.n_step_bootstrapped_returns, static_argnums=3)(R, D, V, n)
+def test_n_step_returns_match_numpy_and_rlax_at_every_index(n, variant):
+    ours = variant(targets.n_step_bootstrapped_returns, static_argnums=3)(R, D, V, n)
     np.testing.assert_allclose(ours, numpy_n_step(R, D, V, n), rtol=1e-5, atol=1e-5)
     theirs = rlax.n_step_bootstrapped_returns(R, D, V, n)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
@@ -149,8 +147,8 @@ def test_n_step_rejects_bad_n():
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 0.9, 1.0])
-def test_lambda_returns_match_forward_view_and_rlax_at_every_index(lam):
-    ours = jax.jit(targets.lambda_returns)(R, D, V, lam)
+def test_lambda_returns_match_forward_view_and_rlax_at_every_index(lam, variant):
+    ours = variant(targets.lambda_returns)(R, D, V, lam)
     np.testing.assert_allclose(ours, numpy_lambda_forward_view(R, D, V, lam), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ours, rlax.lambda_returns(R, D, V, lam), rtol=1e-5, atol=1e-5)
 
@@ -201,13 +199,13 @@ def numpy_n_step_truncated(r, d, v, truncated, n):
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])
-def test_n_step_returns_stop_at_a_truncation(n):
+def test_n_step_returns_stop_at_a_truncation(n, variant):
     """A window crossing a time limit stops there and bootstraps from the final value, like
     computing each episode on its own; numpy and rlax (same per-step λ) agree at every index."""
     truncated = np.zeros(len(R), bool)
     truncated[5] = True
     cut = (1 - truncated).astype(np.float32)
-    ours = jax.jit(targets.n_step_bootstrapped_returns, static_argnums=3)(R, D, V, n, cut)
+    ours = variant(targets.n_step_bootstrapped_returns, static_argnums=3)(R, D, V, n, cut)
     np.testing.assert_allclose(
         ours, numpy_n_step_truncated(R, D, V, truncated, n), rtol=1e-5, atol=1e-5
     )

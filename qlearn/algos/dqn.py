@@ -28,17 +28,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from qlearn import dp, envs, hparams, losses, networks, policies, replay, sampling
-from qlearn.algos import rollout
+from qlearn.algos import deep_q, rollout
+from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, LossFn, Params, QFn, Transition, config_field
-
-ProgressFn = Callable[[jax.Array, jax.Array], None]
-"""``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
-(via ``jax.debug.callback``) once per evaluation interval and run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,53 +81,29 @@ class DQNConfig(envs.EnvConfig):
         object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
         self._validate()
 
-    @property
-    def num_losses(self) -> int:
-        """How many losses ``config.loss`` offers to ``hparams.loss_index``."""
-        return len(self.loss) if isinstance(self.loss, tuple) else 1
-
     def validate_hparams(self, hp: DQNHParams) -> None:
         """Checks of hyperparameters against this config (before anything compiles)."""
         if envs.is_finite(self.env_id):  # q* of the true-error metrics needs finite values
-            dp.check_discounts(make_env(self)[1], hp.gamma)
-        index = np.atleast_1d(np.asarray(hp.loss_index))
-        if np.any(index >= self.num_losses):
-            bad = int(index.max())
-            raise hparams.HParamError(
-                f"hyperparameter 'loss_index' = {bad} but config.loss offers "
-                f"{self.num_losses} loss(es) (indices 0..{self.num_losses - 1})"
-            )
+            dp.check_discounts(deep_q.make_env(self)[1], hp.gamma)
+        deep_q.check_loss_index(self, hp)
 
     def _validate(self) -> None:
         def fail(msg: str) -> None:
             raise ConfigError(msg)
 
-        try:
-            envs.check_id(self.env_id)
-        except envs.UnknownEnvError as e:
-            raise ConfigError(f"config.env_id: {e}") from None
-        try:
-            make_env(self)
-        except ValueError as e:
-            raise ConfigError(f"config.env_kwargs: {e}") from None
-        for name in (
-            "num_envs",
-            "total_steps",
-            "buffer_size",
-            "batch_size",
-            "train_every",
-            "updates_per_train",
-            "n_step",
-            "num_evals",
-            "eval_episodes",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                fail(f"config.{name} = {value!r} must be an integer ≥ 1")
-        if not isinstance(self.learning_starts, int) or self.learning_starts < 0:
-            fail(f"config.learning_starts = {self.learning_starts!r} must be an integer ≥ 0")
-        if self.max_episode_steps is not None and self.max_episode_steps < 1:
-            fail(f"config.max_episode_steps = {self.max_episode_steps} must be ≥ 1 or None")
+        deep_q.check_shared(self)
+        deep_q.check_counts(
+            self,
+            (
+                "total_steps",
+                "buffer_size",
+                "batch_size",
+                "train_every",
+                "updates_per_train",
+                "n_step",
+            ),
+        )
+        deep_q.check_counts(self, ("learning_starts",), minimum=0)
         if self.batch_size > self.buffer_size:
             fail(
                 f"config.batch_size = {self.batch_size} must be ≤ buffer_size = {self.buffer_size}"
@@ -153,16 +125,6 @@ class DQNConfig(envs.EnvConfig):
                 f"config.learning_starts = {self.learning_starts} must be < "
                 f"total_steps = {self.total_steps}"
             )
-        check_network(self)
-        if self.activation not in networks.ACTIVATIONS:
-            fail(
-                f"config.activation = '{self.activation}' must be one of "
-                f"{', '.join(networks.ACTIVATIONS)}"
-            )
-        if any(w < 1 for w in self.hidden_sizes):
-            fail(f"config.hidden_sizes = {self.hidden_sizes} must be positive widths")
-        if not self.divergence_bound > 0:
-            fail(f"config.divergence_bound = {self.divergence_bound} must be > 0")
         try:
             losses.resolve(self.loss, double_q=self.double_q)
         except ValueError as e:
@@ -252,39 +214,6 @@ class DQNState:
     """the last ``n_step`` one-step transitions, leaves [n, N, ...] (n-step returns only)."""
 
 
-def check_network(config: Any) -> None:
-    """Raise ConfigError unless the env has discrete actions and ``config.network`` suits its
-    observations."""
-    env, env_params = make_env(config)
-    space = env.action_space(env_params)
-    if not hasattr(space, "n"):
-        shape = getattr(space, "shape", None)
-        raise ConfigError(
-            f"config.env_id = '{config.env_id}' has a continuous action space "
-            f"({type(space).__name__}{f', shape {tuple(shape)}' if shape is not None else ''}); "
-            "Q-learning here needs a discrete one (gymnax's Discrete)"
-        )
-    try:
-        make_network(config, env.num_actions, env.observation_space(env_params).shape)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-make_env = envs.make_for
-
-
-def make_network(config: Any, num_actions: int, obs_shape: tuple[int, ...] = ()) -> Any:
-    """The Q-network of a DQN or PQN config (see :func:`qlearn.networks.build`)."""
-    return networks.build(
-        config.network,
-        num_actions,
-        obs_shape,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        layer_norm=config.layer_norm,
-    )
-
-
 def make_optimizer(hp: DQNHParams) -> optax.GradientTransformation:
     """Adam after global-norm clipping, with (possibly traced) numbers from ``hp``."""
     return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.lr))
@@ -317,65 +246,8 @@ def update_target(params: Params, target_params: Params, updates: jax.Array, hp:
     return optax.periodic_update(blended, target_params, updates, hp.target_period)
 
 
-FINAL_STATISTIC = "greedy evaluation return at the final evaluation point, over seeds"
-
-
-def learning_curve(metrics: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str, str]:
-    """(x [T], returns [H, S, T], x label, y label) of a batch's metrics, for figures."""
-    return metrics["env_steps"][0, 0], metrics["eval_return"], "env steps", "greedy return"
-
-
-def final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
-    """The per-run number summaries report (see :data:`FINAL_STATISTIC`), [H, S]."""
-    return metrics["eval_return"][:, :, -1]
-
-
-def progress_total(config: DQNConfig) -> tuple[int, str]:
-    """(units a run reports to ``progress`` in all, unit name)."""
-    return config.actual_total_steps, "step"
-
-
-LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
-
-
-def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, jax.Array]:
-    """Reduce the per-update metrics of an interval (leaves [iterations, updates]).
-
-    ``q_abs_max`` is a max, everything else (including a user loss's own aux entries) a mean;
-    the standard entries a loss does not report are NaN. ``diverged``: a non-finite loss or Q,
-    or |Q| above ``bound``, in any update of the interval.
-    """
-    nan = jnp.full((), jnp.nan)
-    out = {k: jnp.max(v) if k == "q_abs_max" else jnp.mean(v) for k, v in m.items()}
-    out = {k: out.get(k, nan) for k in LOSS_METRICS} | out
-    unstable = ~jnp.isfinite(m["loss"])
-    if "q_abs_max" in m:
-        unstable |= ~jnp.isfinite(m["q_abs_max"]) | (m["q_abs_max"] > bound)
-    return out | {"diverged": jnp.any(unstable)}
-
-
-def interval_metrics(
-    env_steps: jax.Array,
-    eval_return: jax.Array,
-    episodes: rollout.EpisodeStats,
-    epsilon: jax.Array,
-    updates: dict[str, jax.Array],
-    bound: float,
-) -> dict[str, jax.Array]:
-    """The metrics of one evaluation interval, shared by DQN and PQN: env_steps, eval_return,
-    train_return, train_episodes, epsilon and the loss metrics of :func:`interval_loss_metrics`."""
-    return {
-        "env_steps": env_steps,
-        "eval_return": eval_return,
-        "train_return": rollout.mean_completed_return(episodes),
-        "train_episodes": episodes.completed_count,
-        "epsilon": epsilon,
-        **interval_loss_metrics(updates, bound),
-    }
-
-
 def make_train(
-    config: DQNConfig, *, progress: ProgressFn | None = None
+    config: DQNConfig, *, progress: deep_q.ProgressFn | None = None
 ) -> Callable[[jax.Array, DQNHParams], tuple[DQNState, dict[str, jax.Array]]]:
     """Build the pure training function of ``config``: ``init`` then every evaluation
     interval (see :func:`make_stages`).
@@ -402,7 +274,7 @@ def make_train(
 
 
 def make_stages(
-    config: DQNConfig, *, progress: ProgressFn | None = None
+    config: DQNConfig, *, progress: deep_q.ProgressFn | None = None
 ) -> tuple[Callable, Callable]:
     """The two stages of a run, so that a long run can stop and resume at evaluation points
     (:mod:`qlearn.checkpoint`):
@@ -414,10 +286,10 @@ def make_stages(
     ``run_intervals(key, hp, init(key, hp), 0, num_evals)``, and running the intervals in
     several calls gives the same numbers.
     """
-    env, env_params = make_env(config)
+    env, env_params = deep_q.make_env(config)
     num_actions = env.action_space(env_params).n
     obs_shape = env.observation_space(env_params).shape
-    network = make_network(config, num_actions, obs_shape)
+    network = deep_q.make_network(config, num_actions, obs_shape)
     q_fn: QFn = network.apply
     loss_fn = losses.resolve(config.loss, double_q=config.double_q)
     finite = envs.is_finite(config.env_id)
@@ -469,21 +341,20 @@ def make_stages(
         optimizer = make_optimizer(hp)
         q_star = dp.value_iteration(env_params, hp.gamma)[0] if finite else None
 
-        def epsilon(env_steps: jax.Array) -> jax.Array:
-            decay = hp.eps_decay_fraction * config.total_steps
-            return policies.linear_schedule(env_steps, hp.eps_start, hp.eps_end, decay)
+        epsilon = deep_q.epsilon_schedule(config, hp)
 
         def env_step(state: DQNState, _: Any) -> tuple[DQNState, None]:
-            key, k_act, k_step = jax.random.split(state.key, 3)
-            words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
-            step_keys = jax.random.split(k_step, num_envs)
-            state = state.replace(key=key)
-            q = q_fn(state.params, state.obs)
-            mask = envs.action_masks(env, env_params, state.env_state)
-            action = policies.epsilon_greedy(words, q, epsilon(state.env_steps), mask)
-            obs, env_state, tr = rollout.step_envs(
-                env, env_params, step_keys, state.env_state, state.obs, action
+            key, action, obs, env_state, tr = deep_q.explore_step(
+                env,
+                env_params,
+                q_fn,
+                state.params,
+                state.key,
+                state.env_state,
+                state.obs,
+                epsilon(state.env_steps),
             )
+            state = state.replace(key=key)
             if finite:  # count the visits for the empirical VE
                 visits = state.visits.at[state.env_state.state, action].add(1.0)
                 state = state.replace(visits=visits)
@@ -548,7 +419,7 @@ def make_stages(
             eval_return = rollout.evaluate(
                 q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
             )
-            metrics = interval_metrics(
+            metrics = deep_q.interval_metrics(
                 state.env_steps,
                 eval_return,
                 state.episodes,
@@ -580,3 +451,18 @@ def make_stages(
         return jax.lax.scan(_loop(hp)[1], state, (eval_keys, index))
 
     return init, run_intervals
+
+
+ALGORITHM = Algorithm(
+    name="dqn",
+    config=DQNConfig,
+    hparams=DQNHParams,
+    make_train=make_train,
+    learning_curve=deep_q.learning_curve,
+    final_returns=deep_q.final_returns,
+    final_statistic=deep_q.FINAL_STATISTIC,
+    progress_total=deep_q.progress_total,
+    validate_hparams=DQNConfig.validate_hparams,
+    make_stages=make_stages,
+    indexed_hparams=(("loss_index", "loss"),),
+)

@@ -30,8 +30,17 @@ import optax
 from flax import struct
 
 from qlearn import envs, hparams, losses, networks, policies, targets
-from qlearn.algos import dqn, rollout
-from qlearn.types import ConfigError, Params, QFn, Transition, config_field
+from qlearn.algos import deep_q, rollout
+from qlearn.algos.algorithm import Algorithm
+from qlearn.types import (
+    ConfigError,
+    Params,
+    QFn,
+    ReturnBatch,
+    ReturnLossFn,
+    Transition,
+    config_field,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +61,12 @@ class PQNConfig(envs.EnvConfig):
     )
     activation: str = config_field("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
     layer_norm: bool = config_field(True, "LayerNorm after each hidden layer (PQN's stabiliser)")
-    loss: str = config_field("mse", f"regression of the TD error: {', '.join(losses.REGRESSIONS)}")
+    loss: str | ReturnLossFn | tuple[str | ReturnLossFn, ...] = config_field(
+        "mse",
+        "'mse', 'huber', 'package.module:function', a λ-return loss function "
+        "(qlearn.types.ReturnLossFn), or a tuple of these (hparam loss_index picks one: losses "
+        "compared in one compile)",
+    )
     num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
     eval_episodes: int = config_field(10, "greedy episodes per evaluation")
     divergence_bound: float = config_field(
@@ -61,19 +75,23 @@ class PQNConfig(envs.EnvConfig):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
+        if isinstance(self.loss, list):
+            object.__setattr__(self, "loss", tuple(self.loss))
         object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
         self._validate()
+
+    def validate_hparams(self, hp: PQNHParams) -> None:
+        """Checks of hyperparameters against this config (before anything compiles)."""
+        deep_q.check_loss_index(self, hp)
 
     def _validate(self) -> None:
         def fail(msg: str) -> None:
             raise ConfigError(msg)
 
-        for name in ("num_envs", "rollout_steps", "num_epochs", "num_minibatches", "num_evals"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                fail(f"config.{name} = {value!r} must be an integer ≥ 1")
-        if self.eval_episodes < 1:
-            fail(f"config.eval_episodes = {self.eval_episodes} must be ≥ 1")
+        if self.network == "linear":
+            fail("config.network = 'linear' is for DQN on finite MDPs; PQN takes 'mlp' or 'cnn'")
+        deep_q.check_shared(self)
+        deep_q.check_counts(self, ("rollout_steps", "total_steps", "num_epochs", "num_minibatches"))
         if self.batch_size % self.num_minibatches:
             fail(
                 f"config.num_minibatches = {self.num_minibatches} must divide the rollout batch "
@@ -84,15 +102,10 @@ class PQNConfig(envs.EnvConfig):
                 f"config.total_steps = {self.total_steps} is less than num_evals = "
                 f"{self.num_evals} rollouts of {self.batch_size} steps"
             )
-        if self.loss not in losses.REGRESSIONS:
-            fail(f"config.loss = '{self.loss}' must be one of {', '.join(losses.REGRESSIONS)}")
-        if self.activation not in networks.ACTIVATIONS:
-            fail(f"config.activation = '{self.activation}' is not one of {networks.ACTIVATIONS}")
-        if not self.divergence_bound > 0:
-            fail(f"config.divergence_bound = {self.divergence_bound} must be > 0")
-        if self.network == "linear":
-            fail("config.network = 'linear' is for DQN on finite MDPs; PQN takes 'mlp' or 'cnn'")
-        dqn.check_network(self)  # an unknown env id fails here too, with close matches
+        try:
+            losses.resolve_return_loss(self.loss)
+        except ValueError as e:
+            fail(str(e))
 
     @property
     def batch_size(self) -> int:
@@ -134,6 +147,9 @@ class PQNHParams:
         help="lr falls linearly to lr·(1 − lr_decay) over the run (purejaxql's MinAtar: 1)",
     )
     huber_delta: float = hparams.field(1.0, low=0, low_open=True, help="Huber threshold κ")
+    loss_index: int = hparams.field(
+        0, low=0, integer=True, help="which loss of a tuple config.loss to train with"
+    )
 
 
 @struct.dataclass
@@ -145,9 +161,6 @@ class PQNState:
     key: jax.Array
     env_steps: jax.Array
     episodes: rollout.EpisodeStats
-
-
-make_env = envs.make_for
 
 
 def make_optimizer(config: PQNConfig, hp: PQNHParams) -> optax.GradientTransformation:
@@ -184,15 +197,6 @@ def q_lambda_targets(
     )
 
 
-FINAL_STATISTIC = dqn.FINAL_STATISTIC
-learning_curve = dqn.learning_curve
-final_returns = dqn.final_returns
-
-
-def progress_total(config: PQNConfig) -> tuple[int, str]:
-    return config.actual_total_steps, "step"
-
-
 def make_train(
     config: PQNConfig, *, progress: Callable | None = None
 ) -> Callable[[jax.Array, PQNHParams], tuple[PQNState, dict[str, jax.Array]]]:
@@ -201,11 +205,11 @@ def make_train(
     train_episodes, epsilon, loss, q_mean, target_mean, td_abs (means over the interval's
     updates), q_abs_max, diverged — the names DQN uses, so runs, sweeps and plots treat both
     alike."""
-    env, env_params = make_env(config)
+    env, env_params = deep_q.make_env(config)
     obs_shape = env.observation_space(env_params).shape
-    network = dqn.make_network(config, env.action_space(env_params).n, obs_shape)
+    network = deep_q.make_network(config, env.action_space(env_params).n, obs_shape)
     q_fn: QFn = network.apply
-    regression = losses.REGRESSIONS[config.loss]
+    loss = losses.resolve_return_loss(config.loss)
     n, t_len = config.num_envs, config.rollout_steps
     minibatch = config.batch_size // config.num_minibatches
 
@@ -225,21 +229,18 @@ def make_train(
             episodes=rollout.init_episode_stats(n),
         )
 
-        def epsilon(env_steps: jax.Array) -> jax.Array:
-            decay = hp.eps_decay_fraction * config.total_steps
-            return policies.linear_schedule(env_steps, hp.eps_start, hp.eps_end, decay)
+        epsilon = deep_q.epsilon_schedule(config, hp)
 
         def env_step(state: PQNState, _: Any) -> tuple[PQNState, Transition]:
-            key, k_act, k_step = jax.random.split(state.key, 3)
-            action = policies.epsilon_greedy(
-                jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32),
-                q_fn(state.params, state.obs),
+            key, _, obs, env_state, tr = deep_q.explore_step(
+                env,
+                env_params,
+                q_fn,
+                state.params,
+                state.key,
+                state.env_state,
+                state.obs,
                 epsilon(state.env_steps),
-                envs.action_masks(env, env_params, state.env_state),
-            )
-            step_keys = jax.random.split(k_step, n)
-            obs, env_state, tr = rollout.step_envs(
-                env, env_params, step_keys, state.env_state, state.obs, action
             )
             state = state.replace(
                 key=key,
@@ -250,20 +251,10 @@ def make_train(
             )
             return state, tr
 
-        def loss_fn(params: Params, batch: tuple) -> tuple[jax.Array, dict]:
-            obs_b, action_b, target_b = batch
-            q_all = q_fn(params, obs_b)
-            q = jnp.take_along_axis(q_all, action_b[:, None], axis=-1)[:, 0]
-            td = jax.lax.stop_gradient(target_b) - q  # semi-gradient: G is a label
-            aux = {
-                "q_mean": jnp.mean(q),
-                "target_mean": jnp.mean(target_b),
-                "td_abs": jnp.mean(jnp.abs(td)),
-                "q_abs_max": jnp.max(jnp.abs(q_all)),
-            }
-            return jnp.mean(regression(td, hp)), aux
+        def loss_fn(params: Params, batch: ReturnBatch) -> tuple[jax.Array, dict]:
+            return loss(q_fn, params, batch, hp)
 
-        def update(carry: tuple, batch: tuple) -> tuple[tuple, dict]:
+        def update(carry: tuple, batch: ReturnBatch) -> tuple[tuple, dict]:
             params, opt_state = carry
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
             updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -282,10 +273,10 @@ def make_train(
             g = q_lambda_targets(
                 tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam
             )
-            flat = (
-                tr.obs.reshape(config.batch_size, *obs_shape),
-                tr.action.reshape(-1),
-                g.reshape(-1),
+            flat = ReturnBatch(
+                obs=tr.obs.reshape(config.batch_size, *obs_shape),
+                action=tr.action.reshape(-1),
+                target=g.reshape(-1),
             )
 
             def epoch(carry: tuple, k: jax.Array) -> tuple[tuple, dict]:
@@ -311,7 +302,7 @@ def make_train(
             eval_return = rollout.evaluate(
                 q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
             )
-            metrics = dqn.interval_metrics(
+            metrics = deep_q.interval_metrics(
                 state.env_steps,
                 eval_return,
                 state.episodes,
@@ -328,3 +319,17 @@ def make_train(
         return jax.lax.scan(interval, state, eval_keys)
 
     return train
+
+
+ALGORITHM = Algorithm(
+    name="pqn",
+    config=PQNConfig,
+    hparams=PQNHParams,
+    make_train=make_train,
+    learning_curve=deep_q.learning_curve,
+    final_returns=deep_q.final_returns,
+    final_statistic=deep_q.FINAL_STATISTIC,
+    progress_total=deep_q.progress_total,
+    validate_hparams=PQNConfig.validate_hparams,
+    indexed_hparams=(("loss_index", "loss"),),
+)

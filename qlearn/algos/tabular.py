@@ -34,6 +34,7 @@ import numpy as np
 from flax import struct
 
 from qlearn import dp, envs, hparams, policies, targets
+from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, config_field
 
 ALGORITHMS = ("q_learning", "double_q_learning", "sarsa", "expected_sarsa")
@@ -233,3 +234,17 @@ def make_train(
         return state, jax.tree.map(lambda m: m.reshape(config.num_episodes), metrics)
 
     return train
+
+
+ALGORITHM = Algorithm(
+    name="tabular",
+    config=TabularConfig,
+    hparams=TabularHParams,
+    make_train=make_train,
+    learning_curve=learning_curve,
+    final_returns=final_returns,
+    final_statistic=FINAL_STATISTIC,
+    progress_total=progress_total,
+    validate_hparams=TabularConfig.validate_hparams,
+    title_field="algorithm",
+)

@@ -1,0 +1,211 @@
+"""What the deep Q-learning algorithms (DQN, PQN) share, written once so the copies cannot
+drift: the checks of their common config fields, env and network construction, the ε schedule,
+one ε-greedy env step over N envs (masked, exact: :func:`qlearn.policies.epsilon_greedy`), the
+metrics of an evaluation interval and what reports read from them.
+
+Neither algorithm imports the other; both import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qlearn import envs, hparams, networks, policies
+from qlearn.algos import rollout
+from qlearn.types import ConfigError, Params, QFn, Transition
+
+ProgressFn = Callable[[jax.Array, jax.Array], None]
+"""``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
+(via ``jax.debug.callback``) once per evaluation interval and run."""
+
+make_env = envs.make_for
+
+
+# -- config checks ------------------------------------------------------------------------
+
+
+def check_counts(config: Any, names: tuple[str, ...], minimum: int = 1) -> None:
+    """Raise ConfigError unless each field ``names`` of ``config`` is an integer ≥ ``minimum``
+    (``True`` is not an integer here)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(f"config.{name} = {value!r} must be an integer ≥ {minimum}")
+
+
+def check_shared(config: Any) -> None:
+    """The checks of the fields every deep-Q config has: the env (its id, builder arguments,
+    time limit and discrete action space), the counts of envs and evaluations, the network for
+    its observations (activation, widths) and the divergence bound."""
+    try:
+        envs.check_id(config.env_id)
+    except envs.UnknownEnvError as e:
+        raise ConfigError(f"config.env_id: {e}") from None
+    try:
+        make_env(config)
+    except ValueError as e:
+        raise ConfigError(f"config.env_kwargs: {e}") from None
+    check_counts(config, ("num_envs", "num_evals", "eval_episodes"))
+    if config.max_episode_steps is not None and config.max_episode_steps < 1:
+        raise ConfigError(
+            f"config.max_episode_steps = {config.max_episode_steps} must be ≥ 1 or None"
+        )
+    check_network(config)
+    if config.activation not in networks.ACTIVATIONS:
+        raise ConfigError(
+            f"config.activation = '{config.activation}' must be one of "
+            f"{', '.join(networks.ACTIVATIONS)}"
+        )
+    if any(w < 1 for w in config.hidden_sizes):
+        raise ConfigError(f"config.hidden_sizes = {config.hidden_sizes} must be positive widths")
+    if not config.divergence_bound > 0:
+        raise ConfigError(f"config.divergence_bound = {config.divergence_bound} must be > 0")
+
+
+def check_network(config: Any) -> None:
+    """Raise ConfigError unless the env has discrete actions and ``config.network`` suits its
+    observations."""
+    env, env_params = make_env(config)
+    space = env.action_space(env_params)
+    if not hasattr(space, "n"):
+        shape = getattr(space, "shape", None)
+        raise ConfigError(
+            f"config.env_id = '{config.env_id}' has a continuous action space "
+            f"({type(space).__name__}{f', shape {tuple(shape)}' if shape is not None else ''}); "
+            "Q-learning here needs a discrete one (gymnax's Discrete)"
+        )
+    try:
+        make_network(config, env.num_actions, env.observation_space(env_params).shape)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def num_losses(loss: Any) -> int:
+    """How many losses ``config.loss`` offers to ``hparams.loss_index``."""
+    return len(loss) if isinstance(loss, tuple) else 1
+
+
+def check_loss_index(config: Any, hp: Any) -> None:
+    """Raise HParamError unless every ``hp.loss_index`` picks one of ``config.loss``'s
+    losses (``lax.switch`` would silently clamp it)."""
+    count = num_losses(config.loss)
+    index = np.atleast_1d(np.asarray(hp.loss_index))
+    if np.any(index >= count):
+        raise hparams.HParamError(
+            f"hyperparameter 'loss_index' = {int(index.max())} but config.loss offers "
+            f"{count} loss(es) (indices 0..{count - 1})"
+        )
+
+
+# -- construction -------------------------------------------------------------------------
+
+
+def make_network(config: Any, num_actions: int, obs_shape: tuple[int, ...] = ()) -> Any:
+    """The Q-network of a deep-Q config (see :func:`qlearn.networks.build`)."""
+    return networks.build(
+        config.network,
+        num_actions,
+        obs_shape,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        layer_norm=config.layer_norm,
+    )
+
+
+def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
+    """ε(env_steps): linear from ``hp.eps_start`` to ``hp.eps_end`` over the first
+    ``hp.eps_decay_fraction`` of ``config.total_steps``, then constant."""
+
+    def epsilon(env_steps: jax.Array) -> jax.Array:
+        decay = hp.eps_decay_fraction * config.total_steps
+        return policies.linear_schedule(env_steps, hp.eps_start, hp.eps_end, decay)
+
+    return epsilon
+
+
+def explore_step(
+    env: Any,
+    env_params: Any,
+    q_fn: QFn,
+    params: Params,
+    key: jax.Array,
+    env_state: Any,
+    obs: jax.Array,
+    epsilon: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition]:
+    """One ε-greedy step of N envs (auto-reset): ``(key', action [N], obs', env_state',
+    transition)``. The actions are masked to the available ones where the env has masks."""
+    num_envs = obs.shape[0]
+    key, k_act, k_step = jax.random.split(key, 3)
+    words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
+    step_keys = jax.random.split(k_step, num_envs)
+    mask = envs.action_masks(env, env_params, env_state)
+    action = policies.epsilon_greedy(words, q_fn(params, obs), epsilon, mask)
+    obs, env_state, tr = rollout.step_envs(env, env_params, step_keys, env_state, obs, action)
+    return key, action, obs, env_state, tr
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
+
+
+def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, jax.Array]:
+    """Reduce the per-update metrics of an interval (leaves [iterations, updates]).
+
+    ``q_abs_max`` is a max, everything else (including a user loss's own aux entries) a mean;
+    the standard entries a loss does not report are NaN. ``diverged``: a non-finite loss, or
+    |Q| above ``bound`` (inf included), in any update of the interval. A NaN ``q_abs_max`` is
+    no verdict: it is what a loss that does not report it gets inside a tuple of losses
+    (:func:`qlearn.losses.switch`), and a NaN Q makes the loss NaN anyway.
+    """
+    nan = jnp.full((), jnp.nan)
+    out = {k: jnp.max(v) if k == "q_abs_max" else jnp.mean(v) for k, v in m.items()}
+    out = {k: out.get(k, nan) for k in LOSS_METRICS} | out
+    unstable = ~jnp.isfinite(m["loss"])
+    if "q_abs_max" in m:
+        unstable |= m["q_abs_max"] > bound
+    return out | {"diverged": jnp.any(unstable)}
+
+
+def interval_metrics(
+    env_steps: jax.Array,
+    eval_return: jax.Array,
+    episodes: rollout.EpisodeStats,
+    epsilon: jax.Array,
+    updates: dict[str, jax.Array],
+    bound: float,
+) -> dict[str, jax.Array]:
+    """The metrics of one evaluation interval: env_steps, eval_return, train_return,
+    train_episodes, epsilon and the loss metrics of :func:`interval_loss_metrics`."""
+    return {
+        "env_steps": env_steps,
+        "eval_return": eval_return,
+        "train_return": rollout.mean_completed_return(episodes),
+        "train_episodes": episodes.completed_count,
+        "epsilon": epsilon,
+        **interval_loss_metrics(updates, bound),
+    }
+
+
+FINAL_STATISTIC = "greedy evaluation return at the final evaluation point, over seeds"
+
+
+def learning_curve(metrics: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """(x [T], returns [H, S, T], x label, y label) of a batch's metrics, for figures."""
+    return metrics["env_steps"][0, 0], metrics["eval_return"], "env steps", "greedy return"
+
+
+def final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """The per-run number summaries report (see :data:`FINAL_STATISTIC`), [H, S]."""
+    return metrics["eval_return"][:, :, -1]
+
+
+def progress_total(config: Any) -> tuple[int, str]:
+    """(units a run reports to ``progress`` in all, unit name): env steps."""
+    return config.actual_total_steps, "step"
