@@ -35,8 +35,17 @@ def jit_runs(fn: Callable) -> Any:
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
-    """Write a benchmark's results as JSON (creating the folder) and say where."""
+    """Write a benchmark's results as JSON (creating the folder), with the commit and command
+    they were measured at first (as the experiments' results files), and say where."""
+    from qlearn import runs
+
+    provenance = runs.provenance()
+    stamped = {
+        "commit": provenance["git_commit"],
+        "command": " ".join(provenance["command"]),
+        "provenance": provenance,
+    } | report
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps(stamped, indent=2) + "\n")
     print(f"wrote {path}")
