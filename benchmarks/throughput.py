@@ -117,12 +117,12 @@ def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
     import jax.numpy as jnp
 
     from qlearn import envs, policies, sweep
-    from qlearn.algos import dqn, rollout
+    from qlearn.algos import deep_q, rollout
 
     env, env_params = envs.make_for(config)
     num_actions = env.action_space(env_params).n
     obs_shape = env.observation_space(env_params).shape
-    q_net = dqn.make_network(config, num_actions, obs_shape)
+    q_net = deep_q.make_network(config, num_actions, obs_shape)
     n = config.num_envs
 
     def act(key, steps):

@@ -1,5 +1,7 @@
 """The toolkit DQN and PQN share: one set of checks, one ε schedule, one ε-greedy env step."""
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,8 +46,9 @@ def test_an_explore_step_is_greedy_at_epsilon_zero_and_steps_every_env():
     def q_fn(params, o):
         return jnp.stack([o[:, 0], -o[:, 0]], axis=-1)  # action 0 iff x > 0
 
+    training = SimpleNamespace(params=None, key=jax.random.key(1), env_state=state, obs=obs)
     key, action, next_obs, _, tr = deep_q.explore_step(
-        env, env_params, q_fn, None, jax.random.key(1), state, obs, jnp.float32(0.0)
+        env, env_params, q_fn, training, jnp.float32(0.0)
     )
     np.testing.assert_array_equal(action, np.where(obs[:, 0] > 0, 0, 1))
     np.testing.assert_array_equal(tr.action, action)

@@ -17,7 +17,8 @@ import numpy as np
 
 from qlearn import envs, hparams, networks, policies
 from qlearn.algos import rollout
-from qlearn.types import ConfigError, Params, QFn, Transition
+from qlearn.algos.algorithm import Algorithm
+from qlearn.types import ConfigError, QFn, Transition
 
 ProgressFn = Callable[[jax.Array, jax.Array], None]
 """``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
@@ -129,24 +130,20 @@ def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
 
 
 def explore_step(
-    env: Any,
-    env_params: Any,
-    q_fn: QFn,
-    params: Params,
-    key: jax.Array,
-    env_state: Any,
-    obs: jax.Array,
-    epsilon: jax.Array,
+    env: Any, env_params: Any, q_fn: QFn, state: Any, epsilon: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition]:
-    """One ε-greedy step of N envs (auto-reset): ``(key', action [N], obs', env_state',
+    """One ε-greedy step of N envs (auto-reset) from a training ``state`` with ``params``,
+    ``key``, ``env_state`` and ``obs`` [N, ...]: ``(key', action [N], obs', env_state',
     transition)``. The actions are masked to the available ones where the env has masks."""
-    num_envs = obs.shape[0]
-    key, k_act, k_step = jax.random.split(key, 3)
+    num_envs = state.obs.shape[0]
+    key, k_act, k_step = jax.random.split(state.key, 3)
     words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
     step_keys = jax.random.split(k_step, num_envs)
-    mask = envs.action_masks(env, env_params, env_state)
-    action = policies.epsilon_greedy(words, q_fn(params, obs), epsilon, mask)
-    obs, env_state, tr = rollout.step_envs(env, env_params, step_keys, env_state, obs, action)
+    mask = envs.action_masks(env, env_params, state.env_state)
+    action = policies.epsilon_greedy(words, q_fn(state.params, state.obs), epsilon, mask)
+    obs, env_state, tr = rollout.step_envs(
+        env, env_params, step_keys, state.env_state, state.obs, action
+    )
     return key, action, obs, env_state, tr
 
 
@@ -209,3 +206,18 @@ def final_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
 def progress_total(config: Any) -> tuple[int, str]:
     """(units a run reports to ``progress`` in all, unit name): env steps."""
     return config.actual_total_steps, "step"
+
+
+def algorithm(**fields: Any) -> Algorithm:
+    """The :class:`~qlearn.algos.algorithm.Algorithm` record of a deep-Q algorithm: its own
+    ``fields`` (name, classes, ``make_train``, checks, stages) and the reports every deep-Q
+    algorithm shares (the greedy-return curve, its final point, progress in env steps,
+    ``loss_index`` picking from ``config.loss``)."""
+    return Algorithm(
+        learning_curve=learning_curve,
+        final_returns=final_returns,
+        final_statistic=FINAL_STATISTIC,
+        progress_total=progress_total,
+        indexed_hparams=(("loss_index", "loss"),),
+        **fields,
+    )

@@ -33,7 +33,6 @@ from flax import struct
 
 from qlearn import dp, envs, hparams, losses, networks, policies, replay, sampling
 from qlearn.algos import deep_q, rollout
-from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, LossFn, Params, QFn, Transition, config_field
 
 
@@ -345,14 +344,7 @@ def make_stages(
 
         def env_step(state: DQNState, _: Any) -> tuple[DQNState, None]:
             key, action, obs, env_state, tr = deep_q.explore_step(
-                env,
-                env_params,
-                q_fn,
-                state.params,
-                state.key,
-                state.env_state,
-                state.obs,
-                epsilon(state.env_steps),
+                env, env_params, q_fn, state, epsilon(state.env_steps)
             )
             state = state.replace(key=key)
             if finite:  # count the visits for the empirical VE
@@ -453,16 +445,11 @@ def make_stages(
     return init, run_intervals
 
 
-ALGORITHM = Algorithm(
+ALGORITHM = deep_q.algorithm(
     name="dqn",
     config=DQNConfig,
     hparams=DQNHParams,
     make_train=make_train,
-    learning_curve=deep_q.learning_curve,
-    final_returns=deep_q.final_returns,
-    final_statistic=deep_q.FINAL_STATISTIC,
-    progress_total=deep_q.progress_total,
     validate_hparams=DQNConfig.validate_hparams,
     make_stages=make_stages,
-    indexed_hparams=(("loss_index", "loss"),),
 )

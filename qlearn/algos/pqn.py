@@ -31,7 +31,6 @@ from flax import struct
 
 from qlearn import envs, hparams, losses, networks, policies, targets
 from qlearn.algos import deep_q, rollout
-from qlearn.algos.algorithm import Algorithm
 from qlearn.types import (
     ConfigError,
     Params,
@@ -233,14 +232,7 @@ def make_train(
 
         def env_step(state: PQNState, _: Any) -> tuple[PQNState, Transition]:
             key, _, obs, env_state, tr = deep_q.explore_step(
-                env,
-                env_params,
-                q_fn,
-                state.params,
-                state.key,
-                state.env_state,
-                state.obs,
-                epsilon(state.env_steps),
+                env, env_params, q_fn, state, epsilon(state.env_steps)
             )
             state = state.replace(
                 key=key,
@@ -321,15 +313,10 @@ def make_train(
     return train
 
 
-ALGORITHM = Algorithm(
+ALGORITHM = deep_q.algorithm(
     name="pqn",
     config=PQNConfig,
     hparams=PQNHParams,
     make_train=make_train,
-    learning_curve=deep_q.learning_curve,
-    final_returns=deep_q.final_returns,
-    final_statistic=deep_q.FINAL_STATISTIC,
-    progress_total=deep_q.progress_total,
     validate_hparams=PQNConfig.validate_hparams,
-    indexed_hparams=(("loss_index", "loss"),),
 )
