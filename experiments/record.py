@@ -1,5 +1,6 @@
-"""The committed results of the experiments and of ``make demo`` (``experiments/results/*.json``),
-and the README blocks that quote them.
+"""The committed results of the experiments and of ``make demo`` (``experiments/results/*.json``)
+and of the throughput and peer benchmarks (``benchmarks/results/{throughput,peers}.json``), and
+the README blocks that quote them.
 
 Every number the README quotes for an experiment or the demo sits in a block
 
@@ -53,7 +54,8 @@ def _stamped(provenance: dict[str, Any], report: dict[str, Any]) -> dict[str, An
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((RESULTS / f"{name}.json").read_text())
+    folder = BENCHMARKS if name in FROM_BENCHMARKS else RESULTS
+    return json.loads((folder / f"{name}.json").read_text())
 
 
 def _at(report: dict[str, Any]) -> str:
@@ -219,6 +221,90 @@ def render_deadly_triad(r: dict[str, Any]) -> str:
     )
 
 
+CASE_NAMES = {
+    "dqn-cartpole": "DQN CartPole",
+    "pqn-cartpole": "PQN CartPole",
+    "dqn-breakout": "DQN Breakout",
+    "pqn-breakout": "PQN Breakout",
+}
+
+
+def _si(x: float) -> str:
+    """3 significant figures with k / M: 61.2k, 750k, 1.53M, 389."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            v = x / scale
+            return (
+                f"{v:.2f}{suffix}"
+                if v < 10
+                else f"{v:.1f}{suffix}"
+                if v < 100
+                else f"{v:.0f}{suffix}"
+            )
+    return f"{x:.0f}"
+
+
+def render_throughput(r: dict[str, Any]) -> str:
+    """benchmarks/throughput.py: the table, the compile times and the cost of evaluation."""
+    header = [
+        "case", "runs", "env only", "acting", "training", "÷ acting", "updates/s",
+        "per-run gain", "XLA MiB",
+    ]  # fmt: skip
+    rows, last = [], None
+    for row in r["rows"]:
+        case = CASE_NAMES[row["case"]] if row["case"] != last else ""
+        last = row["case"]
+        rows.append(
+            [
+                case,
+                str(row["runs"]),
+                _si(row["env_only"]),
+                _si(row["acting"]),
+                _si(row["env_steps_per_second"]),
+                f"{row['fraction_of_acting']:.2f}",
+                _si(row["updates_per_second"]),
+                f"{row['per_run_gain']:.1f}×",
+                f"{row['xla_bytes'] / 2**20:.0f}",
+            ]
+        )
+    compiles = "; ".join(
+        f"{CASE_NAMES[c['case']]} {c['cold']:.1f} s cold, {c['cached']:.1f} s cached"
+        for c in r["compile"]
+    )
+    evals = "; ".join(
+        f"{CASE_NAMES[e['case']]} × {e['runs']}: {e['overhead']:+.0%}" for e in r["evaluation"]
+    )
+    note = f"medians of {r['repeats']} after compilation; {r['device']}, {r['cpu_count']} cores"
+    return (
+        _table(header, rows, f"{note}; {_at(r)}")
+        + f"\nCompile seconds of one run (cold, and in a new process with the persistent cache): "
+        f"{compiles}. Cost of the experiments' evaluation schedule against two one-episode "
+        f"evaluations (A B A B): {evals}.\n"
+    )
+
+
+def render_peers(r: dict[str, Any]) -> str:
+    """benchmarks/peers.py: qlearn against Rejax at Rejax's CartPole settings."""
+    header = [
+        "algo", "seeds", "Rejax env steps/s", "qlearn env steps/s", "qlearn ÷ Rejax",
+        "compile Rejax / qlearn", "final return Rejax / qlearn",
+    ]  # fmt: skip
+    rows = [
+        [
+            row["algo"].upper(),
+            str(row["seeds"]),
+            f"{row['rejax_steps_per_second']:,.0f}",
+            f"{row['qlearn_steps_per_second']:,.0f}",
+            f"**{row['ratio']:.2f}×**",
+            f"{row['rejax_compile_seconds']:.1f} / {row['qlearn_compile_seconds']:.1f} s",
+            f"{row['rejax_final_return']:.1f} / {row['qlearn_final_return']:.1f}",
+        ]
+        for row in r["rows"]
+    ]
+    rounds = 1 + max(run["round"] for run in r["runs"])
+    return _table(header, rows, f"medians over {rounds} alternating rounds; {_at(r)}")
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "cartpole_dqn": render_timed,
@@ -230,7 +316,12 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "maximization_bias": render_maximization_bias,
     "baird": render_baird,
     "deadly_triad": render_deadly_triad,
+    "throughput": render_throughput,
+    "peers": render_peers,
 }
+BENCHMARKS = ROOT / "benchmarks" / "results"
+FROM_BENCHMARKS = ("throughput", "peers")
+"""Blocks rendered from benchmarks/results/ (the others from experiments/results/)."""
 
 
 def render(text: str) -> str:
