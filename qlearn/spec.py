@@ -134,11 +134,11 @@ class Spec:
     def compiled_groups(self) -> list[tuple[Any, Any, list[int]]]:
         """Per compiled group: (its static config, its batched hparams [H_g], its
         configuration indices)."""
-        algorithm, base = self.algorithm, self.base_config()
+        algorithm = self.algorithm
         out = []
         for group in self.groups:
             if self.live_config is not None:
-                config = dataclasses.replace(base, **group.overrides)
+                config = dataclasses.replace(self.live_config, **group.overrides)
             else:
                 config = algorithm.config(**(self.config | group.overrides))
             idx = list(group.configs)
