@@ -28,7 +28,7 @@ def measure(runs: int, steps: int, repeats: int) -> dict:
     import jax
     import numpy as np
 
-    from qlearn import cli, sweep
+    from qlearn import devices, sweep
     from qlearn.algos import dqn
 
     config = dqn.DQNConfig(**(CONFIG | {"total_steps": steps}))
@@ -49,7 +49,7 @@ def measure(runs: int, steps: int, repeats: int) -> dict:
     else:
         lrs = [1e-3, 5e-4, 2e-3, 3e-4]
         configs = min(4, runs)
-        cli.enable_compilation_cache(True)  # repeats load the program compiled by the first
+        devices.enable_compilation_cache(True)  # repeats load the program compiled by the first
         times, compiles = [], []
         for _ in range(repeats):
             result = sweep.run(config, {"lr": lrs[:configs]}, seeds=runs // configs, lanes=runs)

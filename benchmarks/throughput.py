@@ -259,10 +259,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.one is not None:  # child process: one measurement
         if args.cache:
-            from qlearn import cli
+            from qlearn import devices
 
             os.environ["QLEARN_CACHE_DIR"] = args.cache
-            cli.enable_compilation_cache(True)
+            devices.enable_compilation_cache(True)
         name, runs, what = args.one.split(":")
         print(json.dumps(measure(name, int(runs), args.repeats, what)))
         return

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import record
 
-from qlearn import algos, cli, progress, runs, stats, sweep
+from qlearn import algos, devices, progress, runs, stats, sweep
 from qlearn import spec as spec_lib
+from qlearn.cli import arguments as cli_args
 
 # Final returns reported by the MinAtar paper (Young & Tian 2019) and gymnax's PPO checkpoints,
 # to print beside ours (README, "Experiments").
@@ -80,12 +81,12 @@ def run(
     and mean, and (with ``threshold``) the env steps and seconds at which the IQM first
     reached it.
     """
-    cli.enable_compilation_cache(not args.no_cache)
+    devices.enable_compilation_cache(not args.no_cache)
     if args.total_steps is not None:
         config_defaults = {**config_defaults, "total_steps": args.total_steps}
     algorithm = algos.get(algo)
-    config = cli.parse_config(algorithm.config, args.cfg, **config_defaults)
-    grid = cli.parse_hparams(algorithm.hparams, args.hp)
+    config = cli_args.parse_config(algorithm.config, args.cfg, **config_defaults)
+    grid = cli_args.parse_hparams(algorithm.hparams, args.hp)
     num_runs = math.prod(len(v) for v in grid.values()) * args.seeds
     spec = spec_lib.make_spec(
         config,

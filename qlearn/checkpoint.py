@@ -84,54 +84,21 @@ def train(
             f"every = {every} must be ≥ 1 and divide config.num_evals = {config.num_evals}"
         )
     hparams_lib.validate(hparams)
-    directory = Path(directory).absolute()
-    if directory.exists() and not directory.is_dir():
-        raise CheckpointError(f"{directory} is a file, not a checkpoint directory")
-    if directory.exists() and any(directory.iterdir()):
-        foreign = [p.name for p in directory.iterdir() if not p.name.isdigit()]
-        if foreign and not any(p.name.isdigit() for p in directory.iterdir()):
-            raise CheckpointError(
-                f"{directory} holds other files ({', '.join(sorted(foreign)[:3])}"
-                f"{', ...' if len(foreign) > 3 else ''}), not checkpoints of a run: choose "
-                "another directory"
-            )
+    directory = _checked_directory(directory)
     identity = {
         "config": repr(config),
         "hparams": hparams_lib.to_lists(hparams),
         "seed": seed,
     }
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
-    )
-    handlers = {
-        "state": ocp.StandardCheckpointHandler(),
-        "curves": ocp.StandardCheckpointHandler(),
-        "identity": ocp.JsonCheckpointHandler(),
-    }
-    with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
+    with _manager(directory, max_to_keep) as manager:
         init, run_intervals = make_stages(config)
         key = sweep.seed_keys(seed, 1)[0]
         hp = hparams_lib.to_arrays(hparams)
         latest = manager.latest_step()
         if latest is None:
-            state = jax.jit(init)(key, hp)
-            metrics: dict[str, np.ndarray] = {}
+            state, metrics = jax.jit(init)(key, hp), {}
         else:
-            shapes = jax.eval_shape(init, key, hp)
-            restored = manager.restore(
-                latest,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(jax.eval_shape(to_storable, shapes)),
-                    curves=ocp.args.StandardRestore(),
-                    identity=ocp.args.JsonRestore(),
-                ),
-            )
-            if restored["identity"] != identity:
-                raise CheckpointError(
-                    f"{directory} holds checkpoints of another run; choose another directory"
-                )
-            state = from_storable(restored["state"], shapes)
-            metrics = {k: np.asarray(v) for k, v in restored["curves"].items()}
+            state, metrics = _restore(manager, latest, jax.eval_shape(init, key, hp), identity)
         segment = jax.jit(run_intervals, static_argnums=4)
         done = latest or 0
         end = config.num_evals if stop_after is None else min(stop_after, config.num_evals)
@@ -151,3 +118,53 @@ def train(
             if on_checkpoint is not None:
                 on_checkpoint(done)
     return state, metrics
+
+
+def _checked_directory(directory: str | Path) -> Path:
+    """``directory`` as an absolute path, refused if it is a file or holds other files."""
+    directory = Path(directory).absolute()
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file, not a checkpoint directory")
+    if directory.exists() and any(directory.iterdir()):
+        foreign = [p.name for p in directory.iterdir() if not p.name.isdigit()]
+        if foreign and not any(p.name.isdigit() for p in directory.iterdir()):
+            raise CheckpointError(
+                f"{directory} holds other files ({', '.join(sorted(foreign)[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}), not checkpoints of a run: choose "
+                "another directory"
+            )
+    return directory
+
+
+def _manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
+    """An orbax manager of a run's three items: state, curves (metrics so far), identity."""
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+    )
+    handlers = {
+        "state": ocp.StandardCheckpointHandler(),
+        "curves": ocp.StandardCheckpointHandler(),
+        "identity": ocp.JsonCheckpointHandler(),
+    }
+    return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
+
+
+def _restore(
+    manager: ocp.CheckpointManager, step: int, shapes: Any, identity: dict[str, Any]
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """(state, metrics so far) of checkpoint ``step``; refused unless it is of ``identity``'s
+    run. ``shapes``: the state's structure (``jax.eval_shape`` of ``init``)."""
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(jax.eval_shape(to_storable, shapes)),
+            curves=ocp.args.StandardRestore(),
+            identity=ocp.args.JsonRestore(),
+        ),
+    )
+    if restored["identity"] != identity:
+        raise CheckpointError(
+            f"{manager.directory} holds checkpoints of another run; choose another directory"
+        )
+    state = from_storable(restored["state"], shapes)
+    return state, {k: np.asarray(v) for k, v in restored["curves"].items()}

@@ -163,10 +163,46 @@ def expand(
     hparams_cls = algorithm.hparams
     grid = dict(grid or {})
     dist = {k: parse_dist(v) if isinstance(v, str) else v for k, v in (dist or {}).items()}
+    _check_inputs(type(config), hparams_cls, grid, dist, n_samples)
     hp_names = hparams_lib.names(hparams_cls)
-    fields = [f.name for f in dataclasses.fields(config)]
+    static = {k: list(v) for k, v in grid.items() if k not in hp_names}
+    traced = {k: [_number(k, x) for x in v] for k, v in grid.items() if k in hp_names}
+    combos, search = _combos(traced, dist, n_samples, search_seed)
+    overrides = [dict(zip(static, c, strict=True)) for c in itertools.product(*static.values())]
+    for o in overrides:  # every static group is a valid config, before anything compiles
+        try:
+            dataclasses.replace(config, **o)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config with {o}: {e}") from None
+    _round_integers(hparams_cls, combos, dist)
+    base = hparams_cls() if base is None else base
+    defaults = {n: float(np.asarray(getattr(base, n))) for n in hp_names}
+    group_of = [g for g in range(len(overrides)) for _ in combos]
+    columns = {n: [c.get(n, defaults[n]) for _ in overrides for c in combos] for n in hp_names}
+    batched = hparams_cls(
+        **{n: np.asarray(v, hparams_lib.dtype_of(hparams_cls, n)) for n, v in columns.items()}
+    )
+    hparams_lib.validate(batched)
+    for g, o in enumerate(overrides):
+        idx = [i for i, gi in enumerate(group_of) if gi == g]
+        algorithm.validate_hparams(dataclasses.replace(config, **o), take(batched, idx))
+    swept = [k for k, v in grid.items() if len(v) > 1] + sorted(dist)
+    return Space(hparams_lib.to_lists(batched), overrides, group_of, swept, search)
+
+
+def _check_inputs(
+    config_cls: type,
+    hparams_cls: type,
+    grid: dict[str, Sequence[Any]],
+    dist: dict[str, Dist],
+    n_samples: int | None,
+) -> None:
+    """Raise SearchError for unknown or empty grid entries, sampled names that are not
+    hyperparameters (or are also in the grid), and a random search without both parts."""
+    hp_names = hparams_lib.names(hparams_cls)
+    fields = [f.name for f in dataclasses.fields(config_cls)]
     for name, values in grid.items():
-        check_grid_name(type(config), hparams_cls, name)
+        check_grid_name(config_cls, hparams_cls, name)
         if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
             raise SearchError(f"grid '{name}' is empty: give it at least one value")
     for name in dist:
@@ -182,54 +218,44 @@ def expand(
     if n_samples is not None and n_samples < 1:
         raise SearchError(f"number of random samples = {n_samples} must be ≥ 1")
 
-    static = {k: list(v) for k, v in grid.items() if k not in hp_names}
-    traced = {k: [_number(k, x) for x in v] for k, v in grid.items() if k in hp_names}
-    base = hparams_cls() if base is None else base
-    defaults = {n: float(np.asarray(getattr(base, n))) for n in hp_names}
 
+def _combos(
+    traced: dict[str, list[float]],
+    dist: dict[str, Dist],
+    n_samples: int | None,
+    search_seed: int,
+) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """(the traced hyperparameters of each configuration of one static group, the search's
+    record): the grid's product, or ``n_samples`` draws (grid entries drawn as choices)."""
     if n_samples is None:
         combos = [dict(zip(traced, c, strict=True)) for c in itertools.product(*traced.values())]
-        search = {"kind": "grid"}
-    else:
-        draws = dict(dist) | {k: Dist("choice", choices=tuple(v)) for k, v in traced.items()}
-        rng = np.random.default_rng(search_seed)
-        columns = {k: d.sample(rng, n_samples) for k, d in sorted(draws.items())}
-        combos = [{k: float(v[i]) for k, v in columns.items()} for i in range(n_samples)]
-        search = {
-            "kind": "random",
-            "n_samples": n_samples,
-            "seed": search_seed,
-            "dist": {k: d.text() for k, d in sorted(draws.items())},
-        }
-    overrides = [dict(zip(static, c, strict=True)) for c in itertools.product(*static.values())]
-    for o in overrides:  # every static group is a valid config, before anything compiles
-        try:
-            dataclasses.replace(config, **o)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"config with {o}: {e}") from None
-    integer = [n for n in hp_names if hparams_lib.dtype_of(hparams_cls, n) == np.int32]
-    for combo in combos:
-        for n in integer:
+        return combos, {"kind": "grid"}
+    draws = dict(dist) | {k: Dist("choice", choices=tuple(v)) for k, v in traced.items()}
+    rng = np.random.default_rng(search_seed)
+    columns = {k: d.sample(rng, n_samples) for k, d in sorted(draws.items())}
+    combos = [{k: float(v[i]) for k, v in columns.items()} for i in range(n_samples)]
+    search = {
+        "kind": "random",
+        "n_samples": n_samples,
+        "seed": search_seed,
+        "dist": {k: d.text() for k, d in sorted(draws.items())},
+    }
+    return combos, search
+
+
+def _round_integers(
+    hparams_cls: type, combos: list[dict[str, float]], dist: dict[str, Dist]
+) -> None:
+    """Round drawn integer hyperparameters to the nearest integer (in place); raise
+    SearchError for a non-integer value given for one."""
+    for n in hparams_lib.names(hparams_cls):
+        if hparams_lib.dtype_of(hparams_cls, n) != np.int32:
+            continue
+        for combo in combos:
             if n in combo and n in dist:
                 combo[n] = round(combo[n])  # a drawn integer hyperparameter: nearest integer
             elif n in combo and combo[n] != round(combo[n]):
                 raise SearchError(f"hyperparameter '{n}' = {combo[n]:g} must be an integer")
-    columns: dict[str, list[float]] = {n: [] for n in hp_names}
-    group_of = []
-    for g in range(len(overrides)):
-        for combo in combos:
-            group_of.append(g)
-            for n in hp_names:
-                columns[n].append(combo.get(n, defaults[n]))
-    batched = hparams_cls(
-        **{n: np.asarray(v, hparams_lib.dtype_of(hparams_cls, n)) for n, v in columns.items()}
-    )
-    hparams_lib.validate(batched)
-    for g, o in enumerate(overrides):
-        idx = [i for i, gi in enumerate(group_of) if gi == g]
-        algorithm.validate_hparams(dataclasses.replace(config, **o), take(batched, idx))
-    swept = [k for k, v in grid.items() if len(v) > 1] + sorted(dist)
-    return Space(hparams_lib.to_lists(batched), overrides, group_of, swept, search)
 
 
 def take(hparams: Any, index: Sequence[int]) -> Any:

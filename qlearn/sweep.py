@@ -29,11 +29,7 @@ Seed n uses the key ``jax.random.fold_in(jax.random.key(0), n)``, and a sweep's 
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import hashlib
-import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,14 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlearn import hparams as hparams_lib
-from qlearn import runs
-from qlearn.algos.algorithm import Algorithm
+from qlearn import devices, runs
 from qlearn.search import SearchError
 from qlearn.spec import DEFAULT_LANES, Spec, SpecError, make_spec
-
-MEMORY_FRACTION = 0.9
-"""Share of a device's free memory the compiled program of one chunk may use."""
 
 
 class SweepError(ValueError):
@@ -71,119 +62,11 @@ def vmap_grid(train: Callable) -> Callable:
     return jax.vmap(jax.vmap(train, (0, None)), (None, 0))
 
 
-def mesh_devices() -> list[jax.Device]:
-    """Every device of every process, in mesh order: by process, then id. A process's own
-    devices are therefore a contiguous slice of the run axis."""
-    return sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-
-
-def memory_budget(device: jax.Device, fraction: float = MEMORY_FRACTION) -> int:
-    """Bytes a chunk may use on ``device``: ``fraction`` of what it has free (GPU/TPU: its
-    allocator's limit minus what is in use; CPU: the host's available memory shared among
-    its local devices)."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(fraction * available / max(1, jax.local_device_count()))
-
-
-def _inputs(hp: Any, keys: jax.Array, runs_idx: np.ndarray, device: jax.Device) -> tuple:
-    """The keys and hyperparameters of runs ``runs_idx`` (config position × seeds + seed) of a
-    group whose batched hparams are ``hp``, on ``device``."""
-    seeds = keys.shape[0]
-    hp = jax.tree.map(lambda x: np.asarray(x)[runs_idx // seeds], hp)
-    return (
-        jax.device_put(keys[runs_idx % seeds], device),
-        jax.device_put(hparams_lib.to_arrays(hp), device),
-    )
-
-
-def _compile(
-    algorithm: Algorithm,
-    config: Any,
-    hp: Any,
-    keys: jax.Array,
-    lanes: int,
-    devices: Sequence[jax.Device],
-    progress: Callable | None,
-    keep_state: bool,
-) -> tuple[dict[jax.Device, Any], int | None]:
-    """jit(vmap(train)) over ``lanes`` runs, compiled for each local device (in parallel);
-    returns the executables and the bytes one program needs (XLA's memory analysis)."""
-    train = algorithm.make_train(config, progress=progress)
-
-    def batch(k: jax.Array, h: Any) -> Any:
-        state, metrics = jax.vmap(train)(k, h)
-        return (state, metrics) if keep_state else (None, metrics)
-
-    fn = jax.jit(batch)
-    idx = np.zeros(lanes, np.int64)
-
-    def one(device: jax.Device) -> Any:
-        k = jax.ShapeDtypeStruct(
-            (lanes,), keys.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
-        )
-        h = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(
-                (lanes,), x.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
-            ),
-            hparams_lib.to_arrays(jax.tree.map(lambda x: np.asarray(x)[idx], hp)),
-        )
-        return fn.lower(k, h).compile()
-
-    with concurrent.futures.ThreadPoolExecutor(max(1, len(devices))) as pool:
-        compiled = dict(zip(devices, pool.map(one, devices), strict=True))
-    analysis = next(iter(compiled.values())).memory_analysis()
-    if analysis is None:
-        return compiled, None
-    total = (
-        analysis.temp_size_in_bytes
-        + analysis.argument_size_in_bytes
-        + analysis.output_size_in_bytes
-    )
-    return compiled, int(total)
-
-
-def _spec_digest(obj: Any) -> np.ndarray:
-    text = json.dumps(obj, sort_keys=True).encode()
-    return np.frombuffer(hashlib.sha256(text).digest(), np.uint8)
-
-
-def check_processes_agree(what: str, obj: Any) -> None:
-    """In a multi-process sweep, raise :class:`SweepError` unless every process holds the same
-    ``obj`` (compared by SHA-256, through a collective)."""
-    if jax.process_count() == 1:
-        return
-    from jax.experimental import multihost_utils
-
-    digests = np.asarray(multihost_utils.process_allgather(_spec_digest(obj)))
-    differ = [p for p in range(len(digests)) if not np.array_equal(digests[p], digests[0])]
-    if differ:
-        raise SweepError(
-            f"the processes disagree on the {what}: process(es) {differ} differ from process 0 "
-            "(run the same command, with the same arguments and code, on every host)"
-        )
-
-
-def _barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def prepare(out: str | Path, spec: Spec, *, overwrite: bool = False) -> bool:
     """:func:`runs.prepare` for every process of a sweep: the processes first check that they
     run the same spec, then process 0 prepares the shared directory and tells the others how
     it went (True: finished already, nothing to do)."""
-    check_processes_agree("sweep spec", spec.to_json())
+    devices.check_processes_agree("sweep spec", spec.to_json())
     if jax.process_count() == 1:
         return runs.prepare(out, spec, overwrite=overwrite)
     from jax.experimental import multihost_utils
@@ -226,7 +109,7 @@ class _Work:
     spec: Spec
     path: Path | None
     keys: jax.Array
-    devices: list[jax.Device]
+    mesh: list[jax.Device]
     local: list[jax.Device]
     chunks: list[runs.Chunk]
 
@@ -237,7 +120,7 @@ class _Work:
     @property
     def chunk_size(self) -> int:
         """Runs per chunk: one call of the compiled program on every device."""
-        return self.lanes * len(self.devices)
+        return self.lanes * len(self.mesh)
 
 
 def execute(
@@ -254,7 +137,8 @@ def execute(
 
     Each device runs ``spec.lanes`` runs per call of one compiled program; a chunk is one
     call on every device (``lanes × devices`` runs, the last padded). The steps: resume
-    (:func:`_resume`), then per group compile (:func:`_compile_group`) and per chunk run
+    (:func:`_resume`), then per group compile (:func:`qlearn.devices.compile_lanes`) and per
+    chunk run
     (:func:`_run_chunk`) and record (:func:`_record_chunk`), then finish (:func:`_finish`).
 
     Args:
@@ -269,8 +153,8 @@ def execute(
       The finished :class:`runs.Run` (on process 0; other processes return None).
 
     Raises:
-      SweepError: if one chunk's program does not fit in :data:`MEMORY_FRACTION` of a
-        device's free memory (checked after compiling, before running).
+      PlacementError: if one chunk's program does not fit in a device's memory
+        (:func:`qlearn.devices.compile_lanes`), or the processes disagree on the work.
     """
     if keep_state and (out is not None or len(spec.groups) > 1):
         raise SweepError("keep_state needs an in-memory sweep (out=None) of one static group")
@@ -285,13 +169,15 @@ def execute(
         todo = np.flatnonzero(~done[g])
         if todo.size == 0:
             continue
-        check_processes_agree(f"runs left to do in group {g}", todo.tolist())
+        devices.check_processes_agree(f"runs left to do in group {g}", todo.tolist())
         _log(
             verbose,
-            f"group {g}: compiling {work.lanes} lanes per device × {len(work.devices)} device(s)",
+            f"group {g}: compiling {work.lanes} lanes per device × {len(work.mesh)} device(s)",
         )
         t0 = time.perf_counter()
-        compiled, measured = _compile_group(work, config, hp, report, keep_state)
+        compiled, measured = devices.compile_lanes(
+            spec.algorithm, config, hp, work.keys, work.lanes, work.local, report, keep_state
+        )
         timing["compile_seconds"] += time.perf_counter() - t0
         timing[f"group{g}_bytes_per_device"] = measured
         t_run = time.perf_counter()
@@ -313,23 +199,23 @@ def execute(
 def _resume(spec: Spec, out: str | Path | None, argv: list[str] | None) -> _Work:
     """Where the work runs, and the valid chunks ``out`` already holds (a corrupt one is
     quarantined and its runs recomputed)."""
-    devices = mesh_devices()
-    local = [d for d in devices if d.process_index == jax.process_index()]
-    check_processes_agree("sweep spec", spec.to_json())
+    mesh = devices.mesh_devices()
+    local = [d for d in mesh if d.process_index == jax.process_index()]
+    devices.check_processes_agree("sweep spec", spec.to_json())
     path = Path(out) if out is not None else None
     chunks: list[runs.Chunk] = []
     if path is not None:
         if jax.process_index() == 0:
             runs.start(path, spec, argv)
-        _barrier("qlearn-started")
+        devices.barrier("qlearn-started")
         chunks, corrupt = runs.scan_chunks(path, quarantine=jax.process_index() == 0)
         for message in corrupt:
             _log(True, f"warning: {message}; its runs will be recomputed")
-    work = _Work(spec, path, seed_keys(spec.base_seed, spec.num_seeds), devices, local, chunks)
+    work = _Work(spec, path, seed_keys(spec.base_seed, spec.num_seeds), mesh, local, chunks)
     if chunks:
         todo = int(sum((~d).sum() for d in runs.done_runs(spec, chunks)))
         _log(True, f"resuming: {spec.num_runs - todo} of {spec.num_runs} runs are already done")
-    _barrier("qlearn-scanned")
+    devices.barrier("qlearn-scanned")
     return work
 
 
@@ -350,26 +236,6 @@ def _progress(
     return bar, (_PaddedShare(report) if report is not None else None)
 
 
-def _compile_group(
-    work: _Work, config: Any, hp: Any, report: Callable | None, keep_state: bool
-) -> tuple[dict[jax.Device, Any], int | None]:
-    """The group's program compiled for each local device, refused before it runs if it does
-    not fit in :data:`MEMORY_FRACTION` of a device's free memory."""
-    compiled, measured = _compile(
-        work.spec.algorithm, config, hp, work.keys, work.lanes, work.local, report, keep_state
-    )
-    budget = min(memory_budget(d) for d in work.local)
-    if measured is not None and measured > budget:
-        lanes = work.lanes
-        raise SweepError(
-            f"{lanes} lanes need {measured / 2**20:,.0f} MiB per device, more than "
-            f"{MEMORY_FRACTION:.0%} of its free memory ({budget / 2**20:,.0f} MiB): run "
-            f"fewer lanes (at most {max(1, budget * lanes // measured)}; lanes are part of "
-            "the run's identity, so compare runs made with the same lanes)"
-        )
-    return compiled, measured
-
-
 def _run_chunk(
     work: _Work,
     compiled: dict[jax.Device, Any],
@@ -387,10 +253,12 @@ def _run_chunk(
         report.share = idx.size / work.chunk_size
     pending = []
     for device in work.local:
-        j = work.devices.index(device)
+        j = work.mesh.index(device)
         part = padded[j * lanes : (j + 1) * lanes]
         valid = np.arange(j * lanes, (j + 1) * lanes) < idx.size
-        pending.append((part, valid, compiled[device](*_inputs(hp, work.keys, part, device))))
+        pending.append(
+            (part, valid, compiled[device](*devices.inputs(hp, work.keys, part, device)))
+        )
     rows, metrics_parts, state_parts = [], [], []
     for part, valid, (state, metrics) in pending:
         if valid.any():
@@ -416,7 +284,7 @@ def _record_chunk(
             work.chunks.append(runs.read_chunk(file))
         else:
             work.chunks.append(runs.Chunk("", group, rows, metrics, ""))
-    _barrier(name)
+    devices.barrier(name)
     if work.path is not None and jax.process_index() == 0:
         if jax.process_count() > 1:  # the other processes' files of this chunk
             work.chunks[:], _ = runs.scan_chunks(work.path, quarantine=False)
@@ -432,7 +300,7 @@ def _finish(
 ) -> runs.Run | None:
     """Assemble every chunk into the run's metrics; write them (process 0) or keep them in
     memory; stack the kept final states [config, seed, ...]."""
-    _barrier("qlearn-finished")
+    devices.barrier("qlearn-finished")
     if jax.process_index() != 0:
         return None
     spec, path, chunks = work.spec, work.path, work.chunks
@@ -518,7 +386,6 @@ __all__ = [
     "SpecError",
     "SweepError",
     "execute",
-    "mesh_devices",
     "run",
     "seed_keys",
     "vmap_grid",

@@ -19,11 +19,11 @@ os.environ.setdefault("QLEARN_FAST", "1")
 def compilation_cache(tmp_path_factory):
     """One persistent compilation cache for the suite and the CLI subprocesses it starts: a
     program compiled by one test (or process) is loaded, not recompiled, by the next."""
-    from qlearn import cli
+    from qlearn import devices
 
     path = tmp_path_factory.getbasetemp() / "jax-cache"
     os.environ["QLEARN_CACHE_DIR"] = str(path)
-    cli.enable_compilation_cache(True)
+    devices.enable_compilation_cache(True)
     return path
 
 

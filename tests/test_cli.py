@@ -6,6 +6,7 @@ from conftest import TINY
 
 from qlearn import cli, runs, sweep
 from qlearn.algos.dqn import DQNConfig
+from qlearn.cli import arguments
 from qlearn.spec import make_spec
 
 TINY_ARGS = [
@@ -87,7 +88,7 @@ def test_a_spec_mismatch_shows_values_as_written(capsys, tmp_path, no_compile):
 def test_env_kwargs_parse_as_name_value_pairs():
     from qlearn.algos.dqn import DQNConfig
 
-    config = cli.parse_config(DQNConfig, ["env_kwargs=n_states:5,seed:2"], env_id="Garnet")
+    config = arguments.parse_config(DQNConfig, ["env_kwargs=n_states:5,seed:2"], env_id="Garnet")
     assert config.env_kwargs == (("n_states", 5), ("seed", 2))
 
 

@@ -47,9 +47,8 @@ def test_an_explore_step_is_greedy_at_epsilon_zero_and_steps_every_env():
         return jnp.stack([o[:, 0], -o[:, 0]], axis=-1)  # action 0 iff x > 0
 
     training = SimpleNamespace(params=None, key=jax.random.key(1), env_state=state, obs=obs)
-    key, action, next_obs, _, tr = deep_q.explore_step(
-        env, env_params, q_fn, training, jnp.float32(0.0)
-    )
+    prog = deep_q.Program(None, env, env_params, SimpleNamespace(apply=q_fn), None, None)
+    key, action, next_obs, _, tr = deep_q.explore_step(prog, training, jnp.float32(0.0))
     np.testing.assert_array_equal(action, np.where(obs[:, 0] > 0, 0, 1))
     np.testing.assert_array_equal(tr.action, action)
     np.testing.assert_array_equal(tr.obs, obs)

@@ -8,7 +8,11 @@ when a change of the format is intended and said in its commit):
   tabular run and a tuple of losses;
 - ``run_NAME/``: a tiny sweep's ``metrics.npz`` and what qlearn derives from it,
   ``summary.json`` (timing stripped) and ``records.csv``, for a DQN grid, a tabular run and a
-  tuple of losses.
+  tuple of losses;
+- ``legacy_NAME/``: whole run directories (figures left out) of a tiny DQN and a tiny PQN sweep
+  written by the ``qlearn sweep`` command before the issue-16 reorganisation (their
+  ``config.json`` names the commit, 2cb18d0, and the command); the code of today must load
+  them, resume them and reproduce them bitwise.
 
 The specs and everything derived from stored metrics are machine-independent and compared
 byte for byte. The metrics themselves come out of XLA, whose float arithmetic may differ
@@ -21,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +34,7 @@ import jax
 import numpy as np
 import pytest
 
-from qlearn import runs, sweep
+from qlearn import cli, runs, sweep
 from qlearn.algos import dqn, tabular
 from qlearn.spec import Spec, make_spec
 
@@ -176,6 +181,52 @@ def test_a_tiny_sweep_gives_the_golden_spec_and_metrics():
     assert sorted(metrics) == sorted(expected)
     for k in expected:
         np.testing.assert_array_equal(metrics[k], expected[k], err_msg=k)
+
+
+def legacy_copy(name: str, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A copy of ``legacy_NAME/`` and the command that wrote it, with ``--out`` the copy."""
+    d = tmp_path / name
+    shutil.copytree(GOLDEN / f"legacy_{name}", d)
+    command = json.loads((d / "config.json").read_text())["provenance"]["command"][1:]
+    return d, [*command[: command.index("--out") + 1], str(d)]
+
+
+def same_machine() -> bool:
+    return json.loads((GOLDEN / "machine.json").read_text()) == machine()
+
+
+@pytest.mark.parametrize("name", ["dqn", "pqn"])
+def test_a_run_directory_written_before_the_reorganisation_loads_and_resumes(
+    name, tmp_path, capsys
+):
+    d, command = legacy_copy(name, tmp_path)
+    before = runs.load(d)
+    assert before.spec.format == 3 and before.summary is not None
+    if name == "pqn":  # loss_index came later: from_json fills its default
+        assert before.spec.to_json()["hparams"]["loss_index"] == [0, 0]
+    expected = {k: np.asarray(v) for k, v in before.metrics.items()}
+    last = sorted((d / "chunks").glob("*.npz"))[-1]
+    done = before.spec.num_runs - len(runs.read_chunk(last).runs)
+    last.unlink()  # as if killed before its last chunk
+    (d / "summary.json").unlink()
+    assert cli.main(command) == 0
+    assert f"resuming: {done} of {before.spec.num_runs} runs are already done" in (
+        capsys.readouterr().out
+    )
+    after = runs.load(d)
+    assert after.spec == before.spec
+    if not same_machine():
+        pytest.skip("legacy metrics were written on another machine: compared on load only")
+    for k in expected:
+        np.testing.assert_array_equal(after.metrics[k], expected[k], err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["dqn", "pqn"])
+def test_a_run_directory_written_before_the_reorganisation_reproduces_bitwise(name, tmp_path):
+    if not same_machine():
+        pytest.skip("legacy metrics were written on another machine")
+    d, _ = legacy_copy(name, tmp_path)
+    assert cli.main(["reproduce", "--quiet", "--no-cache", str(d)]) == 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Neither algorithm imports the other; both import this module.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,43 @@ def make_network(config: Any, num_actions: int, obs_shape: tuple[int, ...] = ())
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """The static pieces a deep-Q training program closes over, built once from its config
+    by :func:`program`: the algorithms' scan bodies are top-level functions of (program,
+    hyperparameters, state, ...), bound with ``functools.partial``."""
+
+    config: Any
+    env: Any
+    env_params: Any
+    network: Any
+    loss: Callable
+    """the resolved loss (DQN: a :data:`~qlearn.types.LossFn`; PQN: a
+    :data:`~qlearn.types.ReturnLossFn`)."""
+    progress: ProgressFn | None
+
+    @property
+    def q_fn(self) -> QFn:
+        return self.network.apply
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return self.env.observation_space(self.env_params).shape
+
+    @property
+    def num_envs(self) -> int:
+        return self.config.num_envs
+
+
+def program(config: Any, loss: Callable, progress: ProgressFn | None) -> Program:
+    """The :class:`Program` of a deep-Q config: its env, Q-network, resolved ``loss`` and
+    optional ``progress`` callback."""
+    env, env_params = make_env(config)
+    obs_shape = env.observation_space(env_params).shape
+    network = make_network(config, env.action_space(env_params).n, obs_shape)
+    return Program(config, env, env_params, network, loss, progress)
+
+
 def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
     """ε(env_steps): linear from ``hp.eps_start`` to ``hp.eps_end`` over the first
     ``hp.eps_decay_fraction`` of ``config.total_steps``, then constant."""
@@ -130,11 +168,12 @@ def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
 
 
 def explore_step(
-    env: Any, env_params: Any, q_fn: QFn, state: Any, epsilon: jax.Array
+    prog: Program, state: Any, epsilon: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition]:
     """One ε-greedy step of N envs (auto-reset) from a training ``state`` with ``params``,
     ``key``, ``env_state`` and ``obs`` [N, ...]: ``(key', action [N], obs', env_state',
     transition)``. The actions are masked to the available ones where the env has masks."""
+    env, env_params, q_fn = prog.env, prog.env_params, prog.q_fn
     num_envs = state.obs.shape[0]
     key, k_act, k_step = jax.random.split(state.key, 3)
     words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
@@ -170,24 +209,26 @@ def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, ja
     return out | {"diverged": jnp.any(unstable)}
 
 
-def interval_metrics(
-    env_steps: jax.Array,
-    eval_return: jax.Array,
-    episodes: rollout.EpisodeStats,
-    epsilon: jax.Array,
-    updates: dict[str, jax.Array],
-    bound: float,
-) -> dict[str, jax.Array]:
-    """The metrics of one evaluation interval: env_steps, eval_return, train_return,
-    train_episodes, epsilon and the loss metrics of :func:`interval_loss_metrics`."""
-    return {
-        "env_steps": env_steps,
+def evaluate_interval(
+    prog: Program, hp: Any, state: Any, key: jax.Array, updates: dict[str, jax.Array]
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The end of an evaluation interval: the greedy return of ``state.params`` on fresh envs
+    (``key``) and the interval's metrics — env_steps, eval_return, train_return,
+    train_episodes, epsilon and the loss metrics of :func:`interval_loss_metrics` of the
+    per-update metrics ``updates``. Returns (eval_return, metrics)."""
+    config = prog.config
+    eval_return = rollout.evaluate(
+        prog.q_fn, state.params, prog.env, prog.env_params, key, config.eval_episodes
+    )
+    metrics = {
+        "env_steps": state.env_steps,
         "eval_return": eval_return,
-        "train_return": rollout.mean_completed_return(episodes),
-        "train_episodes": episodes.completed_count,
-        "epsilon": epsilon,
-        **interval_loss_metrics(updates, bound),
+        "train_return": rollout.mean_completed_return(state.episodes),
+        "train_episodes": state.episodes.completed_count,
+        "epsilon": epsilon_schedule(config, hp)(state.env_steps),
+        **interval_loss_metrics(updates, config.divergence_bound),
     }
+    return eval_return, metrics
 
 
 FINAL_STATISTIC = "greedy evaluation return at the final evaluation point, over seeds"

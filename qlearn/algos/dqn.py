@@ -22,6 +22,7 @@ Metrics therefore have a fixed length T = ``num_evals``: memory does not grow wi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -279,170 +280,185 @@ def make_stages(
     (:mod:`qlearn.checkpoint`):
 
     ``init(key, hp) -> state``: parameters, optimiser, envs, and the warm-up steps that fill
-    the replay buffer;
+    the replay buffer (:func:`init`);
     ``run_intervals(key, hp, state, first, count) -> (state, metrics)``: evaluation intervals
-    ``first .. first + count - 1`` (``count`` static; metrics [count]). ``train`` is
-    ``run_intervals(key, hp, init(key, hp), 0, num_evals)``, and running the intervals in
-    several calls gives the same numbers.
+    ``first .. first + count - 1`` (``count`` static; metrics [count]; :func:`run_intervals`).
+    ``train`` is ``run_intervals(key, hp, init(key, hp), 0, num_evals)``, and running the
+    intervals in several calls gives the same numbers.
     """
-    env, env_params = deep_q.make_env(config)
-    num_actions = env.action_space(env_params).n
-    obs_shape = env.observation_space(env_params).shape
-    network = deep_q.make_network(config, num_actions, obs_shape)
-    q_fn: QFn = network.apply
     loss_fn = losses.resolve(config.loss, double_q=config.double_q)
-    finite = envs.is_finite(config.env_id)
+    prog = deep_q.program(config, loss_fn, progress)
+    return functools.partial(init, prog), functools.partial(run_intervals, prog)
+
+
+def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNState:
+    """The state before the first env step: fresh parameters (θ⁻ = θ), optimiser, envs, an
+    empty replay buffer (and n-step window, visit counts where they apply)."""
+    config, env_params = prog.config, prog.env_params
     num_envs = config.num_envs
-
-    def init(key: jax.Array, hp: DQNHParams) -> DQNState:
-        hp = hparams.to_arrays(hp)
-        optimizer = make_optimizer(hp)
-        k_init, k_reset, k_loop, _ = jax.random.split(key, 4)
-        params = network.init(k_init, jnp.zeros((1, *obs_shape)))
-        obs, env_state = rollout.reset_envs(env, env_params, k_reset, num_envs)
-        masks = envs.action_masks(env, env_params, env_state)
-        example = Transition(
-            obs=obs[0],
-            action=jnp.int32(0),
-            reward=jnp.float32(0),
-            next_obs=obs[0],
-            terminated=jnp.bool_(False),
-            truncated=jnp.bool_(False),
-            steps=jnp.int32(1),
-            next_action_mask=None if masks is None else masks[0],
+    k_init, k_reset, k_loop, _ = jax.random.split(key, 4)
+    params = prog.network.init(k_init, jnp.zeros((1, *prog.obs_shape)))
+    obs, env_state = rollout.reset_envs(prog.env, env_params, k_reset, num_envs)
+    masks = envs.action_masks(prog.env, env_params, env_state)
+    example = Transition(
+        obs=obs[0],
+        action=jnp.int32(0),
+        reward=jnp.float32(0),
+        next_obs=obs[0],
+        terminated=jnp.bool_(False),
+        truncated=jnp.bool_(False),
+        steps=jnp.int32(1),
+        next_action_mask=None if masks is None else masks[0],
+    )
+    window = None
+    if config.n_step > 1:  # the last n one-step transitions of each env, oldest first
+        window = jax.tree.map(
+            lambda x: jnp.zeros((config.n_step, num_envs, *x.shape), x.dtype), example
         )
-        window = None
-        if config.n_step > 1:  # the last n one-step transitions of each env, oldest first
-            window = jax.tree.map(
-                lambda x: jnp.zeros((config.n_step, num_envs, *x.shape), x.dtype), example
-            )
-        state = DQNState(
-            params=params,
-            target_params=params,
-            opt_state=optimizer.init(params),
-            buffer=replay.init(example, config.buffer_size),
-            env_state=env_state,
-            obs=obs,
-            key=k_loop,
-            env_steps=jnp.zeros((), jnp.int32),
-            updates=jnp.zeros((), jnp.int32),
-            episodes=rollout.init_episode_stats(num_envs),
-            visits=jnp.zeros(env_params.rewards.shape) if finite else None,
-            window=window,
-        )
-        env_step = _loop(hp)[0]
-        state, _ = jax.lax.scan(env_step, state, length=config._warmup_vector_steps)
-        # the first interval's train_return / train_episodes cover its own episodes only
-        return state.replace(episodes=rollout.clear_completed(state.episodes))
+    return DQNState(
+        params=params,
+        target_params=params,
+        opt_state=make_optimizer(hp).init(params),
+        buffer=replay.init(example, config.buffer_size),
+        env_state=env_state,
+        obs=obs,
+        key=k_loop,
+        env_steps=jnp.zeros((), jnp.int32),
+        updates=jnp.zeros((), jnp.int32),
+        episodes=rollout.init_episode_stats(num_envs),
+        visits=jnp.zeros(env_params.rewards.shape) if envs.is_finite(config.env_id) else None,
+        window=window,
+    )
 
-    def _loop(hp: DQNHParams) -> tuple[Callable, Callable]:
-        """The scan bodies of a run with hyperparameters ``hp``: (env_step, interval)."""
-        optimizer = make_optimizer(hp)
-        q_star = dp.value_iteration(env_params, hp.gamma)[0] if finite else None
 
-        epsilon = deep_q.epsilon_schedule(config, hp)
+def init(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNState:
+    """:func:`initial_state`, then the ``learning_starts`` warm-up env steps."""
+    hp = hparams.to_arrays(hp)
+    state = initial_state(prog, key, hp)
+    steps = prog.config._warmup_vector_steps
+    state, _ = jax.lax.scan(functools.partial(env_step, prog, hp), state, length=steps)
+    # the first interval's train_return / train_episodes cover its own episodes only
+    return state.replace(episodes=rollout.clear_completed(state.episodes))
 
-        def env_step(state: DQNState, _: Any) -> tuple[DQNState, None]:
-            key, action, obs, env_state, tr = deep_q.explore_step(
-                env, env_params, q_fn, state, epsilon(state.env_steps)
-            )
-            state = state.replace(key=key)
-            if finite:  # count the visits for the empirical VE
-                visits = state.visits.at[state.env_state.state, action].add(1.0)
-                state = state.replace(visits=visits)
-            if config.n_step > 1:  # store the n-step transition of the step n − 1 ago
-                window = jax.tree.map(
-                    lambda w, x: jnp.concatenate([w[1:], x[None]]), state.window, tr
-                )
-                full = state.env_steps >= (config.n_step - 1) * num_envs
-                buffer = replay.add(
-                    state.buffer, replay.n_step_transition(window, hp.gamma), valid=full
-                )
-                state = state.replace(window=window)
-            else:
-                buffer = replay.add(state.buffer, tr)
-            state = state.replace(
-                obs=obs,
-                env_state=env_state,
-                buffer=buffer,
-                episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
-                env_steps=state.env_steps + num_envs,
-            )
-            return state, None
 
-        def update(state: DQNState, words: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
-            batch = replay.sample(state.buffer, words)
-            bootstrap_params = state.target_params if config.target_network else state.params
-            params, opt_state, m = gradient_step(
-                q_fn,
-                loss_fn,
-                optimizer,
-                state.params,
-                bootstrap_params,
-                state.opt_state,
-                batch,
-                hp,
-            )
-            updates = state.updates + 1
-            target_params = (
-                update_target(params, state.target_params, updates, hp)
-                if config.target_network
-                else state.target_params
-            )
-            state = state.replace(
-                params=params,
-                target_params=target_params,
-                opt_state=opt_state,
-                updates=updates,
-            )
-            return state, m
+def env_step(
+    prog: deep_q.Program, hp: DQNHParams, state: DQNState, _: Any = None
+) -> tuple[DQNState, None]:
+    """One ε-greedy step of the N envs, its transitions stored in the replay buffer (as
+    n-step transitions when ``n_step > 1``, once the window is full)."""
+    config, num_envs = prog.config, prog.num_envs
+    epsilon = deep_q.epsilon_schedule(config, hp)(state.env_steps)
+    key, action, obs, env_state, tr = deep_q.explore_step(prog, state, epsilon)
+    state = state.replace(key=key)
+    if state.visits is not None:  # count the visits for the empirical VE
+        state = state.replace(visits=state.visits.at[state.env_state.state, action].add(1.0))
+    if config.n_step > 1:  # store the n-step transition of the step n − 1 ago
+        window = jax.tree.map(lambda w, x: jnp.concatenate([w[1:], x[None]]), state.window, tr)
+        full = state.env_steps >= (config.n_step - 1) * num_envs
+        item = replay.n_step_transition(window, hp.gamma)
+        buffer = replay.add(state.buffer, item, valid=full)
+        state = state.replace(window=window)
+    else:
+        buffer = replay.add(state.buffer, tr)
+    state = state.replace(
+        obs=obs,
+        env_state=env_state,
+        buffer=buffer,
+        episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
+        env_steps=state.env_steps + num_envs,
+    )
+    return state, None
 
-        def iteration(state: DQNState, _: Any) -> tuple[DQNState, dict[str, jax.Array]]:
-            state, _ = jax.lax.scan(env_step, state, length=config.train_every)
-            key, k_sample = jax.random.split(state.key)
-            shape = (config.updates_per_train, config.batch_size, sampling.WORDS_PER_INDEX)
-            words = jax.random.bits(k_sample, shape, jnp.uint32)
-            return jax.lax.scan(update, state.replace(key=key), words)
 
-        def interval(state: DQNState, xs: tuple[jax.Array, jax.Array]) -> tuple[DQNState, dict]:
-            k_eval_i, index = xs
-            steps_before = jnp.where(index == 0, 0, state.env_steps)  # first: count warm-up
-            state, m = jax.lax.scan(iteration, state, length=config.iters_per_eval)
-            eval_return = rollout.evaluate(
-                q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
-            )
-            metrics = deep_q.interval_metrics(
-                state.env_steps,
-                eval_return,
-                state.episodes,
-                epsilon(state.env_steps),
-                m,
-                config.divergence_bound,
-            )
-            if finite:
-                q_all = q_fn(state.params, env_params.features)  # every state, [S, A]
-                mask = env_params.action_mask
-                behaviour = policies.epsilon_greedy_probs(q_all, epsilon(state.env_steps), mask)
-                metrics |= dp.error_metrics(
-                    env_params, q_all, q_star, behaviour, state.visits, hp.gamma
-                )
-            if progress is not None:
-                jax.debug.callback(progress, state.env_steps - steps_before, eval_return)
-            state = state.replace(episodes=rollout.clear_completed(state.episodes))
-            return state, metrics
+def update(
+    prog: deep_q.Program, hp: DQNHParams, state: DQNState, words: jax.Array
+) -> tuple[DQNState, dict[str, jax.Array]]:
+    """One gradient update on the replay batch that ``words`` [B, WORDS_PER_INDEX] pick, then
+    the target update."""
+    config = prog.config
+    batch = replay.sample(state.buffer, words)
+    bootstrap_params = state.target_params if config.target_network else state.params
+    params, opt_state, m = gradient_step(
+        prog.q_fn,
+        prog.loss,
+        make_optimizer(hp),
+        state.params,
+        bootstrap_params,
+        state.opt_state,
+        batch,
+        hp,
+    )
+    updates = state.updates + 1
+    target_params = (
+        update_target(params, state.target_params, updates, hp)
+        if config.target_network
+        else state.target_params
+    )
+    state = state.replace(
+        params=params, target_params=target_params, opt_state=opt_state, updates=updates
+    )
+    return state, m
 
-        return env_step, interval
 
-    def run_intervals(
-        key: jax.Array, hp: DQNHParams, state: DQNState, first: jax.Array, count: int
-    ) -> tuple[DQNState, dict[str, jax.Array]]:
-        hp = hparams.to_arrays(hp)
-        k_eval = jax.random.split(key, 4)[3]
-        index = first + jnp.arange(count)
-        eval_keys = jax.random.split(k_eval, config.num_evals)[index]
-        return jax.lax.scan(_loop(hp)[1], state, (eval_keys, index))
+def iteration(
+    prog: deep_q.Program, hp: DQNHParams, state: DQNState, _: Any = None
+) -> tuple[DQNState, dict[str, jax.Array]]:
+    """``train_every`` env steps, then ``updates_per_train`` updates (metrics [updates])."""
+    config = prog.config
+    state, _ = jax.lax.scan(functools.partial(env_step, prog, hp), state, length=config.train_every)
+    key, k_sample = jax.random.split(state.key)
+    shape = (config.updates_per_train, config.batch_size, sampling.WORDS_PER_INDEX)
+    words = jax.random.bits(k_sample, shape, jnp.uint32)
+    return jax.lax.scan(functools.partial(update, prog, hp), state.replace(key=key), words)
 
-    return init, run_intervals
+
+def interval(
+    prog: deep_q.Program,
+    hp: DQNHParams,
+    q_star: jax.Array | None,
+    state: DQNState,
+    xs: tuple[jax.Array, jax.Array],
+) -> tuple[DQNState, dict[str, jax.Array]]:
+    """One evaluation interval: ``iters_per_eval`` iterations, then the greedy evaluation
+    with key ``xs[0]`` and the metrics (with the true errors against ``q_star`` on a finite
+    MDP); ``xs[1]`` is the interval's index (the first one counts the warm-up steps)."""
+    config = prog.config
+    k_eval_i, index = xs
+    steps_before = jnp.where(index == 0, 0, state.env_steps)  # first: count warm-up
+    state, m = jax.lax.scan(
+        functools.partial(iteration, prog, hp), state, length=config.iters_per_eval
+    )
+    eval_return, metrics = deep_q.evaluate_interval(prog, hp, state, k_eval_i, m)
+    if q_star is not None:
+        env_params = prog.env_params
+        q_all = prog.q_fn(state.params, env_params.features)  # every state, [S, A]
+        epsilon = deep_q.epsilon_schedule(config, hp)(state.env_steps)
+        behaviour = policies.epsilon_greedy_probs(q_all, epsilon, env_params.action_mask)
+        metrics |= dp.error_metrics(env_params, q_all, q_star, behaviour, state.visits, hp.gamma)
+    if prog.progress is not None:
+        jax.debug.callback(prog.progress, state.env_steps - steps_before, eval_return)
+    state = state.replace(episodes=rollout.clear_completed(state.episodes))
+    return state, metrics
+
+
+def run_intervals(
+    prog: deep_q.Program,
+    key: jax.Array,
+    hp: DQNHParams,
+    state: DQNState,
+    first: jax.Array,
+    count: int,
+) -> tuple[DQNState, dict[str, jax.Array]]:
+    """Evaluation intervals ``first .. first + count - 1`` of the run of ``key`` (metrics
+    [count]); the evaluation keys are the run's, whichever call runs an interval."""
+    hp = hparams.to_arrays(hp)
+    finite = envs.is_finite(prog.config.env_id)
+    q_star = dp.value_iteration(prog.env_params, hp.gamma)[0] if finite else None
+    k_eval = jax.random.split(key, 4)[3]
+    index = first + jnp.arange(count)
+    eval_keys = jax.random.split(k_eval, prog.config.num_evals)[index]
+    body = functools.partial(interval, prog, hp, q_star)
+    return jax.lax.scan(body, state, (eval_keys, index))
 
 
 ALGORITHM = deep_q.algorithm(

@@ -21,6 +21,7 @@ rejax #34); the targets here are tested against a numpy loop and rlax at every i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,6 @@ from qlearn.algos import deep_q, rollout
 from qlearn.types import (
     ConfigError,
     Params,
-    QFn,
     ReturnBatch,
     ReturnLossFn,
     Transition,
@@ -197,120 +197,132 @@ def q_lambda_targets(
 
 
 def make_train(
-    config: PQNConfig, *, progress: Callable | None = None
+    config: PQNConfig, *, progress: deep_q.ProgressFn | None = None
 ) -> Callable[[jax.Array, PQNHParams], tuple[PQNState, dict[str, jax.Array]]]:
-    """Build ``train(key, hparams) -> (final_state, metrics)``; metrics have shape
-    [num_evals]: env_steps, eval_return (greedy, ε = 0, on separate envs), train_return,
+    """Build ``train(key, hparams) -> (final_state, metrics)`` (:func:`train`); metrics have
+    shape [num_evals]: env_steps, eval_return (greedy, ε = 0, on separate envs), train_return,
     train_episodes, epsilon, loss, q_mean, target_mean, td_abs (means over the interval's
     updates), q_abs_max, diverged — the names DQN uses, so runs, sweeps and plots treat both
     alike."""
-    env, env_params = deep_q.make_env(config)
-    obs_shape = env.observation_space(env_params).shape
-    network = deep_q.make_network(config, env.action_space(env_params).n, obs_shape)
-    q_fn: QFn = network.apply
-    loss = losses.resolve_return_loss(config.loss)
-    n, t_len = config.num_envs, config.rollout_steps
+    prog = deep_q.program(config, losses.resolve_return_loss(config.loss), progress)
+    return functools.partial(train, prog)
+
+
+def train(
+    prog: deep_q.Program, key: jax.Array, hp: PQNHParams
+) -> tuple[PQNState, dict[str, jax.Array]]:
+    """One whole run of ``prog`` with hyperparameters ``hp``: ``num_evals`` intervals."""
+    config = prog.config
+    hp = hparams.to_arrays(hp)
+    k_init, k_reset, k_loop, k_eval = jax.random.split(key, 4)
+    params = prog.network.init(k_init, jnp.zeros((1, *prog.obs_shape)))
+    obs, env_state = rollout.reset_envs(prog.env, prog.env_params, k_reset, config.num_envs)
+    state = PQNState(
+        params=params,
+        opt_state=make_optimizer(config, hp).init(params),
+        env_state=env_state,
+        obs=obs,
+        key=k_loop,
+        env_steps=jnp.zeros((), jnp.int32),
+        episodes=rollout.init_episode_stats(config.num_envs),
+    )
+    eval_keys = jax.random.split(k_eval, config.num_evals)
+    return jax.lax.scan(functools.partial(interval, prog, hp), state, eval_keys)
+
+
+def env_step(
+    prog: deep_q.Program, hp: PQNHParams, state: PQNState, _: Any = None
+) -> tuple[PQNState, Transition]:
+    """One ε-greedy step of the N envs; returns its transitions [N]."""
+    epsilon = deep_q.epsilon_schedule(prog.config, hp)(state.env_steps)
+    key, _, obs, env_state, tr = deep_q.explore_step(prog, state, epsilon)
+    state = state.replace(
+        key=key,
+        obs=obs,
+        env_state=env_state,
+        env_steps=state.env_steps + prog.num_envs,
+        episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
+    )
+    return state, tr
+
+
+def rollout_batch(
+    prog: deep_q.Program, hp: PQNHParams, params: Params, tr: Transition
+) -> ReturnBatch:
+    """The N·T training pairs of a rollout ``tr`` (leaves [T, N, ...]): observations, actions
+    and their Q(λ) targets (:func:`q_lambda_targets`) under ``params``, flattened."""
+    config, obs_shape = prog.config, prog.obs_shape
+    # The parameters are fixed during the rollout, so the values of the T·N successor
+    # states are one batched forward pass after it rather than T small ones inside it.
+    next_obs = tr.next_obs.reshape(config.batch_size, *obs_shape)
+    q_next = prog.q_fn(params, next_obs)
+    if tr.next_action_mask is not None:  # max over the actions available there
+        mask = tr.next_action_mask.reshape(config.batch_size, -1)
+        q_next = policies.masked(q_next, mask)
+    q_next_max = jnp.max(q_next, axis=-1).reshape(config.rollout_steps, config.num_envs)
+    g = q_lambda_targets(tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam)
+    return ReturnBatch(
+        obs=tr.obs.reshape(config.batch_size, *obs_shape),
+        action=tr.action.reshape(-1),
+        target=g.reshape(-1),
+    )
+
+
+def update(
+    prog: deep_q.Program, hp: PQNHParams, carry: tuple, batch: ReturnBatch
+) -> tuple[tuple, dict[str, jax.Array]]:
+    """One gradient step of the loss on a minibatch; ``carry`` is (params, opt_state)."""
+    params, opt_state = carry
+    (loss, aux), grads = jax.value_and_grad(prog.loss, argnums=1, has_aux=True)(
+        prog.q_fn, params, batch, hp
+    )
+    updates, opt_state = make_optimizer(prog.config, hp).update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
+
+
+def epoch(
+    prog: deep_q.Program, hp: PQNHParams, flat: ReturnBatch, carry: tuple, key: jax.Array
+) -> tuple[tuple, dict[str, jax.Array]]:
+    """One pass over the rollout's pairs ``flat`` in ``num_minibatches`` shuffled minibatches."""
+    config = prog.config
     minibatch = config.batch_size // config.num_minibatches
+    order = jax.random.permutation(key, config.batch_size)
+    batches = jax.tree.map(
+        lambda x: x[order].reshape(config.num_minibatches, minibatch, *x.shape[1:]), flat
+    )
+    return jax.lax.scan(functools.partial(update, prog, hp), carry, batches)
 
-    def train(key: jax.Array, hp: PQNHParams) -> tuple[PQNState, dict[str, jax.Array]]:
-        hp = hparams.to_arrays(hp)
-        optimizer = make_optimizer(config, hp)
-        k_init, k_reset, k_loop, k_eval = jax.random.split(key, 4)
-        params = network.init(k_init, jnp.zeros((1, *obs_shape)))
-        obs, env_state = rollout.reset_envs(env, env_params, k_reset, n)
-        state = PQNState(
-            params=params,
-            opt_state=optimizer.init(params),
-            env_state=env_state,
-            obs=obs,
-            key=k_loop,
-            env_steps=jnp.zeros((), jnp.int32),
-            episodes=rollout.init_episode_stats(n),
-        )
 
-        epsilon = deep_q.epsilon_schedule(config, hp)
+def iteration(
+    prog: deep_q.Program, hp: PQNHParams, state: PQNState, _: Any = None
+) -> tuple[PQNState, dict[str, jax.Array]]:
+    """A rollout of T steps, then ``num_epochs`` epochs on its pairs (metrics [E, M])."""
+    config = prog.config
+    body = functools.partial(env_step, prog, hp)
+    state, tr = jax.lax.scan(body, state, length=config.rollout_steps)  # [T, N]
+    flat = rollout_batch(prog, hp, state.params, tr)
+    key, k_epochs = jax.random.split(state.key)
+    (params, opt_state), m = jax.lax.scan(
+        functools.partial(epoch, prog, hp, flat),
+        (state.params, state.opt_state),
+        jax.random.split(k_epochs, config.num_epochs),
+    )
+    return state.replace(key=key, params=params, opt_state=opt_state), m
 
-        def env_step(state: PQNState, _: Any) -> tuple[PQNState, Transition]:
-            key, _, obs, env_state, tr = deep_q.explore_step(
-                env, env_params, q_fn, state, epsilon(state.env_steps)
-            )
-            state = state.replace(
-                key=key,
-                obs=obs,
-                env_state=env_state,
-                env_steps=state.env_steps + n,
-                episodes=rollout.record(state.episodes, tr.reward, tr.terminated | tr.truncated),
-            )
-            return state, tr
 
-        def loss_fn(params: Params, batch: ReturnBatch) -> tuple[jax.Array, dict]:
-            return loss(q_fn, params, batch, hp)
-
-        def update(carry: tuple, batch: ReturnBatch) -> tuple[tuple, dict]:
-            params, opt_state = carry
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
-
-        def iteration(state: PQNState, _: Any) -> tuple[PQNState, dict]:
-            state, tr = jax.lax.scan(env_step, state, length=t_len)  # [T, N]
-            # The parameters are fixed during the rollout, so the values of the T·N successor
-            # states are one batched forward pass after it rather than T small ones inside it.
-            next_obs = tr.next_obs.reshape(config.batch_size, *obs_shape)
-            q_next = q_fn(state.params, next_obs)
-            if tr.next_action_mask is not None:  # max over the actions available there
-                mask = tr.next_action_mask.reshape(config.batch_size, -1)
-                q_next = policies.masked(q_next, mask)
-            q_next_max = jnp.max(q_next, axis=-1).reshape(t_len, n)
-            g = q_lambda_targets(
-                tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam
-            )
-            flat = ReturnBatch(
-                obs=tr.obs.reshape(config.batch_size, *obs_shape),
-                action=tr.action.reshape(-1),
-                target=g.reshape(-1),
-            )
-
-            def epoch(carry: tuple, k: jax.Array) -> tuple[tuple, dict]:
-                order = jax.random.permutation(k, config.batch_size)
-                batches = jax.tree.map(
-                    lambda x: x[order].reshape(config.num_minibatches, minibatch, *x.shape[1:]),
-                    flat,
-                )
-                return jax.lax.scan(update, carry, batches)
-
-            key, k_epochs = jax.random.split(state.key)
-            (params, opt_state), m = jax.lax.scan(
-                epoch,
-                (state.params, state.opt_state),
-                jax.random.split(k_epochs, config.num_epochs),
-            )
-            state = state.replace(key=key, params=params, opt_state=opt_state)
-            return state, m
-
-        def interval(state: PQNState, k_eval_i: jax.Array) -> tuple[PQNState, dict]:
-            before = state.env_steps
-            state, m = jax.lax.scan(iteration, state, length=config.iterations_per_eval)
-            eval_return = rollout.evaluate(
-                q_fn, state.params, env, env_params, k_eval_i, config.eval_episodes
-            )
-            metrics = deep_q.interval_metrics(
-                state.env_steps,
-                eval_return,
-                state.episodes,
-                epsilon(state.env_steps),
-                m,
-                config.divergence_bound,
-            )
-            if progress is not None:
-                jax.debug.callback(progress, state.env_steps - before, eval_return)
-            state = state.replace(episodes=rollout.clear_completed(state.episodes))
-            return state, metrics
-
-        eval_keys = jax.random.split(k_eval, config.num_evals)
-        return jax.lax.scan(interval, state, eval_keys)
-
-    return train
+def interval(
+    prog: deep_q.Program, hp: PQNHParams, state: PQNState, k_eval_i: jax.Array
+) -> tuple[PQNState, dict[str, jax.Array]]:
+    """One evaluation interval: ``iterations_per_eval`` iterations, then the greedy
+    evaluation with key ``k_eval_i`` and the interval's metrics."""
+    before = state.env_steps
+    body = functools.partial(iteration, prog, hp)
+    state, m = jax.lax.scan(body, state, length=prog.config.iterations_per_eval)
+    eval_return, metrics = deep_q.evaluate_interval(prog, hp, state, k_eval_i, m)
+    if prog.progress is not None:
+        jax.debug.callback(prog.progress, state.env_steps - before, eval_return)
+    state = state.replace(episodes=rollout.clear_completed(state.episodes))
+    return state, metrics
 
 
 ALGORITHM = deep_q.algorithm(

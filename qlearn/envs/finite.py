@@ -110,30 +110,60 @@ def finite_mdp_params(
     if num_states < 1 or num_actions < 1:
         raise FiniteMDPError(f"an MDP needs ≥ 1 state and action, got shape {p.shape}")
 
-    def array(name: str, value: Any, default: Any, shape: tuple[int, ...], dtype: Any) -> Any:
-        out = np.asarray(default if value is None else value, dtype)
-        if out.shape != shape:
-            raise FiniteMDPError(f"{name} must have shape {list(shape)}, got {list(out.shape)}")
-        return out
-
     r_given = np.asarray(rewards, np.float64)
     if r_given.shape == (num_states, num_actions, num_states):
         r_next = r_given
     else:
-        r_next = array("rewards", rewards, None, (num_states, num_actions), np.float64)[..., None]
+        r_next = _shaped("rewards", rewards, None, (num_states, num_actions), np.float64)[..., None]
         r_next = np.broadcast_to(r_next, p.shape)
     r = np.sum(p * r_next, axis=-1) if r_given.ndim == 3 else r_next[..., 0]
-    h = array("initial_distribution", initial_distribution, None, (num_states,), np.float64)
-    term = array("terminal", terminal, np.zeros(num_states, bool), (num_states,), bool)
-    mask = array(
+    h = _shaped("initial_distribution", initial_distribution, None, (num_states,), np.float64)
+    term = _shaped("terminal", terminal, np.zeros(num_states, bool), (num_states,), bool)
+    mask = _shaped(
         "action_mask", action_mask, np.ones((num_states, num_actions), bool),
         (num_states, num_actions), bool,
     )  # fmt: skip
-    std = array("reward_std", reward_std, np.zeros_like(r), (num_states, num_actions), np.float64)
+    std = _shaped("reward_std", reward_std, np.zeros_like(r), (num_states, num_actions), np.float64)
     phi = np.asarray(np.eye(num_states) if features is None else features, np.float64)
     if phi.ndim != 2 or phi.shape[0] != num_states:
         raise FiniteMDPError(f"features must have shape [S={num_states}, d], got {phi.shape}")
 
+    _check_values(p, h, term, mask, r_next, std, phi, max_steps_in_episode, atol)
+    return FiniteMDPParams(
+        transition_probs=jnp.asarray(p, jnp.float32),
+        rewards=jnp.asarray(r, jnp.float32),
+        transition_rewards=jnp.asarray(r_next, jnp.float32),
+        reward_std=jnp.asarray(std, jnp.float32),
+        initial_distribution=jnp.asarray(h, jnp.float32),
+        terminal=jnp.asarray(term),
+        action_mask=jnp.asarray(mask),
+        features=jnp.asarray(phi, jnp.float32),
+        max_steps_in_episode=int(max_steps_in_episode),
+    )
+
+
+def _shaped(name: str, value: Any, default: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``value`` (or ``default`` when None) as an array of ``shape``, else FiniteMDPError."""
+    out = np.asarray(default if value is None else value, dtype)
+    if out.shape != shape:
+        raise FiniteMDPError(f"{name} must have shape {list(shape)}, got {list(out.shape)}")
+    return out
+
+
+def _check_values(
+    p: np.ndarray,
+    h: np.ndarray,
+    term: np.ndarray,
+    mask: np.ndarray,
+    r_next: np.ndarray,
+    std: np.ndarray,
+    phi: np.ndarray,
+    max_steps_in_episode: Any,
+    atol: float,
+) -> None:
+    """Raise FiniteMDPError at the first inconsistency of an MDP's shaped arrays:
+    probabilities that are negative or do not sum to 1, initial mass on a terminal state, a
+    state with no action, non-finite numbers, a negative reward spread, a bad time limit."""
     for name, x in (("transition_probs", p), ("initial_distribution", h)):
         if not np.all(np.isfinite(x)) or np.any(x < 0):
             s = tuple(int(i) for i in np.argwhere(~(x >= 0))[0])
@@ -160,17 +190,6 @@ def finite_mdp_params(
         raise FiniteMDPError("reward_std must be ≥ 0")
     if not isinstance(max_steps_in_episode, int | np.integer) or max_steps_in_episode < 1:
         raise FiniteMDPError(f"max_steps_in_episode = {max_steps_in_episode!r} must be ≥ 1")
-    return FiniteMDPParams(
-        transition_probs=jnp.asarray(p, jnp.float32),
-        rewards=jnp.asarray(r, jnp.float32),
-        transition_rewards=jnp.asarray(r_next, jnp.float32),
-        reward_std=jnp.asarray(std, jnp.float32),
-        initial_distribution=jnp.asarray(h, jnp.float32),
-        terminal=jnp.asarray(term),
-        action_mask=jnp.asarray(mask),
-        features=jnp.asarray(phi, jnp.float32),
-        max_steps_in_episode=int(max_steps_in_episode),
-    )
 
 
 class FiniteMDP(Environment):

@@ -1,0 +1,174 @@
+"""The subcommands of ``qlearn``: each ``cmd_*(args) -> exit status``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from qlearn import algos, devices, runs, sweep
+from qlearn import spec as spec_lib
+from qlearn.cli.arguments import (
+    CLIError,
+    check_lanes,
+    parse_config,
+    parse_dists,
+    parse_grid,
+    parse_hparams,
+)
+
+
+def _execute(spec: spec_lib.Spec, out: Path | None, args: argparse.Namespace) -> Any:
+    """Run a spec with a progress bar, resuming from ``out``'s finished chunks."""
+    import jax
+
+    devices.enable_compilation_cache(not args.no_cache)
+    num_configs, num_seeds = spec.num_configs, spec.num_seeds
+    if not args.quiet and jax.process_index() == 0:
+        print(
+            f"{spec.algo}: {num_configs} configs × {num_seeds} seeds = "
+            f"{spec.num_runs} runs in {len(spec.groups)} compiled "
+            f"group(s), on {jax.device_count()} {jax.default_backend()} device(s)",
+            file=sys.stderr,
+        )
+    return sweep.execute(spec, out, progress=not args.quiet, verbose=not args.quiet)
+
+
+def _report(run: Any, out: Path) -> None:
+    if run is None:  # not process 0: it wrote its own chunks
+        return
+    timing = run.summary["timing"]
+    per_run, unit = run.spec.algorithm.progress_total(run.spec.compiled_groups()[0][0])
+    done = run.spec.num_runs * per_run
+    if timing.get("run_seconds"):
+        print(
+            f"compile {timing['compile_seconds']:.1f} s, run {timing['run_seconds']:.1f} s "
+            f"({done / timing['run_seconds']:,.0f} {unit}s/s)"
+        )
+    print(runs.summary_table(run.spec, run.summary["configs"]))
+    print(f"wrote {out}/ (summary.json, records.csv, metrics.npz, figures)")
+
+
+def _start(spec: spec_lib.Spec, out: Path, args: argparse.Namespace) -> int:
+    """Prepare ``out`` (refusing another spec), run or resume, report."""
+    if sweep.prepare(out, spec, overwrite=args.overwrite):
+        import jax
+
+        if jax.process_index() == 0:
+            run = runs.load(out)
+            print(f"{out} already holds this run, finished: nothing to do (--overwrite re-runs it)")
+            print(runs.summary_table(spec, run.summary["configs"]))
+        return 0
+    _report(_execute(spec, out, args), out)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    algorithm = algos.get(args.algo)
+    loss = args.loss
+    if loss is not None and "," in loss:
+        loss = tuple(loss.split(","))
+    config = parse_config(
+        algorithm.config, args.cfg, env_id=args.env, total_steps=args.total_steps, loss=loss
+    )
+    grid = parse_hparams(algorithm.hparams, args.hp)
+    if isinstance(loss, tuple) and "loss_index" not in grid:
+        grid["loss_index"] = list(range(len(loss)))  # several losses: compare them all
+    if args.seeds < 1:
+        raise CLIError(f"--seeds = {args.seeds} must be ≥ 1")
+    check_lanes(args.lanes)
+    spec = spec_lib.make_spec(config, grid, seeds=args.seeds, base_seed=args.seed, lanes=args.lanes)
+    if hasattr(config, "actual_total_steps") and config.actual_total_steps != config.total_steps:
+        print(
+            f"note: total_steps {config.total_steps} rounds down to "
+            f"{config.actual_total_steps} (whole evaluation intervals)",
+            file=sys.stderr,
+        )
+    return _start(spec, Path(args.out or f"runs/{args.algo}-{config.env_id}"), args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import jax
+
+    if args.coordinator is not None and jax.process_count() == 1:
+        raise CLIError(
+            "--coordinator is read by the qlearn command's entry point (`qlearn sweep` or "
+            "`python -m qlearn sweep`), before JAX starts"
+        )
+    algorithm = algos.get(args.algo)
+    config = parse_config(algorithm.config, args.cfg, env_id=args.env, total_steps=args.total_steps)
+    grid = parse_grid(algorithm.config, algorithm.hparams, args.grid)
+    dists = parse_dists(algorithm.hparams, args.dist)
+    if args.random is None and dists:
+        raise CLIError("--dist needs --random N (the number of configurations to draw)")
+    check_lanes(args.lanes)
+    spec = spec_lib.make_spec(
+        config,
+        grid,
+        dist=dists or None,
+        n_samples=args.random,
+        search_seed=args.search_seed,
+        seeds=args.seeds,
+        base_seed=args.seed,
+        lanes=args.lanes,
+    )
+    return _start(spec, Path(args.out), args)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    run = runs.load(args.run)
+    if not run.metrics:
+        raise CLIError(f"{args.run} has no metrics.npz to compare against")
+    import jax
+
+    for key, now in (("jax", jax.__version__), ("backend", jax.default_backend())):
+        if run.provenance.get(key) != now:
+            print(
+                f"note: recorded {key} {run.provenance.get(key)}, now {now}: bitwise "
+                "equality is only promised on the same versions and backend",
+                file=sys.stderr,
+            )
+    spec, expected = run.spec, run.metrics
+    if spec.lanes is None:
+        print(
+            f"note: {args.run} predates recorded lanes (format {spec.format}): re-running "
+            f"with {spec.run_lanes} lanes, which need not be the batch it ran in",
+            file=sys.stderr,
+        )
+    if args.seed is not None or args.config is not None:
+        config = 0 if args.config is None else args.config
+        seed = spec.base_seed if args.seed is None else args.seed
+        spec = spec.select(config, seed)
+        s = seed - run.spec.base_seed
+        expected = {k: v[config : config + 1, s : s + 1] for k, v in expected.items()}
+        print(f"re-running configuration {config}, seed {seed} alone", file=sys.stderr)
+    result = _execute(spec, None, args)
+    matches = runs.compare(expected, result.metrics)
+    for name, ok in matches.items():
+        print(f"  {name:<16} {'bitwise identical' if ok else 'MISMATCH'}")
+    if all(matches.values()):
+        print(f"reproduced: all {len(matches)} metric arrays are bitwise identical")
+        return 0
+    print(
+        f"NOT reproduced: {sum(not ok for ok in matches.values())} of {len(matches)} "
+        "metric arrays differ"
+    )
+    return 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run = runs.load(args.run)
+    if run.summary is None:
+        raise CLIError(f"{args.run} has no summary.json (the run did not finish)")
+    print(runs.summary_table(run.spec, run.summary["configs"]))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    run = runs.load(args.run)
+    if not run.metrics:
+        raise CLIError(f"{args.run} has no metrics.npz (the run did not finish)")
+    for path in runs.figure(run.path, run.spec, run.metrics):
+        print(f"{path} (and .pdf)")
+    return 0

@@ -1,0 +1,175 @@
+"""The flags of ``qlearn``'s subcommands; ``train --help`` and ``sweep --help`` document one
+algorithm's hyperparameters and config fields (``--algo NAME --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from qlearn import algos, distributed
+from qlearn import hparams as hparams_lib
+from qlearn import spec as spec_lib
+from qlearn.cli import commands
+
+
+def _config_help(config_cls: type) -> str:
+    return "\n".join(
+        f"  {f.name:<20} default {f.default!s:<12} {f.metadata.get('help', '')}"
+        for f in dataclasses.fields(config_cls)
+    )
+
+
+def algo_in(argv: list[str]) -> str:
+    """The ``--algo`` given in ``argv`` (default dqn), read before parsing so that ``--help``
+    after it documents that algorithm's fields."""
+    for i, arg in enumerate(argv):
+        if arg == "--algo" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--algo="):
+            return arg.split("=", 1)[1]
+    return "dqn"
+
+
+def build_parser(algo: str = "dqn") -> argparse.ArgumentParser:
+    """The CLI's parser; ``train --help`` and ``sweep --help`` document ``algo``'s
+    hyperparameters and config fields."""
+    parser = argparse.ArgumentParser(
+        prog="qlearn", description="Train, sweep, reproduce, show and plot Q-learning runs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    shown = algos.ALGOS.get(algo, algos.get("dqn"))
+    fields = (
+        f"hyperparameters of {shown.name} (--hp, traced: a grid is one compile; --algo NAME "
+        f"--help for another algorithm's):\n{hparams_lib.describe(shown.hparams)}\n\n"
+        f"config fields of {shown.name} (--cfg, static):\n{_config_help(shown.config)}"
+    )
+    _add_train(sub, fields)
+    _add_sweep(sub, fields)
+    _add_reproduce(sub)
+    show = sub.add_parser("show", help="print a run's summary table")
+    show.add_argument("run")
+    show.set_defaults(func=commands.cmd_show)
+    plot = sub.add_parser("plot", help="redraw a run's learning curves")
+    plot.add_argument("run")
+    plot.set_defaults(func=commands.cmd_plot)
+    return parser
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags ``train`` and ``sweep`` share: algorithm, env, seeds, lanes, budget."""
+    parser.add_argument("--algo", default="dqn", choices=sorted(algos.ALGOS))
+    parser.add_argument("--env", default=None, help="env id (default CartPole-v1)")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds per configuration")
+    parser.add_argument("--seed", type=int, default=0, help="base seed")
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=spec_lib.DEFAULT_LANES,
+        help="runs per device per compiled call (default %(default)s; part of a run's identity: "
+        "a seed gives the same run in any sweep with the same lanes; raise it on a GPU)",
+    )
+    parser.add_argument("--total-steps", type=int, default=None, help="env steps per run")
+
+
+def _output_arguments(parser: argparse.ArgumentParser, **out: object) -> None:
+    """``--out`` (with ``out``'s argparse options), and how the run is written and shown."""
+    parser.add_argument("--out", **out)
+    parser.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="disable JAX's persistent compilation cache"
+    )
+
+
+def _add_train(sub: argparse._SubParsersAction, fields: str) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train seeds × a hyperparameter grid in one compiled program",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=fields,
+    )
+    _run_arguments(train)
+    train.add_argument(
+        "--loss",
+        default=None,
+        help="huber, mse, residual or package.module:function; several, comma-separated, are "
+        "compared in one compile (one configuration per loss)",
+    )
+    train.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=V[,V...]",
+        help="hyperparameter value(s); several values make a grid",
+    )
+    train.add_argument(
+        "--cfg", action="append", default=[], metavar="FIELD=VALUE", help="static config field"
+    )
+    _output_arguments(train, default=None, help="run directory (default runs/ALGO-ENV)")
+    train.set_defaults(func=commands.cmd_train)
+
+
+def _add_sweep(sub: argparse._SubParsersAction, fields: str) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="a grid or random search, in fixed-shape batches over devices and hosts, resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="--grid takes hyperparameters (traced: one compile for all values) and static "
+        "config fields (one compiled group per value; tuples as 64x64).\n"
+        "Killed? Run the same command again: finished chunks are kept and checked.\n\n"
+        + fields.replace("(--hp, ", "(--grid, --dist, ").replace(
+            "(--cfg, static)", "(--grid, --cfg)"
+        ),
+    )
+    _run_arguments(sw)
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V[,V...]",
+        help="values of a hyperparameter or config field (repeat for a grid)",
+    )
+    sw.add_argument(
+        "--random",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random search: draw N configurations from the --dist distributions",
+    )
+    sw.add_argument(
+        "--dist",
+        action="append",
+        default=[],
+        metavar="NAME=KIND:LOW:HIGH",
+        help="loguniform:LOW:HIGH, uniform:LOW:HIGH or choice:A,B,...",
+    )
+    sw.add_argument("--search-seed", type=int, default=0, help="seed of the random draws")
+    sw.add_argument(
+        "--cfg",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="static config field (not swept)",
+    )
+    _output_arguments(sw, required=True, help="sweep directory (resumed if it exists)")
+    distributed.add_arguments(sw)
+    sw.set_defaults(func=commands.cmd_sweep)
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    reproduce = sub.add_parser(
+        "reproduce", help="re-run a run directory (or one run of it), compare bitwise"
+    )
+    reproduce.add_argument("run")
+    reproduce.add_argument(
+        "--seed", type=int, default=None, help="re-run only this seed number, alone"
+    )
+    reproduce.add_argument(
+        "--config",
+        type=int,
+        default=None,
+        help="re-run only this configuration index (with --seed; default 0)",
+    )
+    reproduce.add_argument("--quiet", action="store_true")
+    reproduce.add_argument("--no-cache", action="store_true")
+    reproduce.set_defaults(func=commands.cmd_reproduce)
