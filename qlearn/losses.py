@@ -20,7 +20,10 @@ are computed once, before its epochs::
 A user-written loss with the algorithm's signature plugs into ``make_train`` unchanged: pass the
 function itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in
 names: ``"huber"`` and ``"mse"`` (semi-gradient; both contracts), ``"residual"``
-(residual-gradient, Baird 1995; replay only). A tuple of specs becomes :func:`switch`: one
+(residual-gradient, Baird 1995; replay only), and the distributional ``"c51"`` (Bellemare et
+al. 2017) and ``"qr"`` (QR-DQN, Dabney et al. 2018; replay only), which read the head's
+outputs through ``q_fn.outputs`` (:class:`qlearn.networks.QFunction`): the contract is the
+same, the Q-network's head says what its outputs are. A tuple of specs becomes :func:`switch`: one
 compiled program, the loss picked by the traced hyperparameter ``loss_index``, so a sweep vmaps
 over losses like over any number.
 
@@ -42,7 +45,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlearn import policies, targets
+from qlearn import networks, policies, targets
 from qlearn.types import LossFn, Params, QFn, ReturnBatch, Transition
 
 Regression = Callable[[jax.Array, Any], jax.Array]
@@ -161,6 +164,94 @@ def residual_gradient_td_loss(
     return jnp.mean(jnp.square(td_error)), td_diagnostics(q_tm1, q_sa, y)
 
 
+def categorical_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """C51 (Bellemare et al. 2017): the cross-entropy of the online distribution of (s, a)
+    against the projected target distribution m (:func:`qlearn.targets.categorical_q_learning`),
+
+        L(θ) = −mean_i Σ_k sg(m_i)_k log softmax(ℓ(s_i, a_i; θ))_k,
+
+    the distributional semi-gradient: m is a label. ``q_fn`` is a
+    :class:`~qlearn.networks.QFunction` with a categorical head (its ``support`` the atoms);
+    the next action is chosen by the target distribution's expectation, or with ``double_q`` by
+    the online network's, over the actions available at ``next_obs``.
+
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations: q_mean, td_abs and
+    q_abs_max of Σ p z, target_mean of Σ m z.
+    """
+    z = q_fn.support
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    probs_t = jax.nn.softmax(q_fn.outputs(target_params, batch.next_obs), axis=-1)  # [B, A, K]
+    selector = q_fn(online_params, batch.next_obs) if double_q else probs_t @ z
+    selector = policies.masked(selector, batch.next_action_mask)
+    m = jax.vmap(targets.categorical_q_learning, (0, 0, None, 0, 0))(
+        batch.reward, discount_t, z, probs_t, selector
+    )
+    m = jax.lax.stop_gradient(m)  # the target distribution is a label
+    logits = q_fn.outputs(online_params, batch.obs)  # [B, A, K]
+    logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
+    loss = -jnp.mean(jnp.sum(m * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1))
+    q_all = jax.nn.softmax(logits, axis=-1) @ z
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    return loss, td_diagnostics(q_all, q_sa, m @ z)
+
+
+def quantile_huber_loss(
+    dist: jax.Array, tau: jax.Array, target: jax.Array, kappa: jax.Array
+) -> jax.Array:
+    """The quantile Huber loss of one sample (Dabney et al. 2018, as rlax writes it):
+
+        Σ_i mean_j |τ_i − 1{u_ij < 0}| · L_κ(u_ij),   u_ij = target_j − dist_i,
+
+    L_κ the Huber loss (½u² for |u| ≤ κ, κ(|u| − ½κ) beyond). ``dist`` [N] estimates the
+    quantiles ``tau`` [N] of the distribution sampled by ``target`` [N'] (held fixed by the
+    caller). Returns a scalar."""
+    u = target[None, :] - dist[:, None]
+    weight = jnp.abs(tau[:, None] - jax.lax.stop_gradient((u < 0).astype(jnp.float32)))
+    return jnp.sum(jnp.mean(weight * optax.huber_loss(u, delta=kappa), axis=-1))
+
+
+def quantile_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """QR-DQN (Dabney et al. 2018): the quantile Huber loss (:func:`quantile_huber_loss`,
+    κ = ``hparams.huber_delta``) of the online quantiles θ(s, a) at the midpoints τ̂ against
+    the target quantiles r + γ θ⁻(s', a*) (:func:`qlearn.targets.quantile_q_learning`), held
+    fixed (semi-gradient), averaged over the batch. ``q_fn`` is a
+    :class:`~qlearn.networks.QFunction` with a quantile head; a* as in
+    :func:`categorical_td_loss`.
+
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`, on the quantiles' means.
+    """
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    dist_t = q_fn.outputs(target_params, batch.next_obs)  # [B, A, N]
+    selector = q_fn(online_params, batch.next_obs) if double_q else jnp.mean(dist_t, axis=-1)
+    selector = policies.masked(selector, batch.next_action_mask)
+    target = jax.vmap(targets.quantile_q_learning)(batch.reward, discount_t, dist_t, selector)
+    target = jax.lax.stop_gradient(target)  # the target quantiles are labels
+    dist = q_fn.outputs(online_params, batch.obs)
+    dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
+    tau = networks.quantile_midpoints(dist.shape[-1])
+    per_sample = jax.vmap(quantile_huber_loss, (0, None, 0, None))(
+        dist_sa, tau, target, hparams.huber_delta
+    )
+    q_all = jnp.mean(dist, axis=-1)
+    return jnp.mean(per_sample), td_diagnostics(q_all, jnp.mean(dist_sa, -1), target.mean(-1))
+
+
 def return_regression_loss(
     q_fn: QFn,
     params: Params,
@@ -222,8 +313,25 @@ def switch(loss_fns: Sequence[Callable]) -> Callable:
     return switched
 
 
-BUILTIN = ("huber", "mse", "residual")
+BUILTIN = ("huber", "mse", "residual", "c51", "qr")
 RETURN_BUILTIN = ("huber", "mse")
+
+HEAD_OF = {"huber": "scalar", "mse": "scalar", "residual": "scalar"} | {
+    "c51": "categorical",
+    "qr": "quantile",
+}
+"""The value head (:data:`qlearn.networks.HEADS`) each built-in replay loss needs."""
+
+
+def check_heads(spec: Any, head: str) -> None:
+    """Raise ValueError if a built-in loss named in ``spec`` (a name or a tuple) needs another
+    head than ``head`` (a user's loss reads the head it is given, unchecked)."""
+    for name in spec if isinstance(spec, tuple | list) else (spec,):
+        if isinstance(name, str) and HEAD_OF.get(name, head) != head:
+            raise ValueError(
+                f"config.loss = '{name}' needs config.head = '{HEAD_OF[name]}' "
+                f"(config.head is '{head}')"
+            )
 
 
 def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> LossFn:
@@ -231,15 +339,19 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
 
     Args:
       spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression),
-        ``"residual"`` (:func:`residual_gradient_td_loss`), an import path
+        ``"residual"`` (:func:`residual_gradient_td_loss`), ``"c51"``
+        (:func:`categorical_td_loss`), ``"qr"`` (:func:`quantile_td_loss`), an import path
         ``"package.module:function"``, a loss function itself, or a tuple of these
         (:func:`switch` over them, chosen by ``hparams.loss_index``).
-      double_q: target of the semi-gradient losses (a user loss computes its own target).
+      double_q: target of the semi-gradient and distributional losses (a user loss computes
+        its own target).
     """
     builtin = {
         "huber": functools.partial(semi_gradient_td_loss, regression=huber, double_q=double_q),
         "mse": functools.partial(semi_gradient_td_loss, regression=mse, double_q=double_q),
         "residual": residual_gradient_td_loss,
+        "c51": functools.partial(categorical_td_loss, double_q=double_q),
+        "qr": functools.partial(quantile_td_loss, double_q=double_q),
     }
     return _resolve(spec, builtin)
 

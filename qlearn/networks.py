@@ -1,10 +1,22 @@
-"""Q-networks (flax linen). Each maps a batch of observations [B, *obs_shape] to action values
-[B, num_actions]. The MLP and linear networks flatten observations (vector and image both
-work); the MinAtar CNN takes images [B, H, W, C] (channels last, as gymnax's MinAtar gives)."""
+"""Q-networks (flax linen) and their value heads.
+
+Each network maps a batch of observations [B, *obs_shape] to [B, num_outputs]. The MLP and
+linear networks flatten observations (vector and image both work); the MinAtar CNN takes
+images [B, H, W, C] (channels last, as gymnax's MinAtar gives).
+
+A value **head** (:class:`Head`) says what the A·K outputs mean per action: one value
+(``scalar``, K = 1), the logits of a categorical distribution over K fixed atoms
+(``categorical``, C51) or K quantile values (``quantile``, QR-DQN). :class:`QFunction` wraps a
+network with its head: calling it gives the action values q̂(s, ·) [B, A] (the head's expected
+value), so ε-greedy, evaluation and every metric work with any head, and
+:meth:`QFunction.outputs` gives the head's raw outputs [B, A, K] to a distributional loss.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -144,3 +156,64 @@ def build(
             )
         return MinAtarQNetwork(num_actions, (tuple(hidden_sizes) or (128,))[0], layer_norm)
     raise ValueError(f"config.network = '{kind}' must be one of {', '.join(KINDS)}")
+
+
+# -- value heads --------------------------------------------------------------------------
+
+HEADS = ("scalar", "categorical", "quantile")
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What a Q-network outputs per action: ``kind`` (one of :data:`HEADS`) and ``size`` K,
+    the outputs per action (1 for ``scalar``; atoms or quantiles otherwise)."""
+
+    kind: str = "scalar"
+    size: int = 1
+
+
+SCALAR = Head()
+"""The head of one value per action."""
+
+
+def categorical_support(v_min: Any, v_max: Any, num_atoms: int) -> jax.Array:
+    """The atoms z_k = v_min + k (v_max − v_min) / (K − 1), k = 0..K−1, [K] (C51's fixed
+    support; ``v_min``/``v_max`` may be traced hyperparameters)."""
+    return v_min + (v_max - v_min) * jnp.arange(num_atoms, dtype=jnp.float32) / (num_atoms - 1)
+
+
+def quantile_midpoints(num_quantiles: int) -> jax.Array:
+    """τ̂_i = (2i + 1) / (2N), i = 0..N−1, [N]: the quantile levels a quantile head's outputs
+    estimate (Dabney et al. 2018)."""
+    return (2 * jnp.arange(num_quantiles, dtype=jnp.float32) + 1) / (2 * num_quantiles)
+
+
+@dataclasses.dataclass(frozen=True)
+class QFunction:
+    """A Q-network with its value head, callable as a :data:`~qlearn.types.QFn`.
+
+    Attributes:
+      apply: the network's ``apply(params, obs[B, ...]) -> [B, A·K]``.
+      head: its :class:`Head`.
+      support: the atoms z [K] of a categorical head (None otherwise).
+    """
+
+    apply: Callable[..., jax.Array]
+    head: Head = SCALAR
+    support: jax.Array | None = None
+
+    def outputs(self, params: Any, obs: jax.Array) -> jax.Array:
+        """The head's raw outputs [B, A, K]: logits (categorical), quantile values (quantile)
+        or the values themselves (scalar, K = 1)."""
+        out = self.apply(params, obs)
+        return out.reshape(out.shape[0], -1, self.head.size)
+
+    def __call__(self, params: Any, obs: jax.Array) -> jax.Array:
+        """q̂(s, ·) [B, A]: the expected value under the head's distribution — Σ_k softmax(ℓ)_k
+        z_k (categorical), the mean of the quantiles (quantile), the output itself (scalar)."""
+        if self.head.kind == "scalar":
+            return self.apply(params, obs)
+        out = self.outputs(params, obs)
+        if self.head.kind == "categorical":
+            return jax.nn.softmax(out, axis=-1) @ self.support
+        return jnp.mean(out, axis=-1)

@@ -2,8 +2,11 @@
 
 Per-transition targets (:func:`q_learning`, :func:`double_q_learning`, :func:`sarsa`,
 :func:`expected_sarsa`) return the bootstrap target y of ONE transition; batch them with
-``jax.vmap``. Sequence targets (:func:`n_step_bootstrapped_returns`, :func:`lambda_returns`)
-take a trajectory of length T and return the target of every step of it.
+``jax.vmap``. Their distributional counterparts return a target *distribution*:
+:func:`categorical_q_learning` (C51: probabilities on fixed atoms, through
+:func:`categorical_projection`) and :func:`quantile_q_learning` (QR-DQN: quantile values).
+Sequence targets (:func:`n_step_bootstrapped_returns`, :func:`lambda_returns`) take a
+trajectory of length T and return the target of every step of it.
 
 ``discount_t`` is γ·(1 − terminated_t): zero only at a true termination, γ at a time-limit
 truncation (which bootstraps from the final observation). Targets do not stop gradients
@@ -180,3 +183,75 @@ def lambda_returns(
     # the last step has no G_{T}: seeding the scan with v_{T-1} makes it r + d·v_{T-1}
     _, returns = jax.lax.scan(backward, v_t[-1], (r_t, discount_t, v_t, lambda_t), reverse=True)
     return returns
+
+
+# -- distributional targets ----------------------------------------------------------------
+
+
+def categorical_projection(z_p: jax.Array, probs: jax.Array, z_q: jax.Array) -> jax.Array:
+    """Project the distribution Σ_j probs_j δ(z_p[j]) onto the evenly spaced atoms z_q
+    (Bellemare et al. 2017; the Cramér projection of Rowland et al. 2018):
+
+        m_i = Σ_j probs_j · max(0, 1 − |clip(z_p[j], z_q[0], z_q[−1]) − z_q[i]| / Δz),
+
+    Δz = z_q[1] − z_q[0]: each source atom's mass is split between the two target atoms around
+    it, in proportion to closeness; mass beyond the support lands on its end atoms.
+
+    Args:
+      z_p: source atoms, [Kp] (any order).
+      probs: their probabilities, [Kp].
+      z_q: the target support, evenly spaced and increasing, [K].
+
+    Returns:
+      The projected probabilities m, [K] (summing to Σ probs).
+    """
+    chex.assert_rank([z_p, probs, z_q], [1, 1, 1])
+    delta_z = z_q[1] - z_q[0]
+    z = jnp.clip(z_p, z_q[0], z_q[-1])
+    weight = jnp.clip(1.0 - jnp.abs(z[None, :] - z_q[:, None]) / delta_z, 0.0, 1.0)  # [K, Kp]
+    return weight @ probs
+
+
+def categorical_q_learning(
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    z: jax.Array,
+    probs_t: jax.Array,
+    q_t_selector: jax.Array,
+) -> jax.Array:
+    """The C51 target distribution of one transition: the distribution of r_t + discount_t·Z
+    with Z ~ probs_t[a*], a* = argmax_a q_t_selector[a], projected back onto the atoms z.
+
+    Args:
+      r_t: reward, shape [].
+      discount_t: γ·(1 − terminated_t), shape [].
+      z: the atoms, [K].
+      probs_t: the next state's distributions (of the target network), [A, K].
+      q_t_selector: values that choose a* ([A]; the expectation of ``probs_t`` for
+        Q-learning, the online network's for Double Q-learning; masked actions at −inf).
+
+    Returns:
+      Target probabilities, [K].
+    """
+    chex.assert_rank([r_t, discount_t, z, probs_t, q_t_selector], [0, 0, 1, 2, 1])
+    return categorical_projection(r_t + discount_t * z, probs_t[jnp.argmax(q_t_selector)], z)
+
+
+def quantile_q_learning(
+    r_t: jax.Array, discount_t: jax.Array, dist_t: jax.Array, q_t_selector: jax.Array
+) -> jax.Array:
+    """The QR-DQN target quantiles of one transition: r_t + discount_t·θ_j(s_t, a*),
+    a* = argmax_a q_t_selector[a].
+
+    Args:
+      r_t: reward, shape [].
+      discount_t: γ·(1 − terminated_t), shape [].
+      dist_t: the next state's quantile values (of the target network), [A, N].
+      q_t_selector: values that choose a* ([A]: the mean of ``dist_t``, or the online
+        network's for Double Q-learning; masked actions at −inf).
+
+    Returns:
+      Target quantile values, [N].
+    """
+    chex.assert_rank([r_t, discount_t, dist_t, q_t_selector], [0, 0, 2, 1])
+    return r_t + discount_t * dist_t[jnp.argmax(q_t_selector)]

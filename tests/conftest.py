@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from qlearn import sweep
@@ -69,3 +71,20 @@ def tiny_grid_fn(tiny_config):
     fn = jax.jit(sweep.vmap_grid(counted))
     fn.traces = traces
     return fn
+
+
+@pytest.fixture(scope="session")
+def distributional_inputs():
+    """``inputs(rng, batch, actions, atoms)``: random inputs of distributional targets."""
+
+    def inputs(rng, batch=64, actions=4, atoms=11):
+        """Random transitions, a third terminal (discount 0), some with γ (truncated or not), some
+        γ³ (3-step): ``(r_t, discount_t, logits_t [B, A, K], selector [B, A])``."""
+        r_t = rng.normal(size=batch) * 3
+        gamma = np.where(rng.uniform(size=batch) < 0.3, 0.9**3, 0.9)
+        discount_t = gamma * (rng.uniform(size=batch) > 0.33)
+        logits_t = rng.normal(size=(batch, actions, atoms)) * 2
+        selector = rng.normal(size=(batch, actions))
+        return [jnp.asarray(x, jnp.float32) for x in (r_t, discount_t, logits_t, selector)]
+
+    return inputs

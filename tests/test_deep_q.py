@@ -48,7 +48,7 @@ def test_an_explore_step_is_greedy_at_epsilon_zero_and_steps_every_env():
 
     training = SimpleNamespace(params=None, key=jax.random.key(1), env_state=state, obs=obs)
     prog = deep_q.Program(None, env, env_params, SimpleNamespace(apply=q_fn), None, None)
-    key, action, next_obs, _, tr = deep_q.explore_step(prog, training, jnp.float32(0.0))
+    key, action, next_obs, _, tr = deep_q.explore_step(prog, None, training, jnp.float32(0.0))
     np.testing.assert_array_equal(action, np.where(obs[:, 0] > 0, 0, 1))
     np.testing.assert_array_equal(tr.action, action)
     np.testing.assert_array_equal(tr.obs, obs)

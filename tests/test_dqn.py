@@ -262,6 +262,12 @@ def test_losses_compared_in_one_compile(tiny_config):
         ({"env_id": "Garnet", "env_kwargs": {"n_stats": 3}}, "Garnet has no parameter n_stats"),
         # n-step with no warm-up: the first updates would sample unfilled slots
         ({"learning_starts": 0, "n_step": 3}, "without a whole 3-step item at the first update"),
+        ({"head": "gaussian"}, "config.head = 'gaussian' must be one of scalar, categorical"),
+        ({"loss": "c51"}, "config.loss = 'c51' needs config.head = 'categorical'"),
+        ({"head": "quantile"}, "config.loss = 'huber' needs config.head = 'scalar'"),
+        ({"head": "quantile", "loss": ("qr", "c51")}, "'c51' needs config.head = 'categ"),
+        ({"head": "categorical", "loss": "c51", "num_atoms": 1}, "num_atoms = 1 must be an"),
+        ({"head": "quantile", "loss": "qr", "num_quantiles": 1}, "num_quantiles = 1 must be"),
     ],
 )
 def test_config_errors_name_the_field(change, message):
@@ -413,3 +419,25 @@ def test_divergence_is_flagged_inside_the_training_loop(tiny_config):
     np.testing.assert_array_equal(result.metrics["diverged_at"], [[0, 0]])
     assert result.summary["configs"][0]["diverged"] == 2
     assert np.all(np.isnan(result.metrics["eval_return"]))
+
+
+def test_distributional_heads_train_and_v_min_v_max_are_swept_in_one_compile(tiny_config):
+    """C51 and QR-DQN end to end: finite losses that fall, a greedy policy from the head's
+    expectation, and the categorical support's ends as traced hyperparameters."""
+    hp = hparams.grid(dqn.DQNHParams, {"v_max": [10.0, 100.0]})
+    for head, loss in [("categorical", "c51"), ("quantile", "qr")]:
+        config = dataclasses.replace(tiny_config, head=head, loss=loss, num_atoms=11)
+        config.validate_hparams(hp)
+        _, m = jax.jit(jax.vmap(dqn.make_train(config), (None, 0)))(
+            jax.random.key(0), hparams.to_arrays(hp)
+        )
+        assert np.all(np.isfinite(m["loss"])) and not np.any(m["diverged"])
+        assert np.all(m["eval_return"] >= 8)  # CartPole pays 1 per step; a policy acted
+        if head == "categorical":  # |Q| ≤ v_max, and the two supports give two runs
+            assert np.all(m["q_abs_max"][0] <= 10 + 1e-4)
+            assert not np.array_equal(m["q_mean"][0], m["q_mean"][1])
+        else:  # v_min / v_max do not enter a quantile head
+            np.testing.assert_array_equal(m["q_mean"][0], m["q_mean"][1])
+    config = dataclasses.replace(tiny_config, head="categorical", loss="c51")
+    with pytest.raises(hparams.HParamError, match="v_min = -10 must be < v_max = -20"):
+        config.validate_hparams(hparams.grid(dqn.DQNHParams, {"v_max": [10.0, -20.0]}))

@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import rlax
 from flax import struct
 from user_losses import my_zero_loss
 
-from qlearn import hparams, losses, networks
+from qlearn import hparams, losses, networks, targets
 from qlearn.types import Transition
 
 
@@ -18,6 +19,8 @@ class HParams:
     gamma: float = hparams.field(0.99, low=0, high=1, help="discount")
     huber_delta: float = hparams.field(1.0, low=0, low_open=True, help="Huber threshold")
     loss_index: int = hparams.field(0, low=0, integer=True, help="which loss")
+    v_min: float = hparams.field(-10.0, help="lowest atom")
+    v_max: float = hparams.field(10.0, help="highest atom")
 
 
 B, OBS, A = 8, 3, 4
@@ -303,3 +306,161 @@ def test_n_step_transitions_bootstrap_gamma_to_the_steps(setup):
     alive = 1.0 - np.asarray(batch.terminated, np.float32)
     expected = np.asarray(batch.reward) + 0.9 ** np.asarray(steps) * alive * q_next
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-7)
+
+
+# -- distributional losses ---------------------------------------------------------------------
+
+K = 7  # atoms / quantiles of the distributional tests
+
+
+def linear_q_function(kind):
+    """A linear Q-network obs [B, 3] -> [B, A·K] with a ``kind`` head: its outputs are
+    ``obs @ params``, so a loss's value can be recomputed by hand from the same arrays."""
+    head = networks.Head(kind, K)
+    support = networks.categorical_support(-3.0, 3.0, K) if kind == "categorical" else None
+    return networks.QFunction(lambda p, obs: obs @ p, head, support)
+
+
+@pytest.fixture(scope="module")
+def dist_setup(setup):
+    """(online, target params [3, A·K], the batch with 1..3-step transitions and a mask)."""
+    *_, batch = setup
+    k1, k2 = jax.random.split(jax.random.key(5))
+    online = jax.random.normal(k1, (OBS, A * K))
+    target = online + 0.3 * jax.random.normal(k2, (OBS, A * K))
+    mask = jnp.ones((B, A), bool).at[::2, 0].set(False)  # action 0 unavailable at half
+    batch = batch.replace(steps=jnp.arange(B, dtype=jnp.int32) % 3 + 1, next_action_mask=mask)
+    return online, target, batch
+
+
+def reference_selector(q_next, mask):
+    return jnp.where(mask, q_next, -jnp.inf)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_c51_loss_is_the_mean_of_rlax_per_sample_losses(dist_setup, double_q, variant):
+    online, target, batch = dist_setup
+    q_fn = linear_q_function("categorical")
+    hp = HParams(gamma=0.9, v_min=-3.0, v_max=3.0)
+    fn = functools.partial(losses.categorical_td_loss, q_fn, double_q=double_q)
+    loss, aux = variant(fn)(online, target, batch, hp)
+    z = q_fn.support
+    discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
+    logits_tm1, logits_t = q_fn.outputs(online, batch.obs), q_fn.outputs(target, batch.next_obs)
+    # the masked selector: the target net's means (Q-learning) or the online net's (Double-Q)
+    sel_net = online if double_q else target
+    selector = jax.nn.softmax(q_fn.outputs(sel_net, batch.next_obs), -1) @ z
+    selector = reference_selector(selector, batch.next_action_mask)
+    theirs = jax.vmap(rlax.categorical_double_q_learning, (None, 0, 0, 0, 0, None, 0, 0))(
+        z, logits_tm1, batch.action, batch.reward, discount, z, logits_t, selector
+    )
+    np.testing.assert_allclose(loss, jnp.mean(theirs), rtol=1e-5)
+    q_sa = (jax.nn.softmax(logits_tm1, -1) @ z)[jnp.arange(B), batch.action]
+    np.testing.assert_allclose(aux["q_mean"], jnp.mean(q_sa), rtol=1e-5)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_qr_loss_is_the_mean_of_rlax_per_sample_losses(dist_setup, double_q, variant):
+    online, target, batch = dist_setup
+    q_fn = linear_q_function("quantile")
+    hp = HParams(gamma=0.9, huber_delta=1.0)
+    fn = functools.partial(losses.quantile_td_loss, q_fn, double_q=double_q)
+    loss, aux = variant(fn)(online, target, batch, hp)
+    discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
+    dist_tm1, dist_t = q_fn.outputs(online, batch.obs), q_fn.outputs(target, batch.next_obs)
+    sel_net = online if double_q else target
+    selector = reference_selector(q_fn(sel_net, batch.next_obs), batch.next_action_mask)
+    theirs = jax.vmap(rlax.quantile_q_learning, (0, None, 0, 0, 0, 0, 0, None))(
+        dist_tm1.transpose(0, 2, 1),
+        networks.quantile_midpoints(K),
+        batch.action,
+        batch.reward,
+        discount,
+        jnp.broadcast_to(selector[:, None, :], (B, K, A)),
+        dist_t.transpose(0, 2, 1),
+        1.0,
+    )
+    np.testing.assert_allclose(loss, jnp.mean(theirs), rtol=1e-5)
+    np.testing.assert_allclose(aux["q_abs_max"], jnp.max(jnp.abs(dist_tm1.mean(-1))), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kind", "loss_fn"),
+    [("categorical", losses.categorical_td_loss), ("quantile", losses.quantile_td_loss)],
+)
+def test_distributional_losses_pass_no_gradient_into_their_targets(dist_setup, kind, loss_fn):
+    online, target, batch = dist_setup
+    q_fn = linear_q_function(kind)
+    hp = HParams(gamma=0.9, v_min=-3.0, v_max=3.0)
+    for double_q in (False, True):
+        fn = functools.partial(loss_fn, double_q=double_q)
+        g_target = jax.grad(lambda t, f=fn: f(q_fn, online, t, batch, hp)[0])(target)
+        np.testing.assert_array_equal(g_target, np.zeros_like(g_target))
+    # bootstrapping from θ itself (no target network): the gradient is the one with the target
+    # distribution frozen — the semi-gradient, not the full gradient through the bootstrap
+    semi = jax.grad(lambda p: loss_fn(q_fn, p, p, batch, hp)[0])(online)
+    frozen = jax.grad(lambda p: loss_fn(q_fn, p, jax.lax.stop_gradient(online), batch, hp)[0])(
+        online
+    )
+    np.testing.assert_allclose(semi, frozen, rtol=1e-6, atol=1e-7)
+    assert np.abs(np.asarray(semi)).sum() > 0
+
+
+def test_distributional_losses_never_bootstrap_from_a_masked_action(dist_setup):
+    online, target, batch = dist_setup
+    hp = HParams(gamma=0.9, v_min=-3.0, v_max=3.0)
+    # at the next state action 0 is by far the best (all its mass on the top atom, or its
+    # quantiles lifted by 100), and unavailable at even rows
+    for kind, loss_fn in [
+        ("categorical", losses.categorical_td_loss),
+        ("quantile", losses.quantile_td_loss),
+    ]:
+        q_fn = linear_q_function(kind)
+        lift = jnp.where(jnp.arange(K) == K - 1, 100.0, -100.0) if kind == "categorical" else 100.0
+        boost = jnp.zeros((A, K)).at[0].set(lift).reshape(-1)
+        boosted = networks.QFunction(lambda p, obs, b=boost: obs @ p + b, q_fn.head, q_fn.support)
+        assert np.all(np.argmax(boosted(target, batch.next_obs), -1) == 0)
+        masked = batch.replace(reward=jnp.zeros(B), terminated=jnp.zeros(B, bool))
+        _, aux = loss_fn(boosted, online, target, masked, hp)
+        _, all_actions = loss_fn(boosted, online, target, masked.replace(next_action_mask=None), hp)
+        # without the mask every row bootstraps from action 0's huge value; with it, half do
+        expected = 0.9 ** masked.steps.astype(jnp.float32)
+        top = 3.0 if kind == "categorical" else None
+        assert aux["target_mean"] < all_actions["target_mean"]
+        if top is not None:
+            np.testing.assert_allclose(all_actions["target_mean"], jnp.mean(expected * top), 1e-4)
+
+
+def test_built_in_losses_refuse_the_wrong_head():
+    losses.check_heads(("c51", "my.module:loss"), "categorical")  # a user's loss: unchecked
+    for loss, head, needed in [("c51", "scalar", "categorical"), ("huber", "quantile", "scalar")]:
+        with pytest.raises(ValueError, match=f"config.loss = '{loss}' needs config.head = "):
+            losses.check_heads(loss, head)
+        assert needed in losses.HEAD_OF[loss]
+
+
+def test_quantile_targets_give_rlax_qr_losses_for_q_and_double_q(variant, distributional_inputs):
+    rng = np.random.default_rng(3)
+    r_t, discount_t, dist_t, selector = distributional_inputs(rng, atoms=8)
+    batch, actions, n = dist_t.shape
+    dist_tm1 = jnp.asarray(rng.normal(size=dist_t.shape), jnp.float32)
+    a_tm1 = jnp.asarray(rng.integers(0, actions, batch), jnp.int32)
+    tau = networks.quantile_midpoints(n)
+    dist_sa = dist_tm1[jnp.arange(batch), a_tm1]
+    loss = jax.vmap(losses.quantile_huber_loss, (0, None, 0, None))
+    target = variant(jax.vmap(targets.quantile_q_learning))
+    for kappa in (1.0, 0.5):
+        for sel in (jnp.mean(dist_t, -1), selector):  # Q-learning, then Double Q-learning
+            ours = loss(dist_sa, tau, target(r_t, discount_t, dist_t, sel), kappa)
+            sel_n = jnp.broadcast_to(sel[:, None, :], (batch, n, actions))  # rlax: [N, A]
+            theirs = jax.vmap(rlax.quantile_q_learning, (0, None, 0, 0, 0, 0, 0, None))(
+                dist_tm1.transpose(0, 2, 1),
+                tau,
+                a_tm1,
+                r_t,
+                discount_t,
+                sel_n if sel is selector else dist_t.transpose(0, 2, 1),
+                dist_t.transpose(0, 2, 1),
+                kappa,
+            )
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)

@@ -68,3 +68,24 @@ def test_build_refuses_a_cnn_on_vector_observations_and_unknown_kinds():
         networks.build("cnn", 2, (4,))
     with pytest.raises(ValueError, match="must be one of mlp, linear, cnn"):
         networks.build("resnet", 2, (4,))
+
+
+def test_q_functions_give_the_expected_value_of_their_heads():
+    obs = jax.random.normal(jax.random.key(0), (5, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 2 * 4))  # A = 2 actions, K = 4 per action
+
+    def apply(p, o):
+        return o @ p
+
+    z = networks.categorical_support(-1.0, 2.0, 4)
+    np.testing.assert_allclose(z, [-1, 0, 1, 2], atol=1e-6)
+    np.testing.assert_allclose(networks.quantile_midpoints(4), [1 / 8, 3 / 8, 5 / 8, 7 / 8])
+    out = np.asarray(obs @ w).reshape(5, 2, 4)
+    categorical = networks.QFunction(apply, networks.Head("categorical", 4), z)
+    np.testing.assert_allclose(categorical.outputs(w, obs), out, rtol=1e-6)
+    probs = np.exp(out) / np.exp(out).sum(-1, keepdims=True)
+    np.testing.assert_allclose(categorical(w, obs), probs @ np.asarray(z), rtol=1e-5, atol=1e-6)
+    quantile = networks.QFunction(apply, networks.Head("quantile", 4))
+    np.testing.assert_allclose(quantile(w, obs), out.mean(-1), rtol=1e-5, atol=1e-6)
+    scalar = networks.QFunction(apply)  # one value per action: the output itself
+    np.testing.assert_array_equal(scalar(w, obs), obs @ w)

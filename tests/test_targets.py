@@ -217,3 +217,57 @@ def test_n_step_returns_stop_at_a_truncation(n, variant):
     np.testing.assert_allclose(ours, np.concatenate([first, second]), rtol=1e-5)
     leaky = targets.n_step_bootstrapped_returns(R, D, V, n)  # no cut: the next episode leaks in
     assert abs(float(leaky[5]) - float(ours[5])) > 1e-3
+
+
+# -- distributional targets -------------------------------------------------------------------
+
+
+def test_categorical_projection_equals_rlax_and_keeps_mass_and_mean_inside_the_support(variant):
+    rng = np.random.default_rng(1)
+    z_q = jnp.linspace(-5.0, 5.0, 21)
+    for _ in range(20):
+        z_p = jnp.asarray(rng.normal(size=15) * 4, jnp.float32)  # some beyond [-5, 5]
+        p = jnp.asarray(rng.dirichlet(np.ones(15)), jnp.float32)
+        ours = variant(targets.categorical_projection)(z_p, p, z_q)
+        np.testing.assert_allclose(ours, rlax.categorical_l2_project(z_p, p, z_q), atol=1e-6)
+        np.testing.assert_allclose(ours.sum(), 1.0, rtol=1e-5)
+        # the projection keeps the mean of the clipped distribution (it splits each atom's
+        # mass between its two neighbours in proportion to closeness)
+        np.testing.assert_allclose(ours @ z_q, p @ jnp.clip(z_p, -5, 5), rtol=1e-4, atol=1e-4)
+
+
+def test_categorical_targets_give_rlax_c51_losses_for_q_and_double_q(
+    variant, distributional_inputs
+):
+    rng = np.random.default_rng(2)
+    r_t, discount_t, logits_t, selector = distributional_inputs(rng)
+    batch, actions, atoms = logits_t.shape
+    z = jnp.linspace(-10.0, 10.0, atoms)
+    logits_tm1 = jnp.asarray(rng.normal(size=logits_t.shape), jnp.float32)
+    a_tm1 = jnp.asarray(rng.integers(0, actions, batch), jnp.int32)
+    probs_t = jax.nn.softmax(logits_t, axis=-1)
+    logits_sa = logits_tm1[jnp.arange(batch), a_tm1]
+
+    def cross_entropy(m):
+        return -jnp.sum(m * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1)
+
+    target = variant(jax.vmap(targets.categorical_q_learning, (0, 0, None, 0, 0)))
+    m = target(r_t, discount_t, z, probs_t, probs_t @ z)  # Q-learning: select by the mean
+    theirs = jax.vmap(rlax.categorical_q_learning, (None, 0, 0, 0, 0, None, 0))(
+        z, logits_tm1, a_tm1, r_t, discount_t, z, logits_t
+    )
+    np.testing.assert_allclose(cross_entropy(m), theirs, rtol=1e-5, atol=1e-5)
+    m = target(r_t, discount_t, z, probs_t, selector)
+    theirs = jax.vmap(rlax.categorical_double_q_learning, (None, 0, 0, 0, 0, None, 0, 0))(
+        z, logits_tm1, a_tm1, r_t, discount_t, z, logits_t, selector
+    )
+    np.testing.assert_allclose(cross_entropy(m), theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_a_terminal_categorical_target_is_the_reward_alone(variant):
+    z = jnp.linspace(0.0, 4.0, 5)
+    probs_t = jax.nn.softmax(jnp.arange(10.0).reshape(2, 5), axis=-1)
+    m = variant(targets.categorical_q_learning)(
+        jnp.float32(2.5), jnp.float32(0.0), z, probs_t, jnp.zeros(2)
+    )
+    np.testing.assert_allclose(m, [0, 0, 0.5, 0.5, 0], atol=1e-6)  # δ(2.5), split 2 | 3

@@ -19,7 +19,7 @@ import numpy as np
 from qlearn import envs, hparams, networks, policies
 from qlearn.algos import rollout
 from qlearn.algos.algorithm import Algorithm
-from qlearn.types import ConfigError, QFn, Transition
+from qlearn.types import ConfigError, Transition
 
 ProgressFn = Callable[[jax.Array, jax.Array], None]
 """``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
@@ -107,11 +107,17 @@ def check_loss_index(config: Any, hp: Any) -> None:
 # -- construction -------------------------------------------------------------------------
 
 
-def make_network(config: Any, num_actions: int, obs_shape: tuple[int, ...] = ()) -> Any:
-    """The Q-network of a deep-Q config (see :func:`qlearn.networks.build`)."""
+def make_network(
+    config: Any,
+    num_actions: int,
+    obs_shape: tuple[int, ...] = (),
+    head: networks.Head = networks.SCALAR,
+) -> Any:
+    """The Q-network of a deep-Q config (see :func:`qlearn.networks.build`): A·K outputs for
+    a head of K outputs per action."""
     return networks.build(
         config.network,
-        num_actions,
+        num_actions * head.size,
         obs_shape,
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
@@ -133,10 +139,15 @@ class Program:
     """the resolved loss (DQN: a :data:`~qlearn.types.LossFn`; PQN: a
     :data:`~qlearn.types.ReturnLossFn`)."""
     progress: ProgressFn | None
+    head: networks.Head = networks.SCALAR
 
-    @property
-    def q_fn(self) -> QFn:
-        return self.network.apply
+    def q_function(self, hp: Any) -> networks.QFunction:
+        """q̂ of this program's network and head under hyperparameters ``hp`` (a categorical
+        head's atoms span [hp.v_min, hp.v_max])."""
+        support = None
+        if self.head.kind == "categorical":
+            support = networks.categorical_support(hp.v_min, hp.v_max, self.head.size)
+        return networks.QFunction(self.network.apply, self.head, support)
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
@@ -147,13 +158,18 @@ class Program:
         return self.config.num_envs
 
 
-def program(config: Any, loss: Callable, progress: ProgressFn | None) -> Program:
-    """The :class:`Program` of a deep-Q config: its env, Q-network, resolved ``loss`` and
-    optional ``progress`` callback."""
+def program(
+    config: Any,
+    loss: Callable,
+    progress: ProgressFn | None,
+    head: networks.Head = networks.SCALAR,
+) -> Program:
+    """The :class:`Program` of a deep-Q config: its env, Q-network (with ``head``), resolved
+    ``loss`` and optional ``progress`` callback."""
     env, env_params = make_env(config)
     obs_shape = env.observation_space(env_params).shape
-    network = make_network(config, env.action_space(env_params).n, obs_shape)
-    return Program(config, env, env_params, network, loss, progress)
+    network = make_network(config, env.action_space(env_params).n, obs_shape, head)
+    return Program(config, env, env_params, network, loss, progress, head)
 
 
 def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
@@ -168,12 +184,12 @@ def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
 
 
 def explore_step(
-    prog: Program, state: Any, epsilon: jax.Array
+    prog: Program, hp: Any, state: Any, epsilon: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition]:
     """One ε-greedy step of N envs (auto-reset) from a training ``state`` with ``params``,
     ``key``, ``env_state`` and ``obs`` [N, ...]: ``(key', action [N], obs', env_state',
     transition)``. The actions are masked to the available ones where the env has masks."""
-    env, env_params, q_fn = prog.env, prog.env_params, prog.q_fn
+    env, env_params, q_fn = prog.env, prog.env_params, prog.q_function(hp)
     num_envs = state.obs.shape[0]
     key, k_act, k_step = jax.random.split(state.key, 3)
     words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
@@ -218,7 +234,7 @@ def evaluate_interval(
     per-update metrics ``updates``. Returns (eval_return, metrics)."""
     config = prog.config
     eval_return = rollout.evaluate(
-        prog.q_fn, state.params, prog.env, prog.env_params, key, config.eval_episodes
+        prog.q_function(hp), state.params, prog.env, prog.env_params, key, config.eval_episodes
     )
     metrics = {
         "env_steps": state.env_steps,

@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -63,10 +64,20 @@ class DQNConfig(envs.EnvConfig):
         True, "bootstrap from a target network (else from θ itself)"
     )
     double_q: bool = config_field(True, "Double-Q target (built-in losses)")
+    head: str = config_field(
+        "scalar",
+        "value head: 'scalar', 'categorical' (C51: num_atoms atoms over [v_min, v_max]) or "
+        "'quantile' (QR-DQN: num_quantiles quantiles)",
+    )
+    num_atoms: int = config_field(51, "atoms of a categorical head (≥ 2)")
+    num_quantiles: int = config_field(
+        32, "quantiles of a quantile head (≥ 2; the loss pairs them all, N² terms per sample)"
+    )
     loss: str | LossFn | tuple[str | LossFn, ...] = config_field(
         "huber",
-        "'huber', 'mse', 'residual', 'package.module:function', a loss function, or a tuple of "
-        "these (hparam loss_index picks one: losses compared in one compile)",
+        "'huber', 'mse', 'residual' (scalar head), 'c51' (categorical head), 'qr' (quantile "
+        "head), 'package.module:function', a loss function, or a tuple of these (hparam "
+        "loss_index picks one: losses compared in one compile)",
     )
     num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
     eval_episodes: int = config_field(10, "greedy episodes per evaluation")
@@ -86,6 +97,15 @@ class DQNConfig(envs.EnvConfig):
         if envs.is_finite(self.env_id):  # q* of the true-error metrics needs finite values
             dp.check_discounts(deep_q.make_env(self)[1], hp.gamma)
         deep_q.check_loss_index(self, hp)
+        if self.head == "categorical":
+            low, high = np.atleast_1d(hp.v_min), np.atleast_1d(hp.v_max)
+            bad = np.flatnonzero(~(low < high))
+            if bad.size:
+                i = bad[0]
+                raise hparams.HParamError(
+                    f"hyperparameter v_min = {low[i % low.size]:g} must be < v_max = "
+                    f"{high[i % high.size]:g} (the categorical head's atoms span [v_min, v_max])"
+                )
 
     def _validate(self) -> None:
         def fail(msg: str) -> None:
@@ -104,6 +124,13 @@ class DQNConfig(envs.EnvConfig):
             ),
         )
         deep_q.check_counts(self, ("learning_starts",), minimum=0)
+        deep_q.check_counts(self, ("num_atoms", "num_quantiles"), minimum=2)
+        if self.head not in networks.HEADS:
+            fail(f"config.head = '{self.head}' must be one of {', '.join(networks.HEADS)}")
+        try:
+            losses.check_heads(self.loss, self.head)
+        except ValueError as e:
+            fail(str(e))
         if self.batch_size > self.buffer_size:
             fail(
                 f"config.batch_size = {self.batch_size} must be ≤ buffer_size = {self.buffer_size}"
@@ -136,6 +163,12 @@ class DQNConfig(envs.EnvConfig):
                 f"evaluation interval: it must be ≥ {need} (learning_starts + num_evals × "
                 "train_every × num_envs)"
             )
+
+    @property
+    def value_head(self) -> networks.Head:
+        """The Q-network's :class:`~qlearn.networks.Head`."""
+        size = {"categorical": self.num_atoms, "quantile": self.num_quantiles}
+        return networks.Head(self.head, size.get(self.head, 1))
 
     @property
     def _warmup_vector_steps(self) -> int:
@@ -192,6 +225,8 @@ class DQNHParams:
     loss_index: int = hparams.field(
         0, low=0, integer=True, help="which loss of a tuple config.loss to train with"
     )
+    v_min: float = hparams.field(-10.0, help="lowest atom of a categorical head")
+    v_max: float = hparams.field(10.0, help="highest atom of a categorical head (> v_min)")
 
 
 @struct.dataclass
@@ -287,7 +322,7 @@ def make_stages(
     intervals in several calls gives the same numbers.
     """
     loss_fn = losses.resolve(config.loss, double_q=config.double_q)
-    prog = deep_q.program(config, loss_fn, progress)
+    prog = deep_q.program(config, loss_fn, progress, config.value_head)
     return functools.partial(init, prog), functools.partial(run_intervals, prog)
 
 
@@ -348,7 +383,7 @@ def env_step(
     n-step transitions when ``n_step > 1``, once the window is full)."""
     config, num_envs = prog.config, prog.num_envs
     epsilon = deep_q.epsilon_schedule(config, hp)(state.env_steps)
-    key, action, obs, env_state, tr = deep_q.explore_step(prog, state, epsilon)
+    key, action, obs, env_state, tr = deep_q.explore_step(prog, hp, state, epsilon)
     state = state.replace(key=key)
     if state.visits is not None:  # count the visits for the empirical VE
         state = state.replace(visits=state.visits.at[state.env_state.state, action].add(1.0))
@@ -379,7 +414,7 @@ def update(
     batch = replay.sample(state.buffer, words)
     bootstrap_params = state.target_params if config.target_network else state.params
     params, opt_state, m = gradient_step(
-        prog.q_fn,
+        prog.q_function(hp),
         prog.loss,
         make_optimizer(hp),
         state.params,
@@ -431,7 +466,7 @@ def interval(
     eval_return, metrics = deep_q.evaluate_interval(prog, hp, state, k_eval_i, m)
     if q_star is not None:
         env_params = prog.env_params
-        q_all = prog.q_fn(state.params, env_params.features)  # every state, [S, A]
+        q_all = prog.q_function(hp)(state.params, env_params.features)  # every state, [S, A]
         epsilon = deep_q.epsilon_schedule(config, hp)(state.env_steps)
         behaviour = policies.epsilon_greedy_probs(q_all, epsilon, env_params.action_mask)
         metrics |= dp.error_metrics(env_params, q_all, q_star, behaviour, state.visits, hp.gamma)

@@ -235,7 +235,7 @@ def env_step(
 ) -> tuple[PQNState, Transition]:
     """One ε-greedy step of the N envs; returns its transitions [N]."""
     epsilon = deep_q.epsilon_schedule(prog.config, hp)(state.env_steps)
-    key, _, obs, env_state, tr = deep_q.explore_step(prog, state, epsilon)
+    key, _, obs, env_state, tr = deep_q.explore_step(prog, hp, state, epsilon)
     state = state.replace(
         key=key,
         obs=obs,
@@ -255,7 +255,7 @@ def rollout_batch(
     # The parameters are fixed during the rollout, so the values of the T·N successor
     # states are one batched forward pass after it rather than T small ones inside it.
     next_obs = tr.next_obs.reshape(config.batch_size, *obs_shape)
-    q_next = prog.q_fn(params, next_obs)
+    q_next = prog.q_function(hp)(params, next_obs)
     if tr.next_action_mask is not None:  # max over the actions available there
         mask = tr.next_action_mask.reshape(config.batch_size, -1)
         q_next = policies.masked(q_next, mask)
@@ -274,7 +274,7 @@ def update(
     """One gradient step of the loss on a minibatch; ``carry`` is (params, opt_state)."""
     params, opt_state = carry
     (loss, aux), grads = jax.value_and_grad(prog.loss, argnums=1, has_aux=True)(
-        prog.q_fn, params, batch, hp
+        prog.q_function(hp), params, batch, hp
     )
     updates, opt_state = make_optimizer(prog.config, hp).update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), {"loss": loss, **aux}
