@@ -192,17 +192,23 @@ class Spec:
     def from_json(cls, data: Mapping[str, Any]) -> Spec:
         """A spec of any format qlearn has written (``to_json`` gives ``data`` back).
 
-        A hyperparameter the algorithm gained after ``data`` was written (PQN's
-        ``loss_index``) takes its default in every configuration: the run it names is the
-        same run, so a directory written before resumes and reproduces."""
+        A hyperparameter or config field the algorithm gained after ``data`` was written
+        (PQN's ``loss_index``, DQN's ``head`` and ``v_min``) takes its default (in every
+        configuration): defaults that leave the program as it was, so the run it names is
+        the same run and a directory written before resumes and reproduces."""
+        algorithm = algos.get(data["algo"])
         hp = {k: list(v) for k, v in data["hparams"].items()}
         num_configs = len(next(iter(hp.values())))
-        defaults = hparams_lib.to_lists(algos.get(data["algo"]).hparams())
+        defaults = hparams_lib.to_lists(algorithm.hparams())
         hp |= {k: v * num_configs for k, v in defaults.items() if k not in hp}
+        config = dict(data["config"])
+        for f in dataclasses.fields(algorithm.config):
+            if f.name not in config and f.default is not dataclasses.MISSING:
+                config[f.name] = jsonable(f.default)
         groups = data.get("groups") or [{"overrides": {}, "configs": list(range(num_configs))}]
         return cls(
             algo=data["algo"],
-            config=dict(data["config"]),
+            config=config,
             hparams=hp,
             groups=tuple(Group(dict(g["overrides"]), tuple(g["configs"])) for g in groups),
             swept=tuple(data.get("swept", ())),
