@@ -20,12 +20,14 @@ are computed once, before its epochs::
 A user-written loss with the algorithm's signature plugs into ``make_train`` unchanged: pass the
 function itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in
 names: ``"huber"`` and ``"mse"`` (semi-gradient; both contracts), ``"residual"``
-(residual-gradient, Baird 1995; replay only), and the distributional ``"c51"`` (Bellemare et
-al. 2017) and ``"qr"`` (QR-DQN, Dabney et al. 2018; replay only), which read the head's
-outputs through ``q_fn.outputs`` (:class:`qlearn.networks.QFunction`): the contract is the
-same, the Q-network's head says what its outputs are. A tuple of specs becomes :func:`switch`: one
-compiled program, the loss picked by the traced hyperparameter ``loss_index``, so a sweep vmaps
-over losses like over any number.
+(residual-gradient, Baird 1995; replay only), ``"dqn_reg"`` (Co-Reyes et al. 2021), the
+distributional ``"c51"`` (Bellemare et al. 2017) and ``"qr"`` (QR-DQN, Dabney et al. 2018),
+and the classification losses ``"hl_gauss"`` and ``"two_hot"`` (Farebrother et al. 2024;
+replay only). The last four read the head's outputs through ``q_fn.outputs``
+(:class:`qlearn.networks.QFunction`): the contract is the same, the Q-network's head says what
+its outputs are (:data:`HEAD_OF`). A tuple of specs becomes :func:`switch`: one compiled
+program, the loss picked by the traced hyperparameter ``loss_index``, so a sweep vmaps over
+losses like over any number.
 
 For linear value functions v̂(x) = φ(x)ᵀw (x a state or a state-action pair) the second half of
 this module writes the classic off-policy updates — semi-gradient TD, residual gradient, TDC
@@ -203,6 +205,65 @@ def categorical_td_loss(
     return loss, td_diagnostics(q_all, q_sa, m @ z)
 
 
+def classification_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    encode: str = "hl_gauss",
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Value learning as classification (Farebrother et al. 2024): the scalar TD target y of
+    :func:`td_targets` (from the head's expectations), encoded as a label over the histogram
+    head's bins — ``"hl_gauss"`` (:func:`qlearn.targets.hl_gauss`, σ =
+    ``hparams.hl_gauss_sigma`` bin widths) or ``"two_hot"`` (:func:`qlearn.targets.two_hot`) —
+    and the cross-entropy of the online logits of (s, a) against it,
+
+        L(θ) = −mean_i Σ_k sg(label(y_i))_k log softmax(ℓ(s_i, a_i; θ))_k.
+
+    ``q_fn`` is a :class:`~qlearn.networks.QFunction` with a histogram head (``support`` its
+    bin centres). Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations."""
+    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
+    y = jax.lax.stop_gradient(y)  # the label is fixed: semi-gradient
+    centres = q_fn.support
+    if encode == "hl_gauss":
+        sigma = hparams.hl_gauss_sigma * (centres[1] - centres[0])
+        labels = jax.vmap(targets.hl_gauss, (0, None, None))(y, centres, sigma)
+    elif encode == "two_hot":
+        labels = jax.vmap(targets.two_hot, (0, None))(y, centres)
+    else:
+        raise ValueError(f"unknown label encoding '{encode}'")
+    logits = q_fn.outputs(online_params, batch.obs)  # [B, A, K]
+    logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
+    loss = -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1))
+    q_all = jax.nn.softmax(logits, axis=-1) @ centres
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    return loss, td_diagnostics(q_all, q_sa, y)
+
+
+def dqn_reg_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """DQNReg (Co-Reyes et al. 2021, the loss their search evolved): the squared TD error plus
+    a penalty on the value itself, L(θ) = mean_i (w·q̂(s_i, a_i; θ) + (sg(y_i) − q̂(s_i, a_i;
+    θ))²), w = ``hparams.dqn_reg_weight`` (0.1 in the paper), y of :func:`td_targets`.
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
+    y = jax.lax.stop_gradient(y)
+    q_all = q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    loss = jnp.mean(hparams.dqn_reg_weight * q_sa + jnp.square(y - q_sa))
+    return loss, td_diagnostics(q_all, q_sa, y)
+
+
 def quantile_huber_loss(
     dist: jax.Array, tau: jax.Array, target: jax.Array, kappa: jax.Array
 ) -> jax.Array:
@@ -313,12 +374,18 @@ def switch(loss_fns: Sequence[Callable]) -> Callable:
     return switched
 
 
-BUILTIN = ("huber", "mse", "residual", "c51", "qr")
+BUILTIN = ("huber", "mse", "residual", "dqn_reg", "c51", "qr", "hl_gauss", "two_hot")
 RETURN_BUILTIN = ("huber", "mse")
 
-HEAD_OF = {"huber": "scalar", "mse": "scalar", "residual": "scalar"} | {
+HEAD_OF = {
+    "huber": "scalar",
+    "mse": "scalar",
+    "residual": "scalar",
+    "dqn_reg": "scalar",
     "c51": "categorical",
     "qr": "quantile",
+    "hl_gauss": "histogram",
+    "two_hot": "histogram",
 }
 """The value head (:data:`qlearn.networks.HEADS`) each built-in replay loss needs."""
 
@@ -339,8 +406,10 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
 
     Args:
       spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression),
-        ``"residual"`` (:func:`residual_gradient_td_loss`), ``"c51"``
-        (:func:`categorical_td_loss`), ``"qr"`` (:func:`quantile_td_loss`), an import path
+        ``"residual"`` (:func:`residual_gradient_td_loss`), ``"dqn_reg"``
+        (:func:`dqn_reg_loss`), ``"c51"`` (:func:`categorical_td_loss`), ``"qr"``
+        (:func:`quantile_td_loss`), ``"hl_gauss"`` and ``"two_hot"``
+        (:func:`classification_td_loss`), an import path
         ``"package.module:function"``, a loss function itself, or a tuple of these
         (:func:`switch` over them, chosen by ``hparams.loss_index``).
       double_q: target of the semi-gradient and distributional losses (a user loss computes
@@ -350,8 +419,11 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
         "huber": functools.partial(semi_gradient_td_loss, regression=huber, double_q=double_q),
         "mse": functools.partial(semi_gradient_td_loss, regression=mse, double_q=double_q),
         "residual": residual_gradient_td_loss,
+        "dqn_reg": functools.partial(dqn_reg_loss, double_q=double_q),
         "c51": functools.partial(categorical_td_loss, double_q=double_q),
         "qr": functools.partial(quantile_td_loss, double_q=double_q),
+        "hl_gauss": functools.partial(classification_td_loss, encode="hl_gauss", double_q=double_q),
+        "two_hot": functools.partial(classification_td_loss, encode="two_hot", double_q=double_q),
     }
     return _resolve(spec, builtin)
 

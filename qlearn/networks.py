@@ -6,7 +6,9 @@ images [B, H, W, C] (channels last, as gymnax's MinAtar gives).
 
 A value **head** (:class:`Head`) says what the A·K outputs mean per action: one value
 (``scalar``, K = 1), the logits of a categorical distribution over K fixed atoms
-(``categorical``, C51) or K quantile values (``quantile``, QR-DQN). :class:`QFunction` wraps a
+(``categorical``, C51), the logits of K bins of equal width over [v_min, v_max] whose centres
+are the values (``histogram``, for classification losses: HL-Gauss, two-hot) or K quantile
+values (``quantile``, QR-DQN). :class:`QFunction` wraps a
 network with its head: calling it gives the action values q̂(s, ·) [B, A] (the head's expected
 value), so ε-greedy, evaluation and every metric work with any head, and
 :meth:`QFunction.outputs` gives the head's raw outputs [B, A, K] to a distributional loss.
@@ -160,7 +162,7 @@ def build(
 
 # -- value heads --------------------------------------------------------------------------
 
-HEADS = ("scalar", "categorical", "quantile")
+HEADS = ("scalar", "categorical", "histogram", "quantile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +184,13 @@ def categorical_support(v_min: Any, v_max: Any, num_atoms: int) -> jax.Array:
     return v_min + (v_max - v_min) * jnp.arange(num_atoms, dtype=jnp.float32) / (num_atoms - 1)
 
 
+def histogram_centres(v_min: Any, v_max: Any, num_bins: int) -> jax.Array:
+    """The centres c_k = v_min + (k + ½)(v_max − v_min) / K of K equal bins over
+    [v_min, v_max], [K] (a histogram head's values)."""
+    width = (v_max - v_min) / num_bins
+    return v_min + width * (jnp.arange(num_bins, dtype=jnp.float32) + 0.5)
+
+
 def quantile_midpoints(num_quantiles: int) -> jax.Array:
     """τ̂_i = (2i + 1) / (2N), i = 0..N−1, [N]: the quantile levels a quantile head's outputs
     estimate (Dabney et al. 2018)."""
@@ -195,7 +204,8 @@ class QFunction:
     Attributes:
       apply: the network's ``apply(params, obs[B, ...]) -> [B, A·K]``.
       head: its :class:`Head`.
-      support: the atoms z [K] of a categorical head (None otherwise).
+      support: the atoms z [K] of a categorical head, the bin centres of a histogram head
+        (None otherwise).
     """
 
     apply: Callable[..., jax.Array]
@@ -210,10 +220,11 @@ class QFunction:
 
     def __call__(self, params: Any, obs: jax.Array) -> jax.Array:
         """q̂(s, ·) [B, A]: the expected value under the head's distribution — Σ_k softmax(ℓ)_k
-        z_k (categorical), the mean of the quantiles (quantile), the output itself (scalar)."""
+        z_k (categorical, histogram), the mean of the quantiles (quantile), the output itself
+        (scalar)."""
         if self.head.kind == "scalar":
             return self.apply(params, obs)
         out = self.outputs(params, obs)
-        if self.head.kind == "categorical":
+        if self.head.kind in ("categorical", "histogram"):
             return jax.nn.softmax(out, axis=-1) @ self.support
         return jnp.mean(out, axis=-1)

@@ -4,7 +4,9 @@ Per-transition targets (:func:`q_learning`, :func:`double_q_learning`, :func:`sa
 :func:`expected_sarsa`) return the bootstrap target y of ONE transition; batch them with
 ``jax.vmap``. Their distributional counterparts return a target *distribution*:
 :func:`categorical_q_learning` (C51: probabilities on fixed atoms, through
-:func:`categorical_projection`) and :func:`quantile_q_learning` (QR-DQN: quantile values).
+:func:`categorical_projection`) and :func:`quantile_q_learning` (QR-DQN: quantile values);
+:func:`two_hot` and :func:`hl_gauss` turn a scalar target into the label of a classification
+loss.
 Sequence targets (:func:`n_step_bootstrapped_returns`, :func:`lambda_returns`) take a
 trajectory of length T and return the target of every step of it.
 
@@ -235,6 +237,35 @@ def categorical_q_learning(
     """
     chex.assert_rank([r_t, discount_t, z, probs_t, q_t_selector], [0, 0, 1, 2, 1])
     return categorical_projection(r_t + discount_t * z, probs_t[jnp.argmax(q_t_selector)], z)
+
+
+def two_hot(y: jax.Array, z: jax.Array) -> jax.Array:
+    """The two-hot encoding of a scalar y on evenly spaced values z [K]: y clipped to
+    [z_0, z_{K−1}], its mass split between its two neighbours in z in proportion to closeness,
+    so Σ_k p_k z_k = clip(y) (rlax's ``transform_to_2hot``; the projection of δ(y), see
+    :func:`categorical_projection`). Returns [K]."""
+    chex.assert_rank([y, z], [0, 1])
+    return categorical_projection(y[None], jnp.ones(1, z.dtype), z)
+
+
+def hl_gauss(y: jax.Array, centres: jax.Array, sigma: jax.Array) -> jax.Array:
+    """The HL-Gauss label of a scalar y (Imani & White 2018; Farebrother et al. 2024): the mass
+    that N(y, σ²) puts in each of the K equal bins with ``centres`` [K], renormalised to the
+    bins' span,
+
+        p_k = (Φ((e_{k+1} − y)/σ) − Φ((e_k − y)/σ)) / (Φ((e_K − y)/σ) − Φ((e_0 − y)/σ)),
+
+    e_k the bin edges (centres ± half a bin width), y first clipped to [e_0, e_K] (so a label
+    always exists). Each bin's mass is computed on the side of y where Φ is far from 1, as
+    Φ(−a) − Φ(−b) above y: float32 keeps the tails a few σ out. Returns [K]."""
+    chex.assert_rank([y, centres, sigma], [0, 1, 0])
+    half = (centres[1] - centres[0]) / 2
+    edges = jnp.concatenate([centres - half, centres[-1:] + half])
+    t = (edges - jnp.clip(y, edges[0], edges[-1])) / sigma
+    below = jax.scipy.special.ndtr(t[1:]) - jax.scipy.special.ndtr(t[:-1])
+    above = jax.scipy.special.ndtr(-t[:-1]) - jax.scipy.special.ndtr(-t[1:])
+    mass = jnp.where(t[:-1] + t[1:] > 0, above, below)
+    return mass / jnp.sum(mass)
 
 
 def quantile_q_learning(

@@ -268,6 +268,8 @@ def test_losses_compared_in_one_compile(tiny_config):
         ({"head": "quantile", "loss": ("qr", "c51")}, "'c51' needs config.head = 'categ"),
         ({"head": "categorical", "loss": "c51", "num_atoms": 1}, "num_atoms = 1 must be an"),
         ({"head": "quantile", "loss": "qr", "num_quantiles": 1}, "num_quantiles = 1 must be"),
+        ({"head": "histogram", "loss": "c51"}, "'c51' needs config.head = 'categorical'"),
+        ({"loss": "two_hot"}, "'two_hot' needs config.head = 'histogram'"),
     ],
 )
 def test_config_errors_name_the_field(change, message):
@@ -425,7 +427,7 @@ def test_distributional_heads_train_and_v_min_v_max_are_swept_in_one_compile(tin
     """C51 and QR-DQN end to end: finite losses that fall, a greedy policy from the head's
     expectation, and the categorical support's ends as traced hyperparameters."""
     hp = hparams.grid(dqn.DQNHParams, {"v_max": [10.0, 100.0]})
-    for head, loss in [("categorical", "c51"), ("quantile", "qr")]:
+    for head, loss in [("categorical", "c51"), ("quantile", "qr"), ("histogram", "hl_gauss")]:
         config = dataclasses.replace(tiny_config, head=head, loss=loss, num_atoms=11)
         config.validate_hparams(hp)
         _, m = jax.jit(jax.vmap(dqn.make_train(config), (None, 0)))(
@@ -433,7 +435,7 @@ def test_distributional_heads_train_and_v_min_v_max_are_swept_in_one_compile(tin
         )
         assert np.all(np.isfinite(m["loss"])) and not np.any(m["diverged"])
         assert np.all(m["eval_return"] >= 8)  # CartPole pays 1 per step; a policy acted
-        if head == "categorical":  # |Q| ≤ v_max, and the two supports give two runs
+        if head != "quantile":  # |Q| ≤ v_max, and the two supports give two runs
             assert np.all(m["q_abs_max"][0] <= 10 + 1e-4)
             assert not np.array_equal(m["q_mean"][0], m["q_mean"][1])
         else:  # v_min / v_max do not enter a quantile head

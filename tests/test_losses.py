@@ -21,6 +21,8 @@ class HParams:
     loss_index: int = hparams.field(0, low=0, integer=True, help="which loss")
     v_min: float = hparams.field(-10.0, help="lowest atom")
     v_max: float = hparams.field(10.0, help="highest atom")
+    hl_gauss_sigma: float = hparams.field(0.75, low=0, low_open=True, help="σ in bin widths")
+    dqn_reg_weight: float = hparams.field(0.1, low=0, help="value penalty")
 
 
 B, OBS, A = 8, 3, 4
@@ -316,8 +318,11 @@ K = 7  # atoms / quantiles of the distributional tests
 def linear_q_function(kind):
     """A linear Q-network obs [B, 3] -> [B, A·K] with a ``kind`` head: its outputs are
     ``obs @ params``, so a loss's value can be recomputed by hand from the same arrays."""
-    head = networks.Head(kind, K)
-    support = networks.categorical_support(-3.0, 3.0, K) if kind == "categorical" else None
+    head = networks.Head(kind, 1 if kind == "scalar" else K)
+    support = {
+        "categorical": networks.categorical_support(-3.0, 3.0, K),
+        "histogram": networks.histogram_centres(-3.0, 3.0, K),
+    }.get(kind)
     return networks.QFunction(lambda p, obs: obs @ p, head, support)
 
 
@@ -386,10 +391,18 @@ def test_qr_loss_is_the_mean_of_rlax_per_sample_losses(dist_setup, double_q, var
 
 @pytest.mark.parametrize(
     ("kind", "loss_fn"),
-    [("categorical", losses.categorical_td_loss), ("quantile", losses.quantile_td_loss)],
+    [
+        ("categorical", losses.categorical_td_loss),
+        ("quantile", losses.quantile_td_loss),
+        ("histogram", functools.partial(losses.classification_td_loss, encode="hl_gauss")),
+        ("histogram", functools.partial(losses.classification_td_loss, encode="two_hot")),
+        ("scalar", losses.dqn_reg_loss),
+    ],
 )
-def test_distributional_losses_pass_no_gradient_into_their_targets(dist_setup, kind, loss_fn):
+def test_the_new_losses_pass_no_gradient_into_their_targets(dist_setup, kind, loss_fn):
     online, target, batch = dist_setup
+    if kind == "scalar":  # one output per action
+        online, target = online[:, :A], target[:, :A]
     q_fn = linear_q_function(kind)
     hp = HParams(gamma=0.9, v_min=-3.0, v_max=3.0)
     for double_q in (False, True):
@@ -464,3 +477,56 @@ def test_quantile_targets_give_rlax_qr_losses_for_q_and_double_q(variant, distri
                 kappa,
             )
             np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("encode", ["hl_gauss", "two_hot"])
+def test_classification_losses_are_the_cross_entropy_against_the_encoded_td_target(
+    dist_setup, encode, variant
+):
+    online, target, batch = dist_setup
+    q_fn = linear_q_function("histogram")
+    hp = HParams(gamma=0.9, hl_gauss_sigma=0.75)
+    fn = functools.partial(losses.classification_td_loss, q_fn, encode=encode, double_q=True)
+    loss, aux = variant(fn)(online, target, batch, hp)
+    # by hand: y from the expectations (Double-Q over the available actions), then the label
+    c = np.asarray(q_fn.support)
+    y = np.asarray(losses.td_targets(q_fn, online, target, batch, hp, double_q=True))
+    if encode == "two_hot":
+        labels = np.asarray(rlax.transform_to_2hot(jnp.asarray(y), c[0], c[-1], K))
+    else:
+        from scipy.stats import norm
+
+        width = c[1] - c[0]
+        edges = np.append(c - width / 2, c[-1] + width / 2)
+        mass = np.diff(
+            norm.cdf(edges[None], np.clip(y, edges[0], edges[-1])[:, None], 0.75 * width)
+        )
+        labels = mass / mass.sum(-1, keepdims=True)
+    logits = np.asarray(q_fn.outputs(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(loss, -np.mean(np.sum(labels * log_p, -1)), rtol=1e-4)
+    np.testing.assert_allclose(aux["target_mean"], y.mean(), rtol=1e-5)
+
+
+def test_dqn_reg_is_the_squared_td_error_plus_a_value_penalty(setup, variant):
+    q_fn, online, target, batch = setup
+    hp = HParams(gamma=0.9, dqn_reg_weight=0.3)
+    loss_fn = functools.partial(losses.dqn_reg_loss, double_q=False)
+    y = numpy_targets(q_fn, target, batch, 0.9)
+    q = np.asarray(q_fn(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
+    loss, _ = variant(functools.partial(loss_fn, q_fn))(online, target, batch, hp)
+    np.testing.assert_allclose(loss, np.mean(0.3 * q + (y - q) ** 2), rtol=1e-5)
+    # its gradient: mean_i (w − 2 δ_i) ∇q̂_i, y fixed (the MSE semi-gradient plus w ∇q̂)
+    grad = jax.grad(lambda p: loss_fn(q_fn, p, target, batch, hp)[0])(online)
+    mse_part = analytic_mse_gradient(q_fn, online, batch, y)
+
+    def mean_q(p):
+        return jnp.mean(jnp.take_along_axis(q_fn(p, batch.obs), batch.action[:, None], -1))
+
+    penalty = jax.tree.map(lambda g: 0.3 * g, jax.grad(mean_q)(online))
+    jax.tree.map(
+        lambda g, a, b: np.testing.assert_allclose(g, a + b, rtol=1e-4, atol=1e-6),
+        grad,
+        mse_part,
+        penalty,
+    )

@@ -271,3 +271,29 @@ def test_a_terminal_categorical_target_is_the_reward_alone(variant):
         jnp.float32(2.5), jnp.float32(0.0), z, probs_t, jnp.zeros(2)
     )
     np.testing.assert_allclose(m, [0, 0, 0.5, 0.5, 0], atol=1e-6)  # δ(2.5), split 2 | 3
+
+
+def test_two_hot_equals_rlax_and_its_mean_is_the_clipped_target(variant):
+    z = jnp.linspace(-2.0, 6.0, 17)
+    ys = jnp.asarray(np.random.default_rng(4).uniform(-4, 8, 200), jnp.float32)
+    ours = variant(jax.vmap(targets.two_hot, (0, None)))(ys, z)
+    theirs = rlax.transform_to_2hot(ys, -2.0, 6.0, 17)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)  # float32 rounding of |y − z| / Δz
+    np.testing.assert_allclose(ours @ z, np.clip(ys, -2, 6), atol=1e-5)
+    np.testing.assert_allclose(
+        rlax.transform_from_2hot(ours, -2.0, 6.0, 17), np.clip(ys, -2, 6), atol=1e-5
+    )
+
+
+def test_hl_gauss_labels_are_the_gaussian_mass_of_each_bin(variant):
+    from scipy.stats import norm
+
+    centres = jnp.linspace(0.25, 9.75, 20)  # 20 bins of width 0.5 over [0, 10]
+    edges = np.linspace(0.0, 10.0, 21)
+    for y, sigma in [(3.1, 0.375), (0.1, 0.375), (9.9, 1.0), (-2.0, 0.5), (5.0, 3.0)]:
+        ours = variant(targets.hl_gauss)(jnp.float32(y), centres, jnp.float32(sigma))
+        mass = np.diff(norm.cdf(edges, loc=np.clip(y, 0, 10), scale=sigma))  # float64
+        np.testing.assert_allclose(ours, mass / mass.sum(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(ours.sum(), 1.0, rtol=1e-5)
+    inside = targets.hl_gauss(jnp.float32(4.3), centres, jnp.float32(0.375))
+    np.testing.assert_allclose(inside @ centres, 4.3, atol=1e-3)  # far from the ends: mean y

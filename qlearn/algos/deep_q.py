@@ -143,10 +143,12 @@ class Program:
 
     def q_function(self, hp: Any) -> networks.QFunction:
         """q̂ of this program's network and head under hyperparameters ``hp`` (a categorical
-        head's atoms span [hp.v_min, hp.v_max])."""
+        head's atoms and a histogram head's bins span [hp.v_min, hp.v_max])."""
         support = None
         if self.head.kind == "categorical":
             support = networks.categorical_support(hp.v_min, hp.v_max, self.head.size)
+        elif self.head.kind == "histogram":
+            support = networks.histogram_centres(hp.v_min, hp.v_max, self.head.size)
         return networks.QFunction(self.network.apply, self.head, support)
 
     @property

@@ -66,18 +66,20 @@ class DQNConfig(envs.EnvConfig):
     double_q: bool = config_field(True, "Double-Q target (built-in losses)")
     head: str = config_field(
         "scalar",
-        "value head: 'scalar', 'categorical' (C51: num_atoms atoms over [v_min, v_max]) or "
-        "'quantile' (QR-DQN: num_quantiles quantiles)",
+        "value head: 'scalar', 'categorical' (C51: num_atoms atoms over [v_min, v_max]), "
+        "'histogram' (num_atoms bins over [v_min, v_max]: hl_gauss, two_hot) or 'quantile' "
+        "(QR-DQN: num_quantiles quantiles)",
     )
-    num_atoms: int = config_field(51, "atoms of a categorical head (≥ 2)")
+    num_atoms: int = config_field(51, "atoms of a categorical head, bins of a histogram one (≥ 2)")
     num_quantiles: int = config_field(
         32, "quantiles of a quantile head (≥ 2; the loss pairs them all, N² terms per sample)"
     )
     loss: str | LossFn | tuple[str | LossFn, ...] = config_field(
         "huber",
-        "'huber', 'mse', 'residual' (scalar head), 'c51' (categorical head), 'qr' (quantile "
-        "head), 'package.module:function', a loss function, or a tuple of these (hparam "
-        "loss_index picks one: losses compared in one compile)",
+        "'huber', 'mse', 'residual', 'dqn_reg' (scalar head), 'c51' (categorical head), "
+        "'hl_gauss', 'two_hot' (histogram head), 'qr' (quantile head), "
+        "'package.module:function', a loss function, or a tuple of these (hparam loss_index "
+        "picks one: losses compared in one compile)",
     )
     num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
     eval_episodes: int = config_field(10, "greedy episodes per evaluation")
@@ -97,14 +99,14 @@ class DQNConfig(envs.EnvConfig):
         if envs.is_finite(self.env_id):  # q* of the true-error metrics needs finite values
             dp.check_discounts(deep_q.make_env(self)[1], hp.gamma)
         deep_q.check_loss_index(self, hp)
-        if self.head == "categorical":
+        if self.head in ("categorical", "histogram"):
             low, high = np.atleast_1d(hp.v_min), np.atleast_1d(hp.v_max)
             bad = np.flatnonzero(~(low < high))
             if bad.size:
                 i = bad[0]
                 raise hparams.HParamError(
                     f"hyperparameter v_min = {low[i % low.size]:g} must be < v_max = "
-                    f"{high[i % high.size]:g} (the categorical head's atoms span [v_min, v_max])"
+                    f"{high[i % high.size]:g} (the {self.head} head spans [v_min, v_max])"
                 )
 
     def _validate(self) -> None:
@@ -167,7 +169,11 @@ class DQNConfig(envs.EnvConfig):
     @property
     def value_head(self) -> networks.Head:
         """The Q-network's :class:`~qlearn.networks.Head`."""
-        size = {"categorical": self.num_atoms, "quantile": self.num_quantiles}
+        size = {
+            "categorical": self.num_atoms,
+            "histogram": self.num_atoms,
+            "quantile": self.num_quantiles,
+        }
         return networks.Head(self.head, size.get(self.head, 1))
 
     @property
@@ -225,8 +231,16 @@ class DQNHParams:
     loss_index: int = hparams.field(
         0, low=0, integer=True, help="which loss of a tuple config.loss to train with"
     )
-    v_min: float = hparams.field(-10.0, help="lowest atom of a categorical head")
-    v_max: float = hparams.field(10.0, help="highest atom of a categorical head (> v_min)")
+    v_min: float = hparams.field(-10.0, help="lowest value of a categorical/histogram head")
+    v_max: float = hparams.field(
+        10.0, help="highest value of a categorical/histogram head (> v_min)"
+    )
+    hl_gauss_sigma: float = hparams.field(
+        0.75, low=0, low_open=True, help="σ of the HL-Gauss labels, in bin widths"
+    )
+    dqn_reg_weight: float = hparams.field(
+        0.1, low=0, help="weight of the value penalty of the dqn_reg loss"
+    )
 
 
 @struct.dataclass
