@@ -1,0 +1,152 @@
+"""What each built-in replay loss costs: DQN on CartPole-v1 with every built-in loss (each on the
+head it needs), training time as a ratio to the Huber loss at the same settings, at 1 and 8
+runs.
+
+Every (loss, runs) pair runs in a child process of its own, compiled there and timed after
+compilation; the pairs are measured in alternating rounds (all losses once, then again) so
+that a drift of the machine's speed hits every loss alike, and each pair's time is its median
+over the rounds. One run is ``jax.jit(train)`` itself, 8 runs ``jit(vmap(train))`` over seeds.
+
+    python benchmarks/loss_cost.py                     # prints a table, writes JSON
+    python benchmarks/loss_cost.py --rounds 3 --steps 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+from common import child_json, jit_runs, write_report
+
+CONFIG = dict(env_id="CartPole-v1", learning_starts=2_000, num_evals=4, eval_episodes=5)
+LOSSES = {  # loss -> its head
+    "huber": "scalar",
+    "mse": "scalar",
+    "dqn_reg": "scalar",
+    "c51": "categorical",
+    "hl_gauss": "histogram",
+    "two_hot": "histogram",
+    "qr": "quantile",
+}
+SUPPORT = {"v_min": 0.0, "v_max": 100.0}  # CartPole's returns (γ = 0.99: at most 100)
+
+
+def measure(loss: str, runs: int, steps: int) -> dict:
+    """In this process: compile ``runs`` runs of DQN with ``loss`` and time one call."""
+    import jax
+
+    from qlearn import sweep
+    from qlearn.algos import dqn
+
+    config = dqn.DQNConfig(**CONFIG, total_steps=steps, loss=loss, head=LOSSES[loss])
+    hp = dqn.DQNHParams(**SUPPORT)
+    fn = jit_runs(dqn.make_train(config))
+    keys = sweep.seed_keys(0, runs)
+    start = time.perf_counter()
+    compiled = fn.lower(keys, hp).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    _, metrics = jax.block_until_ready(compiled(keys, hp))
+    seconds = time.perf_counter() - start
+    return {
+        "loss": loss,
+        "head": LOSSES[loss],
+        "runs": runs,
+        "seconds": seconds,
+        "compile_seconds": compile_s,
+        "env_steps": runs * config.actual_total_steps,
+        "final_return": float(metrics["eval_return"][:, -1].mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,8")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--losses", default=",".join(LOSSES))
+    parser.add_argument("--out", default="benchmarks/results/loss_cost.json")
+    parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:  # child process: one (loss, runs)
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.steps)))
+        return
+
+    names = args.losses.split(",")
+    if "huber" not in names:
+        raise SystemExit("--losses must include huber: every ratio is to it")
+    unknown = sorted(set(names) - set(LOSSES))
+    if unknown:
+        raise SystemExit(f"unknown loss(es) {', '.join(unknown)}; built-in: {', '.join(LOSSES)}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    measured = []
+    for r in range(args.rounds):
+        for runs in sizes:
+            for loss in names:
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    loss,
+                    str(runs),
+                    "--steps",
+                    str(args.steps),
+                ]
+                measured.append(child_json(cmd) | {"round": r})
+                m = measured[-1]
+                print(
+                    f"  round {r}: {loss:<9} {runs} run(s) {m['seconds']:6.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    rows = []
+    for runs in sizes:
+        median = {
+            loss: statistics.median(
+                m["seconds"] for m in measured if m["loss"] == loss and m["runs"] == runs
+            )
+            for loss in names
+        }
+        for loss in names:
+            last = [m for m in measured if m["loss"] == loss and m["runs"] == runs][-1]
+            rows.append(
+                {
+                    "loss": loss,
+                    "head": LOSSES[loss],
+                    "runs": runs,
+                    "seconds": median[loss],
+                    "ratio_to_huber": median[loss] / median["huber"],
+                    "env_steps_per_second": last["env_steps"] / median[loss],
+                    "compile_seconds": last["compile_seconds"],
+                    "final_return": last["final_return"],
+                }
+            )
+    print(
+        f"DQN on CartPole-v1, {args.steps:,} env steps per run; median of {args.rounds} "
+        "alternating rounds, after compilation"
+    )
+    print(f"{'loss':<9} {'head':<12} {'runs':>4} {'seconds':>8} {'× huber':>8} {'compile s':>9}")
+    for row in rows:
+        print(
+            f"{row['loss']:<9} {row['head']:<12} {row['runs']:>4} {row['seconds']:>8.2f} "
+            f"{row['ratio_to_huber']:>8.2f} {row['compile_seconds']:>9.1f}"
+        )
+    import jax
+
+    report = {
+        "benchmark": "loss_cost",
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+        "steps_per_run": args.steps,
+        "rounds": args.rounds,
+        "support": SUPPORT,
+        "rows": rows,
+        "runs": measured,
+    }
+    write_report(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
