@@ -305,6 +305,24 @@ def render_peers(r: dict[str, Any]) -> str:
     return _table(header, rows, f"medians over {rounds} alternating rounds; {_at(r)}")
 
 
+def render_loss_cost(r: dict[str, Any]) -> str:
+    """benchmarks/loss_cost.py: each built-in loss's training time relative to Huber."""
+    sizes = sorted({row["runs"] for row in r["rows"]})
+    header = ["loss", "head"] + [f"× Huber, {n} run{'s' if n > 1 else ''}" for n in sizes]
+    by = {(row["loss"], row["runs"]): row for row in r["rows"]}
+    names = list(dict.fromkeys(row["loss"] for row in r["rows"]))
+    rows = [
+        [f"`{name}`", by[(name, sizes[0])]["head"]]
+        + [f"{by[(name, n)]['ratio_to_huber']:.2f}" for n in sizes]
+        for name in names
+    ]
+    note = (
+        f"DQN on CartPole-v1, {r['steps_per_run']:,} env steps per run, medians over "
+        f"{r['rounds']} alternating rounds; {_at(r)}"
+    )
+    return _table(header, rows, note)
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "cartpole_dqn": render_timed,
@@ -318,9 +336,10 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "deadly_triad": render_deadly_triad,
     "throughput": render_throughput,
     "peers": render_peers,
+    "loss_cost": render_loss_cost,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
-FROM_BENCHMARKS = ("throughput", "peers")
+FROM_BENCHMARKS = ("throughput", "peers", "loss_cost")
 """Blocks rendered from benchmarks/results/ (the others from experiments/results/)."""
 
 
