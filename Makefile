@@ -32,6 +32,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/sweep_scaling.py
+	$(PY) benchmarks/loss_cost.py
 
 # qlearn against Rejax at Rejax's own CartPole settings. Rejax needs gymnax 0.0.9, so it gets an
 # environment of its own (.venv-peers) beside qlearn's.
