@@ -27,6 +27,40 @@ import jax.numpy as jnp
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "swish": nn.swish, "gelu": nn.gelu}
 
 
+# -- value heads --------------------------------------------------------------------------
+
+HEADS = ("scalar", "categorical", "histogram", "quantile")
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What a Q-network outputs per action: ``kind`` (one of :data:`HEADS`), ``size`` K, the
+    outputs per action (1 for ``scalar``; atoms, bins or quantiles otherwise), and whether the
+    last layer is ``dueling`` (Wang et al. 2016; per atom or quantile for K > 1, as Rainbow)."""
+
+    kind: str = "scalar"
+    size: int = 1
+    dueling: bool = False
+
+
+SCALAR = Head()
+"""The head of one value per action."""
+
+
+def output_layer(x: jax.Array, num_actions: int, head: Head | None) -> jax.Array:
+    """The last layer on features x [B, F]: [B, A·K] (A = ``num_actions``, K = ``head.size``).
+
+    Plain: one Dense. Dueling: a value stream V [B, K] and an advantage stream [B, A, K],
+    combined as V + (adv − mean_a adv), so the value of the state and the advantages of the
+    actions are learned apart (identifiable: the advantages average to 0)."""
+    head = SCALAR if head is None else head
+    if not head.dueling:
+        return nn.Dense(num_actions * head.size)(x)
+    value = nn.Dense(head.size)(x)[:, None, :]
+    adv = nn.Dense(num_actions * head.size)(x).reshape(x.shape[0], num_actions, head.size)
+    return (value + adv - jnp.mean(adv, axis=1, keepdims=True)).reshape(x.shape[0], -1)
+
+
 class MLPQNetwork(nn.Module):
     """q̂(s, ·) = W_out h_L + b_out,  h_l = act(LayerNorm?(W_l h_{l-1} + b_l)),  h_0 = flat(s).
 
@@ -36,12 +70,15 @@ class MLPQNetwork(nn.Module):
         observation (with bias).
       activation: one of ``ACTIVATIONS``.
       layer_norm: LayerNorm after each hidden Dense (as in PQN).
+      head: what the last layer outputs per action (:class:`Head`; K = ``head.size``
+        outputs per action, a dueling last layer with ``head.dueling``).
     """
 
     num_actions: int
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "relu"
     layer_norm: bool = False
+    head: Head | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
@@ -52,7 +89,7 @@ class MLPQNetwork(nn.Module):
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return nn.Dense(self.num_actions)(x)
+        return output_layer(x, self.num_actions, self.head)
 
 
 class LinearQNetwork(nn.Module):
@@ -113,11 +150,13 @@ class MinAtarQNetwork(nn.Module):
       num_actions: A.
       hidden: width of the dense layer (128 in the paper).
       layer_norm: LayerNorm after the convolution and the dense layer.
+      head: the last layer's :class:`Head` (as for :class:`MLPQNetwork`).
     """
 
     num_actions: int
     hidden: int = 128
     layer_norm: bool = False
+    head: Head | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
@@ -128,7 +167,7 @@ class MinAtarQNetwork(nn.Module):
         x = nn.Dense(self.hidden)(x)
         if self.layer_norm:
             x = nn.LayerNorm()(x)
-        return nn.Dense(self.num_actions)(nn.relu(x))
+        return output_layer(nn.relu(x), self.num_actions, self.head)
 
 
 KINDS = ("mlp", "linear", "cnn")
@@ -142,40 +181,30 @@ def build(
     hidden_sizes: Sequence[int] = (128,),
     activation: str = "relu",
     layer_norm: bool = False,
+    head: Head = SCALAR,
 ) -> nn.Module:
     """The Q-network a config names: ``"mlp"``, ``"linear"`` (no bias) or ``"cnn"`` (MinAtar;
-    its dense width is ``hidden_sizes[0]``). Raises ValueError for a CNN on non-image
-    observations or an unknown kind."""
+    its dense width is ``hidden_sizes[0]``), with A·K outputs for ``head`` (K = ``head.size``).
+    Raises ValueError for a CNN on non-image observations, a dueling linear network or an
+    unknown kind."""
     if kind == "mlp":
-        return MLPQNetwork(num_actions, tuple(hidden_sizes), activation, layer_norm)
+        return MLPQNetwork(num_actions, tuple(hidden_sizes), activation, layer_norm, head)
     if kind == "linear":
-        return LinearQNetwork(num_actions)
+        if head.dueling:
+            raise ValueError("config.dueling needs config.network = 'mlp' or 'cnn', not 'linear'")
+        return LinearQNetwork(num_actions * head.size)
     if kind == "cnn":
         if len(obs_shape) != 3:
             raise ValueError(
                 f"config.network = 'cnn' needs image observations [H, W, C]; this env's are "
                 f"{tuple(obs_shape)}"
             )
-        return MinAtarQNetwork(num_actions, (tuple(hidden_sizes) or (128,))[0], layer_norm)
+        width = (tuple(hidden_sizes) or (128,))[0]
+        return MinAtarQNetwork(num_actions, width, layer_norm, head)
     raise ValueError(f"config.network = '{kind}' must be one of {', '.join(KINDS)}")
 
 
-# -- value heads --------------------------------------------------------------------------
-
-HEADS = ("scalar", "categorical", "histogram", "quantile")
-
-
-@dataclasses.dataclass(frozen=True)
-class Head:
-    """What a Q-network outputs per action: ``kind`` (one of :data:`HEADS`) and ``size`` K,
-    the outputs per action (1 for ``scalar``; atoms or quantiles otherwise)."""
-
-    kind: str = "scalar"
-    size: int = 1
-
-
-SCALAR = Head()
-"""The head of one value per action."""
+# -- value functions of heads ---------------------------------------------------------------
 
 
 def categorical_support(v_min: Any, v_max: Any, num_atoms: int) -> jax.Array:

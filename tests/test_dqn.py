@@ -270,6 +270,7 @@ def test_losses_compared_in_one_compile(tiny_config):
         ({"head": "quantile", "loss": "qr", "num_quantiles": 1}, "num_quantiles = 1 must be"),
         ({"head": "histogram", "loss": "c51"}, "'c51' needs config.head = 'categorical'"),
         ({"loss": "two_hot"}, "'two_hot' needs config.head = 'histogram'"),
+        ({"network": "linear", "dueling": True}, "config.dueling needs config.network = 'mlp'"),
     ],
 )
 def test_config_errors_name_the_field(change, message):
@@ -427,8 +428,15 @@ def test_distributional_heads_train_and_v_min_v_max_are_swept_in_one_compile(tin
     """C51 and QR-DQN end to end: finite losses that fall, a greedy policy from the head's
     expectation, and the categorical support's ends as traced hyperparameters."""
     hp = hparams.grid(dqn.DQNHParams, {"v_max": [10.0, 100.0]})
-    for head, loss in [("categorical", "c51"), ("quantile", "qr"), ("histogram", "hl_gauss")]:
-        config = dataclasses.replace(tiny_config, head=head, loss=loss, num_atoms=11)
+    cases = [
+        ("categorical", "c51", False),
+        ("quantile", "qr", True),
+        ("histogram", "hl_gauss", False),
+    ]
+    for head, loss, dueling in cases:
+        config = dataclasses.replace(
+            tiny_config, head=head, loss=loss, num_atoms=11, dueling=dueling
+        )
         config.validate_hparams(hp)
         _, m = jax.jit(jax.vmap(dqn.make_train(config), (None, 0)))(
             jax.random.key(0), hparams.to_arrays(hp)

@@ -89,3 +89,26 @@ def test_q_functions_give_the_expected_value_of_their_heads():
     np.testing.assert_allclose(quantile(w, obs), out.mean(-1), rtol=1e-5, atol=1e-6)
     scalar = networks.QFunction(apply)  # one value per action: the output itself
     np.testing.assert_array_equal(scalar(w, obs), obs @ w)
+
+
+@pytest.mark.parametrize("size", [1, 5])
+def test_a_dueling_last_layer_is_the_value_plus_centred_advantages(size):
+    obs = jax.random.normal(jax.random.key(0), (6, 4))
+    head = networks.Head("categorical" if size > 1 else "scalar", size, dueling=True)
+    net = networks.build("mlp", 3, (4,), hidden_sizes=(8,), head=head)
+    params = net.init(jax.random.key(1), obs)
+    value_layer, adv_layer = params["params"]["Dense_1"], params["params"]["Dense_2"]
+    assert value_layer["kernel"].shape == (8, size) and adv_layer["kernel"].shape == (8, 3 * size)
+    out = net.apply(params, obs).reshape(6, 3, size)
+    # the actions' mean is the value stream; with the advantage stream at zero, every action
+    # is worth the value
+    zero_adv = jax.tree.map(jnp.zeros_like, adv_layer)
+    flat = net.apply({"params": {**params["params"], "Dense_2": zero_adv}}, obs).reshape(6, 3, size)
+    np.testing.assert_allclose(flat, np.broadcast_to(flat[:, :1], flat.shape), atol=1e-6)
+    np.testing.assert_allclose(out.mean(axis=1), flat[:, 0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out[:, 0], out[:, 1])
+    with pytest.raises(ValueError, match=r"dueling needs .* 'mlp' or 'cnn'"):
+        networks.build("linear", 3, (4,), head=head)
+    cnn = networks.build("cnn", 3, (10, 10, 4), head=head)
+    images = jnp.zeros((2, 10, 10, 4))
+    assert cnn.apply(cnn.init(jax.random.key(0), images), images).shape == (2, 3 * size)

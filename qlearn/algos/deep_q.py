@@ -40,7 +40,7 @@ def check_counts(config: Any, names: tuple[str, ...], minimum: int = 1) -> None:
             raise ConfigError(f"config.{name} = {value!r} must be an integer ≥ {minimum}")
 
 
-def check_shared(config: Any) -> None:
+def check_shared(config: Any, head: networks.Head = networks.SCALAR) -> None:
     """The checks of the fields every deep-Q config has: the env (its id, builder arguments,
     time limit and discrete action space), the counts of envs and evaluations, the network for
     its observations (activation, widths) and the divergence bound."""
@@ -57,7 +57,7 @@ def check_shared(config: Any) -> None:
         raise ConfigError(
             f"config.max_episode_steps = {config.max_episode_steps} must be ≥ 1 or None"
         )
-    check_network(config)
+    check_network(config, head)
     if config.activation not in networks.ACTIVATIONS:
         raise ConfigError(
             f"config.activation = '{config.activation}' must be one of "
@@ -69,9 +69,9 @@ def check_shared(config: Any) -> None:
         raise ConfigError(f"config.divergence_bound = {config.divergence_bound} must be > 0")
 
 
-def check_network(config: Any) -> None:
-    """Raise ConfigError unless the env has discrete actions and ``config.network`` suits its
-    observations."""
+def check_network(config: Any, head: networks.Head = networks.SCALAR) -> None:
+    """Raise ConfigError unless the env has discrete actions and ``config.network`` (with
+    ``head``) suits its observations."""
     env, env_params = make_env(config)
     space = env.action_space(env_params)
     if not hasattr(space, "n"):
@@ -82,7 +82,7 @@ def check_network(config: Any) -> None:
             "Q-learning here needs a discrete one (gymnax's Discrete)"
         )
     try:
-        make_network(config, env.num_actions, env.observation_space(env_params).shape)
+        make_network(config, env.num_actions, env.observation_space(env_params).shape, head)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -117,11 +117,12 @@ def make_network(
     a head of K outputs per action."""
     return networks.build(
         config.network,
-        num_actions * head.size,
+        num_actions,
         obs_shape,
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
         layer_norm=config.layer_norm,
+        head=head,
     )
 
 

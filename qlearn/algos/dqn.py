@@ -70,6 +70,9 @@ class DQNConfig(envs.EnvConfig):
         "'histogram' (num_atoms bins over [v_min, v_max]: hl_gauss, two_hot) or 'quantile' "
         "(QR-DQN: num_quantiles quantiles)",
     )
+    dueling: bool = config_field(
+        False, "dueling last layer V + (A − mean A), per atom/quantile for a distributional head"
+    )
     num_atoms: int = config_field(51, "atoms of a categorical head, bins of a histogram one (≥ 2)")
     num_quantiles: int = config_field(
         32, "quantiles of a quantile head (≥ 2; the loss pairs them all, N² terms per sample)"
@@ -113,7 +116,7 @@ class DQNConfig(envs.EnvConfig):
         def fail(msg: str) -> None:
             raise ConfigError(msg)
 
-        deep_q.check_shared(self)
+        deep_q.check_shared(self, self.value_head)
         deep_q.check_counts(
             self,
             (
@@ -174,7 +177,7 @@ class DQNConfig(envs.EnvConfig):
             "histogram": self.num_atoms,
             "quantile": self.num_quantiles,
         }
-        return networks.Head(self.head, size.get(self.head, 1))
+        return networks.Head(self.head, size.get(self.head, 1), self.dueling)
 
     @property
     def _warmup_vector_steps(self) -> int:
