@@ -166,6 +166,20 @@ def residual_gradient_td_loss(
     return jnp.mean(jnp.square(td_error)), td_diagnostics(q_tm1, q_sa, y)
 
 
+def cross_entropy_loss(
+    q_fn: QFn, params: Params, batch: Transition, labels: jax.Array, target: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """−mean_i Σ_k labels_ik log softmax(ℓ(s_i, a_i; θ))_k for the logits of a categorical or
+    histogram head (``q_fn.outputs``) and fixed ``labels`` [B, K]; ``target`` [B] is the
+    labels' value (for the aux diagnostics, on the head's expectations)."""
+    logits = q_fn.outputs(params, batch.obs)  # [B, A, K]
+    logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
+    loss = -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1))
+    q_all = jax.nn.softmax(logits, axis=-1) @ q_fn.support
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    return loss, td_diagnostics(q_all, q_sa, target)
+
+
 def categorical_td_loss(
     q_fn: QFn,
     online_params: Params,
@@ -197,12 +211,7 @@ def categorical_td_loss(
         batch.reward, discount_t, z, probs_t, selector
     )
     m = jax.lax.stop_gradient(m)  # the target distribution is a label
-    logits = q_fn.outputs(online_params, batch.obs)  # [B, A, K]
-    logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
-    loss = -jnp.mean(jnp.sum(m * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1))
-    q_all = jax.nn.softmax(logits, axis=-1) @ z
-    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-    return loss, td_diagnostics(q_all, q_sa, m @ z)
+    return cross_entropy_loss(q_fn, online_params, batch, m, m @ z)
 
 
 def classification_td_loss(
@@ -235,12 +244,7 @@ def classification_td_loss(
         labels = jax.vmap(targets.two_hot, (0, None))(y, centres)
     else:
         raise ValueError(f"unknown label encoding '{encode}'")
-    logits = q_fn.outputs(online_params, batch.obs)  # [B, A, K]
-    logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
-    loss = -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1))
-    q_all = jax.nn.softmax(logits, axis=-1) @ centres
-    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-    return loss, td_diagnostics(q_all, q_sa, y)
+    return cross_entropy_loss(q_fn, online_params, batch, labels, y)
 
 
 def dqn_reg_loss(
