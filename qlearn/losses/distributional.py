@@ -1,0 +1,145 @@
+"""Distributional and classification losses, read from a value head's outputs
+(``q_fn.outputs``, :class:`qlearn.networks.QFunction`): C51, QR-DQN, and HL-Gauss / two-hot
+classification (see :mod:`qlearn.losses` for the contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from qlearn import networks, policies, targets
+from qlearn.losses.td import bootstrap_discount, td_diagnostics, td_targets
+from qlearn.types import Params, QFn, Transition
+
+
+def cross_entropy_loss(
+    q_fn: QFn, params: Params, batch: Transition, labels: jax.Array, target: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """−mean_i Σ_k labels_ik log softmax(ℓ(s_i, a_i; θ))_k for the logits of a categorical or
+    histogram head (``q_fn.outputs``) and fixed ``labels`` [B, K]; ``target`` [B] is the
+    labels' value (for the aux diagnostics, on the head's expectations)."""
+    logits = q_fn.outputs(params, batch.obs)  # [B, A, K]
+    logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
+    loss = -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1))
+    q_all = jax.nn.softmax(logits, axis=-1) @ q_fn.support
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    return loss, td_diagnostics(q_all, q_sa, target)
+
+
+def categorical_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """C51 (Bellemare et al. 2017): the cross-entropy of the online distribution of (s, a)
+    against the projected target distribution m (:func:`qlearn.targets.categorical_q_learning`),
+
+        L(θ) = −mean_i Σ_k sg(m_i)_k log softmax(ℓ(s_i, a_i; θ))_k,
+
+    the distributional semi-gradient: m is a label. ``q_fn`` is a
+    :class:`~qlearn.networks.QFunction` with a categorical head (its ``support`` the atoms);
+    the next action is chosen by the target distribution's expectation, or with ``double_q`` by
+    the online network's, over the actions available at ``next_obs``.
+
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations: q_mean, td_abs and
+    q_abs_max of Σ p z, target_mean of Σ m z.
+    """
+    z = q_fn.support
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    probs_t = jax.nn.softmax(q_fn.outputs(target_params, batch.next_obs), axis=-1)  # [B, A, K]
+    selector = q_fn(online_params, batch.next_obs) if double_q else probs_t @ z
+    selector = policies.masked(selector, batch.next_action_mask)
+    m = jax.vmap(targets.categorical_q_learning, (0, 0, None, 0, 0))(
+        batch.reward, discount_t, z, probs_t, selector
+    )
+    m = jax.lax.stop_gradient(m)  # the target distribution is a label
+    return cross_entropy_loss(q_fn, online_params, batch, m, m @ z)
+
+
+def classification_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    encode: str = "hl_gauss",
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Value learning as classification (Farebrother et al. 2024): the scalar TD target y of
+    :func:`td_targets` (from the head's expectations), encoded as a label over the histogram
+    head's bins — ``"hl_gauss"`` (:func:`qlearn.targets.hl_gauss`, σ =
+    ``hparams.hl_gauss_sigma`` bin widths) or ``"two_hot"`` (:func:`qlearn.targets.two_hot`) —
+    and the cross-entropy of the online logits of (s, a) against it,
+
+        L(θ) = −mean_i Σ_k sg(label(y_i))_k log softmax(ℓ(s_i, a_i; θ))_k.
+
+    ``q_fn`` is a :class:`~qlearn.networks.QFunction` with a histogram head (``support`` its
+    bin centres). Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations."""
+    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
+    y = jax.lax.stop_gradient(y)  # the label is fixed: semi-gradient
+    centres = q_fn.support
+    if encode == "hl_gauss":
+        sigma = hparams.hl_gauss_sigma * (centres[1] - centres[0])
+        labels = jax.vmap(targets.hl_gauss, (0, None, None))(y, centres, sigma)
+    elif encode == "two_hot":
+        labels = jax.vmap(targets.two_hot, (0, None))(y, centres)
+    else:
+        raise ValueError(f"unknown label encoding '{encode}'")
+    return cross_entropy_loss(q_fn, online_params, batch, labels, y)
+
+
+def quantile_huber_loss(
+    dist: jax.Array, tau: jax.Array, target: jax.Array, kappa: jax.Array
+) -> jax.Array:
+    """The quantile Huber loss of one sample (Dabney et al. 2018, as rlax writes it):
+
+        Σ_i mean_j |τ_i − 1{u_ij < 0}| · L_κ(u_ij),   u_ij = target_j − dist_i,
+
+    L_κ the Huber loss (½u² for |u| ≤ κ, κ(|u| − ½κ) beyond). ``dist`` [N] estimates the
+    quantiles ``tau`` [N] of the distribution sampled by ``target`` [N'] (held fixed by the
+    caller). Returns a scalar."""
+    u = target[None, :] - dist[:, None]
+    weight = jnp.abs(tau[:, None] - jax.lax.stop_gradient((u < 0).astype(jnp.float32)))
+    return jnp.sum(jnp.mean(weight * optax.huber_loss(u, delta=kappa), axis=-1))
+
+
+def quantile_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """QR-DQN (Dabney et al. 2018): the quantile Huber loss (:func:`quantile_huber_loss`,
+    κ = ``hparams.huber_delta``) of the online quantiles θ(s, a) at the midpoints τ̂ against
+    the target quantiles r + γ θ⁻(s', a*) (:func:`qlearn.targets.quantile_q_learning`), held
+    fixed (semi-gradient), averaged over the batch. ``q_fn`` is a
+    :class:`~qlearn.networks.QFunction` with a quantile head; a* as in
+    :func:`categorical_td_loss`.
+
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`, on the quantiles' means.
+    """
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    dist_t = q_fn.outputs(target_params, batch.next_obs)  # [B, A, N]
+    selector = q_fn(online_params, batch.next_obs) if double_q else jnp.mean(dist_t, axis=-1)
+    selector = policies.masked(selector, batch.next_action_mask)
+    target = jax.vmap(targets.quantile_q_learning)(batch.reward, discount_t, dist_t, selector)
+    target = jax.lax.stop_gradient(target)  # the target quantiles are labels
+    dist = q_fn.outputs(online_params, batch.obs)
+    dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
+    tau = networks.quantile_midpoints(dist.shape[-1])
+    per_sample = jax.vmap(quantile_huber_loss, (0, None, 0, None))(
+        dist_sa, tau, target, hparams.huber_delta
+    )
+    q_all = jnp.mean(dist, axis=-1)
+    return jnp.mean(per_sample), td_diagnostics(q_all, jnp.mean(dist_sa, -1), target.mean(-1))

@@ -1,0 +1,181 @@
+"""Scalar TD losses of one value per action: the semi-gradient regressions (MSE, Huber) on
+the TD target, the residual gradient, DQNReg, and the semi-gradient λ-return regression, with
+the targets and diagnostics they share (see :mod:`qlearn.losses` for the contracts)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from qlearn import policies, targets
+from qlearn.types import Params, QFn, ReturnBatch, Transition
+
+Regression = Callable[[jax.Array, Any], jax.Array]
+"""``regression(td_error[B], hparams) -> per-sample loss[B]``."""
+
+
+def mse(td_error: jax.Array, hparams: Any) -> jax.Array:
+    """Squared error δ², so that ∂/∂q̂ = −2δ (δ = y − q̂). Shape [B] -> [B]."""
+    del hparams
+    return jnp.square(td_error)
+
+
+def huber(td_error: jax.Array, hparams: Any) -> jax.Array:
+    """Huber loss with threshold κ = ``hparams.huber_delta``: ½δ² for |δ| ≤ κ, κ(|δ| − ½κ)
+    beyond (optax.huber_loss, the loss of Mnih et al. 2015). Shape [B] -> [B]."""
+    return optax.huber_loss(td_error, delta=hparams.huber_delta)
+
+
+REGRESSIONS: dict[str, Regression] = {"mse": mse, "huber": huber}
+
+
+def bootstrap_discount(batch: Transition, gamma: jax.Array) -> jax.Array:
+    """discount_t = γ^steps · (1 − terminated), [B]: zero only at a true termination; an
+    n-step transition (``steps`` = m) bootstraps m steps ahead."""
+    return gamma ** jnp.asarray(batch.steps, jnp.float32) * (
+        1.0 - batch.terminated.astype(jnp.float32)
+    )
+
+
+def td_targets(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool,
+) -> jax.Array:
+    """The (not yet stop-gradiented) TD targets y of a batch, shape [B].
+
+    discount_t = γ^steps·(1 − terminated): a truncated transition bootstraps from ``next_obs``.
+    With ``double_q`` the online network selects the next action and the target network
+    evaluates it. The max (or the selection) ranges over the actions available at
+    ``next_obs`` (``batch.next_action_mask``; all when None).
+    """
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    mask = batch.next_action_mask
+    q_t_value = q_fn(target_params, batch.next_obs)
+    if double_q:
+        q_t_selector = policies.masked(q_fn(online_params, batch.next_obs), mask)
+        return jax.vmap(targets.double_q_learning)(
+            batch.reward, discount_t, q_t_value, q_t_selector
+        )
+    return jax.vmap(targets.q_learning)(batch.reward, discount_t, policies.masked(q_t_value, mask))
+
+
+def semi_gradient_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    regression: Regression = huber,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Semi-gradient TD loss  L(θ) = mean_i ℓ(sg(y_i) − q̂(s_i, a_i; θ)).
+
+    Args:
+      q_fn: ``q_fn(params, obs[B, ...]) -> [B, A]``.
+      online_params: θ, the parameters being trained.
+      target_params: θ⁻, used for the bootstrap (pass ``online_params`` for no target network).
+      batch: a :class:`~qlearn.types.Transition` batch with leading axis B.
+      hparams: provides ``gamma`` (and ``huber_delta`` for Huber regression).
+      regression: ℓ, per-sample loss of the TD error (:func:`mse` or :func:`huber`).
+      double_q: use the Double Q-learning target.
+
+    Returns:
+      (scalar loss, aux) with aux = {q_mean: mean q̂(s,a), target_mean: mean y,
+      td_abs: mean |y − q̂|, q_abs_max: max |q̂(s, ·)| over the batch}.
+    """
+    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
+    y = jax.lax.stop_gradient(y)  # the semi-gradient: the target is a label, not a function of θ
+    q_tm1 = q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
+    td_error = y - q_sa
+    loss = jnp.mean(regression(td_error, hparams))
+    return loss, td_diagnostics(q_tm1, q_sa, y)
+
+
+def residual_gradient_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Residual-gradient loss (Baird 1995): the mean squared Bellman error with NO stop-gradient,
+
+        L(θ) = mean_i (r_i + γ_i max_a q̂(s'_i, a; θ) − q̂(s_i, a_i; θ))²,
+
+    so ∇L = −2 E[δ (∇q̂(s,a;θ) − γ_i ∇q̂(s', a*; θ))]: the gradient also moves the bootstrap.
+    The bootstrap uses θ itself (``target_params`` is ignored: a frozen copy would make it a
+    semi-gradient again). With stochastic transitions one sample of s' gives a biased gradient
+    of the true Bellman error (the double-sampling problem).
+
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`.
+    """
+    del target_params
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    q_next = policies.masked(q_fn(online_params, batch.next_obs), batch.next_action_mask)
+    y = jax.vmap(targets.q_learning)(batch.reward, discount_t, q_next)
+    q_tm1 = q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
+    td_error = y - q_sa
+    return jnp.mean(jnp.square(td_error)), td_diagnostics(q_tm1, q_sa, y)
+
+
+def dqn_reg_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """DQNReg (Co-Reyes et al. 2021, the loss their search evolved): the squared TD error plus
+    a penalty on the value itself, L(θ) = mean_i (w·q̂(s_i, a_i; θ) + (sg(y_i) − q̂(s_i, a_i;
+    θ))²), w = ``hparams.dqn_reg_weight`` (0.1 in the paper), y of :func:`td_targets`.
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
+    y = jax.lax.stop_gradient(y)
+    q_all = q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    loss = jnp.mean(hparams.dqn_reg_weight * q_sa + jnp.square(y - q_sa))
+    return loss, td_diagnostics(q_all, q_sa, y)
+
+
+def return_regression_loss(
+    q_fn: QFn,
+    params: Params,
+    batch: ReturnBatch,
+    hparams: Any,
+    *,
+    regression: Regression = mse,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The semi-gradient loss of a λ-return algorithm, L(θ) = mean_i ℓ(sg(G_i) − q̂(s_i, a_i; θ))
+    on a :class:`~qlearn.types.ReturnBatch` (its targets G precomputed over the rollout).
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    q_all = q_fn(params, batch.obs)
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    target = jax.lax.stop_gradient(batch.target)  # semi-gradient: G is a label
+    td_error = target - q_sa
+    return jnp.mean(regression(td_error, hparams)), td_diagnostics(q_all, q_sa, target)
+
+
+def td_diagnostics(q_all: jax.Array, q_sa: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
+    """The aux entries every built-in loss reports, from q̂(s, ·) [B, A], q̂(s, a) [B] and the
+    targets y [B]: q_mean = mean q̂(s,a), target_mean = mean y, td_abs = mean |y − q̂(s,a)|,
+    q_abs_max = max |q̂(s, ·)| (what divergence detection watches)."""
+    return {
+        "q_mean": jnp.mean(q_sa),
+        "target_mean": jnp.mean(target),
+        "td_abs": jnp.mean(jnp.abs(target - q_sa)),
+        "q_abs_max": jnp.max(jnp.abs(q_all)),
+    }
