@@ -1,0 +1,116 @@
+"""Do the README's results files still hold at this code? Shortened versions of every
+experiment family (DQN and PQN on CartPole and Breakout with the experiments' settings, tabular
+control, linear prediction on Baird and a Garnet), run by the code on ``sys.path``; two
+checkouts' outputs are compared bitwise. Equal arrays mean the training programs are the same,
+so the full-length numbers cannot have moved.
+
+    PYTHONPATH=OLD python OLD/experiments/same_numbers.py OLD old.npz   # e.g. a git worktree
+    PYTHONPATH=. python experiments/same_numbers.py . new.npz
+    python experiments/same_numbers.py --compare old.npz new.npz
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+if sys.argv[1] == "--compare":
+    a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
+    differ = [k for k in a.files if k not in b.files or not np.array_equal(a[k], b[k], True)]
+    print(f"compared {len(a.files)} arrays; differ: {differ or 'none'}")
+    sys.exit(1 if differ else 0)
+root, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root + "/experiments")
+import cartpole_dqn  # noqa: E402
+import cartpole_pqn  # noqa: E402
+import deadly_triad  # noqa: E402
+import minatar_dqn  # noqa: E402
+import minatar_pqn  # noqa: E402
+
+from qlearn import sweep  # noqa: E402
+from qlearn.algos import dqn, pqn, prediction, tabular  # noqa: E402
+from qlearn.envs import catalog  # noqa: E402
+
+res = {}
+
+
+def put(name, metrics):
+    for k, v in metrics.items():
+        res[f"{name}/{k}"] = np.asarray(v)
+
+
+short_dqn = dict(total_steps=20_000, num_evals=4)
+cfg = dqn.DQNConfig(**{**cartpole_dqn.TUNED_CONFIG, **short_dqn})
+put("dqn_tuned", sweep.run(cfg, {"lr": [1e-3, 3e-4]}, seeds=2, lanes=2).metrics)
+put("dqn_default", sweep.run(dqn.DQNConfig(**short_dqn), {"lr": [1e-3]}, seeds=2, lanes=2).metrics)
+cfg = pqn.PQNConfig(**{**cartpole_pqn.CONFIG, "total_steps": 20_480, "num_evals": 4})
+put("pqn_cartpole", sweep.run(cfg, {"lr": [1e-3]}, seeds=2, lanes=2).metrics)
+cfg = dqn.DQNConfig(
+    **{
+        **minatar_dqn.CONFIG,
+        "env_id": "Breakout-MinAtar",
+        "total_steps": 8_000,
+        "learning_starts": 2_000,
+        "buffer_size": 5_000,
+        "num_evals": 2,
+        "eval_episodes": 2,
+    }
+)
+put(
+    "dqn_breakout",
+    sweep.run(cfg, hparams=dqn.DQNHParams(**minatar_dqn.HPARAMS), seeds=2, lanes=2).metrics,
+)
+cfg = pqn.PQNConfig(
+    **{
+        **minatar_pqn.CONFIG,
+        "env_id": "Breakout-MinAtar",
+        "total_steps": 32_768,
+        "num_evals": 2,
+        "eval_episodes": 2,
+    }
+)
+put(
+    "pqn_breakout",
+    sweep.run(cfg, hparams=pqn.PQNHParams(**minatar_pqn.HPARAMS), seeds=2, lanes=2).metrics,
+)
+for env, alg, hp in [
+    ("CliffWalking", "sarsa", tabular.TabularHParams(lr=0.5, epsilon=0.1, gamma=1.0)),
+    ("CliffWalking", "q_learning", tabular.TabularHParams(lr=0.5, epsilon=0.1, gamma=1.0)),
+    (
+        "MaximizationBias",
+        "double_q_learning",
+        tabular.TabularHParams(lr=0.1, epsilon=0.1, gamma=1.0),
+    ),
+]:
+    cfg = tabular.TabularConfig(env_id=env, algorithm=alg, num_episodes=100)
+    put(f"tab_{env}_{alg}", sweep.run(cfg, hparams=hp, seeds=4, lanes=4).metrics)
+keys = sweep.seed_keys(0, 2)
+for loss, mode in [("semi_gradient", "sample"), ("tdc", "sample"), ("gtd2", "expected")]:
+    cfg = prediction.PredictionConfig(
+        env_id="Baird",
+        loss=loss,
+        mode=mode,
+        target_policy=tuple(catalog.BAIRD_TARGET),
+        behaviour_policy=tuple(catalog.BAIRD_BEHAVIOUR),
+        initial_weights=tuple(catalog.BAIRD_INITIAL_WEIGHTS),
+        num_steps=300,
+    )
+    _, m = jax.jit(jax.vmap(prediction.make_train(cfg), (0, None)))(
+        keys, prediction.PredictionHParams(lr=0.01, beta=0.01, gamma=0.99)
+    )
+    put(f"baird_{loss}", m)
+cfg = prediction.PredictionConfig(
+    env_id="Garnet",
+    env_kwargs=deadly_triad.GARNET,
+    loss="semi_gradient",
+    mode="expected",
+    target_policy=deadly_triad.TARGET,
+    behaviour_policy=deadly_triad.BEHAVIOUR,
+    num_steps=300,
+)
+_, m = jax.jit(prediction.make_train(cfg))(
+    jax.random.key(0), prediction.PredictionHParams(lr=0.01, gamma=0.9)
+)
+put("garnet_pred", m)
+np.savez(out, **res)
+print(len(res), "arrays")
