@@ -143,12 +143,10 @@ def dqn_reg_loss(
     a penalty on the value itself, L(θ) = mean_i (w·q̂(s_i, a_i; θ) + (sg(y_i) − q̂(s_i, a_i;
     θ))²), w = ``hparams.dqn_reg_weight`` (0.1 in the paper), y of :func:`td_targets`.
     Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
-    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
-    y = jax.lax.stop_gradient(y)
-    q_all = q_fn(online_params, batch.obs)
-    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-    loss = jnp.mean(hparams.dqn_reg_weight * q_sa + jnp.square(y - q_sa))
-    return loss, td_diagnostics(q_all, q_sa, y)
+    loss, aux = semi_gradient_td_loss(
+        q_fn, online_params, target_params, batch, hparams, regression=mse, double_q=double_q
+    )
+    return loss + hparams.dqn_reg_weight * aux["q_mean"], aux  # q_mean = mean q̂(s, a): on θ
 
 
 def return_regression_loss(
