@@ -1,9 +1,18 @@
-"""A uniform replay buffer of transitions: a ring of fixed capacity, pure functions on a pytree.
+"""A replay buffer of transitions: a ring of fixed capacity, pure functions on a pytree, sampled
+uniformly (:func:`sample`) or in proportion to priorities (:func:`sample_prioritized`).
 
 Items are stored one transition each (obs, action, reward, next_obs, terminated, truncated), so
 truncation is represented exactly. Measured against flashbax's item buffer in DQN's pattern
 (10 envs added, 5 batches of 100 sampled per step, 8 seeds vmapped, 2 CPU cores) this ring is
 about 2x faster and compiles faster; see the README's notes on performance.
+
+Prioritised replay (Schaul et al. 2016, proportional variant): item i has a priority
+p_i > 0, is drawn with probability P(i) = p_iᵅ / Σ_k p_kᵅ, and the loss weighs it by the
+importance-sampling weight w_i = (N·P(i))^(−β) / max_batch w (N the number of items; the
+normalisation by the batch's largest weight, as Dopamine does, only scales updates down).
+New items get the largest priority mass given so far, so each is likely replayed once before
+its TD error is known; :func:`update_priorities` sets p_i = |δ_i| + ε after an update. The
+masses p_iᵅ live in a :mod:`qlearn.sum_tree`, drawn with an error independent of N.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qlearn import sampling
+from qlearn import sampling, sum_tree
 from qlearn.types import Transition
 
 
@@ -25,23 +34,39 @@ class ReplayBuffer:
         insertion order at ``position``, wrapping around.
       position: int32 [], the index the next item is written to.
       size: int32 [], the number of valid items (≤ capacity).
+      priorities: the priority masses pᵅ of the items (:mod:`qlearn.sum_tree`; 0 for a slot
+        without a valid item), or None for a uniform buffer.
+      max_priority: float32 [], the largest mass given so far (1 at the start), which new
+        items get; None for a uniform buffer.
     """
 
     storage: Transition
     position: jax.Array
     size: jax.Array
+    priorities: sum_tree.SumTree | None = None
+    max_priority: jax.Array | None = None
 
     @property
     def capacity(self) -> int:
         return jax.tree.leaves(self.storage)[0].shape[0]
 
 
-def init(example: Transition, capacity: int) -> ReplayBuffer:
-    """An empty buffer for items shaped like ``example`` (one unbatched transition)."""
+def init(example: Transition, capacity: int, *, prioritized: bool = False) -> ReplayBuffer:
+    """An empty buffer for items shaped like ``example`` (one unbatched transition), with a
+    sum tree of priorities if ``prioritized``."""
     storage = jax.tree.map(
         lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype), example
     )
-    return ReplayBuffer(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    empty = jnp.zeros((), jnp.int32)
+    if not prioritized:
+        return ReplayBuffer(storage, empty, empty)
+    return ReplayBuffer(storage, empty, empty, sum_tree.init(capacity), jnp.ones((), jnp.float32))
+
+
+def words_per_sample(buffer: ReplayBuffer) -> int:
+    """uint32 PRNG words one draw of ``buffer`` takes: 2 (uniform), the tree's depth
+    (prioritised)."""
+    return sampling.WORDS_PER_INDEX if buffer.priorities is None else buffer.priorities.depth
 
 
 def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True) -> ReplayBuffer:
@@ -54,6 +79,7 @@ def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True)
     """
     n = jax.tree.leaves(items)[0].shape[0]
     capacity = buffer.capacity
+    idx = (buffer.position + jnp.arange(n)) % capacity
     if capacity % n == 0:  # the batch never straddles the end: one contiguous write
         storage = jax.tree.map(
             lambda s, x: jax.lax.dynamic_update_slice_in_dim(s, x, buffer.position, 0),
@@ -61,13 +87,17 @@ def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True)
             items,
         )
     else:
-        idx = (buffer.position + jnp.arange(n)) % capacity
         storage = jax.tree.map(lambda s, x: s.at[idx].set(x), buffer.storage, items)
     added = n * jnp.asarray(valid, jnp.int32)
-    return ReplayBuffer(
-        storage,
-        (buffer.position + added) % capacity,
-        jnp.minimum(buffer.size + added, capacity),
+    priorities = buffer.priorities
+    if priorities is not None:  # new items at the largest mass so far; skipped ones stay at 0
+        mass = jnp.where(valid, buffer.max_priority, 0.0)
+        priorities = sum_tree.update(priorities, idx, jnp.full(n, mass))
+    return buffer.replace(
+        storage=storage,
+        position=(buffer.position + added) % capacity,
+        size=jnp.minimum(buffer.size + added, capacity),
+        priorities=priorities,
     )
 
 
@@ -78,6 +108,40 @@ def sample(buffer: ReplayBuffer, words: jax.Array) -> Transition:
     must hold at least one item (the configs guarantee it before the first update)."""
     idx = sampling.uniform_index(words, buffer.size)
     return jax.tree.map(lambda s: s[idx], buffer.storage)
+
+
+def sample_prioritized(
+    buffer: ReplayBuffer, words: jax.Array, beta: jax.Array
+) -> tuple[Transition, jax.Array]:
+    """B items drawn with replacement with probability P(i) = p_iᵅ / Σ pᵅ (the tree's
+    masses), from ``words`` uint32 [B, depth] (:func:`words_per_sample`).
+
+    Returns (batch, indices int32 [B]); ``batch.weight`` holds the importance-sampling weights
+    w_i = (N·P(i))^(−β) / max_j w_j over the batch, N = ``buffer.size``: a loss that weighs
+    sample i by w_i follows the gradient of the uniform loss in expectation when β = 1."""
+    tree = buffer.priorities
+    idx = sum_tree.sample(tree, words)
+    prob = sum_tree.get(tree, idx) / sum_tree.total(tree)
+    weight = (buffer.size.astype(jnp.float32) * prob) ** -beta
+    batch = jax.tree.map(lambda s: s[idx], buffer.storage)
+    return batch.replace(weight=weight / jnp.max(weight)), idx
+
+
+def update_priorities(
+    buffer: ReplayBuffer,
+    idx: jax.Array,
+    priority: jax.Array,
+    alpha: jax.Array,
+    eps: jax.Array,
+) -> ReplayBuffer:
+    """Set the priorities of items ``idx`` [B] to p = ``priority`` + ε (``priority`` ≥ 0, e.g.
+    |δ|, [B]): their masses become pᵅ, and ``max_priority`` the largest mass so far. An index
+    drawn twice in the batch takes one of its two priorities."""
+    mass = (jax.lax.stop_gradient(priority) + eps) ** alpha
+    return buffer.replace(
+        priorities=sum_tree.update(buffer.priorities, idx, mass),
+        max_priority=jnp.maximum(buffer.max_priority, jnp.max(mass)),
+    )
 
 
 def n_step_transition(window: Transition, gamma: jax.Array) -> Transition:

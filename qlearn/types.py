@@ -25,7 +25,10 @@ contract of replay algorithms (DQN), ``batch`` a :class:`Transition` batch; the 
 its own targets.
 
 ``aux`` holds scalar diagnostics; the built-in losses report ``q_mean``, ``target_mean``,
-``td_abs`` and ``q_abs_max``.
+``td_abs`` and ``q_abs_max``. It may also hold ``priority`` [B], each sample's new replay
+priority (the built-ins: |δ|, or the sample's loss for the distributional ones): prioritised
+replay needs it, and it is not a metric. A loss weighs its samples by ``batch.weight`` when
+that is not None (:func:`qlearn.losses.batch_mean`).
 """
 
 ReturnLossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
@@ -51,6 +54,10 @@ class Transition:
         (:func:`qlearn.losses.bootstrap_discount`).
       next_action_mask: bool [A], the actions available at ``next_obs`` (the max/argmax of a
         target ranges over these only), or None for an env without action masks.
+      weight: float32 [], the importance-sampling weight of a sampled transition of
+        prioritised replay (:func:`qlearn.replay.sample_prioritized`): a loss averages its
+        per-sample terms with these weights (:func:`qlearn.losses.batch_mean`). None (not
+        stored, and for uniform replay): an unweighted mean.
     """
 
     obs: jax.Array
@@ -61,6 +68,7 @@ class Transition:
     truncated: jax.Array
     steps: jax.Array
     next_action_mask: jax.Array | None = None
+    weight: jax.Array | None = None
 
 
 @struct.dataclass

@@ -286,11 +286,14 @@ def test_config_is_hashable_and_frozen(tiny_config):
         tiny_config.num_envs = 3
 
 
-def test_on_a_finite_mdp_the_true_error_is_logged_and_falls():
-    """Linear DQN on one-hot Garnet features: the true VE against q* shrinks while the TD loss
-    does not, and the greedy policy becomes optimal (its exact value J equals J*) at most
-    evaluation points (q* has near-ties here, so one point may pick a near-optimal action)."""
+@pytest.mark.parametrize("replay", dqn.REPLAYS)
+def test_on_a_finite_mdp_the_true_error_is_logged_and_falls(replay):
+    """Linear DQN on one-hot Garnet features, with uniform or prioritised replay: the true VE
+    against q* shrinks while the TD loss does not, and the greedy policy becomes optimal (its
+    exact value J equals J*) at most evaluation points (q* has near-ties here, so one point
+    may pick a near-optimal action)."""
     config = dqn.DQNConfig(
+        replay=replay,
         env_id="Garnet",
         env_kwargs={"n_states": 10, "n_actions": 3, "branching": 3, "seed": 0},
         max_episode_steps=50,
@@ -451,3 +454,34 @@ def test_distributional_heads_train_and_v_min_v_max_are_swept_in_one_compile(tin
     config = dataclasses.replace(tiny_config, head="categorical", loss="c51")
     with pytest.raises(hparams.HParamError, match="v_min = -10 must be < v_max = -20"):
         config.validate_hparams(hparams.grid(dqn.DQNHParams, {"v_max": [10.0, -20.0]}))
+
+
+def test_prioritized_replay_trains_and_sweeps_alpha_in_one_compile(tiny_config):
+    """replay="prioritized": per_alpha is traced (0 and 0.6 in one program); α = 0 gives every
+    item mass 1, α > 0 masses from the replayed TD errors, none above the running maximum."""
+    config = dataclasses.replace(tiny_config, replay="prioritized")
+    hp = hparams.grid(dqn.DQNHParams, {"per_alpha": [0.0, 0.6]})
+    state, m = jax.jit(jax.vmap(dqn.make_train(config), (None, 0)))(
+        jax.random.key(0), hparams.to_arrays(hp)
+    )
+    assert np.all(np.isfinite(m["loss"])) and "priority" not in m
+    size = np.asarray(state.buffer.size)
+    leaves = np.asarray(state.buffer.priorities.nodes)[:, state.buffer.priorities.leaves :]
+    np.testing.assert_array_equal(leaves[0, : size[0]], 1.0)
+    np.testing.assert_array_equal(leaves[:, size[0] :], 0.0)  # no item: no mass
+    valid = leaves[1, : size[1]]
+    assert np.unique(valid).size > 100 and valid.max() <= float(state.buffer.max_priority[1])
+    # uniform replay draws other batches: the runs differ from prioritised α = 0
+    _, m_uniform = jax.jit(dqn.make_train(tiny_config))(jax.random.key(0), dqn.DQNHParams())
+    assert not np.array_equal(m_uniform["loss"], m["loss"][0])
+
+
+def test_prioritized_replay_refuses_bad_input(tiny_config):
+    with pytest.raises(ConfigError, match=r"config\.replay = 'rank' must be one of uniform"):
+        dataclasses.replace(tiny_config, replay="rank")
+    for name, value in (("per_beta", 1.5), ("per_alpha", -1.0), ("per_eps", 0.0)):
+        with pytest.raises(hparams.HParamError, match=name):
+            hparams.validate(dqn.DQNHParams(**{name: value}))
+    config = dataclasses.replace(tiny_config, replay="prioritized", loss=my_zero_loss)
+    with pytest.raises(ConfigError, match=r"needs a loss that reports aux\['priority'\]"):
+        jax.eval_shape(dqn.make_train(config), jax.random.key(0), dqn.DQNHParams())

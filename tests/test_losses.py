@@ -228,12 +228,12 @@ def test_switch_runs_the_indexed_loss_and_vmaps_over_the_index(setup):
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grad, grad_k
         )
-        assert set(aux) == {"q_mean", "target_mean", "td_abs", "q_abs_max", "my_stat"}
+        assert set(aux) == {"q_mean", "target_mean", "td_abs", "q_abs_max", "my_stat", "priority"}
         for name, value in aux.items():
             if name in aux_k:
                 np.testing.assert_allclose(value, aux_k[name], rtol=1e-6)
             else:
-                assert np.isnan(value)
+                assert np.all(np.isnan(value))
     hps = hparams.to_arrays(hparams.grid(HParams, {"gamma": [0.9], "loss_index": [0, 1, 2]}))
     vmapped = jax.vmap(lambda hp: switched(q_fn, online, target, batch, hp)[0])(hps)
     expected = [f(q_fn, online, target, batch, HParams(gamma=0.9))[0] for f in singles]
@@ -530,3 +530,46 @@ def test_dqn_reg_is_the_squared_td_error_plus_a_value_penalty(setup, variant):
         mse_part,
         penalty,
     )
+
+
+@pytest.mark.parametrize("name", losses.BUILTIN)
+def test_importance_weights_weigh_each_sample_and_priorities_are_per_sample(dist_setup, name):
+    """Prioritised replay's contract, for every built-in loss: with ``batch.weight`` w the loss
+    (and its gradient) is mean_i w_i·L_i, L_i the loss of sample i alone; ``aux["priority"]``
+    is |δ_i| for the scalar losses and L_i for the distributional ones."""
+    online, target, batch = dist_setup
+    kind = losses.HEAD_OF[name]
+    if kind == "scalar":
+        online, target = online[:, :A], target[:, :A]
+    q_fn = linear_q_function(kind)
+    hp = HParams(gamma=0.9, v_min=-3.0, v_max=3.0)
+    loss_fn = losses.resolve(name, double_q=True)
+    weight = jnp.linspace(0.1, 1.0, B)
+    weighted = batch.replace(weight=weight)
+    (loss, aux), grad = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+        q_fn, online, target, weighted, hp
+    )
+    singles = [
+        jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+            q_fn, online, target, jax.tree.map(lambda x, i=i: x[i : i + 1], batch), hp
+        )
+        for i in range(B)
+    ]
+    per_sample = np.array([float(s[0][0]) for s in singles])
+    np.testing.assert_allclose(loss, np.mean(np.asarray(weight) * per_sample), rtol=1e-5)
+    expected_grad = sum(float(w) * s[1] for w, s in zip(weight, singles, strict=True)) / B
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+    expected = per_sample if kind != "scalar" else [float(s[0][1]["td_abs"]) for s in singles]
+    assert aux["priority"].shape == (B,)
+    np.testing.assert_allclose(aux["priority"], expected, rtol=1e-5, atol=1e-7)
+    unweighted, _ = loss_fn(q_fn, online, target, batch, hp)
+    np.testing.assert_allclose(unweighted, per_sample.mean(), rtol=1e-5)
+
+
+def test_switch_fills_a_missing_priority_with_nan_of_its_shape(setup):
+    q_fn, online, target, batch = setup
+    switched = losses.resolve(("huber", "user_losses:my_zero_loss"), double_q=False)
+    _, aux = switched(q_fn, online, target, batch, HParams(loss_index=1))
+    assert aux["priority"].shape == (B,) and np.all(np.isnan(aux["priority"]))
+    _, aux = switched(q_fn, online, target, batch, HParams(loss_index=0))
+    assert np.all(np.isfinite(aux["priority"]))

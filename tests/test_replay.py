@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import replay
+from qlearn import replay, sum_tree
 from qlearn.types import Transition
 
 
@@ -92,3 +92,55 @@ def test_n_step_transition_matches_a_loop_and_stops_at_episode_ends(n):
         assert bool(out.truncated[j]) == bool(w.truncated[m - 1, j])
         np.testing.assert_array_equal(out.obs[j], w.obs[0, j])
         assert int(out.action[j]) == int(w.action[0, j])
+
+
+def prioritized_buffer(capacity, n):
+    example = jax.tree.map(lambda x: x[0], items(0, 1))
+    return replay.add(replay.init(example, capacity, prioritized=True), items(0, n))
+
+
+def masses(buf):
+    return np.asarray(sum_tree.get(buf.priorities, jnp.arange(buf.capacity)))
+
+
+def test_prioritized_items_enter_at_the_largest_mass_and_take_their_new_priorities():
+    buf = prioritized_buffer(8, 4)
+    np.testing.assert_array_equal(masses(buf), [1, 1, 1, 1, 0, 0, 0, 0])  # max is 1 at start
+    alpha, eps = 0.6, 1e-6
+    buf = replay.update_priorities(buf, jnp.array([0, 2]), jnp.array([3.0, 0.5]), alpha, eps)
+    new = (np.array([3.0, 0.5]) + eps) ** alpha
+    np.testing.assert_allclose(masses(buf)[[0, 2]], new, rtol=1e-6)
+    np.testing.assert_allclose(float(buf.max_priority), new[0], rtol=1e-6)
+    buf = replay.add(buf, items(4, 2), False)  # skipped: no mass
+    np.testing.assert_array_equal(masses(buf)[4:], 0)
+    buf = replay.add(buf, items(4, 6))  # wraps around: slots 0, 1 are new items at the max
+    np.testing.assert_allclose(masses(buf), [new[0]] * 2 + [new[1], 1] + [new[0]] * 4, rtol=1e-6)
+    assert int(buf.size) == 8 and int(buf.position) == 2
+    np.testing.assert_allclose(float(sum_tree.total(buf.priorities)), masses(buf).sum(), rtol=1e-6)
+
+
+def test_prioritized_draws_and_importance_weights_match_numpy():
+    buf = prioritized_buffer(16, 10)
+    priority = jnp.linspace(0.0, 4.5, 10)
+    alpha, beta, eps = 0.7, 0.5, 1e-3
+    buf = replay.update_priorities(buf, jnp.arange(10), priority, alpha, eps)
+    words = jax.random.bits(jax.random.key(0), (200_000, buf.priorities.depth), jnp.uint32)
+    batch, idx = jax.jit(replay.sample_prioritized)(buf, words, beta)
+    np.testing.assert_array_equal(batch.reward, idx)  # the items drawn, fields aligned
+    p = (np.asarray(priority, np.float64) + eps) ** alpha
+    prob = p / p.sum()
+    freq = np.bincount(np.asarray(idx), minlength=16) / idx.size
+    np.testing.assert_allclose(freq[:10], prob, atol=4e-3)
+    assert freq[10:].sum() == 0
+    weight = (10 * prob[np.asarray(idx)]) ** -beta
+    np.testing.assert_allclose(batch.weight, weight / weight.max(), rtol=1e-5)
+
+
+def test_alpha_zero_is_uniform_replay_with_unit_weights():
+    buf = prioritized_buffer(16, 10)
+    buf = replay.update_priorities(buf, jnp.arange(10), jnp.linspace(0, 9, 10), 0.0, 1e-6)
+    words = jax.random.bits(jax.random.key(1), (50_000, buf.priorities.depth), jnp.uint32)
+    batch, idx = replay.sample_prioritized(buf, words, 0.4)
+    freq = np.bincount(np.asarray(idx), minlength=16) / idx.size
+    np.testing.assert_allclose(freq[:10], 0.1, atol=5e-3)
+    np.testing.assert_allclose(batch.weight, 1.0, rtol=1e-6)

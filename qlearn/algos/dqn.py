@@ -14,7 +14,8 @@ One run, all inside one ``lax.scan``:
   1. warm-up: ``learning_starts`` env steps with the ε schedule, filling the replay buffer;
   2. ``num_evals`` intervals, each of equal length. An interval is a scan of iterations; an
      iteration steps the ``num_envs`` envs ``train_every`` times, then does
-     ``updates_per_train`` gradient updates on uniform replay batches;
+     ``updates_per_train`` gradient updates on replay batches (uniform, or prioritised:
+     ``replay="prioritized"``);
   3. at the end of each interval: greedy evaluation on fresh envs and the interval's metrics.
 Metrics therefore have a fixed length T = ``num_evals``: memory does not grow with steps.
 """
@@ -33,9 +34,11 @@ import numpy as np
 import optax
 from flax import struct
 
-from qlearn import dp, envs, hparams, losses, networks, policies, replay, sampling
+from qlearn import dp, envs, hparams, losses, networks, policies, replay
 from qlearn.algos import deep_q, rollout
 from qlearn.types import ConfigError, LossFn, Params, QFn, Transition, config_field
+
+REPLAYS = ("uniform", "prioritized")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,11 @@ class DQNConfig(envs.EnvConfig):
         "'package.module:function', a loss function, or a tuple of these (hparam loss_index "
         "picks one: losses compared in one compile)",
     )
+    replay: str = config_field(
+        "uniform",
+        "'uniform' or 'prioritized' (proportional, Schaul et al. 2016: hparams per_alpha, "
+        "per_beta, per_eps; the loss must report aux['priority'], as the built-ins do)",
+    )
     num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
     eval_episodes: int = config_field(10, "greedy episodes per evaluation")
     divergence_bound: float = config_field(
@@ -130,6 +138,8 @@ class DQNConfig(envs.EnvConfig):
         )
         deep_q.check_counts(self, ("learning_starts",), minimum=0)
         deep_q.check_counts(self, ("num_atoms", "num_quantiles"), minimum=2)
+        if self.replay not in REPLAYS:
+            fail(f"config.replay = '{self.replay}' must be one of {', '.join(REPLAYS)}")
         if self.head not in networks.HEADS:
             fail(f"config.head = '{self.head}' must be one of {', '.join(networks.HEADS)}")
         try:
@@ -243,6 +253,19 @@ class DQNHParams:
     )
     dqn_reg_weight: float = hparams.field(
         0.1, low=0, help="weight of the value penalty of the dqn_reg loss"
+    )
+    per_alpha: float = hparams.field(
+        0.6, low=0, help="prioritised replay: P(i) ∝ p_iᵅ (0: uniform)"
+    )
+    per_beta: float = hparams.field(
+        0.4,
+        low=0,
+        high=1,
+        help="prioritised replay: importance-sampling exponent β at the start, annealed "
+        "linearly to 1 over total_steps",
+    )
+    per_eps: float = hparams.field(
+        1e-6, low=0, low_open=True, help="prioritised replay: p_i = |δ_i| + ε"
     )
 
 
@@ -371,7 +394,7 @@ def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNSt
         params=params,
         target_params=params,
         opt_state=make_optimizer(hp).init(params),
-        buffer=replay.init(example, config.buffer_size),
+        buffer=replay.init(example, config.buffer_size, prioritized=config.replay != "uniform"),
         env_state=env_state,
         obs=obs,
         key=k_loop,
@@ -425,10 +448,16 @@ def env_step(
 def update(
     prog: deep_q.Program, hp: DQNHParams, state: DQNState, words: jax.Array
 ) -> tuple[DQNState, dict[str, jax.Array]]:
-    """One gradient update on the replay batch that ``words`` [B, WORDS_PER_INDEX] pick, then
-    the target update."""
+    """One gradient update on the replay batch that ``words`` [B, words per sample] pick
+    (prioritised: with β annealed from ``per_beta`` to 1 over the run, then the batch's
+    priorities set from the loss's ``aux["priority"]``), then the target update."""
     config = prog.config
-    batch = replay.sample(state.buffer, words)
+    buffer = state.buffer
+    if buffer.priorities is None:
+        batch = replay.sample(buffer, words)
+    else:
+        beta = policies.linear_schedule(state.env_steps, hp.per_beta, 1.0, config.total_steps)
+        batch, idx = replay.sample_prioritized(buffer, words, beta)
     bootstrap_params = state.target_params if config.target_network else state.params
     params, opt_state, m = gradient_step(
         prog.q_function(hp),
@@ -440,6 +469,14 @@ def update(
         batch,
         hp,
     )
+    priority = m.pop("priority", None)  # per sample: not a metric
+    if buffer.priorities is not None:
+        if priority is None:
+            raise ConfigError(
+                "config.replay = 'prioritized' needs a loss that reports aux['priority'] [B], "
+                "each sample's new priority (the built-in losses do); this one does not"
+            )
+        buffer = replay.update_priorities(buffer, idx, priority, hp.per_alpha, hp.per_eps)
     updates = state.updates + 1
     target_params = (
         update_target(params, state.target_params, updates, hp)
@@ -447,7 +484,11 @@ def update(
         else state.target_params
     )
     state = state.replace(
-        params=params, target_params=target_params, opt_state=opt_state, updates=updates
+        params=params,
+        target_params=target_params,
+        opt_state=opt_state,
+        updates=updates,
+        buffer=buffer,
     )
     return state, m
 
@@ -459,7 +500,7 @@ def iteration(
     config = prog.config
     state, _ = jax.lax.scan(functools.partial(env_step, prog, hp), state, length=config.train_every)
     key, k_sample = jax.random.split(state.key)
-    shape = (config.updates_per_train, config.batch_size, sampling.WORDS_PER_INDEX)
+    shape = (config.updates_per_train, config.batch_size, replay.words_per_sample(state.buffer))
     words = jax.random.bits(k_sample, shape, jnp.uint32)
     return jax.lax.scan(functools.partial(update, prog, hp), state.replace(key=key), words)
 

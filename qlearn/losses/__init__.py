@@ -69,6 +69,7 @@ from qlearn.losses.linear import (
 from qlearn.losses.td import (
     REGRESSIONS,
     Regression,
+    batch_mean,
     bootstrap_discount,
     dqn_reg_loss,
     huber,
@@ -77,6 +78,7 @@ from qlearn.losses.td import (
     return_regression_loss,
     semi_gradient_td_loss,
     td_diagnostics,
+    td_errors,
     td_targets,
 )
 from qlearn.types import LossFn
@@ -89,7 +91,8 @@ def switch(loss_fns: Sequence[Callable]) -> Callable:
     Every branch is compiled into the program, so vmapping over ``loss_index`` compares K
     losses in one compile. The aux dicts are unified: an entry a branch does not report is NaN.
     ``loss_index`` must be in [0, K): ``lax.switch`` would clamp anything else, so callers
-    validate it (see ``DQNConfig.validate_hparams``).
+    validate it (see ``DQNConfig.validate_hparams``). (A non-scalar entry, such as the
+    per-sample ``priority`` [B], is NaN of its shape.)
     """
     loss_fns = tuple(loss_fns)
     if not loss_fns:
@@ -98,13 +101,18 @@ def switch(loss_fns: Sequence[Callable]) -> Callable:
     def switched(q_fn, *args):
         hparams = args[-1]
         shapes = [jax.eval_shape(functools.partial(f, q_fn), *args)[1] for f in loss_fns]
-        keys = sorted(set().union(*shapes))
+        shape_of = {k: jnp.shape(v) for aux in reversed(shapes) for k, v in aux.items()}
+        keys = sorted(shape_of)
 
         def branch(f: Callable) -> Callable:
             def run(*operands):
                 loss, aux = f(q_fn, *operands)
-                nan = jnp.full((), jnp.nan, jnp.float32)
-                return loss, {k: jnp.asarray(aux.get(k, nan), jnp.float32) for k in keys}
+                return loss, {
+                    k: jnp.asarray(aux[k], jnp.float32)
+                    if k in aux
+                    else jnp.full(shape_of[k], jnp.nan, jnp.float32)
+                    for k in keys
+                }
 
             return run
 
@@ -218,6 +226,7 @@ __all__ = [
     "RETURN_BUILTIN",
     "LinearBatch",
     "Regression",
+    "batch_mean",
     "bootstrap_discount",
     "categorical_td_loss",
     "check_heads",
@@ -240,6 +249,7 @@ __all__ = [
     "spec_name",
     "switch",
     "td_diagnostics",
+    "td_errors",
     "td_targets",
     "tdc",
 ]

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from qlearn import networks, policies, targets
-from qlearn.losses.td import bootstrap_discount, td_diagnostics, td_targets
+from qlearn.losses.td import batch_mean, bootstrap_discount, td_diagnostics, td_targets
 from qlearn.types import Params, QFn, Transition
 
 
@@ -19,14 +19,16 @@ def cross_entropy_loss(
     q_fn: QFn, params: Params, batch: Transition, labels: jax.Array, target: jax.Array
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """−mean_i Σ_k labels_ik log softmax(ℓ(s_i, a_i; θ))_k for the logits of a categorical or
-    histogram head (``q_fn.outputs``) and fixed ``labels`` [B, K]; ``target`` [B] is the
-    labels' value (for the aux diagnostics, on the head's expectations)."""
+    histogram head (``q_fn.outputs``) and fixed ``labels`` [B, K] (weighted by
+    ``batch.weight`` under prioritised replay); ``target`` [B] is the labels' value (for the
+    aux diagnostics, on the head's expectations). ``priority`` is each sample's cross-entropy."""
     logits = q_fn.outputs(params, batch.obs)  # [B, A, K]
     logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
-    loss = -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1))
+    per_sample = -jnp.sum(labels * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1)
     q_all = jax.nn.softmax(logits, axis=-1) @ q_fn.support
     q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-    return loss, td_diagnostics(q_all, q_sa, target)
+    aux = td_diagnostics(q_all, q_sa, target) | {"priority": per_sample}
+    return batch_mean(per_sample, batch), aux
 
 
 def categorical_td_loss(
@@ -142,4 +144,5 @@ def quantile_td_loss(
         dist_sa, tau, target, hparams.huber_delta
     )
     q_all = jnp.mean(dist, axis=-1)
-    return jnp.mean(per_sample), td_diagnostics(q_all, jnp.mean(dist_sa, -1), target.mean(-1))
+    aux = td_diagnostics(q_all, jnp.mean(dist_sa, -1), target.mean(-1))
+    return batch_mean(per_sample, batch), aux | {"priority": per_sample}

@@ -68,6 +68,32 @@ def td_targets(
     return jax.vmap(targets.q_learning)(batch.reward, discount_t, policies.masked(q_t_value, mask))
 
 
+def batch_mean(per_sample: jax.Array, batch: Transition) -> jax.Array:
+    """The loss of a batch from its per-sample terms ℓ_i [B]: mean_i ℓ_i, or mean_i w_i ℓ_i
+    with prioritised replay's importance-sampling weights ``batch.weight`` when present."""
+    if batch.weight is None:
+        return jnp.mean(per_sample)
+    return jnp.mean(batch.weight * per_sample)
+
+
+def td_errors(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The semi-gradient TD errors δ = sg(y) − q̂(s, a; θ) of a batch, y of :func:`td_targets`
+    held fixed: (δ [B], q̂(s, ·) [B, A], q̂(s, a) [B], y [B])."""
+    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
+    y = jax.lax.stop_gradient(y)  # the semi-gradient: the target is a label, not a function of θ
+    q_tm1 = q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
+    return y - q_sa, q_tm1, q_sa, y
+
+
 def semi_gradient_td_loss(
     q_fn: QFn,
     online_params: Params,
@@ -78,7 +104,8 @@ def semi_gradient_td_loss(
     regression: Regression = huber,
     double_q: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Semi-gradient TD loss  L(θ) = mean_i ℓ(sg(y_i) − q̂(s_i, a_i; θ)).
+    """Semi-gradient TD loss  L(θ) = mean_i ℓ(sg(y_i) − q̂(s_i, a_i; θ))  (weighted by
+    ``batch.weight`` under prioritised replay, :func:`batch_mean`).
 
     Args:
       q_fn: ``q_fn(params, obs[B, ...]) -> [B, A]``.
@@ -91,15 +118,13 @@ def semi_gradient_td_loss(
 
     Returns:
       (scalar loss, aux) with aux = {q_mean: mean q̂(s,a), target_mean: mean y,
-      td_abs: mean |y − q̂|, q_abs_max: max |q̂(s, ·)| over the batch}.
+      td_abs: mean |y − q̂|, q_abs_max: max |q̂(s, ·)| over the batch, priority: |δ| [B]}.
     """
-    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
-    y = jax.lax.stop_gradient(y)  # the semi-gradient: the target is a label, not a function of θ
-    q_tm1 = q_fn(online_params, batch.obs)
-    q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
-    td_error = y - q_sa
-    loss = jnp.mean(regression(td_error, hparams))
-    return loss, td_diagnostics(q_tm1, q_sa, y)
+    td_error, q_tm1, q_sa, y = td_errors(
+        q_fn, online_params, target_params, batch, hparams, double_q=double_q
+    )
+    loss = batch_mean(regression(td_error, hparams), batch)
+    return loss, td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
 
 
 def residual_gradient_td_loss(
@@ -127,7 +152,8 @@ def residual_gradient_td_loss(
     q_tm1 = q_fn(online_params, batch.obs)
     q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
     td_error = y - q_sa
-    return jnp.mean(jnp.square(td_error)), td_diagnostics(q_tm1, q_sa, y)
+    aux = td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
+    return batch_mean(jnp.square(td_error), batch), aux
 
 
 def dqn_reg_loss(
@@ -143,10 +169,11 @@ def dqn_reg_loss(
     a penalty on the value itself, L(θ) = mean_i (w·q̂(s_i, a_i; θ) + (sg(y_i) − q̂(s_i, a_i;
     θ))²), w = ``hparams.dqn_reg_weight`` (0.1 in the paper), y of :func:`td_targets`.
     Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
-    loss, aux = semi_gradient_td_loss(
-        q_fn, online_params, target_params, batch, hparams, regression=mse, double_q=double_q
+    td_error, q_tm1, q_sa, y = td_errors(
+        q_fn, online_params, target_params, batch, hparams, double_q=double_q
     )
-    return loss + hparams.dqn_reg_weight * aux["q_mean"], aux  # q_mean = mean q̂(s, a): on θ
+    loss = batch_mean(hparams.dqn_reg_weight * q_sa + jnp.square(td_error), batch)
+    return loss, td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
 
 
 def return_regression_loss(

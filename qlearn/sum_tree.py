@@ -1,0 +1,87 @@
+"""A sum tree of non-negative masses, in pure JAX: set masses, read the total, and draw leaves
+with probability mass / total, for proportional prioritised replay (:mod:`qlearn.replay`).
+
+Layout: ``nodes`` float32 [2P], P = the next power of two ≥ the capacity C; the root is
+``nodes[1]``, the leaf of item i is ``nodes[P + i]``, the children of node k are 2k and 2k + 1
+(``nodes[0]`` is unused). Every inner node is recomputed as the float sum of its two children
+whenever a leaf below it changes, so no rounding error accumulates over updates.
+
+Sampling descends from the root, going left at node k with probability
+nodes[2k] / nodes[k], a 32-bit Bernoulli draw per level (:func:`qlearn.sampling.bernoulli`).
+The probability of a leaf is then the product of the ratios along its path, which telescopes
+to mass / total, each factor exact to a relative 2⁻²⁴ or so: the error is
+O(log₂ C · 2⁻²⁴) relative to every leaf's probability, whatever C. (The textbook descent
+compares one float u ∈ [0, total) with the prefix sums; float32 u has 2²⁴ grid points, so
+at C = 10⁶ an average leaf would get 16 of them, ±6% of its probability.) A leaf of mass 0 is
+never drawn while the total is positive.
+
+All functions are pure, with static shapes, so they ``vmap`` over runs.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from qlearn import sampling
+
+
+@struct.dataclass
+class SumTree:
+    """The tree of :mod:`qlearn.sum_tree`: ``nodes`` float32 [2P] (P = ``leaves``)."""
+
+    nodes: jax.Array
+
+    @property
+    def leaves(self) -> int:
+        """P, the number of leaf slots (a power of two ≥ the capacity)."""
+        return self.nodes.shape[-1] // 2
+
+    @property
+    def depth(self) -> int:
+        """log₂ P: levels below the root, and the PRNG words a draw takes."""
+        return depth_of(self.leaves)
+
+
+def depth_of(capacity: int) -> int:
+    """Levels of the tree of ``capacity`` leaves (at least 1)."""
+    return max(1, (int(capacity) - 1).bit_length())
+
+
+def init(capacity: int) -> SumTree:
+    """A tree of ``capacity`` leaves, all of mass 0."""
+    return SumTree(jnp.zeros(2 * 2 ** depth_of(capacity), jnp.float32))
+
+
+def total(tree: SumTree) -> jax.Array:
+    """Σ masses, float32 []."""
+    return tree.nodes[1]
+
+
+def get(tree: SumTree, index: jax.Array) -> jax.Array:
+    """The masses of leaves ``index`` (int [...]), float32 [...]."""
+    return tree.nodes[tree.leaves + index]
+
+
+def update(tree: SumTree, index: jax.Array, mass: jax.Array) -> SumTree:
+    """Set leaves ``index`` (int [n]) to ``mass`` (float [n], ≥ 0), then recompute their
+    ancestors level by level from their children. A repeated index takes one of its masses,
+    and its ancestors are consistent with whichever it took."""
+    node = tree.leaves + index
+    nodes = tree.nodes.at[node].set(jnp.asarray(mass, jnp.float32))
+    for _ in range(tree.depth):  # each level from the already-final level below it
+        node = node // 2
+        nodes = nodes.at[node].set(nodes[2 * node] + nodes[2 * node + 1])
+    return SumTree(nodes)
+
+
+def sample(tree: SumTree, words: jax.Array) -> jax.Array:
+    """Leaves drawn with probability mass / total from ``words`` uint32 [..., depth], one word
+    per level: int32 [...]. The total must be positive."""
+    node = jnp.ones(words.shape[:-1], jnp.int32)
+    for level in range(tree.depth):
+        left = tree.nodes[2 * node]
+        go_left = sampling.bernoulli(words[..., level], left / tree.nodes[node])
+        node = 2 * node + jnp.where(go_left, 0, 1)
+    return node - tree.leaves
