@@ -1,6 +1,6 @@
 """What each built-in replay loss costs: DQN on CartPole-v1 with every built-in loss (each on the
-head it needs), training time as a ratio to the Huber loss at the same settings, at 1 and 8
-runs.
+head it needs), and Huber and C51 with prioritised replay, training time as a ratio to the Huber
+loss with uniform replay at the same settings, at 1 and 8 runs.
 
 Every (loss, runs) pair runs in a child process of its own, compiled there and timed after
 compilation; the pairs are measured in alternating rounds (all losses once, then again) so
@@ -22,7 +22,7 @@ import time
 from common import child_json, jit_runs, write_report
 
 CONFIG = dict(env_id="CartPole-v1", learning_starts=2_000, num_evals=4, eval_episodes=5)
-LOSSES = {  # loss -> its head
+HEADS = {  # loss -> its head
     "huber": "scalar",
     "mse": "scalar",
     "dqn_reg": "scalar",
@@ -31,17 +31,23 @@ LOSSES = {  # loss -> its head
     "two_hot": "histogram",
     "qr": "quantile",
 }
+VARIANTS = {name: (name, "uniform") for name in HEADS} | {  # variant -> (loss, replay)
+    "huber+per": ("huber", "prioritized"),
+    "c51+per": ("c51", "prioritized"),
+}
 SUPPORT = {"v_min": 0.0, "v_max": 100.0}  # CartPole's returns (γ = 0.99: at most 100)
 
 
-def measure(loss: str, runs: int, steps: int) -> dict:
-    """In this process: compile ``runs`` runs of DQN with ``loss`` and time one call."""
+def measure(variant: str, runs: int, steps: int) -> dict:
+    """In this process: compile ``runs`` runs of DQN with ``variant``'s loss and replay and
+    time one call."""
     import jax
 
     from qlearn import sweep
     from qlearn.algos import dqn
 
-    config = dqn.DQNConfig(**CONFIG, total_steps=steps, loss=loss, head=LOSSES[loss])
+    loss, replay = VARIANTS[variant]
+    config = dqn.DQNConfig(**CONFIG, total_steps=steps, loss=loss, head=HEADS[loss], replay=replay)
     hp = dqn.DQNHParams(**SUPPORT)
     fn = jit_runs(dqn.make_train(config))
     keys = sweep.seed_keys(0, runs)
@@ -52,8 +58,9 @@ def measure(loss: str, runs: int, steps: int) -> dict:
     _, metrics = jax.block_until_ready(compiled(keys, hp))
     seconds = time.perf_counter() - start
     return {
-        "loss": loss,
-        "head": LOSSES[loss],
+        "loss": variant,
+        "head": HEADS[loss],
+        "replay": replay,
         "runs": runs,
         "seconds": seconds,
         "compile_seconds": compile_s,
@@ -67,7 +74,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,8")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--losses", default=",".join(LOSSES))
+    parser.add_argument("--losses", default=",".join(VARIANTS))
     parser.add_argument("--out", default="benchmarks/results/loss_cost.json")
     parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -78,9 +85,9 @@ def main() -> None:
     names = args.losses.split(",")
     if "huber" not in names:
         raise SystemExit("--losses must include huber: every ratio is to it")
-    unknown = sorted(set(names) - set(LOSSES))
+    unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
-        raise SystemExit(f"unknown loss(es) {', '.join(unknown)}; built-in: {', '.join(LOSSES)}")
+        raise SystemExit(f"unknown loss(es) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     sizes = [int(s) for s in args.sizes.split(",")]
     measured = []
     for r in range(args.rounds):
@@ -98,7 +105,7 @@ def main() -> None:
                 measured.append(child_json(cmd) | {"round": r})
                 m = measured[-1]
                 print(
-                    f"  round {r}: {loss:<9} {runs} run(s) {m['seconds']:6.2f} s",
+                    f"  round {r}: {loss:<10} {runs} run(s) {m['seconds']:6.2f} s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -115,7 +122,8 @@ def main() -> None:
             rows.append(
                 {
                     "loss": loss,
-                    "head": LOSSES[loss],
+                    "head": last["head"],
+                    "replay": last["replay"],
                     "runs": runs,
                     "seconds": median[loss],
                     "ratio_to_huber": median[loss] / median["huber"],
@@ -128,10 +136,14 @@ def main() -> None:
         f"DQN on CartPole-v1, {args.steps:,} env steps per run; median of {args.rounds} "
         "alternating rounds, after compilation"
     )
-    print(f"{'loss':<9} {'head':<12} {'runs':>4} {'seconds':>8} {'× huber':>8} {'compile s':>9}")
+    print(
+        f"{'loss':<10} {'head':<12} {'replay':<12} {'runs':>4} {'seconds':>8} {'× huber':>8} "
+        f"{'compile s':>9}"
+    )
     for row in rows:
         print(
-            f"{row['loss']:<9} {row['head']:<12} {row['runs']:>4} {row['seconds']:>8.2f} "
+            f"{row['loss']:<10} {row['head']:<12} {row['replay']:<12} {row['runs']:>4} "
+            f"{row['seconds']:>8.2f} "
             f"{row['ratio_to_huber']:>8.2f} {row['compile_seconds']:>9.1f}"
         )
     import jax

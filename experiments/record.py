@@ -306,13 +306,20 @@ def render_peers(r: dict[str, Any]) -> str:
 
 
 def render_loss_cost(r: dict[str, Any]) -> str:
-    """benchmarks/loss_cost.py: each built-in loss's training time relative to Huber."""
+    """benchmarks/loss_cost.py: each built-in loss's training time relative to Huber (with
+    uniform replay), and with prioritised replay."""
     sizes = sorted({row["runs"] for row in r["rows"]})
-    header = ["loss", "head"] + [f"× Huber, {n} run{'s' if n > 1 else ''}" for n in sizes]
+    header = ["loss", "head", "replay"]
+    header += [f"× Huber, {n} run{'s' if n > 1 else ''}" for n in sizes]
     by = {(row["loss"], row["runs"]): row for row in r["rows"]}
     names = list(dict.fromkeys(row["loss"] for row in r["rows"]))
+    first = {name: by[(name, sizes[0])] for name in names}
     rows = [
-        [f"`{name}`", by[(name, sizes[0])]["head"]]
+        [
+            f"`{name.split('+')[0]}`",
+            first[name]["head"],
+            first[name].get("replay", "uniform"),
+        ]
         + [f"{by[(name, n)]['ratio_to_huber']:.2f}" for n in sizes]
         for name in names
     ]
