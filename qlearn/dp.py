@@ -240,6 +240,7 @@ def error_metrics(
     behaviour: jax.Array,
     visits: jax.Array,
     gamma: jax.Array | float,
+    replayed: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """What only a finite MDP can tell about a learner's q̂ [S, A], each a scalar:
 
@@ -249,12 +250,23 @@ def error_metrics(
     return from the start within the MDP's time limit (:func:`policy_value`), the objective q*
     maximises; ``greedy_return`` = J_1, its expected UNDISCOUNTED return in the same episodes,
     which is what a greedy evaluation episode (``eval_return``) measures.
+
+    With ``replayed`` [S, A] (the loss weight a replay learner's batches put on each (s, a),
+    unnormalised) also ``ve_replayed``, the VE under that weighting μ_r — the μ the learner's
+    loss actually weighs — and ``replay_tv`` = ½ Σ |μ_r − μ_b|, its total-variation distance
+    to the on-policy μ_b (0: replay weighs pairs as the behaviour policy visits them; 1: on
+    pairs it never visits).
     """
     mu = state_action_distribution(mdp, behaviour)
     greedy = greedy_policy(q_hat, mdp.action_mask)
-    return {
+    metrics = {
         "ve_behaviour": value_error(q_hat, q_star, mu),
         "ve_empirical": value_error(q_hat, q_star, visits / jnp.maximum(jnp.sum(visits), 1)),
         "greedy_value": policy_value(mdp, greedy, gamma),
         "greedy_return": policy_value(mdp, greedy, 1.0),
     }
+    if replayed is not None:
+        mu_r = replayed / jnp.maximum(jnp.sum(replayed), 1e-30)
+        metrics["ve_replayed"] = value_error(q_hat, q_star, mu_r)
+        metrics["replay_tv"] = 0.5 * jnp.sum(jnp.abs(mu_r - mu))
+    return metrics

@@ -178,4 +178,5 @@ def n_step_transition(window: Transition, gamma: jax.Array) -> Transition:
         next_action_mask=None
         if window.next_action_mask is None
         else at_last(window.next_action_mask),
+        state_index=None if window.state_index is None else window.state_index[0],
     )

@@ -6,14 +6,15 @@ Layout: ``nodes`` float32 [2P], P = the next power of two ≥ the capacity C; th
 (``nodes[0]`` is unused). Every inner node is recomputed as the float sum of its two children
 whenever a leaf below it changes, so no rounding error accumulates over updates.
 
-Sampling descends from the root, going left at node k with probability
-nodes[2k] / nodes[k], a 32-bit Bernoulli draw per level (:func:`qlearn.sampling.bernoulli`).
-The probability of a leaf is then the product of the ratios along its path, which telescopes
-to mass / total, each factor exact to a relative 2⁻²⁴ or so: the error is
-O(log₂ C · 2⁻²⁴) relative to every leaf's probability, whatever C. (The textbook descent
-compares one float u ∈ [0, total) with the prefix sums; float32 u has 2²⁴ grid points, so
-at C = 10⁶ an average leaf would get 16 of them, ±6% of its probability.) A leaf of mass 0 is
-never drawn while the total is positive.
+Sampling descends from the root: at each node, a 32-bit Bernoulli draw
+(:func:`qlearn.sampling.bernoulli`) picks the LIGHTER child with probability
+lighter / (left + right), else the heavier one. The probability of a leaf is the product of
+the ratios along its path, which telescopes to mass / total; testing the lighter child keeps
+each factor exact to a relative ≈ 2⁻²³ + 2⁻³²/q (q ≤ ½ the lighter child's share), so a leaf's
+probability is exact to O(log₂ C · (2⁻²³ + 2⁻³²/q_min)) relative, whatever the capacity C.
+(The textbook descent compares one float32 u ∈ [0, total) with prefix sums: u has 2²⁴ grid
+points, so at C = 10⁶ an average leaf would get 16 of them, ±6% of its probability.) A leaf of
+mass 0 is never drawn while the total is positive.
 
 All functions are pure, with static shapes, so they ``vmap`` over runs.
 """
@@ -72,16 +73,20 @@ def update(tree: SumTree, index: jax.Array, mass: jax.Array) -> SumTree:
     nodes = tree.nodes.at[node].set(jnp.asarray(mass, jnp.float32))
     for _ in range(tree.depth):  # each level from the already-final level below it
         node = node // 2
-        nodes = nodes.at[node].set(nodes[2 * node] + nodes[2 * node + 1])
+        nodes = nodes.at[node].set(jnp.sum(nodes.reshape(-1, 2)[node], axis=-1))
     return SumTree(nodes)
 
 
 def sample(tree: SumTree, words: jax.Array) -> jax.Array:
     """Leaves drawn with probability mass / total from ``words`` uint32 [..., depth], one word
     per level: int32 [...]. The total must be positive."""
+    children = tree.nodes.reshape(-1, 2)  # row k: the children 2k, 2k + 1 of node k
     node = jnp.ones(words.shape[:-1], jnp.int32)
     for level in range(tree.depth):
-        left = tree.nodes[2 * node]
-        go_left = sampling.bernoulli(words[..., level], left / tree.nodes[node])
-        node = 2 * node + jnp.where(go_left, 0, 1)
+        pair = children[node]
+        left, right = pair[..., 0], pair[..., 1]
+        left_lighter = left <= right
+        lighter = jnp.where(left_lighter, left, right)
+        take_lighter = sampling.bernoulli(words[..., level], lighter / (left + right))
+        node = 2 * node + jnp.where(take_lighter == left_lighter, 0, 1)
     return node - tree.leaves

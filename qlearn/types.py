@@ -58,6 +58,9 @@ class Transition:
         prioritised replay (:func:`qlearn.replay.sample_prioritized`): a loss averages its
         per-sample terms with these weights (:func:`qlearn.losses.batch_mean`). None (not
         stored, and for uniform replay): an unweighted mean.
+      state_index: int32 [], the finite MDP's state of ``obs`` (DQN stores it on finite MDPs,
+        to measure the state-action weighting its replayed batches put on each (s, a)); None
+        elsewhere.
     """
 
     obs: jax.Array
@@ -69,6 +72,7 @@ class Transition:
     steps: jax.Array
     next_action_mask: jax.Array | None = None
     weight: jax.Array | None = None
+    state_index: jax.Array | None = None
 
 
 @struct.dataclass

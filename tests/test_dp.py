@@ -154,6 +154,27 @@ def test_error_metrics_of_q_star_are_zero_and_its_greedy_value_is_optimal():
     )
 
 
+def test_replayed_weighting_metrics_against_the_on_policy_distribution():
+    """ve_replayed is the VE under the normalised replay weights, replay_tv their total-
+    variation distance to μ_b: 0 and ve_behaviour when replay weighs as μ_b (any scale), 1 when
+    all replayed weight sits on pairs μ_b never visits."""
+    _, mdp = envs.make("Garnet", n_states=6, n_actions=2, branching=2, seed=7)
+    q, _ = dp.value_iteration(mdp, 0.9, tol=1e-7)
+    q_hat = q + jnp.arange(12.0).reshape(6, 2) / 10
+    behaviour = policies.epsilon_greedy_probs(q, 0.2)
+    mu = dp.state_action_distribution(mdp, behaviour)
+    same = dp.error_metrics(mdp, q_hat, q, behaviour, jnp.ones((6, 2)), 0.9, 37.0 * mu)
+    np.testing.assert_allclose(same["replay_tv"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(same["ve_replayed"], same["ve_behaviour"], rtol=1e-5)
+    greedy_only = policies.epsilon_greedy_probs(q, 0.0)
+    off = 1.0 - greedy_only  # weight only on the actions a greedy behaviour never takes
+    m = dp.error_metrics(mdp, q_hat, q, greedy_only, jnp.ones((6, 2)), 0.9, off)
+    np.testing.assert_allclose(m["replay_tv"], 1.0, rtol=1e-6)
+    err = np.asarray(q_hat - q) ** 2
+    np.testing.assert_allclose(m["ve_replayed"], (err * off).sum() / off.sum(), rtol=1e-5)
+    assert "replay_tv" not in dp.error_metrics(mdp, q, q, behaviour, jnp.ones((6, 2)), 0.9)
+
+
 def test_greedy_value_is_discounted_and_greedy_return_is_what_an_episode_returns():
     """Chain(10), γ = 0.99: the optimal greedy episode returns 1 (eval_return measures that),
     its γ-discounted value is γ⁸ ≈ 0.923."""

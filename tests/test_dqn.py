@@ -271,6 +271,10 @@ def test_losses_compared_in_one_compile(tiny_config):
         ({"head": "histogram", "loss": "c51"}, "'c51' needs config.head = 'categorical'"),
         ({"loss": "two_hot"}, "'two_hot' needs config.head = 'histogram'"),
         ({"network": "linear", "dueling": True}, "config.dueling needs config.network = 'mlp'"),
+        (
+            {"env_id": "MaximizationBias", "loss": ("huber", "munchausen")},
+            "'munchausen' needs the action mask of each replayed state",
+        ),
     ],
 )
 def test_config_errors_name_the_field(change, message):
@@ -307,7 +311,21 @@ def test_on_a_finite_mdp_the_true_error_is_logged_and_falls(replay):
         eval_episodes=4,
     )
     hp = dqn.DQNHParams(lr=0.05, gamma=0.9, eps_end=0.3, target_tau=0.1)
-    _, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
+    state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
+    # the last interval's replayed loss weights: one per sample for uniform replay, the
+    # importance weights (≤ 1) for prioritised; on (s, a) pairs the buffer holds
+    samples = config.iters_per_eval * config.updates_per_train * config.batch_size
+    replayed = np.asarray(state.replayed)
+    if replay == "uniform":
+        assert replayed.sum() == samples
+    else:
+        assert 0.2 * samples < replayed.sum() < samples
+    stored = np.zeros_like(replayed)
+    buffer = state.buffer.storage
+    np.add.at(stored, (np.asarray(buffer.state_index), np.asarray(buffer.action)), 1)
+    assert np.all(stored[replayed > 0] > 0)
+    tv = np.asarray(metrics["replay_tv"])
+    assert np.all((tv >= 0) & (tv <= 1)) and np.all(np.isfinite(metrics["ve_replayed"]))
     ve = np.asarray(metrics["ve_behaviour"])
     assert ve[-1] < 0.05 * ve[0]
     assert np.asarray(metrics["ve_empirical"])[-1] < 0.05 * np.asarray(metrics["ve_empirical"])[0]

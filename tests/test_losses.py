@@ -23,6 +23,9 @@ class HParams:
     v_max: float = hparams.field(10.0, help="highest atom")
     hl_gauss_sigma: float = hparams.field(0.75, low=0, low_open=True, help="σ in bin widths")
     dqn_reg_weight: float = hparams.field(0.1, low=0, help="value penalty")
+    munchausen_tau: float = hparams.field(0.03, low=0, low_open=True, help="temperature")
+    munchausen_alpha: float = hparams.field(0.9, low=0, high=1, help="bonus weight")
+    munchausen_clip: float = hparams.field(-1.0, high=0, help="log-policy clip l0")
 
 
 B, OBS, A = 8, 3, 4
@@ -397,6 +400,7 @@ def test_qr_loss_is_the_mean_of_rlax_per_sample_losses(dist_setup, double_q, var
         ("histogram", functools.partial(losses.classification_td_loss, encode="hl_gauss")),
         ("histogram", functools.partial(losses.classification_td_loss, encode="two_hot")),
         ("scalar", losses.dqn_reg_loss),
+        ("scalar", losses.munchausen_td_loss),
     ],
 )
 def test_the_new_losses_pass_no_gradient_into_their_targets(dist_setup, kind, loss_fn):
@@ -573,3 +577,67 @@ def test_switch_fills_a_missing_priority_with_nan_of_its_shape(setup):
     assert aux["priority"].shape == (B,) and np.all(np.isnan(aux["priority"]))
     _, aux = switched(q_fn, online, target, batch, HParams(loss_index=0))
     assert np.all(np.isfinite(aux["priority"]))
+
+
+def numpy_log_softmax(x):
+    x = np.asarray(x, np.float64)
+    return x - x.max() - np.log(np.sum(np.exp(x - x.max())))
+
+
+def numpy_munchausen_targets(q_fn, online, target, batch, hp, double_q):
+    """Vieillard et al. 2020's target, one sample at a time in float64."""
+    q_t = np.asarray(q_fn(target, batch.next_obs), np.float64)
+    q_sel = np.asarray(q_fn(online if double_q else target, batch.next_obs), np.float64)
+    q_s = np.asarray(q_fn(target, batch.obs), np.float64)
+    mask = np.asarray(batch.next_action_mask)
+    tau, alpha, clip = hp.munchausen_tau, hp.munchausen_alpha, hp.munchausen_clip
+    out = []
+    for i in range(B):
+        allowed = mask[i]
+        log_pi_t = numpy_log_softmax(q_sel[i][allowed] / tau)
+        soft = np.sum(np.exp(log_pi_t) * (q_t[i][allowed] - tau * log_pi_t))
+        log_pi = numpy_log_softmax(q_s[i] / tau)[int(batch.action[i])]
+        bonus = alpha * tau * min(max(log_pi, clip), 0.0)
+        discount = hp.gamma ** int(batch.steps[i]) * (1.0 - float(batch.terminated[i]))
+        out.append(float(batch.reward[i]) + bonus + discount * soft)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_munchausen_loss_is_huber_on_the_papers_target(dist_setup, double_q, variant):
+    """Munchausen DQN against a float64 numpy computation of its target at random inputs
+    with terminations, truncations, 1..3-step transitions and masked next actions; the
+    clip l₀ binds for some samples (τ = 0.3 puts log π between −3 and 0)."""
+    online, target, batch = dist_setup
+    online, target = online[:, :A], target[:, :A]
+    q_fn = linear_q_function("scalar")
+    hp = HParams(gamma=0.9, munchausen_tau=0.3)
+    y = numpy_munchausen_targets(q_fn, online, target, batch, hp, double_q)
+    got = variant(losses.munchausen_targets, static_argnums=0, static_argnames="double_q")(
+        q_fn, online, target, batch, hp, double_q=double_q
+    )
+    np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-5)
+    q_s = np.asarray(q_fn(target, batch.obs)) / hp.munchausen_tau
+    log_pi = np.array([numpy_log_softmax(q_s[i])[int(batch.action[i])] for i in range(B)])
+    assert np.any(log_pi < hp.munchausen_clip) and np.any(log_pi > hp.munchausen_clip)
+    loss_fn = functools.partial(losses.munchausen_td_loss, double_q=double_q)
+    loss, _ = variant(loss_fn, static_argnums=0)(q_fn, online, target, batch, hp)
+    q_sa = np.asarray(q_fn(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
+    td = y - q_sa
+    huber = np.where(np.abs(td) <= 1.0, 0.5 * td**2, np.abs(td) - 0.5)
+    np.testing.assert_allclose(loss, huber.mean(), rtol=1e-5)
+
+
+def test_munchausen_without_bonus_tends_to_q_learning_as_the_temperature_falls(dist_setup):
+    """α = 0: soft Q-learning, whose soft bootstrap Σ π'(q − τ log π') tends to the max over
+    the available actions as τ → 0 (the gap is at most τ·log |A|)."""
+    online, target, batch = dist_setup
+    online, target = online[:, :A], target[:, :A]
+    q_fn = linear_q_function("scalar")
+    q_learning = losses.td_targets(q_fn, online, target, batch, HParams(gamma=0.9), double_q=False)
+    for tau in (0.1, 1e-3):
+        hp = HParams(gamma=0.9, munchausen_tau=tau, munchausen_alpha=0.0)
+        soft = losses.munchausen_targets(q_fn, online, target, batch, hp, double_q=False)
+        gap = np.asarray(soft - q_learning)
+        assert np.all(gap >= -1e-5) and np.all(gap <= tau * np.log(A) + 1e-5)
+    assert np.abs(gap).max() < 1e-2

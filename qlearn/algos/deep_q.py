@@ -87,6 +87,15 @@ def check_network(config: Any, head: networks.Head = networks.SCALAR) -> None:
         raise ConfigError(str(e)) from None
 
 
+def masks_actions(config: Any) -> bool:
+    """Whether some state of the config's env has an unavailable action (a finite MDP whose
+    mask is all True masks nothing)."""
+    env, env_params = make_env(config)
+    if not hasattr(env, "action_mask"):
+        return False
+    return not np.all(getattr(env_params, "action_mask", False))
+
+
 def num_losses(loss: Any) -> int:
     """How many losses ``config.loss`` offers to ``hparams.loss_index``."""
     return len(loss) if isinstance(loss, tuple) else 1

@@ -82,7 +82,8 @@ class DQNConfig(envs.EnvConfig):
     )
     loss: str | LossFn | tuple[str | LossFn, ...] = config_field(
         "huber",
-        "'huber', 'mse', 'residual', 'dqn_reg' (scalar head), 'c51' (categorical head), "
+        "'huber', 'mse', 'residual', 'dqn_reg', 'munchausen' (scalar head), 'c51' "
+        "(categorical head), "
         "'hl_gauss', 'two_hot' (histogram head), 'qr' (quantile head), "
         "'package.module:function', a loss function, or a tuple of these (hparam loss_index "
         "picks one: losses compared in one compile)",
@@ -146,6 +147,13 @@ class DQNConfig(envs.EnvConfig):
             losses.check_heads(self.loss, self.head)
         except ValueError as e:
             fail(str(e))
+        loss_names = self.loss if isinstance(self.loss, tuple) else (self.loss,)
+        if "munchausen" in loss_names and deep_q.masks_actions(self):
+            fail(
+                f"config.loss = 'munchausen' needs the action mask of each replayed state s "
+                f"(its log-policy bonus), which replay does not store, and {self.env_id} has "
+                "action masks"
+            )
         if self.batch_size > self.buffer_size:
             fail(
                 f"config.batch_size = {self.batch_size} must be ≤ buffer_size = {self.buffer_size}"
@@ -254,6 +262,15 @@ class DQNHParams:
     dqn_reg_weight: float = hparams.field(
         0.1, low=0, help="weight of the value penalty of the dqn_reg loss"
     )
+    munchausen_tau: float = hparams.field(
+        0.03, low=0, low_open=True, help="munchausen loss: softmax temperature τ"
+    )
+    munchausen_alpha: float = hparams.field(
+        0.9, low=0, high=1, help="munchausen loss: weight α of the scaled log-policy bonus"
+    )
+    munchausen_clip: float = hparams.field(
+        -1.0, high=0, help="munchausen loss: log π is clipped to [l₀, 0]"
+    )
     per_alpha: float = hparams.field(
         0.6, low=0, help="prioritised replay: P(i) ∝ p_iᵅ (0: uniform)"
     )
@@ -285,6 +302,10 @@ class DQNState:
     episodes: rollout.EpisodeStats
     visits: jax.Array | None = None
     """[S, A] state-action visit counts (finite MDPs only)."""
+    replayed: jax.Array | None = None
+    """[S, A] the loss weights of the current (or last) interval's replayed samples, summed
+    per (s, a): 1 each for uniform replay, the importance weight for prioritised (finite MDPs
+    only)."""
     window: Transition | None = None
     """the last ``n_step`` one-step transitions, leaves [n, N, ...] (n-step returns only)."""
 
@@ -338,7 +359,8 @@ def make_train(
       interval, NaN if none), train_episodes, epsilon, loss, q_mean, target_mean, td_abs
       (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
       ``divergence_bound`` in the interval); on a finite MDP also the true errors of
-      :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value, greedy_return).
+      :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value, greedy_return,
+      and for the interval's replayed batches ve_replayed and replay_tv).
     """
     init, run_intervals = make_stages(config, progress=progress)
 
@@ -375,6 +397,7 @@ def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNSt
     params = prog.network.init(k_init, jnp.zeros((1, *prog.obs_shape)))
     obs, env_state = rollout.reset_envs(prog.env, env_params, k_reset, num_envs)
     masks = envs.action_masks(prog.env, env_params, env_state)
+    finite = envs.is_finite(config.env_id)
     example = Transition(
         obs=obs[0],
         action=jnp.int32(0),
@@ -384,6 +407,7 @@ def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNSt
         truncated=jnp.bool_(False),
         steps=jnp.int32(1),
         next_action_mask=None if masks is None else masks[0],
+        state_index=jnp.int32(0) if finite else None,
     )
     window = None
     if config.n_step > 1:  # the last n one-step transitions of each env, oldest first
@@ -401,7 +425,8 @@ def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNSt
         env_steps=jnp.zeros((), jnp.int32),
         updates=jnp.zeros((), jnp.int32),
         episodes=rollout.init_episode_stats(num_envs),
-        visits=jnp.zeros(env_params.rewards.shape) if envs.is_finite(config.env_id) else None,
+        visits=jnp.zeros(env_params.rewards.shape) if finite else None,
+        replayed=jnp.zeros(env_params.rewards.shape) if finite else None,
         window=window,
     )
 
@@ -425,8 +450,9 @@ def env_step(
     epsilon = deep_q.epsilon_schedule(config, hp)(state.env_steps)
     key, action, obs, env_state, tr = deep_q.explore_step(prog, hp, state, epsilon)
     state = state.replace(key=key)
-    if state.visits is not None:  # count the visits for the empirical VE
+    if state.visits is not None:  # count the visits for the empirical VE; store s
         state = state.replace(visits=state.visits.at[state.env_state.state, action].add(1.0))
+        tr = tr.replace(state_index=state.env_state.state)
     if config.n_step > 1:  # store the n-step transition of the step n − 1 ago
         window = jax.tree.map(lambda w, x: jnp.concatenate([w[1:], x[None]]), state.window, tr)
         full = state.env_steps >= (config.n_step - 1) * num_envs
@@ -477,6 +503,10 @@ def update(
                 "each sample's new priority (the built-in losses do); this one does not"
             )
         buffer = replay.update_priorities(buffer, idx, priority, hp.per_alpha, hp.per_eps)
+    replayed = state.replayed
+    if replayed is not None:  # the weight this batch's loss puts on each (s, a)
+        weight = jnp.ones(batch.action.shape) if batch.weight is None else batch.weight
+        replayed = replayed.at[batch.state_index, batch.action].add(weight)
     updates = state.updates + 1
     target_params = (
         update_target(params, state.target_params, updates, hp)
@@ -489,6 +519,7 @@ def update(
         opt_state=opt_state,
         updates=updates,
         buffer=buffer,
+        replayed=replayed,
     )
     return state, m
 
@@ -518,6 +549,8 @@ def interval(
     config = prog.config
     k_eval_i, index = xs
     steps_before = jnp.where(index == 0, 0, state.env_steps)  # first: count warm-up
+    if state.replayed is not None:  # this interval's replayed weights only
+        state = state.replace(replayed=jnp.zeros_like(state.replayed))
     state, m = jax.lax.scan(
         functools.partial(iteration, prog, hp), state, length=config.iters_per_eval
     )
@@ -527,7 +560,9 @@ def interval(
         q_all = prog.q_function(hp)(state.params, env_params.features)  # every state, [S, A]
         epsilon = deep_q.epsilon_schedule(config, hp)(state.env_steps)
         behaviour = policies.epsilon_greedy_probs(q_all, epsilon, env_params.action_mask)
-        metrics |= dp.error_metrics(env_params, q_all, q_star, behaviour, state.visits, hp.gamma)
+        metrics |= dp.error_metrics(
+            env_params, q_all, q_star, behaviour, state.visits, hp.gamma, state.replayed
+        )
     if prog.progress is not None:
         jax.debug.callback(prog.progress, state.env_steps - steps_before, eval_return)
     state = state.replace(episodes=rollout.clear_completed(state.episodes))

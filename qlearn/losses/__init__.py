@@ -20,7 +20,8 @@ are computed once, before its epochs::
 A user-written loss with the algorithm's signature plugs into ``make_train`` unchanged: pass the
 function itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in
 names: ``"huber"`` and ``"mse"`` (semi-gradient; both contracts), ``"residual"``
-(residual-gradient, Baird 1995; replay only), ``"dqn_reg"`` (Co-Reyes et al. 2021), the
+(residual-gradient, Baird 1995; replay only), ``"dqn_reg"`` (Co-Reyes et al. 2021),
+``"munchausen"`` (M-DQN, Vieillard et al. 2020), the
 distributional ``"c51"`` (Bellemare et al. 2017) and ``"qr"`` (QR-DQN, Dabney et al. 2018),
 and the classification losses ``"hl_gauss"`` and ``"two_hot"`` (Farebrother et al. 2024;
 replay only). The last four read the head's outputs through ``q_fn.outputs``
@@ -74,6 +75,8 @@ from qlearn.losses.td import (
     dqn_reg_loss,
     huber,
     mse,
+    munchausen_targets,
+    munchausen_td_loss,
     residual_gradient_td_loss,
     return_regression_loss,
     semi_gradient_td_loss,
@@ -121,7 +124,17 @@ def switch(loss_fns: Sequence[Callable]) -> Callable:
     return switched
 
 
-BUILTIN = ("huber", "mse", "residual", "dqn_reg", "c51", "qr", "hl_gauss", "two_hot")
+BUILTIN = (
+    "huber",
+    "mse",
+    "residual",
+    "dqn_reg",
+    "munchausen",
+    "c51",
+    "qr",
+    "hl_gauss",
+    "two_hot",
+)
 RETURN_BUILTIN = ("huber", "mse")
 
 HEAD_OF = {
@@ -129,6 +142,7 @@ HEAD_OF = {
     "mse": "scalar",
     "residual": "scalar",
     "dqn_reg": "scalar",
+    "munchausen": "scalar",
     "c51": "categorical",
     "qr": "quantile",
     "hl_gauss": "histogram",
@@ -154,9 +168,9 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
     Args:
       spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression),
         ``"residual"`` (:func:`residual_gradient_td_loss`), ``"dqn_reg"``
-        (:func:`dqn_reg_loss`), ``"c51"`` (:func:`categorical_td_loss`), ``"qr"``
-        (:func:`quantile_td_loss`), ``"hl_gauss"`` and ``"two_hot"``
-        (:func:`classification_td_loss`), an import path
+        (:func:`dqn_reg_loss`), ``"munchausen"`` (:func:`munchausen_td_loss`), ``"c51"``
+        (:func:`categorical_td_loss`), ``"qr"`` (:func:`quantile_td_loss`), ``"hl_gauss"``
+        and ``"two_hot"`` (:func:`classification_td_loss`), an import path
         ``"package.module:function"``, a loss function itself, or a tuple of these
         (:func:`switch` over them, chosen by ``hparams.loss_index``).
       double_q: target of the semi-gradient and distributional losses (a user loss computes
@@ -167,6 +181,7 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
         "mse": functools.partial(semi_gradient_td_loss, regression=mse, double_q=double_q),
         "residual": residual_gradient_td_loss,
         "dqn_reg": functools.partial(dqn_reg_loss, double_q=double_q),
+        "munchausen": functools.partial(munchausen_td_loss, double_q=double_q),
         "c51": functools.partial(categorical_td_loss, double_q=double_q),
         "qr": functools.partial(quantile_td_loss, double_q=double_q),
         "hl_gauss": functools.partial(classification_td_loss, encode="hl_gauss", double_q=double_q),
@@ -239,6 +254,8 @@ __all__ = [
     "linear_semi_gradient",
     "linear_td_error",
     "mse",
+    "munchausen_targets",
+    "munchausen_td_loss",
     "quantile_huber_loss",
     "quantile_td_loss",
     "residual_gradient_td_loss",

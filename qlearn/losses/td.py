@@ -76,6 +76,41 @@ def batch_mean(per_sample: jax.Array, batch: Transition) -> jax.Array:
     return jnp.mean(batch.weight * per_sample)
 
 
+def munchausen_targets(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool,
+) -> jax.Array:
+    """The Munchausen-DQN targets (Vieillard et al. 2020), shape [B]:
+
+        y = r + α·τ·clip(log π(a|s), l₀, 0)
+              + discount_t · Σ_a' π'(a'|s') (q⁻(s', a') − τ log π'(a'|s')),
+
+    π = softmax(q⁻(s, ·)/τ) of the target network, π' the same at s' (with ``double_q``:
+    softmax of the online network's q(s', ·)/τ, the values still q⁻), over the actions
+    available at s' (``batch.next_action_mask``); τ = ``hparams.munchausen_tau``, α =
+    ``munchausen_alpha``, l₀ = ``munchausen_clip``, discount_t = γ^steps·(1 − terminated). The
+    soft bootstrap tends to max_a' q⁻(s', a') as τ → 0; α = 0 is soft (entropy-regularised)
+    Q-learning. For an n-step transition the bonus is the first action's only (the
+    intermediate actions are not stored). The softmax at s ranges over every action: replay
+    does not store the action mask of s (DQN refuses this loss on an env with masks)."""
+    tau = hparams.munchausen_tau
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    q_t = q_fn(target_params, batch.next_obs)
+    selector = q_fn(online_params, batch.next_obs) if double_q else q_t
+    log_pi_t = jax.nn.log_softmax(policies.masked(selector, batch.next_action_mask) / tau, -1)
+    pi_t = jnp.exp(log_pi_t)  # 0 at an unavailable action, where log π' is −∞
+    soft_value = jnp.sum(jnp.where(pi_t > 0, pi_t * (q_t - tau * log_pi_t), 0.0), axis=-1)
+    log_pi = jax.nn.log_softmax(q_fn(target_params, batch.obs) / tau, axis=-1)
+    log_pi_a = jnp.take_along_axis(log_pi, batch.action[:, None], axis=-1)[:, 0]
+    bonus = hparams.munchausen_alpha * tau * jnp.clip(log_pi_a, hparams.munchausen_clip, 0.0)
+    return batch.reward + bonus + discount_t * soft_value
+
+
 def td_errors(
     q_fn: QFn,
     online_params: Params,
@@ -84,10 +119,12 @@ def td_errors(
     hparams: Any,
     *,
     double_q: bool,
+    target_fn: Callable[..., jax.Array] = td_targets,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """The semi-gradient TD errors δ = sg(y) − q̂(s, a; θ) of a batch, y of :func:`td_targets`
-    held fixed: (δ [B], q̂(s, ·) [B, A], q̂(s, a) [B], y [B])."""
-    y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
+    """The semi-gradient TD errors δ = sg(y) − q̂(s, a; θ) of a batch, y of ``target_fn``
+    (:func:`td_targets` or :func:`munchausen_targets`) held fixed: (δ [B], q̂(s, ·) [B, A],
+    q̂(s, a) [B], y [B])."""
+    y = target_fn(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
     y = jax.lax.stop_gradient(y)  # the semi-gradient: the target is a label, not a function of θ
     q_tm1 = q_fn(online_params, batch.obs)
     q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
@@ -124,6 +161,31 @@ def semi_gradient_td_loss(
         q_fn, online_params, target_params, batch, hparams, double_q=double_q
     )
     loss = batch_mean(regression(td_error, hparams), batch)
+    return loss, td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
+
+
+def munchausen_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Munchausen DQN (Vieillard et al. 2020): the semi-gradient Huber loss (κ =
+    ``hparams.huber_delta``) on the targets of :func:`munchausen_targets`, held fixed.
+    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    td_error, q_tm1, q_sa, y = td_errors(
+        q_fn,
+        online_params,
+        target_params,
+        batch,
+        hparams,
+        double_q=double_q,
+        target_fn=munchausen_targets,
+    )
+    loss = batch_mean(huber(td_error, hparams), batch)
     return loss, td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
 
 
