@@ -26,6 +26,7 @@ HEADS = {  # loss -> its head
     "huber": "scalar",
     "mse": "scalar",
     "dqn_reg": "scalar",
+    "munchausen": "scalar",
     "c51": "categorical",
     "hl_gauss": "histogram",
     "two_hot": "histogram",
