@@ -241,6 +241,7 @@ def error_metrics(
     visits: jax.Array,
     gamma: jax.Array | float,
     replayed: jax.Array | None = None,
+    mu: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """What only a finite MDP can tell about a learner's q̂ [S, A], each a scalar:
 
@@ -255,9 +256,9 @@ def error_metrics(
     unnormalised) also ``ve_replayed``, the VE under that weighting μ_r — the μ the learner's
     loss actually weighs — and ``replay_tv`` = ½ Σ |μ_r − μ_b|, its total-variation distance
     to the on-policy μ_b (0: replay weighs pairs as the behaviour policy visits them; 1: on
-    pairs it never visits).
+    pairs it never visits). ``mu``: μ_b if the caller has it already (else computed).
     """
-    mu = state_action_distribution(mdp, behaviour)
+    mu = state_action_distribution(mdp, behaviour) if mu is None else mu
     greedy = greedy_policy(q_hat, mdp.action_mask)
     metrics = {
         "ve_behaviour": value_error(q_hat, q_star, mu),

@@ -35,6 +35,7 @@ import optax
 from flax import struct
 
 from qlearn import dp, envs, hparams, losses, networks, policies, replay
+from qlearn import return_distributions as rd
 from qlearn.algos import deep_q, rollout
 from qlearn.types import ConfigError, LossFn, Params, QFn, Transition, config_field
 
@@ -360,7 +361,8 @@ def make_train(
       (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
       ``divergence_bound`` in the interval); on a finite MDP also the true errors of
       :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value, greedy_return,
-      and for the interval's replayed batches ve_replayed and replay_tv).
+      and for the interval's replayed batches ve_replayed and replay_tv), and with a
+      categorical or quantile head return_cramer or return_w1 (:func:`ground_truth`).
     """
     init, run_intervals = make_stages(config, progress=progress)
 
@@ -539,13 +541,15 @@ def iteration(
 def interval(
     prog: deep_q.Program,
     hp: DQNHParams,
-    q_star: jax.Array | None,
+    truth: dict[str, jax.Array],
     state: DQNState,
     xs: tuple[jax.Array, jax.Array],
 ) -> tuple[DQNState, dict[str, jax.Array]]:
     """One evaluation interval: ``iters_per_eval`` iterations, then the greedy evaluation
-    with key ``xs[0]`` and the metrics (with the true errors against ``q_star`` on a finite
-    MDP); ``xs[1]`` is the interval's index (the first one counts the warm-up steps)."""
+    with key ``xs[0]`` and the metrics; on a finite MDP also the true errors against
+    ``truth["q_star"]`` and, for a categorical or quantile head, the distance of the learned
+    return distributions to ``truth["eta"]`` (:func:`ground_truth`). ``xs[1]`` is the
+    interval's index (the first one counts the warm-up steps)."""
     config = prog.config
     k_eval_i, index = xs
     steps_before = jnp.where(index == 0, 0, state.env_steps)  # first: count warm-up
@@ -555,18 +559,43 @@ def interval(
         functools.partial(iteration, prog, hp), state, length=config.iters_per_eval
     )
     eval_return, metrics = deep_q.evaluate_interval(prog, hp, state, k_eval_i, m)
-    if q_star is not None:
-        env_params = prog.env_params
-        q_all = prog.q_function(hp)(state.params, env_params.features)  # every state, [S, A]
+    if truth:
+        mdp, q_fn = prog.env_params, prog.q_function(hp)
+        q_all = q_fn(state.params, mdp.features)  # every state, [S, A]
         epsilon = deep_q.epsilon_schedule(config, hp)(state.env_steps)
-        behaviour = policies.epsilon_greedy_probs(q_all, epsilon, env_params.action_mask)
+        behaviour = policies.epsilon_greedy_probs(q_all, epsilon, mdp.action_mask)
+        mu = dp.state_action_distribution(mdp, behaviour)
         metrics |= dp.error_metrics(
-            env_params, q_all, q_star, behaviour, state.visits, hp.gamma, state.replayed
+            mdp, q_all, truth["q_star"], behaviour, state.visits, hp.gamma, state.replayed, mu
         )
+        if "eta" in truth:
+            learned = q_fn.outputs(state.params, mdp.features)  # [S, A, K]
+            metrics |= rd.distance_metrics(prog.head.kind, learned, truth["eta"], mu, q_fn.support)
     if prog.progress is not None:
         jax.debug.callback(prog.progress, state.env_steps - steps_before, eval_return)
     state = state.replace(episodes=rollout.clear_completed(state.episodes))
     return state, metrics
+
+
+def ground_truth(prog: deep_q.Program, hp: DQNHParams) -> dict[str, jax.Array]:
+    """What a finite MDP's model gives (empty elsewhere): ``q_star`` [S, A] by value
+    iteration, and for a categorical or quantile head ``eta`` [S, A, K], the fixed point of
+    the projected distributional Bellman operator of the greedy policy of q*
+    (:mod:`qlearn.return_distributions`) — the return distributions a distributional
+    Q-learner converges to at best — where rewards are deterministic given (s, a, s')."""
+    if not envs.is_finite(prog.config.env_id):
+        return {}
+    mdp = prog.env_params
+    q_star = dp.value_iteration(mdp, hp.gamma)[0]
+    truth = {"q_star": q_star}
+    if prog.head.kind in ("categorical", "quantile") and rd.has_deterministic_rewards(mdp):
+        greedy = dp.greedy_policy(q_star, mdp.action_mask)
+        if prog.head.kind == "categorical":
+            support = prog.q_function(hp).support
+            truth["eta"] = rd.categorical_fixed_point(mdp, greedy, hp.gamma, support)
+        else:
+            truth["eta"] = rd.quantile_fixed_point(mdp, greedy, hp.gamma, prog.head.size)
+    return truth
 
 
 def run_intervals(
@@ -580,12 +609,10 @@ def run_intervals(
     """Evaluation intervals ``first .. first + count - 1`` of the run of ``key`` (metrics
     [count]); the evaluation keys are the run's, whichever call runs an interval."""
     hp = hparams.to_arrays(hp)
-    finite = envs.is_finite(prog.config.env_id)
-    q_star = dp.value_iteration(prog.env_params, hp.gamma)[0] if finite else None
     k_eval = jax.random.split(key, 4)[3]
     index = first + jnp.arange(count)
     eval_keys = jax.random.split(k_eval, prog.config.num_evals)[index]
-    body = functools.partial(interval, prog, hp, q_star)
+    body = functools.partial(interval, prog, hp, ground_truth(prog, hp))
     return jax.lax.scan(body, state, (eval_keys, index))
 
 
