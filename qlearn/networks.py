@@ -8,7 +8,8 @@ A value **head** (:class:`Head`) says what the A·K outputs mean per action: one
 (``scalar``, K = 1), the logits of a categorical distribution over K fixed atoms
 (``categorical``, C51), the logits of K bins of equal width over [v_min, v_max] whose centres
 are the values (``histogram``, for classification losses: HL-Gauss, two-hot) or K quantile
-values (``quantile``, QR-DQN). :class:`QFunction` wraps a
+values (``quantile``, QR-DQN), or the values at K quantile levels τ given as an input and
+embedded by cosines (``iqn``, Dabney et al. 2018b). :class:`QFunction` wraps a
 network with its head: calling it gives the action values q̂(s, ·) [B, A] (the head's expected
 value), so ε-greedy, evaluation and every metric work with any head, and
 :meth:`QFunction.outputs` gives the head's raw outputs [B, A, K] to a distributional loss.
@@ -29,7 +30,9 @@ ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "swish": nn.swish, "gelu": nn.g
 
 # -- value heads --------------------------------------------------------------------------
 
-HEADS = ("scalar", "categorical", "histogram", "quantile")
+HEADS = ("scalar", "categorical", "histogram", "quantile", "iqn")
+IQN_COSINES = 64
+"""n of the IQN embedding φ(τ) = ReLU(W [cos(π i τ)]_{i<n} + b) (Dabney et al.: 64)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,33 @@ def output_layer(x: jax.Array, num_actions: int, head: Head | None) -> jax.Array
     return (value + adv - jnp.mean(adv, axis=1, keepdims=True)).reshape(x.shape[0], -1)
 
 
+def quantile_embedding_layer(
+    x: jax.Array, tau: jax.Array, num_actions: int, head: Head
+) -> jax.Array:
+    """IQN's last layers (Dabney et al. 2018b): features x [B, F] and quantile levels τ [B, T]
+    give Z_τ(s, a) = f(x ⊙ φ(τ))_a, φ(τ) = ReLU(W [cos(π i τ)]_{i<64} + b) [F], f the
+    :func:`output_layer` of one value per action (dueling with ``head.dueling``): [B, A·T],
+    ordered (action, τ) like every head's outputs."""
+    batch, features = x.shape
+    i = jnp.arange(IQN_COSINES, dtype=jnp.float32)
+    phi = nn.relu(nn.Dense(features)(jnp.cos(jnp.pi * i * tau[..., None])))  # [B, T, F]
+    joint = (x[:, None, :] * phi).reshape(-1, features)  # [B·T, F]
+    values = output_layer(joint, num_actions, Head("scalar", 1, head.dueling))
+    return values.reshape(batch, -1, num_actions).transpose(0, 2, 1).reshape(batch, -1)
+
+
+def last_layer(
+    x: jax.Array, tau: jax.Array | None, num_actions: int, head: Head | None
+) -> jax.Array:
+    """:func:`quantile_embedding_layer` for an ``iqn`` head (at ``tau`` [B, T], by default
+    the ``head.size`` midpoints τ̂), else :func:`output_layer`."""
+    if head is not None and head.kind == "iqn":
+        if tau is None:
+            tau = jnp.broadcast_to(quantile_midpoints(head.size), (x.shape[0], head.size))
+        return quantile_embedding_layer(x, tau, num_actions, head)
+    return output_layer(x, num_actions, head)
+
+
 class MLPQNetwork(nn.Module):
     """q̂(s, ·) = W_out h_L + b_out,  h_l = act(LayerNorm?(W_l h_{l-1} + b_l)),  h_0 = flat(s).
 
@@ -81,7 +111,7 @@ class MLPQNetwork(nn.Module):
     head: Head | None = None
 
     @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
         x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
         act = ACTIVATIONS[self.activation]
         for width in self.hidden_sizes:
@@ -89,7 +119,7 @@ class MLPQNetwork(nn.Module):
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return output_layer(x, self.num_actions, self.head)
+        return last_layer(x, tau, self.num_actions, self.head)
 
 
 class LinearQNetwork(nn.Module):
@@ -159,7 +189,7 @@ class MinAtarQNetwork(nn.Module):
     head: Head | None = None
 
     @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
         x = Conv2D(16, (3, 3))(obs.astype(jnp.float32))
         if self.layer_norm:
             x = nn.LayerNorm()(x)
@@ -167,7 +197,7 @@ class MinAtarQNetwork(nn.Module):
         x = nn.Dense(self.hidden)(x)
         if self.layer_norm:
             x = nn.LayerNorm()(x)
-        return output_layer(nn.relu(x), self.num_actions, self.head)
+        return last_layer(nn.relu(x), tau, self.num_actions, self.head)
 
 
 KINDS = ("mlp", "linear", "cnn")
@@ -192,6 +222,11 @@ def build(
     if kind == "linear":
         if head.dueling:
             raise ValueError("config.dueling needs config.network = 'mlp' or 'cnn', not 'linear'")
+        if head.kind == "iqn":
+            raise ValueError(
+                "config.head = 'iqn' needs config.network = 'mlp' or 'cnn' (features to embed "
+                "τ into), not 'linear'"
+            )
         return LinearQNetwork(num_actions * head.size)
     if kind == "cnn":
         if len(obs_shape) != 3:
@@ -241,16 +276,25 @@ class QFunction:
     head: Head = SCALAR
     support: jax.Array | None = None
 
-    def outputs(self, params: Any, obs: jax.Array) -> jax.Array:
+    def outputs(self, params: Any, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
         """The head's raw outputs [B, A, K]: logits (categorical), quantile values (quantile)
-        or the values themselves (scalar, K = 1)."""
-        out = self.apply(params, obs)
-        return out.reshape(out.shape[0], -1, self.head.size)
+        or the values themselves (scalar, K = 1). An ``iqn`` head gives the values at the
+        levels ``tau`` [B, T] (K = T), by default at the K = ``head.size`` midpoints τ̂."""
+        if self.head.kind != "iqn":
+            out = self.apply(params, obs)
+            return out.reshape(out.shape[0], -1, self.head.size)
+        if tau is None:
+            tau = jnp.broadcast_to(
+                quantile_midpoints(self.head.size), (obs.shape[0], self.head.size)
+            )
+        out = self.apply(params, obs, tau)
+        return out.reshape(out.shape[0], -1, tau.shape[-1])
 
     def __call__(self, params: Any, obs: jax.Array) -> jax.Array:
         """q̂(s, ·) [B, A]: the expected value under the head's distribution — Σ_k softmax(ℓ)_k
         z_k (categorical, histogram), the mean of the quantiles (quantile), the output itself
-        (scalar)."""
+        (scalar); for ``iqn`` the mean at the midpoints τ̂ (a deterministic quadrature of
+        ∫ Z_τ dτ, where Dabney et al. average sampled τ)."""
         if self.head.kind == "scalar":
             return self.apply(params, obs)
         out = self.outputs(params, obs)

@@ -162,11 +162,11 @@ def distance_metrics(
 ) -> dict[str, jax.Array]:
     """The μ-weighted distance of a learned head's distributions to the ground truth:
     ``return_cramer`` = Σ μ(s, a)·Cramér (``kind`` "categorical": ``learned`` the logits
-    [S, A, K], ``truth`` probabilities) or ``return_w1`` = Σ μ(s, a)·W₁ ("quantile":
+    [S, A, K], ``truth`` probabilities) or ``return_w1`` = Σ μ(s, a)·W₁ ("quantile", "iqn":
     quantiles [S, A, N] both)."""
     if kind == "categorical":
         distance = cramer_distance(jax.nn.softmax(learned, axis=-1), truth, support)
         return {"return_cramer": jnp.sum(mu * distance)}
-    if kind == "quantile":
+    if kind in ("quantile", "iqn"):  # an iqn head's outputs at its midpoints τ̂
         return {"return_w1": jnp.sum(mu * wasserstein1_quantiles(learned, truth))}
     raise ValueError(f"no ground-truth return distribution for a '{kind}' head")

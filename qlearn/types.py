@@ -61,6 +61,8 @@ class Transition:
       state_index: int32 [], the finite MDP's state of ``obs`` (DQN stores it on finite MDPs,
         to measure the state-action weighting its replayed batches put on each (s, a)); None
         elsewhere.
+      key: a PRNG key for a loss that samples (IQN's quantile levels τ), one per batch (not
+        per sample), attached when the batch is drawn; None for every other loss.
     """
 
     obs: jax.Array
@@ -73,6 +75,7 @@ class Transition:
     next_action_mask: jax.Array | None = None
     weight: jax.Array | None = None
     state_index: jax.Array | None = None
+    key: jax.Array | None = None
 
 
 @struct.dataclass

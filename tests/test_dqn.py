@@ -271,6 +271,8 @@ def test_losses_compared_in_one_compile(tiny_config):
         ({"head": "quantile", "loss": "qr", "num_quantiles": 1}, "num_quantiles = 1 must be"),
         ({"head": "histogram", "loss": "c51"}, "'c51' needs config.head = 'categorical'"),
         ({"loss": "two_hot"}, "'two_hot' needs config.head = 'histogram'"),
+        ({"head": "quantile", "loss": "iqn"}, "'iqn' needs config.head = 'iqn'"),
+        ({"head": "iqn", "loss": "iqn", "network": "linear"}, "'iqn' needs config.network"),
         ({"network": "linear", "dueling": True}, "config.dueling needs config.network = 'mlp'"),
         (
             {"env_id": "MaximizationBias", "loss": ("huber", "munchausen")},
@@ -454,6 +456,7 @@ def test_distributional_heads_train_and_v_min_v_max_are_swept_in_one_compile(tin
         ("categorical", "c51", False),
         ("quantile", "qr", True),
         ("histogram", "hl_gauss", False),
+        ("iqn", "iqn", True),
     ]
     for head, loss, dueling in cases:
         config = dataclasses.replace(
@@ -465,10 +468,10 @@ def test_distributional_heads_train_and_v_min_v_max_are_swept_in_one_compile(tin
         )
         assert np.all(np.isfinite(m["loss"])) and not np.any(m["diverged"])
         assert np.all(m["eval_return"] >= 8)  # CartPole pays 1 per step; a policy acted
-        if head != "quantile":  # |Q| ≤ v_max, and the two supports give two runs
+        if head not in ("quantile", "iqn"):  # |Q| ≤ v_max, and the two supports give two runs
             assert np.all(m["q_abs_max"][0] <= 10 + 1e-4)
             assert not np.array_equal(m["q_mean"][0], m["q_mean"][1])
-        else:  # v_min / v_max do not enter a quantile head
+        else:  # v_min / v_max do not enter a quantile or iqn head
             np.testing.assert_array_equal(m["q_mean"][0], m["q_mean"][1])
     config = dataclasses.replace(tiny_config, head="categorical", loss="c51")
     with pytest.raises(hparams.HParamError, match="v_min = -10 must be < v_max = -20"):
@@ -507,19 +510,24 @@ def test_prioritized_replay_refuses_bad_input(tiny_config):
 
 
 @pytest.mark.parametrize(
-    ("head", "loss", "metric"),
-    [("categorical", "c51", "return_cramer"), ("quantile", "qr", "return_w1")],
+    ("head", "loss", "metric", "fraction"),
+    [
+        ("categorical", "c51", "return_cramer", 0.1),
+        ("quantile", "qr", "return_w1", 0.1),
+        ("iqn", "iqn", "return_w1", 0.2),  # an MLP, sampled levels: slower to settle
+    ],
 )
-def test_distributional_dqn_approaches_the_true_return_distributions(head, loss, metric):
+def test_distributional_dqn_approaches_the_true_return_distributions(head, loss, metric, fraction):
     """C51 and QR-DQN with one-hot features on a Garnet: the distance of their learned return
     distributions to the fixed point of the projected distributional Bellman operator of π*
-    (Cramér, W₁) falls below a tenth of the untrained network's, and the logged μ_b-weighted
-    one stays there from the first evaluation on."""
+    (Cramér, W₁) falls below a tenth of the untrained network's (a fifth for IQN's MLP), and
+    the logged μ_b-weighted one stays near there from the first evaluation on."""
     config = dqn.DQNConfig(
         env_id="Garnet",
         env_kwargs={"n_states": 6, "n_actions": 2, "branching": 2, "seed": 3},
         max_episode_steps=50,
-        network="linear",
+        network="mlp" if head == "iqn" else "linear",  # iqn embeds τ into features
+        hidden_sizes=(32,),
         head=head,
         loss=loss,
         num_atoms=51,
@@ -547,6 +555,6 @@ def test_distributional_dqn_approaches_the_true_return_distributions(head, loss,
         return float(found[metric])
 
     untrained = distance(dqn.initial_state(prog, jax.random.key(0), hp).params)
-    assert distance(state.params) < 0.1 * untrained
+    assert distance(state.params) < fraction * untrained
     logged = np.asarray(metrics[metric])
-    assert np.all(np.isfinite(logged)) and np.all(logged < 0.15 * untrained), (logged, untrained)
+    assert np.all(np.isfinite(logged)) and np.all(logged < 1.5 * fraction * untrained), logged

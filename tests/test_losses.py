@@ -536,11 +536,12 @@ def test_dqn_reg_is_the_squared_td_error_plus_a_value_penalty(setup, variant):
     )
 
 
-@pytest.mark.parametrize("name", losses.BUILTIN)
+@pytest.mark.parametrize("name", [n for n in losses.BUILTIN if n != "iqn"])
 def test_importance_weights_weigh_each_sample_and_priorities_are_per_sample(dist_setup, name):
     """Prioritised replay's contract, for every built-in loss: with ``batch.weight`` w the loss
     (and its gradient) is mean_i w_i·L_i, L_i the loss of sample i alone; ``aux["priority"]``
-    is |δ_i| for the scalar losses and L_i for the distributional ones."""
+    is |δ_i| for the scalar losses and L_i for the distributional ones. (IQN draws its levels
+    per batch, so a sample alone gets others: its weights are checked against rlax below.)"""
     online, target, batch = dist_setup
     kind = losses.HEAD_OF[name]
     if kind == "scalar":
@@ -641,3 +642,55 @@ def test_munchausen_without_bonus_tends_to_q_learning_as_the_temperature_falls(d
         gap = np.asarray(soft - q_learning)
         assert np.all(gap >= -1e-5) and np.all(gap <= tau * np.log(A) + 1e-5)
     assert np.abs(gap).max() < 1e-2
+
+
+@pytest.fixture(scope="module")
+def iqn_setup(dist_setup):
+    """An MLP with an iqn head of K levels, its online and target params, and the batch."""
+    *_, batch = dist_setup
+    net = networks.build("mlp", A, (OBS,), hidden_sizes=(6,), head=networks.Head("iqn", K))
+    k1, k2 = jax.random.split(jax.random.key(11))
+    online = net.init(k1, batch.obs, jnp.full((B, K), 0.5))
+    target = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(k2, x.shape), online)
+    return networks.QFunction(net.apply, networks.Head("iqn", K)), online, target, batch
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_iqn_loss_is_rlax_quantile_q_learning_at_its_sampled_levels(iqn_setup, double_q, variant):
+    """IQN: the quantile Huber loss at levels τ ~ U(0, 1) drawn from batch.key (fresh τ' for
+    the target), each sample equal to rlax.quantile_q_learning with those levels; the next
+    action maximises the head's midpoint expectation, over the available actions."""
+    q_fn, online, target, batch = iqn_setup
+    batch = batch.replace(key=jax.random.key(3))
+    hp = HParams(gamma=0.9, huber_delta=1.0)
+    fn = functools.partial(losses.iqn_td_loss, q_fn, double_q=double_q)
+    loss, aux = variant(fn)(online, target, batch, hp)
+    k_online, k_target = jax.random.split(batch.key)
+    tau, tau_t = jax.random.uniform(k_online, (B, K)), jax.random.uniform(k_target, (B, K))
+    discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
+    dist_tm1 = q_fn.outputs(online, batch.obs, tau)
+    dist_t = q_fn.outputs(target, batch.next_obs, tau_t)
+    selector = reference_selector(
+        q_fn(online if double_q else target, batch.next_obs), batch.next_action_mask
+    )
+    theirs = jax.vmap(rlax.quantile_q_learning, (0, 0, 0, 0, 0, 0, 0, None))(
+        dist_tm1.transpose(0, 2, 1),
+        tau,
+        batch.action,
+        batch.reward,
+        discount,
+        jnp.broadcast_to(selector[:, None, :], (B, K, A)),
+        dist_t.transpose(0, 2, 1),
+        1.0,
+    )
+    np.testing.assert_allclose(loss, jnp.mean(theirs), rtol=1e-5)
+    np.testing.assert_allclose(aux["priority"], theirs, rtol=1e-5)
+    weight = jnp.linspace(0.1, 1.0, B)
+    weighted, _ = fn(online, target, batch.replace(weight=weight), hp)
+    np.testing.assert_allclose(weighted, jnp.mean(weight * theirs), rtol=1e-5)
+    g_target = jax.grad(lambda t: fn(online, t, batch, hp)[0])(target)
+    assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(g_target))
+    other, _ = fn(online, target, batch.replace(key=jax.random.key(4)), hp)
+    assert float(other) != float(loss)  # the levels come from the key
+    with pytest.raises(ValueError, match=r"needs batch\.key"):
+        fn(online, target, batch.replace(key=None), hp)

@@ -112,3 +112,25 @@ def test_a_dueling_last_layer_is_the_value_plus_centred_advantages(size):
     cnn = networks.build("cnn", 3, (10, 10, 4), head=head)
     images = jnp.zeros((2, 10, 10, 4))
     assert cnn.apply(cnn.init(jax.random.key(0), images), images).shape == (2, 3 * size)
+
+
+def test_an_iqn_head_gives_the_values_at_the_levels_it_is_given():
+    head = networks.Head("iqn", 8, dueling=True)
+    net = networks.build("mlp", 3, (4,), hidden_sizes=(16,), head=head)
+    obs = jax.random.normal(jax.random.key(0), (5, 4))
+    params = net.init(jax.random.key(1), obs, jnp.full((5, 2), 0.5))
+    q_fn = networks.QFunction(net.apply, head)
+    tau = jax.random.uniform(jax.random.key(2), (5, 2))
+    at_tau = q_fn.outputs(params, obs, tau)
+    assert at_tau.shape == (5, 3, 2)
+    # the same level gives the same value, wherever it sits among the levels
+    swapped = q_fn.outputs(params, obs, tau[:, ::-1])
+    np.testing.assert_allclose(at_tau[:, :, ::-1], swapped, rtol=1e-6)
+    # q̂ is the mean at the 8 midpoints τ̂
+    np.testing.assert_allclose(q_fn(params, obs), q_fn.outputs(params, obs).mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(
+        q_fn.outputs(params, obs),
+        q_fn.outputs(params, obs, jnp.broadcast_to(networks.quantile_midpoints(8), (5, 8))),
+    )
+    with pytest.raises(ValueError, match=r"iqn' needs config\.network = 'mlp' or 'cnn'"):
+        networks.build("linear", 3, (4,), head=head.__class__("iqn", 8))

@@ -72,20 +72,23 @@ class DQNConfig(envs.EnvConfig):
         "scalar",
         "value head: 'scalar', 'categorical' (C51: num_atoms atoms over [v_min, v_max]), "
         "'histogram' (num_atoms bins over [v_min, v_max]: hl_gauss, two_hot) or 'quantile' "
-        "(QR-DQN: num_quantiles quantiles)",
+        "(QR-DQN: num_quantiles quantiles) or 'iqn' (values at num_quantiles sampled levels τ, "
+        "embedded by cosines)",
     )
     dueling: bool = config_field(
         False, "dueling last layer V + (A − mean A), per atom/quantile for a distributional head"
     )
     num_atoms: int = config_field(51, "atoms of a categorical head, bins of a histogram one (≥ 2)")
     num_quantiles: int = config_field(
-        32, "quantiles of a quantile head (≥ 2; the loss pairs them all, N² terms per sample)"
+        32,
+        "quantiles of a quantile head, sampled levels of an iqn head (≥ 2; the loss pairs "
+        "them all, N² terms per sample)",
     )
     loss: str | LossFn | tuple[str | LossFn, ...] = config_field(
         "huber",
         "'huber', 'mse', 'residual', 'dqn_reg', 'munchausen' (scalar head), 'c51' "
         "(categorical head), "
-        "'hl_gauss', 'two_hot' (histogram head), 'qr' (quantile head), "
+        "'hl_gauss', 'two_hot' (histogram head), 'qr' (quantile head), 'iqn' (iqn head), "
         "'package.module:function', a loss function, or a tuple of these (hparam loss_index "
         "picks one: losses compared in one compile)",
     )
@@ -195,6 +198,7 @@ class DQNConfig(envs.EnvConfig):
             "categorical": self.num_atoms,
             "histogram": self.num_atoms,
             "quantile": self.num_quantiles,
+            "iqn": self.num_quantiles,
         }
         return networks.Head(self.head, size.get(self.head, 1), self.dueling)
 
@@ -474,18 +478,22 @@ def env_step(
 
 
 def update(
-    prog: deep_q.Program, hp: DQNHParams, state: DQNState, words: jax.Array
+    prog: deep_q.Program, hp: DQNHParams, state: DQNState, xs: Any
 ) -> tuple[DQNState, dict[str, jax.Array]]:
-    """One gradient update on the replay batch that ``words`` [B, words per sample] pick
-    (prioritised: with β annealed from ``per_beta`` to 1 over the run, then the batch's
-    priorities set from the loss's ``aux["priority"]``), then the target update."""
+    """One gradient update on the replay batch that the words ``xs`` [B, words per sample]
+    pick (prioritised: with β annealed from ``per_beta`` to 1 over the run, then the batch's
+    priorities set from the loss's ``aux["priority"]``), then the target update. For an
+    ``iqn`` head ``xs`` is (words, key), the key the batch's ``key`` for the loss's τ."""
     config = prog.config
+    words, loss_key = xs if isinstance(xs, tuple) else (xs, None)
     buffer = state.buffer
     if buffer.priorities is None:
         batch = replay.sample(buffer, words)
     else:
         beta = policies.linear_schedule(state.env_steps, hp.per_beta, 1.0, config.total_steps)
         batch, idx = replay.sample_prioritized(buffer, words, beta)
+    if loss_key is not None:
+        batch = batch.replace(key=loss_key)
     bootstrap_params = state.target_params if config.target_network else state.params
     params, opt_state, m = gradient_step(
         prog.q_function(hp),
@@ -534,8 +542,11 @@ def iteration(
     state, _ = jax.lax.scan(functools.partial(env_step, prog, hp), state, length=config.train_every)
     key, k_sample = jax.random.split(state.key)
     shape = (config.updates_per_train, config.batch_size, replay.words_per_sample(state.buffer))
-    words = jax.random.bits(k_sample, shape, jnp.uint32)
-    return jax.lax.scan(functools.partial(update, prog, hp), state.replace(key=key), words)
+    xs = jax.random.bits(k_sample, shape, jnp.uint32)
+    if prog.head.kind == "iqn":  # a key per update for the loss's τ (no other stream moves)
+        key, k_loss = jax.random.split(key)
+        xs = (xs, jax.random.split(k_loss, config.updates_per_train))
+    return jax.lax.scan(functools.partial(update, prog, hp), state.replace(key=key), xs)
 
 
 def interval(
@@ -549,7 +560,8 @@ def interval(
     with key ``xs[0]`` and the metrics; on a finite MDP also the true errors against
     ``truth["q_star"]`` and, for a categorical or quantile head, the distance of the learned
     return distributions to ``truth["eta"]`` (:func:`ground_truth`). ``xs[1]`` is the
-    interval's index (the first one counts the warm-up steps)."""
+    interval's index (the first one counts the warm-up steps). (An iqn head is measured at
+    its midpoints τ̂, as a quantile head.)"""
     config = prog.config
     k_eval_i, index = xs
     steps_before = jnp.where(index == 0, 0, state.env_steps)  # first: count warm-up
@@ -588,7 +600,7 @@ def ground_truth(prog: deep_q.Program, hp: DQNHParams) -> dict[str, jax.Array]:
     mdp = prog.env_params
     q_star = dp.value_iteration(mdp, hp.gamma)[0]
     truth = {"q_star": q_star}
-    if prog.head.kind in ("categorical", "quantile") and rd.has_deterministic_rewards(mdp):
+    if prog.head.kind in ("categorical", "quantile", "iqn") and rd.has_deterministic_rewards(mdp):
         greedy = dp.greedy_policy(q_star, mdp.action_mask)
         if prog.head.kind == "categorical":
             support = prog.q_function(hp).support

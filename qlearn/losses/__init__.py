@@ -21,7 +21,7 @@ A user-written loss with the algorithm's signature plugs into ``make_train`` unc
 function itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in
 names: ``"huber"`` and ``"mse"`` (semi-gradient; both contracts), ``"residual"``
 (residual-gradient, Baird 1995; replay only), ``"dqn_reg"`` (Co-Reyes et al. 2021),
-``"munchausen"`` (M-DQN, Vieillard et al. 2020), the
+``"munchausen"`` (M-DQN, Vieillard et al. 2020), ``"iqn"`` (Dabney et al. 2018b), the
 distributional ``"c51"`` (Bellemare et al. 2017) and ``"qr"`` (QR-DQN, Dabney et al. 2018),
 and the classification losses ``"hl_gauss"`` and ``"two_hot"`` (Farebrother et al. 2024;
 replay only). The last four read the head's outputs through ``q_fn.outputs``
@@ -55,6 +55,7 @@ from qlearn.losses.distributional import (
     categorical_td_loss,
     classification_td_loss,
     cross_entropy_loss,
+    iqn_td_loss,
     quantile_huber_loss,
     quantile_td_loss,
 )
@@ -132,6 +133,7 @@ BUILTIN = (
     "munchausen",
     "c51",
     "qr",
+    "iqn",
     "hl_gauss",
     "two_hot",
 )
@@ -145,6 +147,7 @@ HEAD_OF = {
     "munchausen": "scalar",
     "c51": "categorical",
     "qr": "quantile",
+    "iqn": "iqn",
     "hl_gauss": "histogram",
     "two_hot": "histogram",
 }
@@ -169,7 +172,8 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
       spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression),
         ``"residual"`` (:func:`residual_gradient_td_loss`), ``"dqn_reg"``
         (:func:`dqn_reg_loss`), ``"munchausen"`` (:func:`munchausen_td_loss`), ``"c51"``
-        (:func:`categorical_td_loss`), ``"qr"`` (:func:`quantile_td_loss`), ``"hl_gauss"``
+        (:func:`categorical_td_loss`), ``"qr"`` (:func:`quantile_td_loss`), ``"iqn"``
+        (:func:`iqn_td_loss`), ``"hl_gauss"``
         and ``"two_hot"`` (:func:`classification_td_loss`), an import path
         ``"package.module:function"``, a loss function itself, or a tuple of these
         (:func:`switch` over them, chosen by ``hparams.loss_index``).
@@ -184,6 +188,7 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
         "munchausen": functools.partial(munchausen_td_loss, double_q=double_q),
         "c51": functools.partial(categorical_td_loss, double_q=double_q),
         "qr": functools.partial(quantile_td_loss, double_q=double_q),
+        "iqn": functools.partial(iqn_td_loss, double_q=double_q),
         "hl_gauss": functools.partial(classification_td_loss, encode="hl_gauss", double_q=double_q),
         "two_hot": functools.partial(classification_td_loss, encode="two_hot", double_q=double_q),
     }
@@ -250,6 +255,7 @@ __all__ = [
     "dqn_reg_loss",
     "gtd2",
     "huber",
+    "iqn_td_loss",
     "linear_residual_gradient",
     "linear_semi_gradient",
     "linear_td_error",

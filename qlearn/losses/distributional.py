@@ -1,6 +1,6 @@
 """Distributional and classification losses, read from a value head's outputs
-(``q_fn.outputs``, :class:`qlearn.networks.QFunction`): C51, QR-DQN, and HL-Gauss / two-hot
-classification (see :mod:`qlearn.losses` for the contract)."""
+(``q_fn.outputs``, :class:`qlearn.networks.QFunction`): C51, QR-DQN, IQN, and HL-Gauss /
+two-hot classification (see :mod:`qlearn.losses` for the contract)."""
 
 from __future__ import annotations
 
@@ -145,4 +145,45 @@ def quantile_td_loss(
     )
     q_all = jnp.mean(dist, axis=-1)
     aux = td_diagnostics(q_all, jnp.mean(dist_sa, -1), target.mean(-1))
+    return batch_mean(per_sample, batch), aux | {"priority": per_sample}
+
+
+def iqn_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """IQN (Dabney et al. 2018b): the quantile Huber loss (:func:`quantile_huber_loss`, κ =
+    ``hparams.huber_delta``) of the online values Z_τ(s, a; θ) at N levels τ ~ U(0, 1) against
+    the target samples r + γ Z_τ'(s', a*; θ⁻) at N fresh levels τ', held fixed
+    (semi-gradient); N = ``q_fn.head.size``, the levels drawn per sample from ``batch.key``.
+    a* maximises the head's expectation (the mean at the midpoints τ̂) of the target network,
+    or with ``double_q`` of the online one, over the actions available at ``next_obs``.
+
+    Returns (loss, aux) like :func:`quantile_td_loss`; ``priority`` is each sample's loss.
+    """
+    if batch.key is None:
+        raise ValueError("the iqn loss samples quantile levels: it needs batch.key (a PRNG key)")
+    size, n = batch.action.shape[0], q_fn.head.size
+    k_online, k_target = jax.random.split(batch.key)
+    tau = jax.random.uniform(k_online, (size, n))
+    tau_t = jax.random.uniform(k_target, (size, n))
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    dist_t = q_fn.outputs(target_params, batch.next_obs, tau_t)  # [B, A, N]
+    selector = q_fn(online_params if double_q else target_params, batch.next_obs)
+    selector = policies.masked(selector, batch.next_action_mask)
+    target = jax.vmap(targets.quantile_q_learning)(batch.reward, discount_t, dist_t, selector)
+    target = jax.lax.stop_gradient(target)  # the target samples are labels
+    dist = q_fn.outputs(online_params, batch.obs, tau)
+    dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
+    per_sample = jax.vmap(quantile_huber_loss, (0, 0, 0, None))(
+        dist_sa, tau, target, hparams.huber_delta
+    )
+    q_all = q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    aux = td_diagnostics(q_all, q_sa, target.mean(-1))
     return batch_mean(per_sample, batch), aux | {"priority": per_sample}
