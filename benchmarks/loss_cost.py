@@ -31,6 +31,7 @@ HEADS = {  # loss -> its head
     "hl_gauss": "histogram",
     "two_hot": "histogram",
     "qr": "quantile",
+    "iqn": "iqn",
 }
 VARIANTS = {name: (name, "uniform") for name in HEADS} | {  # variant -> (loss, replay)
     "huber+per": ("huber", "prioritized"),
