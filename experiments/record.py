@@ -330,6 +330,23 @@ def render_loss_cost(r: dict[str, Any]) -> str:
     return _table(header, rows, note)
 
 
+def render_which_loss(r: dict[str, Any]) -> str:
+    """experiments/which_loss.py: each built-in loss's final greedy return, best first."""
+    header = ["loss", "head", "final return IQM [95% CI]", "mean", "P(run beats a Huber run)"]
+    rows = [
+        [
+            f"`{row['loss']}`",
+            row["head"],
+            f"{row['final_iqm']:.1f} " + _ci1(row["final_iqm_ci95"]),
+            f"{row['final_mean']:.1f}",
+            f"{row['p_improvement_over_huber']:.2f}",
+        ]
+        for row in sorted(r["rows"], key=lambda row: -row["final_iqm"])
+    ]
+    note = f"DQN on {r['env']}, {r['seeds']} seeds × {r['env_steps']:,} env steps; {_at(r)}"
+    return _table(header, rows, note)
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "cartpole_dqn": render_timed,
@@ -344,6 +361,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": render_throughput,
     "peers": render_peers,
     "loss_cost": render_loss_cost,
+    "which_loss_cartpole": render_which_loss,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
 FROM_BENCHMARKS = ("throughput", "peers", "loss_cost")

@@ -57,6 +57,7 @@ from qlearn.losses.distributional import (
     cross_entropy_loss,
     iqn_td_loss,
     quantile_huber_loss,
+    quantile_regression_td_loss,
     quantile_td_loss,
 )
 from qlearn.losses.linear import (
@@ -263,6 +264,7 @@ __all__ = [
     "munchausen_targets",
     "munchausen_td_loss",
     "quantile_huber_loss",
+    "quantile_regression_td_loss",
     "quantile_td_loss",
     "residual_gradient_td_loss",
     "resolve",

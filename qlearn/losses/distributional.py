@@ -113,6 +113,46 @@ def quantile_huber_loss(
     return jnp.sum(jnp.mean(weight * optax.huber_loss(u, delta=kappa), axis=-1))
 
 
+def quantile_regression_td_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    *,
+    double_q: bool,
+    tau: jax.Array | None = None,
+    tau_t: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """What QR-DQN and IQN share: the quantile Huber loss (:func:`quantile_huber_loss`, κ =
+    ``hparams.huber_delta``) of the online values θ(s, a) at the levels ``tau`` [B, N] (None:
+    a quantile head's midpoints τ̂) against the target samples r + γ θ⁻(s', a*) at the levels
+    ``tau_t`` (:func:`qlearn.targets.quantile_q_learning`), held fixed (semi-gradient),
+    averaged over the batch (:func:`batch_mean`). a* maximises the target network's expected
+    value, or with ``double_q`` the online network's, over the actions available at
+    ``next_obs``. Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations;
+    ``priority`` is each sample's loss."""
+    discount_t = bootstrap_discount(batch, hparams.gamma)
+    dist_t = q_fn.outputs(target_params, batch.next_obs, tau_t)  # [B, A, N']
+    if double_q:
+        selector = q_fn(online_params, batch.next_obs)
+    else:  # a quantile head's expectation is the mean of these very quantiles
+        selector = jnp.mean(dist_t, -1) if tau_t is None else q_fn(target_params, batch.next_obs)
+    selector = policies.masked(selector, batch.next_action_mask)
+    target = jax.vmap(targets.quantile_q_learning)(batch.reward, discount_t, dist_t, selector)
+    target = jax.lax.stop_gradient(target)  # the target samples are labels
+    dist = q_fn.outputs(online_params, batch.obs, tau)  # [B, A, N]
+    dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
+    levels = networks.quantile_midpoints(dist.shape[-1]) if tau is None else tau
+    per_sample = jax.vmap(quantile_huber_loss, (0, None if tau is None else 0, 0, None))(
+        dist_sa, levels, target, hparams.huber_delta
+    )
+    q_all = jnp.mean(dist, axis=-1) if tau is None else q_fn(online_params, batch.obs)
+    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
+    aux = td_diagnostics(q_all, q_sa, target.mean(-1))
+    return batch_mean(per_sample, batch), aux | {"priority": per_sample}
+
+
 def quantile_td_loss(
     q_fn: QFn,
     online_params: Params,
@@ -122,30 +162,15 @@ def quantile_td_loss(
     *,
     double_q: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """QR-DQN (Dabney et al. 2018): the quantile Huber loss (:func:`quantile_huber_loss`,
-    κ = ``hparams.huber_delta``) of the online quantiles θ(s, a) at the midpoints τ̂ against
-    the target quantiles r + γ θ⁻(s', a*) (:func:`qlearn.targets.quantile_q_learning`), held
-    fixed (semi-gradient), averaged over the batch. ``q_fn`` is a
-    :class:`~qlearn.networks.QFunction` with a quantile head; a* as in
-    :func:`categorical_td_loss`.
+    """QR-DQN (Dabney et al. 2018): :func:`quantile_regression_td_loss` of a quantile head's
+    N quantiles θ(s, a) at the midpoints τ̂ against the target quantiles r + γ θ⁻(s', a*).
+    ``q_fn`` is a :class:`~qlearn.networks.QFunction` with a quantile head.
 
     Returns (loss, aux) like :func:`semi_gradient_td_loss`, on the quantiles' means.
     """
-    discount_t = bootstrap_discount(batch, hparams.gamma)
-    dist_t = q_fn.outputs(target_params, batch.next_obs)  # [B, A, N]
-    selector = q_fn(online_params, batch.next_obs) if double_q else jnp.mean(dist_t, axis=-1)
-    selector = policies.masked(selector, batch.next_action_mask)
-    target = jax.vmap(targets.quantile_q_learning)(batch.reward, discount_t, dist_t, selector)
-    target = jax.lax.stop_gradient(target)  # the target quantiles are labels
-    dist = q_fn.outputs(online_params, batch.obs)
-    dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
-    tau = networks.quantile_midpoints(dist.shape[-1])
-    per_sample = jax.vmap(quantile_huber_loss, (0, None, 0, None))(
-        dist_sa, tau, target, hparams.huber_delta
+    return quantile_regression_td_loss(
+        q_fn, online_params, target_params, batch, hparams, double_q=double_q
     )
-    q_all = jnp.mean(dist, axis=-1)
-    aux = td_diagnostics(q_all, jnp.mean(dist_sa, -1), target.mean(-1))
-    return batch_mean(per_sample, batch), aux | {"priority": per_sample}
 
 
 def iqn_td_loss(
@@ -157,33 +182,18 @@ def iqn_td_loss(
     *,
     double_q: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """IQN (Dabney et al. 2018b): the quantile Huber loss (:func:`quantile_huber_loss`, κ =
-    ``hparams.huber_delta``) of the online values Z_τ(s, a; θ) at N levels τ ~ U(0, 1) against
-    the target samples r + γ Z_τ'(s', a*; θ⁻) at N fresh levels τ', held fixed
-    (semi-gradient); N = ``q_fn.head.size``, the levels drawn per sample from ``batch.key``.
-    a* maximises the head's expectation (the mean at the midpoints τ̂) of the target network,
-    or with ``double_q`` of the online one, over the actions available at ``next_obs``.
+    """IQN (Dabney et al. 2018b): :func:`quantile_regression_td_loss` of the online values
+    Z_τ(s, a; θ) at N levels τ ~ U(0, 1) against the target samples r + γ Z_τ'(s', a*; θ⁻)
+    at N fresh levels τ'; N = ``q_fn.head.size``, the levels drawn per sample from
+    ``batch.key``. a* maximises the head's expectation (the mean at the midpoints τ̂).
 
-    Returns (loss, aux) like :func:`quantile_td_loss`; ``priority`` is each sample's loss.
+    Returns (loss, aux) like :func:`quantile_td_loss`.
     """
     if batch.key is None:
         raise ValueError("the iqn loss samples quantile levels: it needs batch.key (a PRNG key)")
-    size, n = batch.action.shape[0], q_fn.head.size
+    shape = (batch.action.shape[0], q_fn.head.size)
     k_online, k_target = jax.random.split(batch.key)
-    tau = jax.random.uniform(k_online, (size, n))
-    tau_t = jax.random.uniform(k_target, (size, n))
-    discount_t = bootstrap_discount(batch, hparams.gamma)
-    dist_t = q_fn.outputs(target_params, batch.next_obs, tau_t)  # [B, A, N]
-    selector = q_fn(online_params if double_q else target_params, batch.next_obs)
-    selector = policies.masked(selector, batch.next_action_mask)
-    target = jax.vmap(targets.quantile_q_learning)(batch.reward, discount_t, dist_t, selector)
-    target = jax.lax.stop_gradient(target)  # the target samples are labels
-    dist = q_fn.outputs(online_params, batch.obs, tau)
-    dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
-    per_sample = jax.vmap(quantile_huber_loss, (0, 0, 0, None))(
-        dist_sa, tau, target, hparams.huber_delta
+    tau, tau_t = jax.random.uniform(k_online, shape), jax.random.uniform(k_target, shape)
+    return quantile_regression_td_loss(
+        q_fn, online_params, target_params, batch, hparams, double_q=double_q, tau=tau, tau_t=tau_t
     )
-    q_all = q_fn(online_params, batch.obs)
-    q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-    aux = td_diagnostics(q_all, q_sa, target.mean(-1))
-    return batch_mean(per_sample, batch), aux | {"priority": per_sample}
