@@ -10,7 +10,7 @@ Sampling descends from the root: at each node, a 32-bit Bernoulli draw
 (:func:`qlearn.sampling.bernoulli`) picks the LIGHTER child with probability
 lighter / (left + right), else the heavier one. The probability of a leaf is the product of
 the ratios along its path, which telescopes to mass / total; testing the lighter child keeps
-each factor exact to a relative ≈ 2⁻²³ + 2⁻³²/q (q ≤ ½ the lighter child's share), so a leaf's
+each factor exact to a relative ≈ 2⁻²³ + 2⁻³²/q (q ≤ ½, the lighter child's share), so a leaf's
 probability is exact to O(log₂ C · (2⁻²³ + 2⁻³²/q_min)) relative, whatever the capacity C.
 (The textbook descent compares one float32 u ∈ [0, total) with prefix sums: u has 2²⁴ grid
 points, so at C = 10⁶ an average leaf would get 16 of them, ±6% of its probability.) A leaf of
