@@ -207,6 +207,21 @@ def state_action_distribution(
     return d[:, None] * policy
 
 
+def reachable_pairs(mdp: FiniteMDPParams) -> jax.Array:
+    """bool [S, A]: the (s, a) an agent can act in — s reachable from a state of the initial
+    distribution by available actions, not terminal (a terminal state is never acted in), and
+    a available in s. Reachability is S rounds of one-step expansion (S ≥ path lengths)."""
+    live = ~mdp.terminal
+    possible = mdp.transition_probs > 0
+    step = jnp.any(possible & mdp.action_mask[..., None], axis=1) & live[:, None]  # [S, S']
+
+    def expand(_: Any, reach: jax.Array) -> jax.Array:
+        return reach | jnp.any(reach[:, None] & step, axis=0)
+
+    reach = jax.lax.fori_loop(0, mdp.num_states, expand, mdp.initial_distribution > 0)
+    return (reach & live)[:, None] & mdp.action_mask
+
+
 def value_error(q_hat: jax.Array, q_ref: jax.Array, mu: jax.Array) -> jax.Array:
     """VE = Σ_{s,a} μ(s,a) (q_ref(s,a) − q̂(s,a))², shapes [S, A] -> []."""
     return jnp.sum(mu * jnp.square(q_ref - q_hat))
@@ -247,6 +262,8 @@ def error_metrics(
 
     ``ve_behaviour`` = Σ μ_b (q* − q̂)² under the exact on-policy distribution of the behaviour
     policy π_b [S, A]; ``ve_empirical``, the same under the visit frequencies ``visits`` [S, A];
+    ``ve_uniform``, the same under the uniform μ over the pairs an agent can act in
+    (:func:`reachable_pairs`: the error everywhere, where the behaviour policy goes or not);
     ``greedy_value`` = J_γ(greedy(q̂)), the greedy policy's exact expected γ-DISCOUNTED
     return from the start within the MDP's time limit (:func:`policy_value`), the objective q*
     maximises; ``greedy_return`` = J_1, its expected UNDISCOUNTED return in the same episodes,
@@ -259,10 +276,12 @@ def error_metrics(
     pairs it never visits). ``mu``: μ_b if the caller has it already (else computed).
     """
     mu = state_action_distribution(mdp, behaviour) if mu is None else mu
+    uniform = reachable_pairs(mdp).astype(jnp.float32)
     greedy = greedy_policy(q_hat, mdp.action_mask)
     metrics = {
         "ve_behaviour": value_error(q_hat, q_star, mu),
         "ve_empirical": value_error(q_hat, q_star, visits / jnp.maximum(jnp.sum(visits), 1)),
+        "ve_uniform": value_error(q_hat, q_star, uniform / jnp.sum(uniform)),
         "greedy_value": policy_value(mdp, greedy, gamma),
         "greedy_return": policy_value(mdp, greedy, 1.0),
     }

@@ -9,7 +9,10 @@ A value **head** (:class:`Head`) says what the A·K outputs mean per action: one
 (``categorical``, C51), the logits of K bins of equal width over [v_min, v_max] whose centres
 are the values (``histogram``, for classification losses: HL-Gauss, two-hot) or K quantile
 values (``quantile``, QR-DQN), or the values at K quantile levels τ given as an input and
-embedded by cosines (``iqn``, Dabney et al. 2018b). :class:`QFunction` wraps a
+embedded by cosines (``iqn``, Dabney et al. 2018b). With ``noisy`` the fully connected layers
+are :class:`NoisyDense` (NoisyNet, Fortunato et al. 2018): their noise ε is a variable
+collection ``"noise"`` that the caller samples (:func:`sample_noise`) and passes beside the
+parameters (:func:`with_noise`); without it a noisy layer is its mean, μ. :class:`QFunction` wraps a
 network with its head: calling it gives the action values q̂(s, ·) [B, A] (the head's expected
 value), so ε-greedy, evaluation and every metric work with any head, and
 :meth:`QFunction.outputs` gives the head's raw outputs [B, A, K] to a distributional loss.
@@ -18,6 +21,7 @@ value), so ε-greedy, evaluation and every metric work with any head, and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,45 +54,146 @@ SCALAR = Head()
 """The head of one value per action."""
 
 
-def output_layer(x: jax.Array, num_actions: int, head: Head | None) -> jax.Array:
+# -- noisy layers (NoisyNet) --------------------------------------------------------------
+
+
+def noise_scale(eps: jax.Array) -> jax.Array:
+    """f(ε) = sgn(ε)·√|ε|, the map of factorised Gaussian noise (Fortunato et al. 2018)."""
+    return jnp.sign(eps) * jnp.sqrt(jnp.abs(eps))
+
+
+class NoisyDense(nn.Module):
+    """A fully connected layer with factorised Gaussian noise (Fortunato et al. 2018, §3):
+
+        y = (μ_W + σ_W ⊙ f(ε_in) f(ε_out)ᵀ)ᵀ x + μ_b + σ_b ⊙ f(ε_out),    f = :func:`noise_scale`,
+
+    x [..., p] → y [..., q]. μ and σ are learned parameters (``kernel``, ``bias``,
+    ``sigma_kernel`` [p, q], ``sigma_bias`` [q]), initialised μ ~ U[−1/√p, 1/√p] and
+    σ = σ₀/√p with σ₀ = 1 (the caller scales the σ's to its σ₀: :func:`scale_noise`). The
+    noise ε_in [p], ε_out [q] is the variable collection ``"noise"``; a call without it (the
+    greedy policy, evaluation, every metric) uses ε = 0, the layer's mean μ.
+
+    Attributes:
+      features: q.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = x.shape[-1]
+        bound = 1.0 / math.sqrt(p)
+        uniform = nn.initializers.uniform(2 * bound)
+        kernel = self.param("kernel", lambda k, s: uniform(k, s) - bound, (p, self.features))
+        bias = self.param("bias", lambda k, s: uniform(k, s) - bound, (self.features,))
+        sigma_init = nn.initializers.constant(bound)
+        sigma_kernel = self.param("sigma_kernel", sigma_init, (p, self.features))
+        sigma_bias = self.param("sigma_bias", sigma_init, (self.features,))
+        if not (self.is_initializing() or self.has_variable("noise", "eps_in")):
+            return x @ kernel + bias
+        eps_in = self.variable("noise", "eps_in", jnp.zeros, (p,)).value
+        eps_out = self.variable("noise", "eps_out", jnp.zeros, (self.features,)).value
+        f_in, f_out = noise_scale(eps_in), noise_scale(eps_out)
+        weight = kernel + sigma_kernel * (f_in[:, None] * f_out[None, :])
+        return x @ weight + bias + sigma_bias * f_out
+
+
+def dense(features: int, noisy: bool) -> nn.Module:
+    """A fully connected layer of ``features`` outputs: :class:`NoisyDense` or ``nn.Dense``."""
+    return NoisyDense(features) if noisy else nn.Dense(features)
+
+
+def split_variables(variables: Any) -> tuple[Any, Any]:
+    """An initialised network's variables → (params ``{"params": ...}``, the zero noise
+    collection of its noisy layers, or None without any)."""
+    params = {k: v for k, v in variables.items() if k != "noise"}
+    return params, variables.get("noise")
+
+
+def sample_noise(template: Any, key: jax.Array, batch: tuple[int, ...] = ()) -> Any:
+    """Fresh standard-normal noise for every leaf of the noise collection ``template`` (its
+    arrays or shape structs), with leading axes ``batch`` (one sample per index)."""
+    leaves, treedef = jax.tree.flatten(template)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [jax.random.normal(k, (*batch, *leaf.shape)) for k, leaf in zip(keys, leaves, strict=True)]
+    )
+
+
+def with_noise(params: Any, noise: Any) -> Any:
+    """The variables a noisy network applies with: ``params`` and the collection ``noise``
+    (``params`` itself when ``noise`` is None: the mean network)."""
+    return params if noise is None else {**params, "noise": noise}
+
+
+def scale_noise(params: Any, sigma0: Any) -> Any:
+    """``params`` with every noisy layer's σ (``sigma_kernel``, ``sigma_bias``) multiplied by
+    σ₀, so that σ = σ₀/√p at initialisation (``sigma0`` may be a traced hyperparameter)."""
+
+    def scale(path: tuple, leaf: jax.Array) -> jax.Array:
+        name = getattr(path[-1], "key", None)
+        return leaf * sigma0 if name in ("sigma_kernel", "sigma_bias") else leaf
+
+    return jax.tree_util.tree_map_with_path(scale, params)
+
+
+def mean_noise_scale(params: Any) -> jax.Array:
+    """The mean |σ| over every entry of the noisy layers' ``sigma_kernel`` and ``sigma_bias``
+    (how much noise the network has kept; NaN without noisy layers)."""
+    sigmas = [
+        leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if getattr(path[-1], "key", None) in ("sigma_kernel", "sigma_bias")
+    ]
+    if not sigmas:
+        return jnp.full((), jnp.nan)
+    total = sum(jnp.sum(jnp.abs(s)) for s in sigmas)
+    return total / sum(s.size for s in sigmas)
+
+
+def output_layer(
+    x: jax.Array, num_actions: int, head: Head | None, noisy: bool = False
+) -> jax.Array:
     """The last layer on features x [B, F]: [B, A·K] (A = ``num_actions``, K = ``head.size``).
 
-    Plain: one Dense. Dueling: a value stream V [B, K] and an advantage stream [B, A, K],
-    combined as V + (adv − mean_a adv), so the value of the state and the advantages of the
-    actions are learned apart (identifiable: the advantages average to 0)."""
+    Plain: one Dense (:class:`NoisyDense` with ``noisy``). Dueling: a value stream V [B, K]
+    and an advantage stream [B, A, K], combined as V + (adv − mean_a adv), so the value of the
+    state and the advantages of the actions are learned apart (identifiable: the advantages
+    average to 0)."""
     head = SCALAR if head is None else head
     if not head.dueling:
-        return nn.Dense(num_actions * head.size)(x)
-    value = nn.Dense(head.size)(x)[:, None, :]
-    adv = nn.Dense(num_actions * head.size)(x).reshape(x.shape[0], num_actions, head.size)
+        return dense(num_actions * head.size, noisy)(x)
+    value = dense(head.size, noisy)(x)[:, None, :]
+    adv = dense(num_actions * head.size, noisy)(x).reshape(x.shape[0], num_actions, head.size)
     return (value + adv - jnp.mean(adv, axis=1, keepdims=True)).reshape(x.shape[0], -1)
 
 
 def quantile_embedding_layer(
-    x: jax.Array, tau: jax.Array, num_actions: int, head: Head
+    x: jax.Array, tau: jax.Array, num_actions: int, head: Head, noisy: bool = False
 ) -> jax.Array:
     """IQN's last layers (Dabney et al. 2018b): features x [B, F] and quantile levels τ [B, T]
     give Z_τ(s, a) = f(x ⊙ φ(τ))_a, φ(τ) = ReLU(W [cos(π i τ)]_{i<64} + b) [F], f the
-    :func:`output_layer` of one value per action (dueling with ``head.dueling``): [B, A·T],
-    ordered (action, τ) like every head's outputs."""
+    :func:`output_layer` of one value per action (dueling with ``head.dueling``, noisy with
+    ``noisy``; the embedding φ is never noisy): [B, A·T], ordered (action, τ) like every
+    head's outputs."""
     batch, features = x.shape
     i = jnp.arange(IQN_COSINES, dtype=jnp.float32)
     phi = nn.relu(nn.Dense(features)(jnp.cos(jnp.pi * i * tau[..., None])))  # [B, T, F]
     joint = (x[:, None, :] * phi).reshape(-1, features)  # [B·T, F]
-    values = output_layer(joint, num_actions, Head("scalar", 1, head.dueling))
+    values = output_layer(joint, num_actions, Head("scalar", 1, head.dueling), noisy)
     return values.reshape(batch, -1, num_actions).transpose(0, 2, 1).reshape(batch, -1)
 
 
 def last_layer(
-    x: jax.Array, tau: jax.Array | None, num_actions: int, head: Head | None
+    x: jax.Array, tau: jax.Array | None, num_actions: int, head: Head | None, noisy: bool
 ) -> jax.Array:
     """:func:`quantile_embedding_layer` for an ``iqn`` head (at ``tau`` [B, T], by default
     the ``head.size`` midpoints τ̂), else :func:`output_layer`."""
     if head is not None and head.kind == "iqn":
         if tau is None:
             tau = jnp.broadcast_to(quantile_midpoints(head.size), (x.shape[0], head.size))
-        return quantile_embedding_layer(x, tau, num_actions, head)
-    return output_layer(x, num_actions, head)
+        return quantile_embedding_layer(x, tau, num_actions, head, noisy)
+    return output_layer(x, num_actions, head, noisy)
 
 
 class MLPQNetwork(nn.Module):
@@ -102,6 +207,7 @@ class MLPQNetwork(nn.Module):
       layer_norm: LayerNorm after each hidden Dense (as in PQN).
       head: what the last layer outputs per action (:class:`Head`; K = ``head.size``
         outputs per action, a dueling last layer with ``head.dueling``).
+      noisy: every Dense a :class:`NoisyDense`.
     """
 
     num_actions: int
@@ -109,17 +215,18 @@ class MLPQNetwork(nn.Module):
     activation: str = "relu"
     layer_norm: bool = False
     head: Head | None = None
+    noisy: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
         x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
         act = ACTIVATIONS[self.activation]
         for width in self.hidden_sizes:
-            x = nn.Dense(width)(x)
+            x = dense(width, self.noisy)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return last_layer(x, tau, self.num_actions, self.head)
+        return last_layer(x, tau, self.num_actions, self.head, self.noisy)
 
 
 class LinearQNetwork(nn.Module):
@@ -181,12 +288,14 @@ class MinAtarQNetwork(nn.Module):
       hidden: width of the dense layer (128 in the paper).
       layer_norm: LayerNorm after the convolution and the dense layer.
       head: the last layer's :class:`Head` (as for :class:`MLPQNetwork`).
+      noisy: the dense layers are :class:`NoisyDense` (the convolution is not).
     """
 
     num_actions: int
     hidden: int = 128
     layer_norm: bool = False
     head: Head | None = None
+    noisy: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
@@ -194,10 +303,10 @@ class MinAtarQNetwork(nn.Module):
         if self.layer_norm:
             x = nn.LayerNorm()(x)
         x = nn.relu(x).reshape(obs.shape[0], -1)
-        x = nn.Dense(self.hidden)(x)
+        x = dense(self.hidden, self.noisy)(x)
         if self.layer_norm:
             x = nn.LayerNorm()(x)
-        return last_layer(nn.relu(x), tau, self.num_actions, self.head)
+        return last_layer(nn.relu(x), tau, self.num_actions, self.head, self.noisy)
 
 
 KINDS = ("mlp", "linear", "cnn")
@@ -212,16 +321,20 @@ def build(
     activation: str = "relu",
     layer_norm: bool = False,
     head: Head = SCALAR,
+    noisy: bool = False,
 ) -> nn.Module:
     """The Q-network a config names: ``"mlp"``, ``"linear"`` (no bias) or ``"cnn"`` (MinAtar;
-    its dense width is ``hidden_sizes[0]``), with A·K outputs for ``head`` (K = ``head.size``).
-    Raises ValueError for a CNN on non-image observations, a dueling linear network or an
-    unknown kind."""
+    its dense width is ``hidden_sizes[0]``), with A·K outputs for ``head`` (K = ``head.size``),
+    its fully connected layers :class:`NoisyDense` with ``noisy``. Raises ValueError for a CNN
+    on non-image observations, a dueling or noisy linear network or an unknown kind."""
     if kind == "mlp":
-        return MLPQNetwork(num_actions, tuple(hidden_sizes), activation, layer_norm, head)
+        return MLPQNetwork(num_actions, tuple(hidden_sizes), activation, layer_norm, head, noisy)
     if kind == "linear":
-        if head.dueling:
-            raise ValueError("config.dueling needs config.network = 'mlp' or 'cnn', not 'linear'")
+        for name, on in (("dueling", head.dueling), ("noisy", noisy)):
+            if on:
+                raise ValueError(
+                    f"config.{name} needs config.network = 'mlp' or 'cnn', not 'linear'"
+                )
         if head.kind == "iqn":
             raise ValueError(
                 "config.head = 'iqn' needs config.network = 'mlp' or 'cnn' (features to embed "
@@ -235,7 +348,7 @@ def build(
                 f"{tuple(obs_shape)}"
             )
         width = (tuple(hidden_sizes) or (128,))[0]
-        return MinAtarQNetwork(num_actions, width, layer_norm, head)
+        return MinAtarQNetwork(num_actions, width, layer_norm, head, noisy)
     raise ValueError(f"config.network = '{kind}' must be one of {', '.join(KINDS)}")
 
 

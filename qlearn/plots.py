@@ -68,6 +68,41 @@ def learning_curves(
     return fig
 
 
+def panels(
+    steps: np.ndarray,
+    rows: Sequence[Sequence[tuple[str, str, np.ndarray]]],
+    labels: Sequence[str],
+    *,
+    log_y: Sequence[str] = (),
+    xlabel: str = "env steps",
+) -> Figure:
+    """A grid of learning-curve panels sharing x and the legend (in the first panel): IQM
+    over seeds and its 95% bootstrap CI, the same colour for a configuration everywhere.
+
+    Args:
+      steps: the x coordinate of every point, [T].
+      rows: per row, per panel (title, y label, values [H, S, T]).
+      labels: H legend labels.
+      log_y: the y labels whose panels get a log scale.
+    """
+    width = max(len(r) for r in rows)
+    fig = Figure(figsize=(3.6 * width, 2.9 * len(rows)), dpi=110)
+    axes = np.asarray(fig.subplots(len(rows), width, squeeze=False))
+    for row, row_axes in zip(rows, axes, strict=True):
+        for (title, ylabel, values), ax in zip(row, row_axes, strict=False):
+            for h, label in enumerate(labels):
+                _band(ax, steps, np.moveaxis(np.asarray(values)[h], 0, -1), label)
+            if ylabel in log_y:
+                ax.set_yscale("log")
+            _finish(ax, xlabel, ylabel, title, [""])
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.title.set_fontsize(9)
+        for ax in row_axes[len(row) :]:
+            ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
 def steps_and_seconds(
     rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]],
     *,

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import envs
+from qlearn import envs, networks
 from qlearn.algos import deep_q, dqn, pqn
 from qlearn.types import ConfigError
 
@@ -54,3 +54,25 @@ def test_an_explore_step_is_greedy_at_epsilon_zero_and_steps_every_env():
     np.testing.assert_array_equal(tr.obs, obs)
     assert next_obs.shape == obs.shape
     assert not np.array_equal(jax.random.key_data(key), jax.random.key_data(jax.random.key(1)))
+
+
+def test_a_noisy_network_acts_with_fresh_noise_for_each_env():
+    """At ε = 0 a noise-free network acts the same in every env that shows the same
+    observation; a noisy one draws each env's noise apart."""
+    env, env_params = envs.make("CartPole-v1")
+    num_envs = 64
+    obs, state = jax.vmap(env.reset, (0, None))(
+        jax.random.split(jax.random.key(0), num_envs), env_params
+    )
+    obs = jnp.broadcast_to(obs[:1], obs.shape)
+    actions = {}
+    for noisy in (False, True):
+        config = dqn.DQNConfig(noisy=noisy, hidden_sizes=(8,))
+        prog = deep_q.program(config, None, None, config.value_head, noisy)
+        variables = prog.network.init(jax.random.key(1), obs[:1])
+        params, _ = networks.split_variables(variables)
+        training = SimpleNamespace(params=params, key=jax.random.key(2), env_state=state, obs=obs)
+        _, action, _, _, _ = deep_q.explore_step(prog, None, training, jnp.float32(0.0))
+        actions[noisy] = np.asarray(action)
+    assert np.unique(actions[False]).size == 1
+    assert 0.1 < actions[True].mean() < 0.9, actions[True]

@@ -145,9 +145,11 @@ def test_error_metrics_of_q_star_are_zero_and_its_greedy_value_is_optimal():
     behaviour = policies.epsilon_greedy_probs(q, 0.2)
     m = dp.error_metrics(mdp, q, q, behaviour, jnp.ones((6, 2)), 0.9)
     assert float(m["ve_behaviour"]) == 0.0 and float(m["ve_empirical"]) == 0.0
+    assert float(m["ve_uniform"]) == 0.0
     worse = dp.error_metrics(mdp, q + 1.0, q, behaviour, jnp.ones((6, 2)), 0.9)
     np.testing.assert_allclose(worse["ve_behaviour"], 1.0, rtol=1e-5)  # Σ μ · 1² with Σ μ = 1
     np.testing.assert_allclose(worse["ve_empirical"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(worse["ve_uniform"], 1.0, rtol=1e-5)
     np.testing.assert_allclose(m["greedy_value"], worse["greedy_value"])  # same greedy policy
     np.testing.assert_allclose(
         m["greedy_value"], dp.policy_value(mdp, dp.greedy_policy(q), 0.9), rtol=1e-6
@@ -227,3 +229,29 @@ def test_power_sum_matches_numpy_with_a_static_or_traced_horizon(horizon):
     traced = jax.jit(dp.power_sum)(jnp.asarray(m), jnp.int32(horizon))  # all 31 bits
     np.testing.assert_allclose(static, expected, rtol=2e-5)
     np.testing.assert_array_equal(static, traced)
+
+
+def test_reachable_pairs_exclude_unreachable_terminal_and_masked():
+    """Cliff walking: the 10 cliff cells are never occupied and the goal is never acted in,
+    so 37 states × 4 actions are reachable. A hand MDP: a state reached only through a masked
+    action, and one only beyond a terminal state, are not."""
+    _, cliff = envs.make("CliffWalking")
+    pairs = np.asarray(dp.reachable_pairs(cliff))
+    states = pairs.any(axis=1)
+    cliff_cells = np.arange(3 * 12 + 1, 3 * 12 + 11)
+    assert pairs.sum() == 37 * 4 and not states[cliff_cells].any() and not states[47]
+    assert np.all(pairs[states])  # every action of an occupied state
+    # 0 -a0-> 1 (terminal) -> 3 ; 0 -a1 (masked)-> 2 ; 4 is isolated
+    p = np.zeros((5, 2, 5))
+    p[0, 0, 1] = p[0, 1, 2] = p[1, :, 3] = p[2, :, 2] = p[3, :, 3] = p[4, :, 4] = 1.0
+    mask = np.ones((5, 2), bool)
+    mask[0, 1] = False
+    mdp = envs.finite_mdp_params(
+        p, np.zeros((5, 2)), np.eye(5)[0], terminal=np.eye(5)[1].astype(bool), action_mask=mask
+    )
+    only_first = np.zeros((5, 2), bool)
+    only_first[0, 0] = True
+    np.testing.assert_array_equal(dp.reachable_pairs(mdp), only_first)
+    q = jnp.zeros((5, 2))
+    m = dp.error_metrics(mdp, q + 2.0, q, jnp.full((5, 2), 0.5), jnp.ones((5, 2)), 0.9)
+    np.testing.assert_allclose(m["ve_uniform"], 4.0)  # the one pair (0, 0), error 2²

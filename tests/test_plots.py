@@ -50,3 +50,18 @@ def test_steps_and_seconds_draws_each_method_against_both_axes_in_one_colour():
     np.testing.assert_allclose(p_time.get_ydata(), stats.iqm(pqn[3].T))  # over seeds
     assert d_steps.get_color() == d_time.get_color() != p_time.get_color()
     assert by_time.get_xlabel() == "wall-clock seconds"
+
+
+def test_panels_draw_every_configuration_in_every_panel_in_one_colour():
+    rng = np.random.default_rng(0)
+    values = rng.uniform(1, 2, size=(2, 5, 4))  # [H, S, T]
+    rows = [[("a", "ve", values), ("b", "J", values + 1)], [("c", "ve", values * 2)]]
+    fig = plots.panels(np.arange(4), rows, ["x", "y"], log_y=("ve",))
+    axes = np.asarray(fig.axes).reshape(2, 2)
+    np.testing.assert_allclose(axes[0, 1].get_lines()[1].get_ydata(), stats.iqm(values[1].T) + 1)
+    assert [ax.get_yscale() for ax in axes[:, 0]] == ["log", "log"]
+    assert axes[0, 1].get_yscale() == "linear" and not axes[1, 1].get_lines()
+    colours = [[line.get_color() for line in ax.get_lines()] for ax in (axes[0, 0], axes[1, 0])]
+    assert colours[0] == colours[1]
+    legend = axes[0, 0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["x", "y"]

@@ -40,7 +40,7 @@ def check_counts(config: Any, names: tuple[str, ...], minimum: int = 1) -> None:
             raise ConfigError(f"config.{name} = {value!r} must be an integer ≥ {minimum}")
 
 
-def check_shared(config: Any, head: networks.Head = networks.SCALAR) -> None:
+def check_shared(config: Any, head: networks.Head = networks.SCALAR, noisy: bool = False) -> None:
     """The checks of the fields every deep-Q config has: the env (its id, builder arguments,
     time limit and discrete action space), the counts of envs and evaluations, the network for
     its observations (activation, widths) and the divergence bound."""
@@ -57,7 +57,7 @@ def check_shared(config: Any, head: networks.Head = networks.SCALAR) -> None:
         raise ConfigError(
             f"config.max_episode_steps = {config.max_episode_steps} must be ≥ 1 or None"
         )
-    check_network(config, head)
+    check_network(config, head, noisy)
     if config.activation not in networks.ACTIVATIONS:
         raise ConfigError(
             f"config.activation = '{config.activation}' must be one of "
@@ -69,9 +69,9 @@ def check_shared(config: Any, head: networks.Head = networks.SCALAR) -> None:
         raise ConfigError(f"config.divergence_bound = {config.divergence_bound} must be > 0")
 
 
-def check_network(config: Any, head: networks.Head = networks.SCALAR) -> None:
+def check_network(config: Any, head: networks.Head = networks.SCALAR, noisy: bool = False) -> None:
     """Raise ConfigError unless the env has discrete actions and ``config.network`` (with
-    ``head``) suits its observations."""
+    ``head``, noisy or not) suits its observations."""
     env, env_params = make_env(config)
     space = env.action_space(env_params)
     if not hasattr(space, "n"):
@@ -82,7 +82,7 @@ def check_network(config: Any, head: networks.Head = networks.SCALAR) -> None:
             "Q-learning here needs a discrete one (gymnax's Discrete)"
         )
     try:
-        make_network(config, env.num_actions, env.observation_space(env_params).shape, head)
+        make_network(config, env.num_actions, env.observation_space(env_params).shape, head, noisy)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -121,9 +121,10 @@ def make_network(
     num_actions: int,
     obs_shape: tuple[int, ...] = (),
     head: networks.Head = networks.SCALAR,
+    noisy: bool = False,
 ) -> Any:
     """The Q-network of a deep-Q config (see :func:`qlearn.networks.build`): A·K outputs for
-    a head of K outputs per action."""
+    a head of K outputs per action, noisy fully connected layers with ``noisy``."""
     return networks.build(
         config.network,
         num_actions,
@@ -132,6 +133,7 @@ def make_network(
         activation=config.activation,
         layer_norm=config.layer_norm,
         head=head,
+        noisy=noisy,
     )
 
 
@@ -150,6 +152,9 @@ class Program:
     :data:`~qlearn.types.ReturnLossFn`)."""
     progress: ProgressFn | None
     head: networks.Head = networks.SCALAR
+    noise: Any = None
+    """the shapes of a noisy network's noise collection (:class:`~qlearn.networks.NoisyDense`;
+    None for a network without noisy layers)."""
 
     def q_function(self, hp: Any) -> networks.QFunction:
         """q̂ of this program's network and head under hyperparameters ``hp`` (a categorical
@@ -175,13 +180,18 @@ def program(
     loss: Callable,
     progress: ProgressFn | None,
     head: networks.Head = networks.SCALAR,
+    noisy: bool = False,
 ) -> Program:
-    """The :class:`Program` of a deep-Q config: its env, Q-network (with ``head``), resolved
-    ``loss`` and optional ``progress`` callback."""
+    """The :class:`Program` of a deep-Q config: its env, Q-network (with ``head``, noisy
+    layers with ``noisy``), resolved ``loss`` and optional ``progress`` callback."""
     env, env_params = make_env(config)
     obs_shape = env.observation_space(env_params).shape
-    network = make_network(config, env.action_space(env_params).n, obs_shape, head)
-    return Program(config, env, env_params, network, loss, progress, head)
+    network = make_network(config, env.action_space(env_params).n, obs_shape, head, noisy)
+    noise = None
+    if noisy:
+        shapes = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *obs_shape)))
+        noise = networks.split_variables(shapes)[1]
+    return Program(config, env, env_params, network, loss, progress, head, noise)
 
 
 def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
@@ -200,14 +210,24 @@ def explore_step(
 ) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition]:
     """One ε-greedy step of N envs (auto-reset) from a training ``state`` with ``params``,
     ``key``, ``env_state`` and ``obs`` [N, ...]: ``(key', action [N], obs', env_state',
-    transition)``. The actions are masked to the available ones where the env has masks."""
+    transition)``. The actions are masked to the available ones where the env has masks. A
+    noisy network acts with fresh noise for each env at each step (a key split off only
+    then, so no other random stream moves)."""
     env, env_params, q_fn = prog.env, prog.env_params, prog.q_function(hp)
     num_envs = state.obs.shape[0]
     key, k_act, k_step = jax.random.split(state.key, 3)
     words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
     step_keys = jax.random.split(k_step, num_envs)
     mask = envs.action_masks(env, env_params, state.env_state)
-    action = policies.epsilon_greedy(words, q_fn(state.params, state.obs), epsilon, mask)
+    if prog.noise is None:
+        q_values = q_fn(state.params, state.obs)
+    else:
+        key, k_noise = jax.random.split(key)
+        noise = networks.sample_noise(prog.noise, k_noise, (num_envs,))
+        q_values = jax.vmap(lambda n, o: q_fn(networks.with_noise(state.params, n), o[None])[0])(
+            noise, state.obs
+        )
+    action = policies.epsilon_greedy(words, q_values, epsilon, mask)
     obs, env_state, tr = rollout.step_envs(
         env, env_params, step_keys, state.env_state, state.obs, action
     )

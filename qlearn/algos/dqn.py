@@ -37,9 +37,10 @@ from flax import struct
 from qlearn import dp, envs, hparams, losses, networks, policies, replay
 from qlearn import return_distributions as rd
 from qlearn.algos import deep_q, rollout
+from qlearn.envs.finite import FiniteMDPState
 from qlearn.types import ConfigError, LossFn, Params, QFn, Transition, config_field
 
-REPLAYS = ("uniform", "prioritized")
+REPLAYS = ("uniform", "prioritized", "coverage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,13 @@ class DQNConfig(envs.EnvConfig):
     dueling: bool = config_field(
         False, "dueling last layer V + (A − mean A), per atom/quantile for a distributional head"
     )
+    noisy: bool = config_field(
+        False,
+        "NoisyNet (Fortunato et al. 2018): factorised Gaussian noise in the fully connected "
+        "layers, σ₀ = hparam noisy_sigma0; fresh noise per env step and per update (online "
+        "and target apart); the greedy policy and every metric use the mean network. "
+        "Exploration by noise alone: also set eps_start = eps_end = 0",
+    )
     num_atoms: int = config_field(51, "atoms of a categorical head, bins of a histogram one (≥ 2)")
     num_quantiles: int = config_field(
         32,
@@ -94,8 +102,10 @@ class DQNConfig(envs.EnvConfig):
     )
     replay: str = config_field(
         "uniform",
-        "'uniform' or 'prioritized' (proportional, Schaul et al. 2016: hparams per_alpha, "
-        "per_beta, per_eps; the loss must report aux['priority'], as the built-ins do)",
+        "'uniform', 'prioritized' (proportional, Schaul et al. 2016: hparams per_alpha, "
+        "per_beta, per_eps; the loss must report aux['priority'], as the built-ins do) or "
+        "'coverage' (finite MDPs: uniform replay with a fraction hparam coverage of each batch "
+        "drawn from the model at (s, a) uniform over the reachable pairs)",
     )
     num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
     eval_episodes: int = config_field(10, "greedy episodes per evaluation")
@@ -129,7 +139,7 @@ class DQNConfig(envs.EnvConfig):
         def fail(msg: str) -> None:
             raise ConfigError(msg)
 
-        deep_q.check_shared(self, self.value_head)
+        deep_q.check_shared(self, self.value_head, self.noisy)
         deep_q.check_counts(
             self,
             (
@@ -145,6 +155,11 @@ class DQNConfig(envs.EnvConfig):
         deep_q.check_counts(self, ("num_atoms", "num_quantiles"), minimum=2)
         if self.replay not in REPLAYS:
             fail(f"config.replay = '{self.replay}' must be one of {', '.join(REPLAYS)}")
+        if self.replay == "coverage" and not envs.is_finite(self.env_id):
+            fail(
+                f"config.replay = 'coverage' draws transitions from the model of a finite MDP "
+                f"(Garnet, CliffWalking, ...); {self.env_id} has none"
+            )
         if self.head not in networks.HEADS:
             fail(f"config.head = '{self.head}' must be one of {', '.join(networks.HEADS)}")
         try:
@@ -289,6 +304,16 @@ class DQNHParams:
     per_eps: float = hparams.field(
         1e-6, low=0, low_open=True, help="prioritised replay: p_i = |δ_i| + ε"
     )
+    coverage: float = hparams.field(
+        0.5,
+        low=0,
+        high=1,
+        help="coverage replay: the fraction of each batch drawn from the model at (s, a) "
+        "uniform over the reachable pairs (1: all of it)",
+    )
+    noisy_sigma0: float = hparams.field(
+        0.5, low=0, help="noisy layers: σ = σ₀/√fan_in at initialisation (Fortunato et al.)"
+    )
 
 
 @struct.dataclass
@@ -329,14 +354,22 @@ def gradient_step(
     opt_state: optax.OptState,
     batch: Transition,
     hp: Any,
+    noise: tuple[Any, Any] | None = None,
 ) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
     """One optimiser step on ``loss_fn``'s gradient with respect to the online params.
 
+    ``noise``: (online, target) noise collections of a noisy network
+    (:func:`qlearn.networks.sample_noise`), applied beside ``params`` and ``target_params``;
+    the loss sees the noisy networks' variables, the gradient is the parameters' only.
     Returns (new params, new optimiser state, {"loss": ..., **aux}).
     """
-    (loss, aux), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-        q_fn, params, target_params, batch, hp
-    )
+    online_noise, target_noise = (None, None) if noise is None else noise
+    bootstrap = networks.with_noise(target_params, target_noise)
+
+    def objective(p: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return loss_fn(q_fn, networks.with_noise(p, online_noise), bootstrap, batch, hp)
+
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, {"loss": loss, **aux}
 
@@ -365,8 +398,10 @@ def make_train(
       (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
       ``divergence_bound`` in the interval); on a finite MDP also the true errors of
       :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value, greedy_return,
-      and for the interval's replayed batches ve_replayed and replay_tv), and with a
-      categorical or quantile head return_cramer or return_w1 (:func:`ground_truth`).
+      and for the interval's replayed batches ve_replayed and replay_tv), with a
+      categorical or quantile head return_cramer or return_w1 (:func:`ground_truth`), and
+      with noisy layers noise_sigma (the mean |σ| of their noise,
+      :func:`qlearn.networks.mean_noise_scale`).
     """
     init, run_intervals = make_stages(config, progress=progress)
 
@@ -390,7 +425,7 @@ def make_stages(
     intervals in several calls gives the same numbers.
     """
     loss_fn = losses.resolve(config.loss, double_q=config.double_q)
-    prog = deep_q.program(config, loss_fn, progress, config.value_head)
+    prog = deep_q.program(config, loss_fn, progress, config.value_head, config.noisy)
     return functools.partial(init, prog), functools.partial(run_intervals, prog)
 
 
@@ -400,7 +435,9 @@ def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNSt
     config, env_params = prog.config, prog.env_params
     num_envs = config.num_envs
     k_init, k_reset, k_loop, _ = jax.random.split(key, 4)
-    params = prog.network.init(k_init, jnp.zeros((1, *prog.obs_shape)))
+    params, _ = networks.split_variables(prog.network.init(k_init, jnp.zeros((1, *prog.obs_shape))))
+    if prog.noise is not None:
+        params = networks.scale_noise(params, hp.noisy_sigma0)
     obs, env_state = rollout.reset_envs(prog.env, env_params, k_reset, num_envs)
     masks = envs.action_masks(prog.env, env_params, env_state)
     finite = envs.is_finite(config.env_id)
@@ -424,7 +461,7 @@ def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNSt
         params=params,
         target_params=params,
         opt_state=make_optimizer(hp).init(params),
-        buffer=replay.init(example, config.buffer_size, prioritized=config.replay != "uniform"),
+        buffer=replay.init(example, config.buffer_size, prioritized=config.replay == "prioritized"),
         env_state=env_state,
         obs=obs,
         key=k_loop,
@@ -478,17 +515,33 @@ def env_step(
 
 
 def update(
-    prog: deep_q.Program, hp: DQNHParams, state: DQNState, xs: Any
+    prog: deep_q.Program,
+    hp: DQNHParams,
+    truth: dict[str, jax.Array],
+    state: DQNState,
+    xs: dict[str, jax.Array],
 ) -> tuple[DQNState, dict[str, jax.Array]]:
-    """One gradient update on the replay batch that the words ``xs`` [B, words per sample]
-    pick (prioritised: with β annealed from ``per_beta`` to 1 over the run, then the batch's
-    priorities set from the loss's ``aux["priority"]``), then the target update. For an
-    ``iqn`` head ``xs`` is (words, key), the key the batch's ``key`` for the loss's τ."""
+    """One gradient update on the replay batch that the words ``xs["words"]`` [B, words per
+    sample] pick (prioritised: with β annealed from ``per_beta`` to 1 over the run, then the
+    batch's priorities set from the loss's ``aux["priority"]``), then the target update. An
+    ``iqn`` head's ``xs["loss_key"]`` is the batch's ``key`` (the loss's τ); a noisy
+    network's ``xs["noise_key"]`` draws the online and the target network's noise; coverage
+    replay's ``xs["model_key"]`` draws the model's samples (:func:`coverage_batch`) over the
+    pairs ``truth["reachable"]``."""
     config = prog.config
-    words, loss_key = xs if isinstance(xs, tuple) else (xs, None)
+    words, loss_key = xs["words"], xs.get("loss_key")
+    noise = None
+    if "noise_key" in xs:
+        k_online, k_target = jax.random.split(xs["noise_key"])
+        noise = (
+            networks.sample_noise(prog.noise, k_online),
+            networks.sample_noise(prog.noise, k_target),
+        )
     buffer = state.buffer
     if buffer.priorities is None:
         batch = replay.sample(buffer, words)
+        if "model_key" in xs:
+            batch = coverage_batch(prog, hp, truth["reachable"], batch, xs["model_key"])
     else:
         beta = policies.linear_schedule(state.env_steps, hp.per_beta, 1.0, config.total_steps)
         batch, idx = replay.sample_prioritized(buffer, words, beta)
@@ -504,6 +557,7 @@ def update(
         state.opt_state,
         batch,
         hp,
+        noise,
     )
     priority = m.pop("priority", None)  # per sample: not a metric
     if buffer.priorities is not None:
@@ -534,19 +588,74 @@ def update(
     return state, m
 
 
+def coverage_batch(
+    prog: deep_q.Program,
+    hp: DQNHParams,
+    reachable: jax.Array,
+    batch: Transition,
+    key: jax.Array,
+) -> Transition:
+    """Coverage replay on a finite MDP: each sample of the replay ``batch`` is replaced, with
+    probability ``hp.coverage``, by a one-step transition drawn from the model at (s, a)
+    uniform over the ``reachable`` pairs [S, A] (:func:`qlearn.dp.reachable_pairs`) — the
+    loss's weighting becomes μ_r = (1 − c)·μ_buffer + c·uniform, mass on pairs the behaviour
+    policy may never visit. The model's step is the env's own (``step_env``: s' ~ p(·|s, a),
+    its reward and termination; never truncated)."""
+    mdp, env = prog.env_params, prog.env
+    size = batch.action.shape[0]
+    k_pair, k_step, k_mix = jax.random.split(key, 3)
+    flat = reachable.reshape(-1).astype(jnp.float32)
+    pair = jax.random.choice(k_pair, flat.size, (size,), p=flat / jnp.sum(flat))
+    s, a = pair // mdp.num_actions, pair % mdp.num_actions
+    zero = jnp.zeros((size,), jnp.int32)
+    obs, next_state, reward, terminated, _ = jax.vmap(env.step_env, (0, 0, 0, None))(
+        jax.random.split(k_step, size), FiniteMDPState(s, zero), a, mdp
+    )
+    model = batch.replace(
+        obs=mdp.features[s],
+        action=a,
+        reward=reward,
+        next_obs=obs,
+        terminated=terminated,
+        truncated=jnp.zeros((size,), bool),
+        steps=jnp.ones((size,), jnp.int32),
+        next_action_mask=None
+        if batch.next_action_mask is None
+        else mdp.action_mask[next_state.state],
+        state_index=s,
+    )
+    use = jax.random.uniform(k_mix, (size,)) < hp.coverage
+
+    def mix(m: jax.Array, b: jax.Array) -> jax.Array:
+        return jnp.where(use.reshape(-1, *([1] * (b.ndim - 1))), m.astype(b.dtype), b)
+
+    return jax.tree.map(mix, model, batch)
+
+
 def iteration(
-    prog: deep_q.Program, hp: DQNHParams, state: DQNState, _: Any = None
+    prog: deep_q.Program,
+    hp: DQNHParams,
+    truth: dict[str, jax.Array],
+    state: DQNState,
+    _: Any = None,
 ) -> tuple[DQNState, dict[str, jax.Array]]:
     """``train_every`` env steps, then ``updates_per_train`` updates (metrics [updates])."""
     config = prog.config
     state, _ = jax.lax.scan(functools.partial(env_step, prog, hp), state, length=config.train_every)
     key, k_sample = jax.random.split(state.key)
     shape = (config.updates_per_train, config.batch_size, replay.words_per_sample(state.buffer))
-    xs = jax.random.bits(k_sample, shape, jnp.uint32)
-    if prog.head.kind == "iqn":  # a key per update for the loss's τ (no other stream moves)
+    xs = {"words": jax.random.bits(k_sample, shape, jnp.uint32)}
+    # keys per update split off only where they are used, so no other random stream moves
+    if prog.head.kind == "iqn":  # the loss's τ
         key, k_loss = jax.random.split(key)
-        xs = (xs, jax.random.split(k_loss, config.updates_per_train))
-    return jax.lax.scan(functools.partial(update, prog, hp), state.replace(key=key), xs)
+        xs["loss_key"] = jax.random.split(k_loss, config.updates_per_train)
+    if prog.noise is not None:  # the networks' noise
+        key, k_noise = jax.random.split(key)
+        xs["noise_key"] = jax.random.split(k_noise, config.updates_per_train)
+    if config.replay == "coverage":  # the model's samples
+        key, k_model = jax.random.split(key)
+        xs["model_key"] = jax.random.split(k_model, config.updates_per_train)
+    return jax.lax.scan(functools.partial(update, prog, hp, truth), state.replace(key=key), xs)
 
 
 def interval(
@@ -568,9 +677,11 @@ def interval(
     if state.replayed is not None:  # this interval's replayed weights only
         state = state.replace(replayed=jnp.zeros_like(state.replayed))
     state, m = jax.lax.scan(
-        functools.partial(iteration, prog, hp), state, length=config.iters_per_eval
+        functools.partial(iteration, prog, hp, truth), state, length=config.iters_per_eval
     )
     eval_return, metrics = deep_q.evaluate_interval(prog, hp, state, k_eval_i, m)
+    if prog.noise is not None:
+        metrics["noise_sigma"] = networks.mean_noise_scale(state.params)
     if truth:
         mdp, q_fn = prog.env_params, prog.q_function(hp)
         q_all = q_fn(state.params, mdp.features)  # every state, [S, A]
@@ -591,15 +702,16 @@ def interval(
 
 def ground_truth(prog: deep_q.Program, hp: DQNHParams) -> dict[str, jax.Array]:
     """What a finite MDP's model gives (empty elsewhere): ``q_star`` [S, A] by value
-    iteration, and for a categorical or quantile head ``eta`` [S, A, K], the fixed point of
-    the projected distributional Bellman operator of the greedy policy of q*
+    iteration, ``reachable`` [S, A] (:func:`qlearn.dp.reachable_pairs`), and for a categorical
+    or quantile head ``eta`` [S, A, K], the fixed point of the projected distributional
+    Bellman operator of the greedy policy of q*
     (:mod:`qlearn.return_distributions`) — the return distributions a distributional
     Q-learner converges to at best — where rewards are deterministic given (s, a, s')."""
     if not envs.is_finite(prog.config.env_id):
         return {}
     mdp = prog.env_params
     q_star = dp.value_iteration(mdp, hp.gamma)[0]
-    truth = {"q_star": q_star}
+    truth = {"q_star": q_star, "reachable": dp.reachable_pairs(mdp)}
     if prog.head.kind in ("categorical", "quantile", "iqn") and rd.has_deterministic_rewards(mdp):
         greedy = dp.greedy_policy(q_star, mdp.action_mask)
         if prog.head.kind == "categorical":
