@@ -94,6 +94,8 @@ def panels(
                 _band(ax, steps, np.moveaxis(np.asarray(values)[h], 0, -1), label)
             if ylabel in log_y:
                 ax.set_yscale("log")
+            else:
+                ax.ticklabel_format(axis="y", useOffset=False)
             _finish(ax, xlabel, ylabel, title, [""])
             ax.set_ylabel(ylabel, fontsize=8)
             ax.title.set_fontsize(9)

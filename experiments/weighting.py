@@ -1,0 +1,275 @@
+"""How much weight should replay put where the behaviour policy does not go? μ as a knob.
+
+Question (the seed's): Q-learning minimises a μ-weighted value error, and replay decides μ.
+How much weight is it worth putting on (s, a) pairs the behaviour policy does not visit, to
+avoid catastrophic forgetting? Measured two ways:
+
+* ``--part finite``: on a Garnet (30 states, 4 actions) and cliff walking, with linear
+  features (random 12-d features on the Garnet, which cannot represent q*; one-hot, so
+  tabular, on cliff walking) and a small MLP on one-hot observations, DQN with the replay
+  weightings — uniform, prioritised (α ∈ {0.4, 0.6, 1}) and coverage (a fraction
+  c ∈ {0.1, 0.3, 1} of each batch drawn from the model at (s, a) uniform over the reachable
+  pairs). Over training: the true VE under the on-policy μ (``ve_behaviour``) and under the
+  uniform μ (``ve_uniform``), the greedy policy's exact value J, and the replayed μ's
+  distance to the on-policy one (``replay_tv``). Forgetting: after the greedy policy first
+  becomes optimal, the fraction of later evaluations at which it is not.
+* ``--part cartpole``: DQN on CartPole-v1 with uniform and prioritised replay (α ∈ {0.4, 0.6}),
+  8 seeds × 100k steps: forgetting as the drop of the greedy-return IQM after it first
+  reaches 475 (DQN's greedy return oscillates between ≈ 400 and 500).
+
+Each weighting family is one compiled group (its numbers, α or c, are traced), and the seeds
+are the same runs in every group.
+
+    python experiments/weighting.py --part finite      # ≈ 10 min on 2 CPU cores
+    python experiments/weighting.py --part cartpole    # ≈ 15 min
+
+Writes runs/weighting/..., experiments/figures/weighting_{finite,cartpole}.png and the
+results files the README quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import record
+
+from qlearn import dp, plots, stats, sweep
+from qlearn.algos import deep_q, dqn
+
+GARNET = {"n_states": 30, "n_actions": 4, "branching": 3, "seed": 0}
+TASKS = {  # (env, features) -> config fields
+    ("Garnet", "linear"): dict(
+        env_id="Garnet", env_kwargs=GARNET | {"feature_dim": 12}, network="linear"
+    ),
+    ("Garnet", "mlp"): dict(env_id="Garnet", env_kwargs=GARNET, hidden_sizes=(32,)),
+    ("CliffWalking", "linear"): dict(env_id="CliffWalking", network="linear"),
+    ("CliffWalking", "mlp"): dict(env_id="CliffWalking", hidden_sizes=(32,)),
+}
+FINITE = dict(
+    max_episode_steps=100,
+    num_envs=4,
+    total_steps=50_000,
+    learning_starts=1_000,
+    buffer_size=10_000,
+    batch_size=32,
+    num_evals=20,
+    eval_episodes=2,
+)
+FINITE_HPARAMS = {"linear": dict(lr=0.02, gamma=0.9), "mlp": dict(lr=3e-3, gamma=0.9)}
+WEIGHTINGS = {  # replay -> the traced numbers of its family
+    "uniform": {},
+    "prioritized": {"per_alpha": [0.4, 0.6, 1.0]},
+    "coverage": {"coverage": [0.1, 0.3, 1.0]},
+}
+CARTPOLE = dict(env_id="CartPole-v1", total_steps=100_000, num_evals=20)
+CARTPOLE_WEIGHTINGS = {"uniform": {}, "prioritized": {"per_alpha": [0.4, 0.6]}}
+SOLVED = 475.0
+FINITE_METRICS = ("ve_behaviour", "ve_uniform", "greedy_value", "replay_tv", "ve_replayed")
+
+
+def label(replay: str, grid: dict[str, list[float]], i: int) -> str:
+    """'uniform', 'prioritized α=0.6', 'coverage c=0.3'."""
+    if not grid:
+        return replay
+    name, values = next(iter(grid.items()))
+    symbol = {"per_alpha": "α", "coverage": "c"}[name]
+    return f"{replay} {symbol}={values[i]:g}"
+
+
+def run_family(config: dqn.DQNConfig, grid: dict, hp: dict, seeds: int, out: Path) -> Any:
+    """One compiled group: ``config`` with the traced ``grid`` (or one configuration)."""
+    return sweep.run(
+        config,
+        grid or None,
+        hparams=dqn.DQNHParams(**hp),
+        seeds=seeds,
+        out=out,
+        overwrite=True,
+        progress=True,
+    )
+
+
+def forgetting(optimal: np.ndarray) -> tuple[float, float]:
+    """(fraction of runs whose greedy policy is ever optimal, mean over those runs of the
+    fraction of the evaluations after the first optimal one at which it is not), from
+    ``optimal`` [S, T] bools."""
+    ever, lost = [], []
+    for run in optimal:
+        hits = np.flatnonzero(run)
+        ever.append(hits.size > 0)
+        if hits.size and hits[0] < run.size - 1:
+            lost.append(float(np.mean(~run[hits[0] + 1 :])))
+    return float(np.mean(ever)), float(np.mean(lost)) if lost else float("nan")
+
+
+def finite(args: argparse.Namespace) -> None:
+    rows, figure_rows, labels = [], [], None
+    steps = None
+    seconds: dict[str, float] = {}
+    for (env, features), fields in TASKS.items():
+        hp = FINITE_HPARAMS[features]
+        task = f"{env} / {features}"
+        curves: dict[str, list[np.ndarray]] = {m: [] for m in FINITE_METRICS}
+        names: list[str] = []
+        for replay, grid in WEIGHTINGS.items():
+            config = dqn.DQNConfig(**FINITE, **fields, replay=replay)
+            start = time.perf_counter()
+            out = Path(args.out) / "finite" / env / features / replay
+            run = run_family(config, grid, hp, args.seeds, out)
+            seconds[f"{task} / {replay}"] = time.perf_counter() - start
+            steps = run.metrics["env_steps"][0, 0]
+            for m in FINITE_METRICS:
+                curves[m].append(run.metrics[m])
+            names += [label(replay, grid, i) for i in range(run.metrics["loss"].shape[0])]
+        _, mdp = deep_q.make_env(config)
+        q_star = dp.value_iteration(mdp, hp["gamma"])[0]
+        best = float(dp.policy_value(mdp, dp.greedy_policy(q_star, mdp.action_mask), hp["gamma"]))
+        worst_start = float(np.min(curves["greedy_value"][0][:, :, 0]))
+        values = {m: np.concatenate(curves[m]) for m in FINITE_METRICS}  # [H, S, T]
+        regret = best - values["greedy_value"]
+        optimal = regret <= 1e-4 * max(1.0, abs(best))
+        for h, name in enumerate(names):
+            ever, lost = forgetting(optimal[h])
+            final = {m: stats.describe(values[m][h, :, -1]) for m in FINITE_METRICS}
+            rows.append(
+                {
+                    "env": env,
+                    "features": features,
+                    "weighting": name,
+                    "final_ve_behaviour_iqm": final["ve_behaviour"]["iqm"],
+                    "final_ve_uniform_iqm": final["ve_uniform"]["iqm"],
+                    "final_regret_iqm": float(stats.iqm(regret[h, :, -1])),
+                    "final_replay_tv_iqm": final["replay_tv"]["iqm"],
+                    "final_optimal_fraction": float(np.mean(optimal[h, :, -1])),
+                    "ever_optimal_fraction": ever,
+                    "lost_after_optimal": lost,
+                    "regret_auc_iqm": float(
+                        stats.iqm(stats.area_under_curve(steps, regret[h]) / steps[-1])
+                    ),
+                }
+            )
+        print(f"\n{task}: J* = {best:.3f} (worst start {worst_start:.2f})")
+        print(
+            f"{'weighting':<18} {'VE μ_b':>8} {'VE unif':>8} {'J*−J':>7} {'TV':>5} "
+            f"{'opt@end':>7} {'lost':>5}"
+        )
+        for r in rows[-len(names) :]:
+            print(
+                f"{r['weighting']:<18} {r['final_ve_behaviour_iqm']:8.3f} "
+                f"{r['final_ve_uniform_iqm']:8.3f} {r['final_regret_iqm']:7.3f} "
+                f"{r['final_replay_tv_iqm']:5.2f} {r['final_optimal_fraction']:7.2f} "
+                f"{r['lost_after_optimal']:5.2f}"
+            )
+        figure_rows.append(
+            [
+                (f"{task}: VE under on-policy μ", "VE (μ_b)", values["ve_behaviour"]),
+                (f"{task}: VE under uniform μ", "VE (uniform)", values["ve_uniform"]),
+                (f"{task}: greedy regret", "J* − J(greedy)", regret),
+                (f"{task}: replayed vs on-policy μ", "TV(μ_replay, μ_b)", values["replay_tv"]),
+            ]
+        )
+        labels = names
+    fig = plots.panels(steps, figure_rows, labels, log_y=("VE (μ_b)", "VE (uniform)"))
+    plots.save(fig, args.figure or "experiments/figures/weighting_finite.png")
+    record.save(
+        args.results or "experiments/results/weighting_finite.json",
+        {
+            "experiment": "weighting_finite",
+            "seeds": args.seeds,
+            "env_steps": int(steps[-1]),
+            "config": FINITE,
+            "hparams": FINITE_HPARAMS,
+            "seconds": seconds,
+            "rows": rows,
+        },
+    )
+
+
+def drop_after_solved(curve: np.ndarray) -> tuple[int | None, float | None]:
+    """(first index where ``curve`` [T] reaches :data:`SOLVED`, its largest fall below that
+    point's value afterwards), or (None, None) if it never does."""
+    hits = np.flatnonzero(curve >= SOLVED)
+    if not hits.size:
+        return None, None
+    first = int(hits[0])
+    return first, float(curve[first] - np.min(curve[first:]))
+
+
+def cartpole(args: argparse.Namespace) -> None:
+    rows, curves, names, steps = [], [], [], None
+    seconds: dict[str, float] = {}
+    for replay, grid in CARTPOLE_WEIGHTINGS.items():
+        config = dqn.DQNConfig(**CARTPOLE, replay=replay)
+        start = time.perf_counter()
+        run = run_family(config, grid, {}, args.seeds, Path(args.out) / "cartpole" / replay)
+        seconds[replay] = time.perf_counter() - start
+        steps = run.metrics["env_steps"][0, 0]
+        for i in range(run.metrics["eval_return"].shape[0]):
+            names.append(label(replay, grid, i))
+            curves.append(run.metrics["eval_return"][i])
+    for name, returns in zip(names, curves, strict=True):  # returns [S, T]
+        iqm_curve = stats.iqm(returns.T)
+        first, drop = drop_after_solved(iqm_curve)
+        per_seed = [drop_after_solved(r)[1] for r in returns]
+        solved = [d for d in per_seed if d is not None]
+        final = stats.describe(returns[:, -1])
+        rows.append(
+            {
+                "weighting": name,
+                "final_iqm": final["iqm"],
+                "final_iqm_ci95": final["iqm_ci95"],
+                "iqm_first_solved_step": None if first is None else int(steps[first]),
+                "iqm_drop_after_solved": drop,
+                "seeds_solved": len(solved),
+                "seed_drop_median": float(np.median(solved)) if solved else None,
+                "iqm_curve": [float(x) for x in iqm_curve],
+            }
+        )
+    print(f"\nCartPole-v1, {args.seeds} seeds × {int(steps[-1]):,} env steps")
+    print(f"{'weighting':<18} {'final IQM':>9} {'solved at':>9} {'IQM drop':>8} {'seed drop':>9}")
+    for r in rows:
+        at = "never" if r["iqm_first_solved_step"] is None else f"{r['iqm_first_solved_step']:,}"
+        drop = "—" if r["iqm_drop_after_solved"] is None else f"{r['iqm_drop_after_solved']:.1f}"
+        seed = "—" if r["seed_drop_median"] is None else f"{r['seed_drop_median']:.1f}"
+        print(f"{r['weighting']:<18} {r['final_iqm']:9.1f} {at:>9} {drop:>8} {seed:>9}")
+    fig = plots.learning_curves(
+        steps,
+        np.stack(curves),
+        names,
+        title=f"DQN on CartPole-v1: uniform vs prioritised replay, {args.seeds} seeds",
+    )
+    fig.axes[0].axhline(SOLVED, color="grey", linestyle=":", linewidth=1)
+    plots.save(fig, args.figure or "experiments/figures/weighting_cartpole.png")
+    record.save(
+        args.results or "experiments/results/weighting_cartpole.json",
+        {
+            "experiment": "weighting_cartpole",
+            "seeds": args.seeds,
+            "env_steps": int(steps[-1]),
+            "solved": SOLVED,
+            "seconds": seconds,
+            "rows": rows,
+        },
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("finite", "cartpole"), required=True)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--out", default="runs/weighting")
+    parser.add_argument("--figure", default=None, help="default: experiments/figures/...")
+    parser.add_argument("--results", default=None, help="default: experiments/results/...")
+    args = parser.parse_args()
+    if args.part == "finite":
+        finite(args)
+    else:
+        cartpole(args)
+
+
+if __name__ == "__main__":
+    main()
