@@ -347,6 +347,73 @@ def render_which_loss(r: dict[str, Any]) -> str:
     return _table(header, rows, note)
 
 
+def render_weighting_finite(r: dict[str, Any]) -> str:
+    """experiments/weighting.py --part finite: each replay weighting's final errors, regret
+    and forgetting, per task."""
+    header = [
+        "task",
+        "weighting",
+        "VE under μ_b",
+        "VE under uniform μ",
+        "J* − J(greedy)",
+        "TV(μ_replay, μ_b)",
+        "optimal at end",
+        "lost after optimal",
+    ]
+
+    def lost(x: float) -> str:
+        return "—" if x != x else f"{x:.2f}"  # NaN: never optimal before the end
+
+    rows = [
+        [
+            f"{row['env']} / {row['features']}",
+            row["weighting"],
+            f"{row['final_ve_behaviour_iqm']:.3g}",
+            f"{row['final_ve_uniform_iqm']:.3g}",
+            f"{row['final_regret_iqm']:.3f}",
+            f"{row['final_replay_tv_iqm']:.2f}",
+            f"{row['final_optimal_fraction']:.2f}",
+            lost(row["lost_after_optimal"]),
+        ]
+        for row in r["rows"]
+    ]
+    note = (
+        f"DQN, {r['seeds']} seeds × {r['env_steps']:,} env steps; final-point IQMs; "
+        "'optimal at end': fraction of seeds; 'lost after optimal': mean fraction of the "
+        f"evaluations after a run's first optimal one at which it is not; {_at(r)}"
+    )
+    return _table(header, rows, note)
+
+
+def render_weighting_cartpole(r: dict[str, Any]) -> str:
+    """experiments/weighting.py --part cartpole: final return and the fall after solving."""
+    header = [
+        "replay",
+        "final return IQM [95% CI]",
+        f"IQM first ≥ {r['solved']:.0f} at",
+        "IQM drop after",
+        "seeds ≥ 475",
+        "median seed drop after",
+    ]
+
+    def num(x: float | None, fmt: str) -> str:
+        return "never" if x is None else format(x, fmt)
+
+    rows = [
+        [
+            row["weighting"],
+            f"{row['final_iqm']:.1f} " + _ci1(row["final_iqm_ci95"]),
+            num(row["iqm_first_solved_step"], ","),
+            num(row["iqm_drop_after_solved"], ".1f"),
+            f"{row['seeds_solved']}/{r['seeds']}",
+            num(row["seed_drop_median"], ".1f"),
+        ]
+        for row in r["rows"]
+    ]
+    note = f"DQN on CartPole-v1, {r['seeds']} seeds × {r['env_steps']:,} env steps; {_at(r)}"
+    return _table(header, rows, note)
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "cartpole_dqn": render_timed,
@@ -362,6 +429,8 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "peers": render_peers,
     "loss_cost": render_loss_cost,
     "which_loss_cartpole": render_which_loss,
+    "weighting_finite": render_weighting_finite,
+    "weighting_cartpole": render_weighting_cartpole,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
 FROM_BENCHMARKS = ("throughput", "peers", "loss_cost")
