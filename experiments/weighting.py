@@ -14,14 +14,15 @@ avoid catastrophic forgetting? Measured two ways:
   distance to the on-policy one (``replay_tv``). Forgetting: after the greedy policy first
   becomes optimal (within 1% of |J*|), the fraction of later evaluations at which it is not.
 * ``--part cartpole``: DQN on CartPole-v1 with uniform and prioritised replay (α ∈ {0.4, 0.6}),
-  8 seeds × 100k steps: forgetting as the drop of the greedy-return IQM after it first
-  reaches 475 (DQN's greedy return oscillates between ≈ 400 and 500).
+  32 seeds × 100k steps: forgetting as the drop of the greedy-return IQM after it first
+  reaches 475 (DQN's greedy return oscillates between ≈ 400 and 500), and per seed the
+  largest drop after its first 475 and the fraction of its later evaluations below 475.
 
 Each weighting family is one compiled group (its numbers, α or c, are traced), and the seeds
 are the same runs in every group.
 
     python experiments/weighting.py --part finite      # ≈ 10 min on 2 CPU cores
-    python experiments/weighting.py --part cartpole    # ≈ 15 min
+    python experiments/weighting.py --part cartpole    # ≈ 6 min
 
 Writes runs/weighting/..., experiments/figures/weighting_{finite,cartpole}.png and the
 results files the README quotes.
@@ -197,14 +198,17 @@ def finite(args: argparse.Namespace) -> None:
     )
 
 
-def drop_after_solved(curve: np.ndarray) -> tuple[int | None, float | None]:
+def drop_after_solved(curve: np.ndarray) -> tuple[int | None, float | None, float | None]:
     """(first index where ``curve`` [T] reaches :data:`SOLVED`, its largest fall below that
-    point's value afterwards), or (None, None) if it never does."""
+    point's value afterwards, the fraction of the later points below :data:`SOLVED`), or
+    (None, None, None) if it never does (the fraction is None when it first does at the end)."""
     hits = np.flatnonzero(curve >= SOLVED)
     if not hits.size:
-        return None, None
+        return None, None, None
     first = int(hits[0])
-    return first, float(curve[first] - np.min(curve[first:]))
+    later = curve[first + 1 :]
+    below = float(np.mean(later < SOLVED)) if later.size else None
+    return first, float(curve[first] - np.min(curve[first:])), below
 
 
 def cartpole(args: argparse.Namespace) -> None:
@@ -221,9 +225,10 @@ def cartpole(args: argparse.Namespace) -> None:
             curves.append(run.metrics["eval_return"][i])
     for name, returns in zip(names, curves, strict=True):  # returns [S, T]
         iqm_curve = stats.iqm(returns.T)
-        first, drop = drop_after_solved(iqm_curve)
-        per_seed = [drop_after_solved(r)[1] for r in returns]
-        solved = [d for d in per_seed if d is not None]
+        first, drop, _ = drop_after_solved(iqm_curve)
+        per_seed = [drop_after_solved(r) for r in returns]
+        solved = [d for _, d, _ in per_seed if d is not None]
+        below = [b for _, _, b in per_seed if b is not None]
         final = stats.describe(returns[:, -1])
         rows.append(
             {
@@ -234,16 +239,21 @@ def cartpole(args: argparse.Namespace) -> None:
                 "iqm_drop_after_solved": drop,
                 "seeds_solved": len(solved),
                 "seed_drop_median": float(np.median(solved)) if solved else None,
+                "seed_below_after_mean": float(np.mean(below)) if below else None,
                 "iqm_curve": [float(x) for x in iqm_curve],
             }
         )
     print(f"\nCartPole-v1, {args.seeds} seeds × {int(steps[-1]):,} env steps")
-    print(f"{'weighting':<18} {'final IQM':>9} {'solved at':>9} {'IQM drop':>8} {'seed drop':>9}")
+    print(
+        f"{'weighting':<18} {'final IQM':>9} {'solved at':>9} {'IQM drop':>8} {'seed drop':>9} "
+        f"{'below after':>11}"
+    )
     for r in rows:
         at = "never" if r["iqm_first_solved_step"] is None else f"{r['iqm_first_solved_step']:,}"
         drop = "—" if r["iqm_drop_after_solved"] is None else f"{r['iqm_drop_after_solved']:.1f}"
         seed = "—" if r["seed_drop_median"] is None else f"{r['seed_drop_median']:.1f}"
-        print(f"{r['weighting']:<18} {r['final_iqm']:9.1f} {at:>9} {drop:>8} {seed:>9}")
+        below = "—" if r["seed_below_after_mean"] is None else f"{r['seed_below_after_mean']:.2f}"
+        print(f"{r['weighting']:<18} {r['final_iqm']:9.1f} {at:>9} {drop:>8} {seed:>9} {below:>11}")
     fig = plots.learning_curves(
         steps,
         np.stack(curves),
@@ -268,12 +278,14 @@ def cartpole(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("finite", "cartpole"), required=True)
-    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=None, help="default: 8 finite, 32 CartPole")
     parser.add_argument("--out", default="runs/weighting")
     parser.add_argument("--overwrite", action="store_true", help="replace other sweeps' runs")
     parser.add_argument("--figure", default=None, help="default: experiments/figures/...")
     parser.add_argument("--results", default=None, help="default: experiments/results/...")
     args = parser.parse_args()
+    if args.seeds is None:
+        args.seeds = 8 if args.part == "finite" else 32
     if args.part == "finite":
         finite(args)
     else:
