@@ -379,8 +379,9 @@ def render_weighting_finite(r: dict[str, Any]) -> str:
     ]
     note = (
         f"DQN, {r['seeds']} seeds × {r['env_steps']:,} env steps; final-point IQMs; "
-        "'optimal at end': fraction of seeds; 'lost after optimal': mean fraction of the "
-        f"evaluations after a run's first optimal one at which it is not; {_at(r)}"
+        "'optimal at end': fraction of seeds within 1% of |J*|; 'lost after optimal': mean "
+        "fraction of the evaluations after a run's first near-optimal one at which it is not; "
+        f"{_at(r)}"
     )
     return _table(header, rows, note)
 
@@ -394,6 +395,7 @@ def render_weighting_cartpole(r: dict[str, Any]) -> str:
         "IQM drop after",
         "seeds ≥ 475",
         "median seed drop after",
+        "seed evaluations < 475 after",
     ]
 
     def num(x: float | None, fmt: str) -> str:
@@ -407,6 +409,7 @@ def render_weighting_cartpole(r: dict[str, Any]) -> str:
             num(row["iqm_drop_after_solved"], ".1f"),
             f"{row['seeds_solved']}/{r['seeds']}",
             num(row["seed_drop_median"], ".1f"),
+            num(row["seed_below_after_mean"], ".2f"),
         ]
         for row in r["rows"]
     ]
