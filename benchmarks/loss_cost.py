@@ -1,6 +1,7 @@
-"""What each built-in replay loss costs: DQN on CartPole-v1 with every built-in loss (each on the
-head it needs), and Huber and C51 with prioritised replay, training time as a ratio to the Huber
-loss with uniform replay at the same settings, at 1 and 8 runs.
+"""What each built-in replay loss costs: DQN on CartPole-v1 (MLP) or MinAtar Breakout (the CNN)
+with every built-in loss (each on the head it needs), and Huber and C51 with prioritised
+replay, training time as a ratio to the Huber loss with uniform replay at the same settings, at
+1 and 8 runs.
 
 Every (loss, runs) pair runs in a child process of its own, compiled there and timed after
 compilation; the pairs are measured in alternating rounds (all losses once, then again) so
@@ -9,6 +10,7 @@ over the rounds. One run is ``jax.jit(train)`` itself, 8 runs ``jit(vmap(train))
 
     python benchmarks/loss_cost.py                     # prints a table, writes JSON
     python benchmarks/loss_cost.py --rounds 3 --steps 50000
+    python benchmarks/loss_cost.py --env breakout --steps 10000   # the MinAtar CNN
 """
 
 from __future__ import annotations
@@ -21,7 +23,24 @@ import time
 
 from common import child_json, jit_runs, write_report
 
-CONFIG = dict(env_id="CartPole-v1", learning_starts=2_000, num_evals=4, eval_episodes=5)
+ENVS = {  # --env -> (config fields, the categorical/histogram support, results file)
+    "cartpole": (
+        dict(env_id="CartPole-v1", learning_starts=2_000, num_evals=4, eval_episodes=5),
+        {"v_min": 0.0, "v_max": 100.0},  # CartPole's returns (γ = 0.99: at most 100)
+        "benchmarks/results/loss_cost.json",
+    ),
+    "breakout": (
+        dict(
+            env_id="Breakout-MinAtar",
+            network="cnn",
+            learning_starts=2_000,
+            num_evals=4,
+            eval_episodes=2,
+        ),
+        {"v_min": 0.0, "v_max": 20.0},
+        "benchmarks/results/loss_cost_breakout.json",
+    ),
+}
 HEADS = {  # loss -> its head
     "huber": "scalar",
     "mse": "scalar",
@@ -37,10 +56,9 @@ VARIANTS = {name: (name, "uniform") for name in HEADS} | {  # variant -> (loss, 
     "huber+per": ("huber", "prioritized"),
     "c51+per": ("c51", "prioritized"),
 }
-SUPPORT = {"v_min": 0.0, "v_max": 100.0}  # CartPole's returns (γ = 0.99: at most 100)
 
 
-def measure(variant: str, runs: int, steps: int) -> dict:
+def measure(variant: str, runs: int, steps: int, env: str) -> dict:
     """In this process: compile ``runs`` runs of DQN with ``variant``'s loss and replay and
     time one call."""
     import jax
@@ -48,9 +66,10 @@ def measure(variant: str, runs: int, steps: int) -> dict:
     from qlearn import sweep
     from qlearn.algos import dqn
 
+    fields, support, _ = ENVS[env]
     loss, replay = VARIANTS[variant]
-    config = dqn.DQNConfig(**CONFIG, total_steps=steps, loss=loss, head=HEADS[loss], replay=replay)
-    hp = dqn.DQNHParams(**SUPPORT)
+    config = dqn.DQNConfig(**fields, total_steps=steps, loss=loss, head=HEADS[loss], replay=replay)
+    hp = dqn.DQNHParams(**support)
     fn = jit_runs(dqn.make_train(config))
     keys = sweep.seed_keys(0, runs)
     start = time.perf_counter()
@@ -77,12 +96,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--losses", default=",".join(VARIANTS))
-    parser.add_argument("--out", default="benchmarks/results/loss_cost.json")
+    parser.add_argument("--env", default="cartpole", choices=sorted(ENVS))
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/...")
     parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:  # child process: one (loss, runs)
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.steps)))
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.steps, args.env)))
         return
+    args.out = args.out or ENVS[args.env][2]
 
     names = args.losses.split(",")
     if "huber" not in names:
@@ -103,6 +124,8 @@ def main() -> None:
                     str(runs),
                     "--steps",
                     str(args.steps),
+                    "--env",
+                    args.env,
                 ]
                 measured.append(child_json(cmd) | {"round": r})
                 m = measured[-1]
@@ -135,7 +158,8 @@ def main() -> None:
                 }
             )
     print(
-        f"DQN on CartPole-v1, {args.steps:,} env steps per run; median of {args.rounds} "
+        f"DQN on {ENVS[args.env][0]['env_id']}, {args.steps:,} env steps per run; median of "
+        f"{args.rounds} "
         "alternating rounds, after compilation"
     )
     print(
@@ -155,7 +179,9 @@ def main() -> None:
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
         "steps_per_run": args.steps,
         "rounds": args.rounds,
-        "support": SUPPORT,
+        "env": ENVS[args.env][0]["env_id"],
+        "network": ENVS[args.env][0].get("network", "mlp"),
+        "support": ENVS[args.env][1],
         "rows": rows,
         "runs": measured,
     }

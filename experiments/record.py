@@ -324,8 +324,9 @@ def render_loss_cost(r: dict[str, Any]) -> str:
         for name in names
     ]
     note = (
-        f"DQN on CartPole-v1, {r['steps_per_run']:,} env steps per run, medians over "
-        f"{r['rounds']} alternating rounds; {_at(r)}"
+        f"DQN on {r.get('env', 'CartPole-v1')} ({r.get('network', 'mlp')}), "
+        f"{r['steps_per_run']:,} env steps per run, medians over {r['rounds']} alternating "
+        f"rounds; {_at(r)}"
     )
     return _table(header, rows, note)
 
