@@ -103,6 +103,10 @@ def dense(features: int, noisy: bool) -> nn.Module:
     return NoisyDense(features) if noisy else nn.Dense(features)
 
 
+NOISE_SCALES = ("sigma_kernel", "sigma_bias")
+"""The names of a :class:`NoisyDense` layer's σ parameters."""
+
+
 def split_variables(variables: Any) -> tuple[Any, Any]:
     """An initialised network's variables → (params ``{"params": ...}``, the zero noise
     collection of its noisy layers, or None without any)."""
@@ -132,7 +136,7 @@ def scale_noise(params: Any, sigma0: Any) -> Any:
 
     def scale(path: tuple, leaf: jax.Array) -> jax.Array:
         name = getattr(path[-1], "key", None)
-        return leaf * sigma0 if name in ("sigma_kernel", "sigma_bias") else leaf
+        return leaf * sigma0 if name in NOISE_SCALES else leaf
 
     return jax.tree_util.tree_map_with_path(scale, params)
 
@@ -143,7 +147,7 @@ def mean_noise_scale(params: Any) -> jax.Array:
     sigmas = [
         leaf
         for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-        if getattr(path[-1], "key", None) in ("sigma_kernel", "sigma_bias")
+        if getattr(path[-1], "key", None) in NOISE_SCALES
     ]
     if not sigmas:
         return jnp.full((), jnp.nan)
