@@ -23,6 +23,13 @@ class ProgressBar:
     On a terminal it is a live tqdm bar. When ``stream`` is not a terminal (a CI log, ``| tee``)
     it writes plain lines instead, no escape sequences: one each time another tenth of the
     work is done, and at most one every ``interval`` seconds otherwise.
+
+    The rate is units per second of running: call :meth:`start` when the compiled work begins
+    and :meth:`stop` when it pauses (to compile the next program), as :func:`qlearn.sweep.run`
+    does, and it is exact. Without :meth:`start`, the clock starts at the first report, whose
+    own units are then left out of the rate: they were done before the clock ran (counting
+    them gave rates of millions of steps per second, as the runs of a vmapped batch report
+    one interval each at the same moment).
     """
 
     def __init__(
@@ -44,24 +51,52 @@ class ProgressBar:
         self._bar: tqdm | None = None  # opened at the first report, so compilation is not timed
         self._recent = collections.deque(maxlen=max(num_runs, 1))
         self._done = 0.0
-        self._started: float | None = None
+        self._untimed = 0.0  # units done before the clock first ran (left out of the rate)
+        self._seconds = 0.0  # running time before the current start
+        self._since: float | None = None  # when the clock (re)started; None while stopped
+        self._started = False
         self._last_line = (0, 0.0)  # (tenths written, time)
 
-    def __call__(self, done, latest_return) -> None:
+    def start(self) -> None:
+        """The compiled work begins (or resumes) now: running time counts from here."""
         now = time.perf_counter()
-        if self._started is None:
-            self._started = now
+        if self._since is None:
+            self._since = now
+        if not self._started:
+            self._started = True
             if self._live:
                 self._bar = tqdm(
                     total=self._total,
+                    initial=self._done,
                     unit=self._unit,
                     unit_scale=True,
                     file=self._stream,
                     dynamic_ncols=True,
                     smoothing=0.1,
                 )
-        self._recent.extend(np.atleast_1d(np.asarray(latest_return, dtype=np.float64)).tolist())
+
+    def stop(self) -> None:
+        """The work pauses (e.g. to compile): time until the next :meth:`start` is not run."""
+        if self._since is not None:
+            self._seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def rate(self) -> float | None:
+        """Units per second of running time, None before any running time was measured."""
+        running = 0.0 if self._since is None else time.perf_counter() - self._since
+        seconds = self._seconds + running
+        timed = self._done - self._untimed
+        return timed / seconds if seconds > 0 and timed > 0 else None
+
+    def __call__(self, done, latest_return) -> None:
+        now = time.perf_counter()
         step = float(np.sum(done))
+        if not self._started:  # nobody started the clock: it starts now, after this report
+            self._untimed = step
+            self._done = step
+            self.start()
+            step = 0.0
+        self._recent.extend(np.atleast_1d(np.asarray(latest_return, dtype=np.float64)).tolist())
         self._done += step
         if self._bar is not None:
             self._bar.set_postfix_str(f"return {np.mean(self._recent):.1f}", refresh=False)
@@ -69,24 +104,26 @@ class ProgressBar:
         elif self._enabled:
             tenths = int(10 * self._done / max(self._total, 1))
             if tenths > self._last_line[0] or now - self._last_line[1] >= self._interval:
-                self._line(now)
+                self._line()
                 self._last_line = (tenths, now)
 
-    def _line(self, now: float) -> None:
-        rate = self._done / max(now - self._started, 1e-9)
+    def _line(self) -> None:
+        rate = self.rate()
+        speed = f"{rate:,.0f} {self._unit}s/s" if rate is not None else f"… {self._unit}s/s"
         print(
             f"progress: {self._done:,.0f} / {self._total:,} {self._unit}s "
-            f"({100 * self._done / max(self._total, 1):.0f}%), {rate:,.0f} {self._unit}s/s, "
+            f"({100 * self._done / max(self._total, 1):.0f}%), {speed}, "
             f"return {np.mean(self._recent):.1f}",
             file=self._stream,
             flush=True,
         )
 
     def close(self) -> None:
+        self.stop()
         if self._bar is not None:
             self._bar.close()
-        elif self._enabled and self._started is not None and self._last_line[0] < 10:
-            self._line(time.perf_counter())
+        elif self._enabled and self._started and self._last_line[0] < 10:
+            self._line()
 
     def __enter__(self) -> ProgressBar:
         return self

@@ -182,6 +182,8 @@ def execute(
         timing[f"group{g}_bytes_per_device"] = measured
         t_run = time.perf_counter()
         run_started = run_started or t_run
+        if bar is not None:
+            bar.start()
         for start in range(0, todo.size, work.chunk_size):
             idx = todo[start : start + work.chunk_size]
             rows, metrics, chunk_states = _run_chunk(work, compiled, hp, idx, report, keep_state)
@@ -189,6 +191,8 @@ def execute(
             states.extend(chunk_states)
             timing["chunks"] += 1
         timing["run_seconds"] += time.perf_counter() - t_run
+        if bar is not None:
+            bar.stop()  # the next group's compile is no running time
     if bar is not None:
         bar.close()
     timing["run_started"] = run_started or time.perf_counter()

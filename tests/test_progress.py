@@ -49,3 +49,28 @@ def test_off_a_terminal_the_bar_writes_a_few_plain_lines():
     assert 10 <= len(lines) <= 11 and all(line.startswith("progress: ") for line in lines)
     assert lines[-1].startswith("progress: 1,000 / 1,000 steps (100%)")
     assert "return 2.0" in lines[-1]
+
+
+def test_a_sweeps_progress_rate_is_its_running_rate(tiny_config, capsys):
+    """The rate on the last line is the runs' env steps over the running time the sweep
+    records (compiling excluded). Before, the clock started at the first report and that
+    report's steps were counted: a vmapped batch's first interval arrives all at once, which
+    printed rates of millions of steps per second."""
+    run = sweep.run(tiny_config, seeds=3, progress=True)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("progress: ")]
+    rate = float(lines[-1].split(", ")[1].split()[0].replace(",", ""))
+    expected = 3 * tiny_config.actual_total_steps / run.summary["timing"]["run_seconds"]
+    assert lines[-1].startswith(f"progress: {3 * tiny_config.actual_total_steps:,} /")
+    assert rate == pytest.approx(expected, rel=0.25)
+
+
+def test_without_start_the_first_report_is_left_out_of_the_rate():
+    stream = io.StringIO()
+    bar = progress.ProgressBar(1_000, num_runs=1, stream=stream, interval=0.0)
+    bar(np.array(500), 1.0)  # done before anyone started the clock: no rate yet
+    time.sleep(0.2)
+    bar(np.array(100), 1.0)
+    first, second = stream.getvalue().splitlines()
+    assert first.startswith("progress: 500 / 1,000 steps (50%), … steps/s")
+    rate = float(second.split(", ")[1].split()[0].replace(",", ""))
+    assert 100 / 0.4 < rate <= 100 / 0.2  # 100 steps in ≥ 0.2 s (not 600 steps)
