@@ -1,7 +1,9 @@
 """Environments: ``make(env_id)`` returns a gymnax ``(env, env_params)`` pair.
 
-Every gymnax id is served, and qlearn's finite MDPs with exact dynamics (:mod:`.finite`,
-:mod:`.catalog`): ``Baird``, ``CliffWalking``, ``MaximizationBias``, ``Chain``, ``Garnet``.
+Every gymnax id is served; qlearn's finite MDPs with exact dynamics (:mod:`.finite`,
+:mod:`.catalog`): ``Baird``, ``CliffWalking``, ``MaximizationBias``, ``Chain``, ``Garnet``; and
+the ids of the optional suites Navix, Craftax, XLand-MiniGrid and Jumanji as
+``"<suite>:<id>"`` (:mod:`.suites`), e.g. ``"navix:Navix-DoorKey-5x5-v0"``.
 gymnax ≥ 1.0 environments return ``(obs, state, reward, terminated, truncated, info)`` from
 ``step``, auto-reset, and put the true last observation of an episode in
 ``info["final_observation"]``; the finite MDPs follow the same interface.
@@ -23,8 +25,10 @@ import gymnax
 import jax
 from gymnax.environments.environment import Environment
 
+from qlearn.envs import suites
 from qlearn.envs.catalog import CATALOG
 from qlearn.envs.finite import FiniteMDP, FiniteMDPError, FiniteMDPParams, finite_mdp_params
+from qlearn.envs.suites import SuiteError
 from qlearn.types import config_field
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "FiniteMDP",
     "FiniteMDPError",
     "FiniteMDPParams",
+    "SuiteError",
     "UnknownEnvError",
     "action_masks",
     "check_id",
@@ -42,6 +47,7 @@ __all__ = [
     "make",
     "make_for",
     "registered_ids",
+    "suites",
 ]
 
 
@@ -49,9 +55,11 @@ class UnknownEnvError(ValueError):
     """The env id is not registered."""
 
 
-def registered_ids() -> tuple[str, ...]:
-    """Every env id ``make`` accepts: gymnax's, then qlearn's finite MDPs."""
-    return (*gymnax.registered_envs, *CATALOG)
+def registered_ids(with_suites: bool = True) -> tuple[str, ...]:
+    """Every env id ``make`` accepts: gymnax's, qlearn's finite MDPs, then (``with_suites``) the
+    prefixed ids of the installed optional suites (importing them)."""
+    own = (*gymnax.registered_envs, *CATALOG)
+    return (*own, *suites.suite_ids()) if with_suites else own
 
 
 def kwargs_tuple(kwargs: Any) -> tuple[tuple[str, Any], ...]:
@@ -67,10 +75,15 @@ def is_finite(env_id: str) -> bool:
 
 
 def check_id(env_id: str) -> None:
-    """Raise :class:`UnknownEnvError` for an unknown id, listing the closest matches."""
-    ids = registered_ids()
-    if env_id in ids:
+    """Raise :class:`UnknownEnvError` for an unknown id, listing the closest matches of every
+    suite; a suite id (``"navix:..."``) is checked by its suite (:class:`SuiteError`: the suite
+    is missing, or lacks the id)."""
+    if suites.is_suite_id(env_id):
+        suites.check_id(env_id)
         return
+    if env_id in registered_ids(with_suites=False):
+        return
+    ids = registered_ids()
     lowered = {i.lower(): i for i in ids}
     close = difflib.get_close_matches(env_id.lower(), list(lowered), n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(lowered[c] for c in close)}?" if close else ""
@@ -89,12 +102,16 @@ def make(env_id: str, **kwargs: Any) -> tuple[Environment, Any]:
     """``(env, env_params)`` for a registered id.
 
     Args:
-      env_id: e.g. ``"CartPole-v1"`` or ``"Garnet"``; see :func:`registered_ids`.
+      env_id: e.g. ``"CartPole-v1"``, ``"Garnet"`` or ``"jumanji:Snake-v1"``; see
+        :func:`registered_ids`.
       **kwargs: for a gymnax env, fields of its params to replace, e.g.
         ``max_steps_in_episode=200`` for a shorter time limit; for a finite MDP, the arguments
-        of its builder in :mod:`qlearn.envs.catalog`, e.g. ``n_states=20, seed=3``.
+        of its builder in :mod:`qlearn.envs.catalog`, e.g. ``n_states=20, seed=3``; for a
+        suite, ``max_steps_in_episode`` (its own time limit) and its constructor's arguments.
     """
     check_id(env_id)
+    if suites.is_suite_id(env_id):
+        return suites.make(env_id, **kwargs)
     if env_id in CATALOG:
         return _make_finite(env_id, kwargs)
     return _make_gymnax(env_id, kwargs)
@@ -128,7 +145,10 @@ class EnvConfig:
     """The env fields an algorithm's config starts with (DQN, PQN): which env, its arguments,
     and an optional time limit. :func:`make_for` builds the env they name."""
 
-    env_id: str = config_field("CartPole-v1", "gymnax environment id or a qlearn finite MDP")
+    env_id: str = config_field(
+        "CartPole-v1",
+        "gymnax id, qlearn finite MDP, or <suite>:<id> (navix, craftax, xminigrid, jumanji)",
+    )
     env_kwargs: tuple[tuple[str, Any], ...] = config_field(
         (), "env arguments as (name, value) pairs: a finite MDP's builder, or gymnax params"
     )

@@ -1,0 +1,298 @@
+"""The suite adapters against each suite's own API, step by step, on the same keys and actions.
+
+Each reference below drives the suite the way its own documentation does and reads the end of an
+episode from the suite's own encoding (Navix step types, XLand-MiniGrid's discount, Craftax's
+``done`` with the episode length counted here, Jumanji's last step with the length counted here),
+resetting with the key gymnax's ``step`` resets with. The adapter must agree on every
+observation, reward and end, say ``truncated`` (never ``terminated``) at the time limit, and
+give the last real observation as ``final_observation``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qlearn import envs, hparams, losses, policies
+from qlearn.algos import dqn, rollout
+from qlearn.envs import suites
+
+NONE, TRUNCATION, TERMINATION = 0, 1, 2
+NUM_ENVS = 16
+
+
+def navix_reference(limit):
+    import navix
+
+    env = navix.make("Navix-Empty-5x5-v0", max_steps=limit)
+
+    def reset(key):
+        ts = env.reset(key)
+        return ts.observation, ts
+
+    def step(key, ts, action, length):
+        ts = env.step(ts, action)  # public step: no reset, as the previous step did not end
+        return ts.observation, ts, ts.reward, ts.step_type  # 1 truncation, 2 termination
+
+    return "navix:Navix-Empty-5x5-v0", reset, step
+
+
+def xminigrid_reference(limit):
+    import xminigrid
+
+    env, params = xminigrid.make("MiniGrid-Empty-5x5", max_steps=limit)
+
+    def reset(key):
+        ts = env.reset(params, key)
+        return ts.observation, ts
+
+    def step(key, ts, action, length):
+        ts = env.step(params, ts, action)
+        last = ts.step_type == 2
+        kind = jnp.where(last, jnp.where(ts.discount == 0, TERMINATION, TRUNCATION), NONE)
+        return ts.observation, ts, ts.reward, kind
+
+    return "xminigrid:MiniGrid-Empty-5x5", reset, step
+
+
+def craftax_reference(limit):
+    from craftax.craftax_env import make_craftax_env_from_name
+
+    env = make_craftax_env_from_name("Craftax-Classic-Symbolic-v1", auto_reset=False)
+    params = env.default_params.replace(max_timesteps=limit)
+
+    def reset(key):
+        return env.reset(key, params)
+
+    def step(key, state, action, length):
+        obs, state, reward, done, _ = env.step(key, state, action, params)
+        timed_out = (length + 1 >= limit) & (state.player_health > 0)
+        kind = jnp.where(done, jnp.where(timed_out, TRUNCATION, TERMINATION), NONE)
+        return obs, state, reward, kind
+
+    return "craftax:Craftax-Classic-Symbolic-v1", reset, step
+
+
+def jumanji_reference(limit):
+    import jumanji
+
+    env = jumanji.make("Snake-v1", time_limit=limit)
+
+    def reset(key):
+        state, ts = env.reset(key)
+        return ts.observation.grid, (state, ts)
+
+    def step(key, inner, action, length):
+        state, _ = inner
+        valid = state.action_mask[action]
+        state, ts = env.step(state, action)
+        timed_out = (length + 1 >= limit) & valid & ~jnp.all(state.body)
+        kind = jnp.where(ts.last(), jnp.where(timed_out, TRUNCATION, TERMINATION), NONE)
+        return ts.observation.grid, (state, ts), ts.reward, kind
+
+    return "jumanji:Snake-v1", reset, step
+
+
+REFERENCES = {  # suite -> (reference, time limit: long enough for random play to end some)
+    "navix": (navix_reference, 40),
+    "xminigrid": (xminigrid_reference, 40),
+    "craftax": (craftax_reference, 12),
+    "jumanji": (jumanji_reference, 12),
+}
+
+
+def lockstep(env_id, ref_reset, ref_step, limit, key):
+    """Step the adapter (gymnax's auto-resetting ``step``) and the reference side by side in
+    NUM_ENVS envs for 4 time limits of uniformly random actions: per step and env, the
+    adapter's (obs, final_observation, reward, terminated, truncated) and the reference's (obs
+    after any reset, last real obs, reward, end kind)."""
+    env, params = envs.make(env_id, max_steps_in_episode=limit)
+
+    def one(key):
+        k0, k_loop = jax.random.split(key)
+        obs, state = env.reset(k0, params)
+        ref_obs, ref = ref_reset(k0)
+
+        def body(carry, key):
+            state, ref, length = carry
+            k_act, k_env = jax.random.split(key)
+            action = jax.random.randint(k_act, (), 0, env.num_actions)
+            obs, state, reward, term, trunc, info = env.step(k_env, state, action, params)
+            k_step, k_reset = jax.random.split(k_env)  # as gymnax's step splits its key
+            real, ref_next, ref_reward, kind = ref_step(k_step, ref, action, length)
+            reset_obs, ref_reset_state = ref_reset(k_reset)
+            ended = kind != NONE
+            ref = jax.tree.map(lambda a, b: jnp.where(ended, a, b), ref_reset_state, ref_next)
+            ref_obs = jnp.where(ended, reset_obs, real)
+            out = dict(
+                obs=obs, final=info["final_observation"], reward=reward, term=term, trunc=trunc,
+                ref_obs=ref_obs.astype(jnp.float32), ref_real=real.astype(jnp.float32),
+                ref_reward=ref_reward, kind=kind,
+            )  # fmt: skip
+            return (state, ref, jnp.where(ended, 0, length + 1)), out
+
+        first = jnp.abs(obs - ref_obs.astype(jnp.float32)).max()
+        _, out = jax.lax.scan(body, (state, ref, 0), jax.random.split(k_loop, 4 * limit))
+        return first, out
+
+    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(jax.random.split(key, NUM_ENVS)))
+
+
+@pytest.mark.parametrize("suite", sorted(REFERENCES))
+def test_the_adapter_steps_as_the_suite_does_and_truncates_at_its_time_limit(suite):
+    reference, limit = REFERENCES[suite]
+    env_id, ref_reset, ref_step = reference(limit)
+    first, out = lockstep(env_id, ref_reset, ref_step, limit, jax.random.key(3))
+    # equal up to one float32 rounding: the two sides are different compiled programs (Craftax's
+    # light level differs in its last bit); every other suite agrees bitwise
+    close = dict(rtol=0, atol=1e-6)
+    assert first.max() <= close["atol"]  # the same first observation from the same reset key
+    np.testing.assert_allclose(out["final"], out["ref_real"], **close)  # the true successor
+    np.testing.assert_allclose(out["obs"], out["ref_obs"], **close)  # the next episode's start
+    np.testing.assert_allclose(out["reward"], out["ref_reward"], **close)
+    np.testing.assert_array_equal(out["term"], out["kind"] == TERMINATION)
+    np.testing.assert_array_equal(out["trunc"], out["kind"] == TRUNCATION)
+    trunc = out["trunc"]
+    assert trunc.sum() >= 3, "the test must see the time limit"
+    # at the time limit the final observation is the last real one, not the reset one
+    moved = (out["final"][trunc] != out["obs"][trunc]).reshape(trunc.sum(), -1).any(axis=1)
+    assert moved.any()
+    if suite != "craftax":  # random play rarely dies in 12 Craftax steps: tested below
+        assert out["term"].sum() >= 1, "the test must see a true end"
+
+
+def test_craftax_death_is_a_termination_even_at_the_time_limit():
+    env, params = envs.make("craftax:Craftax-Classic-Symbolic-v1", max_steps_in_episode=1)
+    _, state = env.reset(jax.random.key(0), params)
+    noop = jnp.int32(0)
+    _, _, _, term, trunc, _ = env.step(jax.random.key(1), state, noop, params)
+    assert not term and trunc  # one step, alive: the time limit
+    dying = state.replace(inner=state.inner.replace(player_health=jnp.asarray(0, jnp.int32)))
+    _, _, _, term, trunc, _ = env.step(jax.random.key(1), dying, noop, params)
+    assert term and not trunc
+
+
+@pytest.fixture(scope="module")
+def snake():
+    return envs.make("jumanji:Snake-v1")
+
+
+def one_valid_action(env, params, key):
+    """NUM_ENVS fresh Snake states whose mask allows one action each (the action itself)."""
+    _, state = rollout.reset_envs(env, params, key, NUM_ENVS)
+    only = jnp.arange(NUM_ENVS) % env.num_actions
+    mask = jax.nn.one_hot(only, env.num_actions, dtype=bool)
+    inner = state.inner.replace(action_mask=mask)
+    return state.replace(inner=inner), only
+
+
+def test_with_one_valid_action_epsilon_one_only_takes_it_and_targets_skip_the_rest(snake):
+    env, params = snake
+    state, only = one_valid_action(env, params, jax.random.key(0))
+    mask = envs.action_masks(env, params, state)
+    np.testing.assert_array_equal(mask, jax.nn.one_hot(only, env.num_actions, dtype=bool))
+    for i in range(20):
+        words = jax.random.bits(
+            jax.random.key(i), (NUM_ENVS, policies.WORDS_PER_DECISION), jnp.uint32
+        )
+        q = jax.random.normal(jax.random.key(100 + i), (NUM_ENVS, env.num_actions))
+        np.testing.assert_array_equal(policies.epsilon_greedy(words, q, 1.0, mask), only)
+
+
+def test_targets_never_bootstrap_from_a_snake_masked_action(snake):
+    """Q(s', masked) = 1000 on every masked action of the reached states: the TD target must
+    use the best valid action's value."""
+    env, params = snake
+    obs, state = rollout.reset_envs(env, params, jax.random.key(5), NUM_ENVS)
+    action = jnp.zeros(NUM_ENVS, jnp.int32)
+    keys = jax.random.split(jax.random.key(6), NUM_ENVS)
+    _, _, tr = rollout.step_envs(env, params, keys, state, obs, action)
+    mask = np.asarray(tr.next_action_mask)
+    assert (~mask).any()  # walls: some reached state forbids some action
+    values = jnp.where(tr.next_action_mask, jnp.arange(env.num_actions, dtype=jnp.float32), 1e3)
+
+    def q_fn(params, x):
+        return jnp.broadcast_to(values, (x.shape[0], env.num_actions))
+
+    hp = hparams.to_arrays(dqn.DQNHParams(gamma=0.5))
+    y = losses.td_targets(q_fn, None, None, tr, hp, double_q=False)
+    best = np.where(mask, np.arange(env.num_actions), -np.inf).max(axis=1)
+    live = 1.0 - np.asarray(tr.terminated, np.float32)
+    np.testing.assert_allclose(y, np.asarray(tr.reward) + 0.5 * live * best)
+
+
+def test_masked_random_play_never_makes_an_invalid_snake_move(snake):
+    """ε = 1 over the valid actions: a Snake episode then ends only at the time limit or when
+    the snake is boxed in (no valid action), never by a wall or its body."""
+    env, params = snake
+
+    def run(key):
+        obs, state = rollout.reset_envs(env, params, key, NUM_ENVS)
+
+        def body(carry, key):
+            obs, state = carry
+            k_act, k_env = jax.random.split(key)
+            mask = envs.action_masks(env, params, state)
+            boxed = ~jax.vmap(lambda s: s.action_mask.any())(state.inner)
+            words = jax.random.bits(k_act, (NUM_ENVS, policies.WORDS_PER_DECISION), jnp.uint32)
+            q = jnp.zeros((NUM_ENVS, env.num_actions))
+            action = policies.epsilon_greedy(words, q, 1.0, mask)
+            keys = jax.random.split(k_env, NUM_ENVS)
+            obs, state, tr = rollout.step_envs(env, params, keys, state, obs, action)
+            return (obs, state), (tr.terminated, boxed)
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, 300))[1]
+
+    terminated, boxed = jax.tree.map(np.asarray, jax.jit(run)(jax.random.key(7)))
+    assert np.all(boxed[terminated])
+
+
+def test_bad_ids_and_action_spaces_fail_in_one_line():
+    with pytest.raises(suites.SuiteError, match="multi-discrete action space"):
+        envs.make("jumanji:BinPack-v2")
+    with pytest.raises(suites.SuiteError, match="did you mean navix:Navix-Empty-8x8-v0"):
+        envs.make("xminigrid:Navix-Empty-8x8-v0")  # an id of the wrong suite
+    with pytest.raises(envs.UnknownEnvError, match="navix:Navix-DoorKey-5x5-v0"):
+        envs.check_id("Navix-DoorKey-5x5")
+    with pytest.raises(suites.SuiteError, match="no parameter"):
+        envs.make("craftax:Craftax-Classic-Symbolic-v1", gravity=1.0)
+
+
+def test_a_missing_suite_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(suites.SUITES, "navix", suites.SUITES["navix"].__class__(
+        "navix_not_installed_here", suites.SUITES["navix"].ids, suites.SUITES["navix"].build
+    ))  # fmt: skip
+    with pytest.raises(suites.SuiteError, match=r'pip install "qlearn\[envs\]"') as e:
+        envs.make("navix:Navix-Empty-8x8-v0")
+    assert "\n" not in str(e.value)
+
+
+def test_dqn_with_a_cnn_on_navix_and_pqn_on_masked_snake_train_end_to_end():
+    """The suites are envs like any other: DQN's CNN takes Navix's [5, 5, 3] image, PQN's MLP
+    flattens Snake's grid and honours its masks; every metric is finite."""
+    from qlearn import algos
+
+    dqn_config = dqn.DQNConfig(
+        env_id="navix:Navix-Empty-5x5-v0", network="cnn", hidden_sizes=(16,), num_envs=2,
+        total_steps=1_000, learning_starts=200, buffer_size=1_000, batch_size=16, num_evals=2,
+        eval_episodes=2, max_episode_steps=20,
+    )  # fmt: skip
+    pqn = algos.get("pqn")
+    pqn_config = pqn.config(
+        env_id="jumanji:Snake-v1", num_envs=4, rollout_steps=8, total_steps=1_024,
+        hidden_sizes=(16,), num_evals=2, eval_episodes=2, max_episode_steps=50,
+    )  # fmt: skip
+    for algorithm, config in ((algos.get("dqn"), dqn_config), (pqn, pqn_config)):
+        _, m = jax.jit(algorithm.make_train(config))(jax.random.key(0), algorithm.hparams())
+        assert np.all(np.isfinite(np.asarray(m["eval_return"]))), config.env_id
+        assert np.all(np.asarray(m["train_episodes"]) > 0), config.env_id
+
+
+def test_a_cnn_refuses_craftax_symbolic_vectors_before_compiling():
+    from qlearn.types import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\(1345,\)") as e:
+        dqn.DQNConfig(env_id="craftax:Craftax-Classic-Symbolic-v1", network="cnn")
+    assert "\n" not in str(e.value)
