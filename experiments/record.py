@@ -418,6 +418,53 @@ def render_weighting_cartpole(r: dict[str, Any]) -> str:
     return _table(header, rows, note)
 
 
+def render_suites(r: dict[str, Any]) -> str:
+    """experiments/suites.py: DQN and PQN on the adapted suites, final IQM and budget."""
+    header = ["env", "algorithm", "seeds × env steps", "final return IQM [95% CI]", "mean"]
+    header += ["run s (compile)", "env steps/s"]
+    rows = [
+        [
+            f"`{x['env_id']}`",
+            x["algo"].upper(),
+            f"{x['seeds']} × {x['env_steps_per_run']:,}",
+            f"{x['configs'][0]['final_iqm']:.2f} " + _ci2(x["configs"][0]["final_iqm_ci95"]),
+            f"{x['configs'][0]['final_mean']:.2f}",
+            f"{x['run_seconds']:.0f} ({x['compile_seconds']:.0f})",
+            f"{x['env_steps_per_second']:,.0f}",
+        ]
+        for x in r["runs"]
+    ]
+    return _table(header, rows, f"greedy evaluation, 2 CPU cores; {_at(r)}")
+
+
+def _ci2(values: list[float]) -> str:
+    return f"[{values[0]:.2f}, {values[1]:.2f}]"
+
+
+def render_suite_throughput(r: dict[str, Any]) -> str:
+    """benchmarks/suite_throughput.py: bare env steps/s of each suite beside gymnax's."""
+    sizes = [str(n) for n in r["sizes"]]
+    header = ["env"] + [f"steps/s, {n} run{'s' if n != '1' else ''}" for n in sizes]
+    header += [f"× CartPole, {sizes[-1]} runs", f"replay per run ({r['buffer_size']:,})"]
+    header += ["runs that fit"]
+    rows = [
+        [f"`{row['env']}`"]
+        + [_si(row["steps_per_second"][n]) for n in sizes]
+        + [
+            f"{row['vs_cartpole'][sizes[-1]]:.3f}" if "vs_cartpole" in row else "—",
+            f"{row['replay_bytes_per_run'] / 2**20:,.0f} MiB",
+            f"{row['runs_that_fit']:,}",
+        ]
+        for row in r["rows"]
+    ]
+    note = (
+        "random actions through the auto-resetting step, one env per run; runs that fit: "
+        f"replay buffers in {r['rows'][0]['memory_budget_bytes'] / 2**30:.1f} GiB, the "
+        f"memory one compiled chunk may use here; {_at(r)}"
+    )
+    return _table(header, rows, note)
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "cartpole_dqn": render_timed,
@@ -435,9 +482,10 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "which_loss_cartpole": render_which_loss,
     "weighting_finite": render_weighting_finite,
     "weighting_cartpole": render_weighting_cartpole,
+    "which_loss_breakout": render_which_loss,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
-FROM_BENCHMARKS = ("throughput", "peers", "loss_cost")
+FROM_BENCHMARKS = ("throughput", "peers", "loss_cost", "loss_cost_breakout", "suite_throughput")
 """Blocks rendered from benchmarks/results/ (the others from experiments/results/)."""
 
 

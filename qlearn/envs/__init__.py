@@ -117,25 +117,18 @@ def make(env_id: str, **kwargs: Any) -> tuple[Environment, Any]:
     return _make_gymnax(env_id, kwargs)
 
 
-def _check_kwargs(env_id: str, given: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ValueError(
-            f"{env_id} has no parameter {', '.join(unknown)} (its parameters: "
-            f"{', '.join(sorted(known))})"
-        )
-
-
 def _make_finite(env_id: str, kwargs: dict[str, Any]) -> tuple[FiniteMDP, FiniteMDPParams]:
     builder = CATALOG[env_id]
-    _check_kwargs(env_id, kwargs, set(inspect.signature(builder).parameters))
+    suites.check_kwargs(env_id, kwargs, set(inspect.signature(builder).parameters), ValueError)
     return builder(**kwargs)
 
 
 def _make_gymnax(env_id: str, param_overrides: dict[str, Any]) -> tuple[Environment, Any]:
     env, env_params = gymnax.make(env_id)
     if param_overrides:
-        _check_kwargs(env_id, param_overrides, {f.name for f in dataclasses.fields(env_params)})
+        suites.check_kwargs(
+            env_id, param_overrides, {f.name for f in dataclasses.fields(env_params)}, ValueError
+        )
         env_params = env_params.replace(**param_overrides)
     return env, env_params
 

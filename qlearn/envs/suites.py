@@ -213,7 +213,7 @@ def _craftax(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Back
 
     env = make_craftax_env_from_name(env_id, auto_reset=False)
     params = env.default_params
-    _check_fields(env_id, kwargs, {f.name for f in dataclasses.fields(params)})
+    check_kwargs(env_id, kwargs, {f.name for f in dataclasses.fields(params)})
     params = params.replace(**kwargs)
     if max_steps is not None:
         params = params.replace(max_timesteps=max_steps)
@@ -406,10 +406,13 @@ def make(env_id: str, **kwargs: Any) -> tuple[SuiteEnv, SuiteParams]:
     return env, env.default_params
 
 
-def _check_fields(env_id: str, given: dict[str, Any], known: set[str]) -> None:
+def check_kwargs(
+    env_id: str, given: dict[str, Any], known: set[str], error: type[Exception] = SuiteError
+) -> None:
+    """Raise ``error`` naming the arguments of ``given`` that are not in ``known``."""
     unknown = sorted(set(given) - known)
     if unknown:
-        raise SuiteError(
+        raise error(
             f"{env_id} has no parameter {', '.join(unknown)} (its parameters: "
             f"{', '.join(sorted(known))})"
         )
@@ -425,6 +428,7 @@ __all__ = [
     "SuiteParams",
     "SuiteState",
     "check_id",
+    "check_kwargs",
     "installed",
     "is_suite_id",
     "make",

@@ -1,0 +1,104 @@
+"""DQN and PQN on envs beyond gymnax: Navix Empty-8x8 and DoorKey-5x5, Craftax-Classic-Symbolic.
+
+Question: with the adapters of ``qlearn.envs.suites`` (time limits as truncation), how far do
+DQN and PQN get on a CPU budget of about 10 minutes per env on 2 cores (4 seeds each), in env
+steps and in wall-clock seconds? Published baselines use far larger budgets; the README sets
+ours beside them at the steps we reached.
+
+Settings: both algorithms with an MLP (Navix's symbolic [H, W, 3] grid flattened; Craftax's
+1,345 features) and LayerNorm. Navix's registered envs end at 100 steps and pay 1 on reaching
+the goal. Craftax-Classic's return is its achievements (1 each, 22 in all) plus 0.1 × the
+change in health; its time limit (10,000 steps) is far beyond these budgets' episodes.
+
+    python experiments/suites.py                        # ≈ 30 min on 2 CPU cores
+    python experiments/suites.py --envs navix:Navix-Empty-8x8-v0 --algos pqn --seeds 2
+
+Writes runs/suites/<env>/<algo>/, experiments/figures/suites.png and
+experiments/results/suites.json (the file the README quotes).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import record
+import timed
+
+from qlearn import plots
+
+ENVS = {  # env id -> {algo: env steps per run}, sized to ≈ 10 minutes per env on 2 cores
+    "navix:Navix-Empty-8x8-v0": {"dqn": 100_000, "pqn": 500_000},
+    "navix:Navix-DoorKey-5x5-v0": {"dqn": 100_000, "pqn": 500_000},
+    "craftax:Craftax-Classic-Symbolic-v1": {"dqn": 50_000, "pqn": 250_000},
+}
+CONFIG = {
+    "dqn": dict(hidden_sizes=(128, 128), num_envs=8, learning_starts=2_000, num_evals=10),
+    "pqn": dict(hidden_sizes=(256, 256), num_envs=32, rollout_steps=32, num_evals=10),
+}
+HPARAMS = {
+    "dqn": dict(lr=3e-4, eps_decay_fraction=0.3),
+    "pqn": dict(lr=3e-4, lr_decay=1.0, eps_decay_fraction=0.3, lam=0.65),
+}
+REFERENCES = {}
+"""env id -> a published baseline to print beside ours (README, "Beyond gymnax")."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", default=",".join(ENVS))
+    parser.add_argument("--algos", default="dqn,pqn")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget")
+    parser.add_argument("--out", default="runs/suites")
+    parser.add_argument("--figure", default="experiments/figures/suites.png")
+    parser.add_argument("--results", default="experiments/results/suites.json")
+    parser.add_argument("--no-cache", action="store_true")
+    args = parser.parse_args()
+    reports, rows = [], []
+    for env_id in args.envs.split(","):
+        if env_id not in ENVS:
+            raise SystemExit(f"--envs: {env_id} is not one of {', '.join(ENVS)}")
+        curves = []
+        for algo in args.algos.split(","):
+            run_args = argparse.Namespace(
+                seeds=args.seeds, seed=0, total_steps=None, hp=[], cfg=[], no_cache=args.no_cache
+            )
+            steps = int(ENVS[env_id][algo] * args.scale)
+            defaults = CONFIG[algo] | {"env_id": env_id, "total_steps": steps}
+            slug = env_id.replace(":", "_")
+            _, report = timed.run(
+                algo, defaults, HPARAMS[algo], run_args, out=Path(args.out) / slug / algo,
+                save_results=False,
+            )  # fmt: skip
+            reports.append(report | {"reference": REFERENCES.get(env_id)})
+            curves.append(
+                (
+                    f"{algo.upper()} ({args.seeds} seeds)",
+                    report["env_steps"],
+                    report["seconds"],
+                    _returns(Path(args.out) / slug / algo),
+                )
+            )
+        rows.append((env_id, curves))
+    if args.figure:
+        path = plots.save(plots.steps_and_seconds(rows), args.figure)
+        print(f"wrote {path}")
+    for r in reports:
+        c = r["configs"][0]
+        print(
+            f"{r['env_id']} {r['algo']}: final IQM {c['final_iqm']:.2f} after "
+            f"{r['env_steps_per_run']:,} env steps, {r['run_seconds']:.0f} s"
+        )
+    if args.results:
+        record.save(args.results, {"runs": reports})
+
+
+def _returns(path: Path):
+    from qlearn import runs
+
+    return runs.load(path).metrics["eval_return"][0]
+
+
+if __name__ == "__main__":
+    main()
