@@ -1,16 +1,18 @@
 """DQN and PQN on envs beyond gymnax: Navix Empty-8x8 and DoorKey-5x5, Craftax-Classic-Symbolic.
 
 Question: with the adapters of ``qlearn.envs.suites`` (time limits as truncation), how far do
-DQN and PQN get on a CPU budget of about 10 minutes per env on 2 cores (4 seeds each), in env
+DQN and PQN get on a CPU budget of a few minutes per env on 2 cores (4 seeds each), in env
 steps and in wall-clock seconds? Published baselines use far larger budgets; the README sets
-ours beside them at the steps we reached.
+ours beside them at the steps we reached. Craftax's budget is tiny: on a CPU its world
+generation, which gymnax's auto-reset computes at every vmapped step, caps it near 800 env
+steps/s.
 
 Settings: both algorithms with an MLP (Navix's symbolic [H, W, 3] grid flattened; Craftax's
 1,345 features) and LayerNorm. Navix's registered envs end at 100 steps and pay 1 on reaching
 the goal. Craftax-Classic's return is its achievements (1 each, 22 in all) plus 0.1 × the
 change in health; its time limit (10,000 steps) is far beyond these budgets' episodes.
 
-    python experiments/suites.py                        # ≈ 30 min on 2 CPU cores
+    python experiments/suites.py                        # ≈ 20 min on 2 CPU cores
     python experiments/suites.py --envs navix:Navix-Empty-8x8-v0 --algos pqn --seeds 2
 
 Writes runs/suites/<env>/<algo>/, experiments/figures/suites.png and
@@ -27,10 +29,15 @@ import timed
 
 from qlearn import plots
 
-ENVS = {  # env id -> {algo: env steps per run}, sized to ≈ 10 minutes per env on 2 cores
-    "navix:Navix-Empty-8x8-v0": {"dqn": 100_000, "pqn": 500_000},
-    "navix:Navix-DoorKey-5x5-v0": {"dqn": 100_000, "pqn": 500_000},
-    "craftax:Craftax-Classic-Symbolic-v1": {"dqn": 50_000, "pqn": 250_000},
+ENVS = {  # env id -> ({algo: env steps per run}, config fields of this env)
+    "navix:Navix-Empty-8x8-v0": ({"dqn": 500_000, "pqn": 2_000_000}, {}),
+    "navix:Navix-DoorKey-5x5-v0": ({"dqn": 500_000, "pqn": 2_000_000}, {}),
+    # ≈ 800 vmapped env steps/s here (benchmarks/suite_throughput.py): a greedy agent that
+    # never dies would play 10,000 steps per evaluation episode, so episodes end at 1,000
+    "craftax:Craftax-Classic-Symbolic-v1": (
+        {"dqn": 25_000, "pqn": 50_000},
+        {"max_episode_steps": 1_000, "eval_episodes": 4, "num_evals": 5},
+    ),
 }
 CONFIG = {
     "dqn": dict(hidden_sizes=(128, 128), num_envs=8, learning_starts=2_000, num_evals=10),
@@ -64,8 +71,9 @@ def main() -> None:
             run_args = argparse.Namespace(
                 seeds=args.seeds, seed=0, total_steps=None, hp=[], cfg=[], no_cache=args.no_cache
             )
-            steps = int(ENVS[env_id][algo] * args.scale)
-            defaults = CONFIG[algo] | {"env_id": env_id, "total_steps": steps}
+            budgets, fields = ENVS[env_id]
+            steps = int(budgets[algo] * args.scale)
+            defaults = CONFIG[algo] | fields | {"env_id": env_id, "total_steps": steps}
             slug = env_id.replace(":", "_")
             _, report = timed.run(
                 algo, defaults, HPARAMS[algo], run_args, out=Path(args.out) / slug / algo,
