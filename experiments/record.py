@@ -451,7 +451,7 @@ def render_suite_throughput(r: dict[str, Any]) -> str:
         [f"`{row['env']}`"]
         + [_si(row["steps_per_second"][n]) for n in sizes]
         + [
-            f"{row['vs_cartpole'][sizes[-1]]:.3f}" if "vs_cartpole" in row else "—",
+            f"{row['vs_cartpole'][sizes[-1]]:.3g}" if "vs_cartpole" in row else "—",
             f"{row['replay_bytes_per_run'] / 2**20:,.0f} MiB",
             f"{row['runs_that_fit']:,}",
         ]
@@ -483,9 +483,11 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "weighting_finite": render_weighting_finite,
     "weighting_cartpole": render_weighting_cartpole,
     "which_loss_breakout": render_which_loss,
+    "suite_throughput": render_suite_throughput,
+    "suites": render_suites,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
-FROM_BENCHMARKS = ("throughput", "peers", "loss_cost", "loss_cost_breakout", "suite_throughput")
+FROM_BENCHMARKS = ("throughput", "peers", "loss_cost", "suite_throughput")
 """Blocks rendered from benchmarks/results/ (the others from experiments/results/)."""
 
 

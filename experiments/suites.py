@@ -12,7 +12,7 @@ Settings: both algorithms with an MLP (Navix's symbolic [H, W, 3] grid flattened
 the goal. Craftax-Classic's return is its achievements (1 each, 22 in all) plus 0.1 × the
 change in health; its time limit (10,000 steps) is far beyond these budgets' episodes.
 
-    python experiments/suites.py                        # ≈ 20 min on 2 CPU cores
+    python experiments/suites.py                        # ≈ 37 min on 2 CPU cores
     python experiments/suites.py --envs navix:Navix-Empty-8x8-v0 --algos pqn --seeds 2
 
 Writes runs/suites/<env>/<algo>/, experiments/figures/suites.png and
