@@ -485,9 +485,10 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "which_loss_breakout": render_which_loss,
     "suite_throughput": render_suite_throughput,
     "suites": render_suites,
+    "loss_cost_breakout": render_loss_cost,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
-FROM_BENCHMARKS = ("throughput", "peers", "loss_cost", "suite_throughput")
+FROM_BENCHMARKS = ("throughput", "peers", "loss_cost", "loss_cost_breakout", "suite_throughput")
 """Blocks rendered from benchmarks/results/ (the others from experiments/results/)."""
 
 
