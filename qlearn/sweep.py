@@ -90,16 +90,22 @@ def _log(enabled: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
-class _PaddedShare:
-    """Passes progress reports on, scaled by the share of the chunk's lanes that hold real runs
-    (padding lanes repeat a run: their work is not progress)."""
+class _Reports:
+    """What the compiled loops report to: progress (``progress(done, latest_return)``), scaled
+    by the share of the chunk's lanes that hold real runs (padding lanes repeat a run: their
+    work is not progress), and each evaluation point to the live trackers
+    (:class:`qlearn.trackers.Live`)."""
 
-    def __init__(self, report: Callable):
-        self.report = report
+    def __init__(self, progress: Callable | None, live: Any = None):
+        self.progress = progress
+        self.live = live
         self.share = 1.0
 
-    def __call__(self, done: Any, latest_return: Any) -> None:
-        self.report(np.asarray(done) * self.share, latest_return)
+    def __call__(self, done: Any, latest_return: Any, point: Any = None) -> None:
+        if self.progress is not None:
+            self.progress(np.asarray(done) * self.share, latest_return)
+        if self.live is not None and point is not None:
+            self.live(point)
 
 
 @dataclasses.dataclass
@@ -131,6 +137,7 @@ def execute(
     keep_state: bool = False,
     verbose: bool = False,
     argv: list[str] | None = None,
+    trackers: Sequence[Any] = (),
 ) -> runs.Run | None:
     """Run a spec (see :func:`qlearn.spec.make_spec`): every configuration × seed, group by
     group, chunk by chunk, on every device of every process.
@@ -148,6 +155,10 @@ def execute(
       progress: a progress bar (True), or a callable ``make_train`` reports to.
       keep_state: also return the final training states (in memory only; one group).
       verbose: say what is compiled, resumed, recomputed and written.
+      trackers: :mod:`qlearn.trackers` (TensorBoard, wandb) that get every evaluation point
+        of every run as it happens (runs resumed from finished chunks first); closed at the
+        end, also when the sweep fails. They read values only: the results are bitwise the
+        same with or without them.
 
     Returns:
       The finished :class:`runs.Run` (on process 0; other processes return None).
@@ -161,7 +172,38 @@ def execute(
     work = _resume(spec, out, argv)
     groups = spec.compiled_groups()
     done = runs.done_runs(spec, work.chunks)
-    bar, report = _progress(spec, groups, done, progress)
+    live = _live(spec, work, trackers)
+    try:
+        return _execute(spec, work, groups, done, progress, keep_state, verbose, argv, live)
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _live(spec: Spec, work: _Work, trackers: Sequence[Any]) -> Any:
+    """The live trackers' host end (process 0 only), told of the chunks already done."""
+    if not trackers or jax.process_index() != 0:
+        return None
+    from qlearn.trackers import Live
+
+    live = Live(spec, trackers)
+    for chunk in work.chunks:
+        live.chunk_done(chunk.group, chunk.runs, chunk.metrics)
+    return live
+
+
+def _execute(
+    spec: Spec,
+    work: _Work,
+    groups: list,
+    done: list[np.ndarray],
+    progress: bool | Callable,
+    keep_state: bool,
+    verbose: bool,
+    argv: list[str] | None,
+    live: Any,
+) -> runs.Run | None:
+    bar, report = _progress(spec, groups, done, progress, live)
     timing = {"compile_seconds": 0.0, "run_seconds": 0.0, "chunks": 0, "lanes": work.lanes}
     states: list[Any] = []
     run_started = None
@@ -186,8 +228,10 @@ def execute(
             bar.start()
         for start in range(0, todo.size, work.chunk_size):
             idx = todo[start : start + work.chunk_size]
-            rows, metrics, chunk_states = _run_chunk(work, compiled, hp, idx, report, keep_state)
+            rows, metrics, chunk_states = _run_chunk(work, g, compiled, hp, idx, report, keep_state)
             _record_chunk(work, g, rows, metrics, f"qlearn-g{g}-c{start}")
+            if live is not None and rows is not None:
+                live.chunk_done(g, rows, metrics)
             states.extend(chunk_states)
             timing["chunks"] += 1
         timing["run_seconds"] += time.perf_counter() - t_run
@@ -197,7 +241,10 @@ def execute(
         bar.close()
     timing["run_started"] = run_started or time.perf_counter()
     final_states = states if keep_state else None
-    return _finish(work, timing, argv, final_states, len(groups[0][2]))
+    result = _finish(work, timing, argv, final_states, len(groups[0][2]))
+    if live is not None and result is not None:
+        live.run_done(result)
+    return result
 
 
 def _resume(spec: Spec, out: str | Path | None, argv: list[str] | None) -> _Work:
@@ -224,9 +271,10 @@ def _resume(spec: Spec, out: str | Path | None, argv: list[str] | None) -> _Work
 
 
 def _progress(
-    spec: Spec, groups: list, done: list[np.ndarray], progress: bool | Callable
-) -> tuple[Any, _PaddedShare | None]:
-    """(the progress bar, if ``progress`` is True; what the compiled loops report to)."""
+    spec: Spec, groups: list, done: list[np.ndarray], progress: bool | Callable, live: Any
+) -> tuple[Any, _Reports | None]:
+    """(the progress bar, if ``progress`` is True; what the compiled loops report to, None
+    when nothing listens: then no callback is compiled at all)."""
     bar = None
     if progress is True:
         from qlearn.progress import ProgressBar
@@ -237,32 +285,37 @@ def _progress(
             todo * per_run, num_runs=todo, unit=unit, enabled=jax.process_index() == 0
         )
     report = bar if bar is not None else (progress if callable(progress) else None)
-    return bar, (_PaddedShare(report) if report is not None else None)
+    if report is None and live is None:
+        return bar, None
+    return bar, _Reports(report, live)
 
 
 def _run_chunk(
     work: _Work,
+    group: int,
     compiled: dict[jax.Device, Any],
     hp: Any,
     idx: np.ndarray,
-    report: _PaddedShare | None,
+    report: _Reports | None,
     keep_state: bool,
 ) -> tuple[np.ndarray | None, dict[str, np.ndarray], list[Any]]:
-    """Runs ``idx`` of a group (padded to a whole chunk with copies of its last run), one
-    program call per local device: (this process's real runs, their metrics, their final
+    """Runs ``idx`` of group ``group`` (padded to a whole chunk with copies of its last run),
+    one program call per local device: (this process's real runs, their metrics, their final
     states if kept). ``None`` rows when this process holds none of them."""
     lanes = work.lanes
     padded = np.concatenate([idx, np.full(work.chunk_size - idx.size, idx[-1])])
     if report is not None:
         report.share = idx.size / work.chunk_size
+    parts = {d: padded[(j := work.mesh.index(d)) * lanes : (j + 1) * lanes] for d in work.local}
+    inputs = {d: devices.inputs(hp, work.keys, part, d) for d, part in parts.items()}
+    if report is not None and report.live is not None:  # which lane holds which run
+        report.live.expect(group, [(parts[d], *inputs[d]) for d in work.local])
     pending = []
     for device in work.local:
         j = work.mesh.index(device)
-        part = padded[j * lanes : (j + 1) * lanes]
+        part = parts[device]
         valid = np.arange(j * lanes, (j + 1) * lanes) < idx.size
-        pending.append(
-            (part, valid, compiled[device](*devices.inputs(hp, work.keys, part, device)))
-        )
+        pending.append((part, valid, compiled[device](*inputs[device])))
     rows, metrics_parts, state_parts = [], [], []
     for part, valid, (state, metrics) in pending:
         if valid.any():
@@ -341,6 +394,7 @@ def run(
     progress: bool | Callable = False,
     keep_state: bool = False,
     verbose: bool = False,
+    trackers: Sequence[Any] = (),
 ) -> runs.Run | None:
     """A sweep in one call: ``run(DQNConfig(), grid={"lr": [1e-4, 1e-3]}, seeds=32)``.
 
@@ -355,7 +409,7 @@ def run(
       lanes: runs per device per compiled call (part of the runs' identity: seed n with the
         same lanes is the same run in any sweep).
       out: run directory (written chunk by chunk, resumable); None keeps it in memory.
-      progress, keep_state, verbose: see :func:`execute`.
+      progress, keep_state, verbose, trackers: see :func:`execute`.
 
     Returns:
       A :class:`runs.Run`: ``metrics[name]`` with axes (config, seed, time), the summary, and
@@ -381,6 +435,7 @@ def run(
         progress=progress,
         keep_state=keep_state,
         verbose=verbose,
+        trackers=trackers,
     )
 
 

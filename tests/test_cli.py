@@ -190,7 +190,7 @@ def test_reproduce_one_run_alone_and_bad_picks(trained, capsys, tmp_path):
 
 def test_search_seed_changes_the_draws_and_the_same_seed_repeats_them(monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr(commands, "_execute", lambda spec, out, args: seen.append(spec))
+    monkeypatch.setattr(commands, "_execute", lambda spec, *_: seen.append(spec))
     base = ["sweep", "--quiet", "--random", "3", "--dist", "lr=loguniform:1e-4:1e-2"]
     for i, seed in enumerate(["1", "2", "1"]):
         argv = [*base, "--seeds", "1", "--search-seed", seed, "--out", str(tmp_path / str(i))]

@@ -21,9 +21,12 @@ from qlearn.algos import rollout
 from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, Transition
 
-ProgressFn = Callable[[jax.Array, jax.Array], None]
-"""``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
-(via ``jax.debug.callback``) once per evaluation interval and run."""
+ProgressFn = Callable[[jax.Array, jax.Array, dict[str, Any]], None]
+"""``progress(env_steps_done_in_interval, eval_return, point)``, called from inside the
+compiled loop (via ``jax.debug.callback``) once per evaluation interval and run. ``point`` is
+the evaluation point itself (:func:`report`): the run's key bits and hyperparameters, which
+say whose point it is, the interval's index and its metrics, the values that fill
+``metrics[name][t]``; what :mod:`qlearn.trackers` writes live."""
 
 make_env = envs.make_for
 
@@ -277,6 +280,31 @@ def evaluate_interval(
         **interval_loss_metrics(updates, config.divergence_bound),
     }
     return eval_return, metrics
+
+
+def key_bits(key: jax.Array) -> jax.Array:
+    """A PRNG key's raw uint32 words (a typed key's ``key_data``; a raw key as it is)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def report(
+    prog: Program,
+    key: jax.Array,
+    hp: Any,
+    index: jax.Array,
+    done: jax.Array,
+    eval_return: jax.Array,
+    metrics: dict[str, jax.Array],
+) -> None:
+    """Send evaluation point ``index`` of the run of ``key`` and ``hp`` to ``prog.progress``
+    (nothing is compiled without one): ``progress(done, eval_return, point)``, with ``point =
+    {"key": key bits, "hp": hp, "index": index, "metrics": metrics}``. The callback only reads
+    values the run computes anyway, so the run's arithmetic is the same with or without it."""
+    if prog.progress is not None:
+        point = {"key": key_bits(key), "hp": hp, "index": index, "metrics": metrics}
+        jax.debug.callback(prog.progress, done, eval_return, point)
 
 
 FINAL_STATISTIC = "greedy evaluation return at the final evaluation point, over seeds"

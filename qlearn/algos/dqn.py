@@ -660,17 +660,18 @@ def iteration(
 
 def interval(
     prog: deep_q.Program,
+    key: jax.Array,
     hp: DQNHParams,
     truth: dict[str, jax.Array],
     state: DQNState,
     xs: tuple[jax.Array, jax.Array],
 ) -> tuple[DQNState, dict[str, jax.Array]]:
-    """One evaluation interval: ``iters_per_eval`` iterations, then the greedy evaluation
-    with key ``xs[0]`` and the metrics; on a finite MDP also the true errors against
-    ``truth["q_star"]`` and, for a categorical or quantile head, the distance of the learned
-    return distributions to ``truth["eta"]`` (:func:`ground_truth`). ``xs[1]`` is the
-    interval's index (the first one counts the warm-up steps). (An iqn head is measured at
-    its midpoints τ̂, as a quantile head.)"""
+    """One evaluation interval of the run of ``key``: ``iters_per_eval`` iterations, then the
+    greedy evaluation with key ``xs[0]`` and the metrics, reported (:func:`deep_q.report`);
+    on a finite MDP also the true errors against ``truth["q_star"]`` and, for a categorical
+    or quantile head, the distance of the learned return distributions to ``truth["eta"]``
+    (:func:`ground_truth`). ``xs[1]`` is the interval's index (the first one counts the
+    warm-up steps). (An iqn head is measured at its midpoints τ̂, as a quantile head.)"""
     config = prog.config
     k_eval_i, index = xs
     steps_before = jnp.where(index == 0, 0, state.env_steps)  # first: count warm-up
@@ -694,8 +695,7 @@ def interval(
         if "eta" in truth:
             learned = q_fn.outputs(state.params, mdp.features)  # [S, A, K]
             metrics |= rd.distance_metrics(prog.head.kind, learned, truth["eta"], mu, q_fn.support)
-    if prog.progress is not None:
-        jax.debug.callback(prog.progress, state.env_steps - steps_before, eval_return)
+    deep_q.report(prog, key, hp, index, state.env_steps - steps_before, eval_return, metrics)
     state = state.replace(episodes=rollout.clear_completed(state.episodes))
     return state, metrics
 
@@ -736,7 +736,7 @@ def run_intervals(
     k_eval = jax.random.split(key, 4)[3]
     index = first + jnp.arange(count)
     eval_keys = jax.random.split(k_eval, prog.config.num_evals)[index]
-    body = functools.partial(interval, prog, hp, ground_truth(prog, hp))
+    body = functools.partial(interval, prog, key, hp, ground_truth(prog, hp))
     return jax.lax.scan(body, state, (eval_keys, index))
 
 

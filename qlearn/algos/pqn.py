@@ -227,7 +227,8 @@ def train(
         episodes=rollout.init_episode_stats(config.num_envs),
     )
     eval_keys = jax.random.split(k_eval, config.num_evals)
-    return jax.lax.scan(functools.partial(interval, prog, hp), state, eval_keys)
+    index = jnp.arange(config.num_evals)
+    return jax.lax.scan(functools.partial(interval, prog, key, hp), state, (eval_keys, index))
 
 
 def env_step(
@@ -311,16 +312,21 @@ def iteration(
 
 
 def interval(
-    prog: deep_q.Program, hp: PQNHParams, state: PQNState, k_eval_i: jax.Array
+    prog: deep_q.Program,
+    key: jax.Array,
+    hp: PQNHParams,
+    state: PQNState,
+    xs: tuple[jax.Array, jax.Array],
 ) -> tuple[PQNState, dict[str, jax.Array]]:
-    """One evaluation interval: ``iterations_per_eval`` iterations, then the greedy
-    evaluation with key ``k_eval_i`` and the interval's metrics."""
+    """One evaluation interval of the run of ``key``: ``iterations_per_eval`` iterations, then
+    the greedy evaluation with key ``xs[0]`` and the interval's metrics (``xs[1]``: its
+    index)."""
+    k_eval_i, index = xs
     before = state.env_steps
     body = functools.partial(iteration, prog, hp)
     state, m = jax.lax.scan(body, state, length=prog.config.iterations_per_eval)
     eval_return, metrics = deep_q.evaluate_interval(prog, hp, state, k_eval_i, m)
-    if prog.progress is not None:
-        jax.debug.callback(prog.progress, state.env_steps - before, eval_return)
+    deep_q.report(prog, key, hp, index, state.env_steps - before, eval_return, metrics)
     state = state.replace(episodes=rollout.clear_completed(state.episodes))
     return state, metrics
 

@@ -1,4 +1,4 @@
-"""The ``qlearn`` command: train, sweep, reproduce, show, plot.
+"""The ``qlearn`` command: train, sweep, reproduce, show, plot, export.
 
 Every input is validated before anything compiles; a bad value gets one line naming the field
 and what is accepted, and exit status 2.
@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any
 
-from qlearn import runs
+from qlearn import runs, trackers
 from qlearn.cli.parser import algo_in, build_parser
 
 EXIT_USAGE = 2
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)  # like Ctrl-C: clean up, then exit
     try:
         return args.func(args)
-    except (ValueError, runs.RunDirError) as e:
+    except (ValueError, runs.RunDirError, trackers.TrackerError) as e:
         print(f"qlearn: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qlearn import algos, devices, runs, sweep
+from qlearn import algos, devices, runs, sweep, trackers
 from qlearn import spec as spec_lib
 from qlearn.cli.arguments import (
     CLIError,
@@ -19,8 +19,25 @@ from qlearn.cli.arguments import (
 )
 
 
-def _execute(spec: spec_lib.Spec, out: Path | None, args: argparse.Namespace) -> Any:
-    """Run a spec with a progress bar, resuming from ``out``'s finished chunks."""
+def _trackers(args: argparse.Namespace, run: Path) -> list[Any]:
+    """The trackers ``--tensorboard`` / ``--wandb`` ask for (checked usable now, before any
+    work starts)."""
+    out: list[Any] = []
+    if getattr(args, "tensorboard", None):
+        out.append(trackers.TensorBoard(args.tensorboard))
+    if getattr(args, "wandb", None):
+        out.append(trackers.Wandb(args.wandb, group=args.wandb_group or run.name))
+    return out
+
+
+def _execute(
+    spec: spec_lib.Spec,
+    out: Path | None,
+    args: argparse.Namespace,
+    tracked: list[Any] | None = None,
+) -> Any:
+    """Run a spec with a progress bar (and ``tracked`` live), resuming from ``out``'s
+    finished chunks."""
     import jax
 
     devices.enable_compilation_cache(not args.no_cache)
@@ -32,7 +49,9 @@ def _execute(spec: spec_lib.Spec, out: Path | None, args: argparse.Namespace) ->
             f"group(s), on {jax.device_count()} {jax.default_backend()} device(s)",
             file=sys.stderr,
         )
-    return sweep.execute(spec, out, progress=not args.quiet, verbose=not args.quiet)
+    return sweep.execute(
+        spec, out, progress=not args.quiet, verbose=not args.quiet, trackers=tracked or ()
+    )
 
 
 def _report(run: Any, out: Path) -> None:
@@ -51,17 +70,30 @@ def _report(run: Any, out: Path) -> None:
 
 
 def _start(spec: spec_lib.Spec, out: Path, args: argparse.Namespace) -> int:
-    """Prepare ``out`` (refusing another spec), run or resume, report."""
-    if sweep.prepare(out, spec, overwrite=args.overwrite):
-        import jax
+    """Prepare ``out`` (refusing another spec), run or resume (tracked live), report."""
+    import jax
 
+    tracked = _trackers(args, out) if jax.process_index() == 0 else []
+    if sweep.prepare(out, spec, overwrite=args.overwrite):
         if jax.process_index() == 0:
             run = runs.load(out)
             print(f"{out} already holds this run, finished: nothing to do (--overwrite re-runs it)")
             print(runs.summary_table(spec, run.summary["configs"]))
+            if tracked:
+                count = trackers.export(out, tracked)
+                print(f"exported its {count} evaluation points to {_where(args)}")
         return 0
-    _report(_execute(spec, out, args), out)
+    _report(_execute(spec, out, args, tracked), out)
     return 0
+
+
+def _where(args: argparse.Namespace) -> str:
+    places = []
+    if getattr(args, "tensorboard", None):
+        places.append(f"TensorBoard ({args.tensorboard})")
+    if getattr(args, "wandb", None):
+        places.append(f"wandb ({args.wandb})")
+    return " and ".join(places)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -171,4 +203,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.run} has no metrics.npz (the run did not finish)")
     for path in runs.figure(run.path, run.spec, run.metrics):
         print(f"{path} (and .pdf)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if not (args.tensorboard or args.wandb):
+        raise CLIError("export needs --tensorboard DIR and/or --wandb PROJECT")
+    run = runs.load(args.run)
+    if not run.metrics and not runs.scan_chunks(run.path, quarantine=False)[0]:
+        raise CLIError(f"{args.run} has no finished runs yet (no metrics.npz, no chunks)")
+    tracked = _trackers(args, Path(args.run).resolve())
+    count = trackers.export(args.run, tracked)
+    state = "finished" if run.metrics else "partial: its finished chunks"
+    print(f"exported {count} evaluation points of {args.run} ({state}) to {_where(args)}")
     return 0

@@ -52,7 +52,40 @@ def build_parser(algo: str = "dqn") -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="redraw a run's learning curves")
     plot.add_argument("run")
     plot.set_defaults(func=commands.cmd_plot)
+    export = sub.add_parser(
+        "export",
+        help="log a finished or partial run directory to TensorBoard and/or wandb",
+        description="One tracked run per (configuration, seed), named by its values, with "
+        "its hyperparameters; the values of metrics.npz (or of the finished chunks of a "
+        "partial sweep), step = env steps.",
+    )
+    export.add_argument("run")
+    _tracker_arguments(export)
+    export.set_defaults(func=commands.cmd_export)
     return parser
+
+
+def _tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tensorboard`` and ``--wandb``: where every (configuration, seed) is tracked."""
+    parser.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="write TensorBoard event files to DIR, one run per (configuration, seed) with "
+        "its hyperparameters (HParams); `tensorboard --logdir DIR` to look",
+    )
+    parser.add_argument(
+        "--wandb",
+        default=None,
+        metavar="PROJECT",
+        help="log to wandb PROJECT, one run per (configuration, seed) (WANDB_MODE=offline "
+        "works with no network)",
+    )
+    parser.add_argument(
+        "--wandb-group",
+        default=None,
+        help="wandb group of the runs (default: the run's directory name)",
+    )
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +112,7 @@ def _output_arguments(parser: argparse.ArgumentParser, **out: object) -> None:
     parser.add_argument(
         "--no-cache", action="store_true", help="disable JAX's persistent compilation cache"
     )
+    _tracker_arguments(parser)
 
 
 def _add_train(sub: argparse._SubParsersAction, fields: str) -> None:
