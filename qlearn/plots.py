@@ -210,6 +210,76 @@ def heatmap(
     return fig
 
 
+# -- across tasks (qlearn.compare): paper-sized, one column 3.25 in, two columns 6.75 in ------
+
+AGGREGATE_TITLES = {
+    "iqm": "IQM",
+    "median": "Median",
+    "mean": "Mean",
+    "optimality_gap": "Optimality gap",
+}
+
+
+def aggregate_intervals(result: dict, methods: Sequence[str]) -> Figure:
+    """rliable's interval plot: per aggregate a panel, per method its point estimate and 95%
+    stratified-bootstrap CI (``result`` as :func:`qlearn.compare.aggregate` returns it)."""
+    fig = Figure(figsize=(6.75, 0.9 + 0.32 * len(methods)))
+    axes = fig.subplots(1, len(AGGREGATE_TITLES), sharey=True)
+    colors = [f"C{i}" for i in range(len(methods))]
+    for ax, (name, title) in zip(axes, AGGREGATE_TITLES.items(), strict=True):
+        for y, (m, color) in enumerate(zip(methods, colors, strict=True)):
+            entry = result["methods"][m][name]
+            low, high = entry["ci95"]
+            ax.barh(y, high - low, left=low, height=0.6, color=color, alpha=0.75)
+            ax.plot([entry["value"]] * 2, [y - 0.3, y + 0.3], color="black", linewidth=1.2)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(labelsize=7)
+    axes[0].set_yticks(range(len(methods)), methods, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.supxlabel("normalised score (95% CI)", fontsize=8)
+    return fig
+
+
+def performance_profiles(result: dict, methods: Sequence[str]) -> Figure:
+    """The fraction of runs above each normalised score τ, per method, with 95% CIs."""
+    fig = Figure(figsize=(3.25, 2.5))
+    ax = fig.subplots()
+    taus = np.asarray(result["taus"])
+    for m in methods:
+        profile = result["methods"][m]["profile"]
+        (line,) = ax.plot(taus, profile["value"], label=m, linewidth=1.2)
+        low, high = profile["ci95"]
+        ax.fill_between(taus, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("normalised score τ", fontsize=8)
+    ax.set_ylabel("fraction of runs > τ", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    return fig
+
+
+def improvement_intervals(result: dict, methods: Sequence[str]) -> Figure:
+    """P(X > Y) of each ordered pair of methods, averaged over tasks, with 95% CIs."""
+    pairs = list(result["improvement"])
+    fig = Figure(figsize=(3.25, 0.9 + 0.28 * max(len(pairs), 1)))
+    ax = fig.subplots()
+    for y, pair in enumerate(pairs):
+        entry = result["improvement"][pair]
+        low, high = entry["ci95"]
+        ax.barh(y, high - low, left=low, height=0.6, color="C0", alpha=0.6)
+        ax.plot([entry["value"]] * 2, [y - 0.3, y + 0.3], color="black", linewidth=1.2)
+    ax.axvline(0.5, color="gray", linestyle="--", linewidth=0.8)
+    ax.set_yticks(range(len(pairs)), pairs, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("P(X > Y), averaged over tasks (95% CI)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
 def save(fig: Figure, path: str | Path, *, pdf: bool = False) -> Path:
     """Lay out and write a figure (creating the folder); with ``pdf`` also a PDF beside it
     (vector, for papers)."""

@@ -4,7 +4,9 @@ percentile-bootstrap confidence intervals, probability of improvement; and the p
 summaries of a learning curve (final, best, area under the curve).
 
 A sweep is one task, so rliable's *stratified* bootstrap (resampling runs within each task)
-is the ordinary bootstrap over seeds here. Everything reduces over the LAST axis.
+is the ordinary bootstrap over seeds there; everything for one task reduces over the LAST axis.
+Across tasks (``qlearn compare``), scores are matrices [runs, tasks] of normalised scores and
+:func:`stratified_bootstrap_ci` resamples the runs of each task independently, as rliable does.
 """
 
 from __future__ import annotations
@@ -113,3 +115,81 @@ def describe(x: np.ndarray, *, seed: int = 0) -> dict[str, float | int | list[fl
         "iqm": float(iqm(x)),
         "iqm_ci95": [float(low), float(high)],
     }
+
+
+# -- across tasks: scores [..., runs, tasks] -----------------------------------------------
+
+
+def aggregate_iqm(scores: np.ndarray) -> np.ndarray:
+    """IQM over every run of every task (rliable's ``aggregate_iqm``): [..., runs, tasks] ->
+    [...]."""
+    scores = np.asarray(scores, np.float64)
+    return scipy.stats.trim_mean(scores.reshape(*scores.shape[:-2], -1), 0.25, axis=-1)
+
+
+def aggregate_median(scores: np.ndarray) -> np.ndarray:
+    """Median over tasks of the per-task mean over runs (rliable's ``aggregate_median``)."""
+    return np.median(np.mean(scores, axis=-2), axis=-1)
+
+
+def aggregate_mean(scores: np.ndarray) -> np.ndarray:
+    """Mean over tasks of the per-task mean over runs (rliable's ``aggregate_mean``)."""
+    return np.mean(np.mean(scores, axis=-2), axis=-1)
+
+
+def optimality_gap(scores: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """How far the runs fall short of ``gamma``, scores above it counting as ``gamma``:
+    ``gamma - mean(min(scores, gamma))`` (rliable's ``aggregate_optimality_gap``; lower is
+    better)."""
+    return gamma - np.mean(np.minimum(scores, gamma), axis=(-2, -1))
+
+
+TASK_AGGREGATES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "iqm": aggregate_iqm,
+    "median": aggregate_median,
+    "mean": aggregate_mean,
+    "optimality_gap": optimality_gap,
+}
+
+
+def stratified_resamples(
+    scores: np.ndarray, n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """[n_resamples, runs, tasks] bootstrap resamples of ``scores`` [runs, tasks]: each task's
+    runs drawn with replacement from its own runs (the stratified bootstrap)."""
+    runs, tasks = scores.shape
+    rows = rng.integers(0, runs, size=(n_resamples, runs, tasks))
+    return scores[rows, np.arange(tasks)]
+
+
+def stratified_bootstrap_ci(
+    scores: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile CI of ``statistic`` (vectorised over leading axes) of ``scores`` [runs,
+    tasks] under the stratified bootstrap; the RNG is seeded, so the CI is reproducible."""
+    scores = np.asarray(scores, np.float64)
+    values = statistic(stratified_resamples(scores, n_resamples, np.random.default_rng(seed)))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
+    return float(low), float(high)
+
+
+def score_distribution(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """The performance profile: for each τ the fraction of runs (of every task) scoring above
+    τ (rliable's run-score distribution). [..., runs, tasks], [K] -> [..., K]."""
+    scores = np.asarray(scores, np.float64)
+    return np.mean(scores[..., None] > np.asarray(taus), axis=(-3, -2))
+
+
+def task_probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) averaged over tasks (rliable's ``probability_of_improvement``): per task the
+    Mann–Whitney statistic of its runs of x [..., n, tasks] against those of y [..., m,
+    tasks], then the mean over tasks."""
+    x = np.asarray(x, np.float64)[..., :, None, :]
+    y = np.asarray(y, np.float64)[..., None, :, :]
+    return np.mean((x > y) + 0.5 * (x == y), axis=(-3, -2, -1))

@@ -3,6 +3,7 @@ evaluation. Shared by the algorithms; everything is a pure function of arrays an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -97,13 +98,46 @@ def step_envs(
 def evaluate(
     q_fn: QFn, params: Params, env: Any, env_params: Any, key: jax.Array, num_episodes: int
 ) -> jax.Array:
-    """Mean undiscounted return of ``num_episodes`` greedy (ε = 0) episodes on fresh envs.
+    """Mean undiscounted return of ``num_episodes`` greedy (ε = 0) episodes on fresh envs,
+    greedy over the available actions (:func:`qlearn.envs.action_masks`); see
+    :func:`episode_returns`."""
+
+    def greedy(_: jax.Array, obs: jax.Array, mask: jax.Array | None) -> jax.Array:
+        return policies.greedy(q_fn(params, obs), mask)
+
+    return jnp.mean(episode_returns(greedy, env, env_params, key, num_episodes))
+
+
+def random_policy_returns(
+    env: Any, env_params: Any, key: jax.Array, num_episodes: int
+) -> jax.Array:
+    """[num_episodes] undiscounted returns of the uniformly random policy (over the available
+    actions): the "random" end of a normalised score."""
+    num_actions = env.action_space(env_params).n
+
+    def uniform(k: jax.Array, obs: jax.Array, mask: jax.Array | None) -> jax.Array:
+        words = jax.random.bits(k, (obs.shape[0], policies.WORDS_PER_DECISION), jnp.uint32)
+        q = jnp.zeros((obs.shape[0], num_actions))
+        return policies.epsilon_greedy(words, q, jnp.float32(1.0), mask)
+
+    return episode_returns(uniform, env, env_params, key, num_episodes)
+
+
+def episode_returns(
+    act: Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array],
+    env: Any,
+    env_params: Any,
+    key: jax.Array,
+    num_episodes: int,
+) -> jax.Array:
+    """[num_episodes] undiscounted returns of the policy ``act(key, obs [N, ...], mask) ->
+    actions [N]`` on fresh envs.
 
     Runs until every episode has ended (termination or the env's time limit), so its cost
-    follows episode length rather than a fixed horizon. Greedy over the available actions
-    (:func:`qlearn.envs.action_masks`). It steps with the env's ``step_env``
+    follows episode length rather than a fixed horizon. It steps with the env's ``step_env``
     (no auto-reset: an ended episode's env is never used again), which spares the reset state
-    gymnax's ``step`` draws at every step.
+    gymnax's ``step`` draws at every step. ``act``'s key is folded off the step's, so a policy
+    that ignores it leaves every random stream as it is.
     """
     k_reset, k_loop = jax.random.split(key)
     obs, state = reset_envs(env, env_params, k_reset, num_episodes)
@@ -119,7 +153,8 @@ def evaluate(
     def body(carry):
         key, obs, state, returns, done, t = carry
         keys = jax.random.split(key, num_episodes + 1)  # one draw: next key and N step keys
-        action = policies.greedy(q_fn(params, obs), envs.action_masks(env, env_params, state))
+        mask = envs.action_masks(env, env_params, state)
+        action = act(jax.random.fold_in(keys[0], 1), obs, mask)
         obs, state, reward, terminated, _ = step(keys[1:], state, action, env_params)
         returns = returns + jnp.where(done, 0.0, reward.astype(jnp.float32))
         done = done | terminated | truncated(state, env_params)
@@ -127,4 +162,4 @@ def evaluate(
 
     carry = (k_loop, obs, state, zeros, done, jnp.zeros((), jnp.int32))
     _, _, _, returns, _, _ = jax.lax.while_loop(cond, body, carry)
-    return jnp.mean(returns)
+    return returns

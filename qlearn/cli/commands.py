@@ -217,3 +217,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     state = "finished" if run.metrics else "partial: its finished chunks"
     print(f"exported {count} evaluation points of {args.run} ({state}) to {_where(args)}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from qlearn import compare
+
+    references = {}
+    for text in args.reference:
+        env_id, sep, value = text.rpartition("=")
+        try:
+            references[env_id] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not env_id:
+            raise CLIError(f"--reference {text!r}: write ENV=SCORE (e.g. Breakout-MinAtar=60)")
+    if args.resamples < 100:
+        raise CLIError(f"--resamples = {args.resamples}: use at least 100")
+    result = compare.compare(
+        args.runs,
+        args.out,
+        references=references,
+        best_seen=args.best_seen,
+        n_resamples=args.resamples,
+    )
+    print(compare.markdown_table(result, list(result["methods"])), end="")
+    print(f"wrote {args.out}/ (compare.json, table.md, aggregates, profiles, improvement)")
+    return 0

@@ -62,7 +62,35 @@ def build_parser(algo: str = "dqn") -> argparse.ArgumentParser:
     export.add_argument("run")
     _tracker_arguments(export)
     export.set_defaults(func=commands.cmd_export)
+    _add_compare(sub)
     return parser
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    compare = sub.add_parser(
+        "compare",
+        help="methods across tasks: normalised scores, rliable's aggregates, profiles, P(X > Y)",
+        description="Methods (configurations, matched by label) across tasks (run directories "
+        "on different envs): final returns normalised per task by the random policy and a "
+        "reference score, then IQM, median, mean and optimality gap with 95%% stratified-"
+        "bootstrap CIs, performance profiles and probabilities of improvement.",
+    )
+    compare.add_argument("runs", nargs="+", help="finished run directories")
+    compare.add_argument("--out", required=True, help="report directory")
+    compare.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="ENV=SCORE",
+        help="the score that normalises to 1 on ENV (overrides qlearn's table)",
+    )
+    compare.add_argument(
+        "--best-seen",
+        action="store_true",
+        help="normalise a task without a reference by the best final score seen",
+    )
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    compare.set_defaults(func=commands.cmd_compare)
 
 
 def _tracker_arguments(parser: argparse.ArgumentParser) -> None:
