@@ -210,6 +210,54 @@ def heatmap(
     return fig
 
 
+def search_scatter(
+    values: dict[str, np.ndarray],
+    iqm: np.ndarray,
+    ci: np.ndarray,
+    *,
+    log_x: dict[str, bool],
+    colour_by: tuple[str, np.ndarray] | None = None,
+    title: str = "",
+) -> Figure:
+    """A random search: final IQM [H] with its 95% CI [2, H] against each sampled
+    hyperparameter ``values[name]`` [H], a panel each; ``colour_by`` (name, values [H]) gives
+    one colour per distinct value."""
+    names = list(values)
+    fig = Figure(figsize=(3.2 * max(len(names), 1), 3.0))
+    axes = np.atleast_1d(fig.subplots(1, max(len(names), 1), sharey=True))
+    if colour_by is not None:
+        distinct = np.unique(colour_by[1])
+        colour = {v: f"C{i}" for i, v in enumerate(distinct)}
+    for ax, name in zip(axes, names, strict=False):
+        x = values[name]
+        groups = distinct if colour_by is not None else [None]
+        for g in groups:
+            sel = np.ones(len(x), bool) if g is None else colour_by[1] == g
+            err = np.abs(ci[:, sel] - iqm[sel])
+            label = None if g is None else f"{colour_by[0]}={g:g}"
+            ax.errorbar(
+                x[sel],
+                iqm[sel],
+                yerr=err,
+                fmt="o",
+                markersize=4,
+                capsize=2,
+                color="C0" if g is None else colour[g],
+                label=label,
+                alpha=0.8,
+            )
+        if log_x.get(name):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final return (IQM, 95% CI)")
+    if colour_by is not None:
+        axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 # -- across tasks (qlearn.compare): paper-sized, one column 3.25 in, two columns 6.75 in ------
 
 AGGREGATE_TITLES = {

@@ -152,3 +152,60 @@ def test_a_chunk_whose_values_no_longer_match_its_checksum_is_refused(tmp_path):
     np.savez(file, **arrays)
     with pytest.raises(runs.CorruptChunk, match="do not match its SHA-256"):
         runs.read_chunk(file)
+
+
+# -- a random search's report -------------------------------------------------------------
+
+
+def test_a_random_search_is_ranked_and_names_its_best_as_a_command(tmp_path):
+    """Fabricated finals (seeds × 6 draws): the table and summary.json rank by final IQM,
+    count the configurations inside the best one's CI, draw the search figure, and the
+    re-run line parses back to exactly the best configuration."""
+    from qlearn.cli import arguments, parser
+
+    config = dqn.DQNConfig(**TINY)
+    dist = {
+        "lr": "loguniform:1e-4:1e-2",
+        "target_tau": "uniform:0.005:0.1",
+        "gamma": "choice:0.9,0.97",
+    }
+    spec = make_spec(
+        config, {"hidden_sizes": [(16,), (8, 8)]}, dist=dist, n_samples=3, seeds=5, search_seed=2
+    )
+    rng = np.random.default_rng(0)
+    finals = np.array([10.0, 200.0, 50.0, 190.0, 120.0, 20.0])[:, None] + rng.normal(0, 30, (6, 5))
+    t = config.num_evals
+    metrics = {
+        "env_steps": np.broadcast_to(np.arange(1, t + 1, dtype=np.int32) * 500, (6, 5, t)).copy(),
+        "eval_return": np.repeat(finals[..., None], t, axis=-1).astype(np.float32),
+        "diverged": np.zeros((6, 5, t), bool),
+    }
+    run = runs.write(tmp_path / "r", spec, metrics)
+    rows = run.summary["configs"]
+    report = run.summary["search"]
+    iqms = [r["final"]["iqm"] for r in rows]
+    assert [e["config"] for e in report["ranking"]] == list(np.argsort(iqms)[::-1])
+    assert [e["rank"] for e in report["ranking"]] == [1, 2, 3, 4, 5, 6]
+    best = report["best"]
+    lo, hi = rows[best]["final"]["iqm_ci95"]
+    assert report["within_best_ci"] == [
+        e["config"] for e in report["ranking"][1:] if lo <= e["iqm"] <= hi
+    ]
+    table = runs.summary_table(spec, rows).splitlines()
+    assert table[0].split()[:2] == ["rank", "#"] and table[2].split()[:2] == ["1", str(best)]
+    assert f"{len(report['within_best_ci'])} of the 5 others" in table[-2]
+    assert (run.path / "search.png").exists() and (run.path / "search.pdf").exists()
+
+    command = report["rerun"]
+    assert table[-1].endswith(command) and command.startswith("qlearn train --algo dqn")
+    args = parser.build_parser().parse_args(command.split()[1:])
+    rebuilt = arguments.parse_config(
+        dqn.DQNConfig, args.cfg, env_id=args.env, total_steps=args.total_steps
+    )
+    group = next(g for g, (_, _, configs) in enumerate(spec.compiled_groups()) if best in configs)
+    assert rebuilt == spec.compiled_groups()[group][0]  # its static fields, the search's base
+    hp = arguments.parse_hparams(dqn.DQNHParams, args.hp)
+    for name, value in spec.config_values()[best].items():
+        if name in hp:
+            assert np.float32(hp[name][0]) == np.float32(value), name
+    assert args.seeds == 32

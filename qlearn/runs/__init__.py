@@ -14,7 +14,9 @@ A run directory holds
                  returns (mean, median, IQM, 95% bootstrap CI over the runs that did not
                  diverge), diverged counts, timings;
   records.csv    the same per configuration and seed, one row each (a tidy table);
-  learning_curves.{png,pdf}, and sensitivity.{png,pdf} / heatmap.{png,pdf} for swept grids.
+  learning_curves.{png,pdf}, and sensitivity.{png,pdf} / heatmap.{png,pdf} for swept grids,
+                 search.{png,pdf} for a random search (final IQM against each sampled
+                 hyperparameter).
 Every file is written atomically (temporary file, then rename): a killed sweep never leaves a
 half-written file behind, and re-running the same command resumes from the finished chunks.
 
@@ -53,7 +55,10 @@ from qlearn.runs.summary import (
     improvement_matrix,
     labels,
     mask_diverged,
+    ranking,
     records,
+    rerun_command,
+    search_report,
     shown_values,
     statistic,
     summarize,
@@ -113,6 +118,8 @@ def build(
         "probability_of_improvement": improvement_matrix(spec, metrics),
         "timing": timing or {},
     }
+    if not spec.is_grid:  # a random search: its ranking, and the best as a command
+        summary["search"] = search_report(spec, summary["configs"])
     return Run(None, spec, provenance(), metrics, summary)
 
 
@@ -193,10 +200,13 @@ __all__ = [
     "mask_diverged",
     "prepare",
     "provenance",
+    "ranking",
     "read_chunk",
     "read_meta",
     "records",
+    "rerun_command",
     "scan_chunks",
+    "search_report",
     "shown_values",
     "start",
     "statistic",

@@ -32,7 +32,7 @@ OUTPUTS = (
     "manifest.json",
     *(
         f"{name}.{ext}"
-        for name in ("learning_curves", "sensitivity", "heatmap")
+        for name in ("learning_curves", "sensitivity", "heatmap", "search")
         for ext in ("png", "pdf")
     ),
 )

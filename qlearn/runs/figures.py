@@ -1,5 +1,6 @@
-"""A run directory's figures, PNG and PDF: learning curves, and for a grid over one or two
-numeric hyperparameters the sensitivity curves and the heatmap of final IQM."""
+"""A run directory's figures, PNG and PDF: learning curves; for a grid over one or two
+numeric hyperparameters the sensitivity curves and the heatmap of final IQM; for a random
+search final IQM against each sampled hyperparameter."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from qlearn import plots
+from qlearn import plots, stats
 from qlearn.runs.summary import curve_stats, labels
 from qlearn.spec import Spec
 
@@ -78,6 +79,8 @@ def figure(path: Path, spec: Spec, metrics: dict[str, np.ndarray]) -> list[Path]
             path / "learning_curves.png",
         )
     ]
+    if not spec.is_grid:
+        written.append(save_atomic(search_figure(spec, metrics, title), path / "search.png"))
     axes = grid_axes(spec)
     if 1 <= len(axes) <= 2:
         final = curve_stats(spec, metrics)["final"]
@@ -100,3 +103,25 @@ def figure(path: Path, spec: Spec, metrics: dict[str, np.ndarray]) -> list[Path]
                 )
             )
     return written
+
+
+def search_figure(spec: Spec, metrics: dict[str, np.ndarray], title: str) -> Any:
+    """A random search's final IQM (95% CI) against each sampled hyperparameter, one panel
+    each (log axis for log-uniform draws); with a ``choice`` among them, one colour per value
+    of the first."""
+    dists = spec.search.get("dist", {})
+    final = curve_stats(spec, metrics)["final"]
+    described = [stats.describe(f) for f in final]
+    iqm = np.array([d["iqm"] for d in described])
+    ci = np.array([d["iqm_ci95"] for d in described]).T
+    names = [k for k in dists if k in spec.hparams]
+    choice = next((k for k in names if dists[k].startswith("choice")), None)
+    colour_by = np.asarray(spec.hparams[choice], np.float64) if choice else None
+    return plots.search_scatter(
+        {k: np.asarray(spec.hparams[k], np.float64) for k in names},
+        iqm,
+        ci,
+        log_x={k: dists[k].startswith("loguniform") for k in names},
+        colour_by=(choice, colour_by) if choice else None,
+        title=title,
+    )

@@ -4,12 +4,14 @@ the probability of improvement between configurations, and the plain-text table.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
+from qlearn import hparams as hparams_lib
 from qlearn import stats
-from qlearn.spec import Spec
+from qlearn.spec import Spec, jsonable
 
 
 def mask_diverged(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -132,16 +134,96 @@ def improvement_matrix(spec: Spec, metrics: dict[str, np.ndarray]) -> list[list[
     ]
 
 
+def ranking(rows: list[dict[str, Any]]) -> list[int]:
+    """Configuration indices by final IQM, best first (ties and NaNs: lower index first, NaNs
+    last)."""
+    iqms = [r["final"]["iqm"] for r in rows]
+    return sorted(range(len(rows)), key=lambda i: (np.isnan(iqms[i]), -np.nan_to_num(iqms[i])))
+
+
+def search_report(spec: Spec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a random search found: the configurations ranked by final IQM (with their CIs),
+    how many others have a final IQM inside the best one's 95% CI (not distinguishable from
+    it at these seeds), and the best configuration as a ready ``qlearn train`` line."""
+    order = ranking(rows)
+    best = rows[order[0]]
+    lo, hi = best["final"]["iqm_ci95"]
+    within = [i for i in order[1:] if np.isfinite(lo) and lo <= rows[i]["final"]["iqm"] <= hi]
+    return {
+        "ranking": [
+            {
+                "rank": k + 1,
+                "config": i,
+                "iqm": rows[i]["final"]["iqm"],
+                "iqm_ci95": rows[i]["final"]["iqm_ci95"],
+            }
+            for k, i in enumerate(order)
+        ],
+        "best": order[0],
+        "within_best_ci": within,
+        "rerun": rerun_command(spec, order[0]),
+    }
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "x".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    return str(value)
+
+
+def rerun_command(spec: Spec, config: int, seeds: int = 32) -> str:
+    """``qlearn train`` of configuration ``config`` alone with ``seeds`` seeds: the spec's
+    algorithm, env, budget and non-default config fields, the configuration's static overrides
+    and every hyperparameter that differs from its default."""
+    algorithm = spec.algorithm
+    defaults = dataclasses.asdict(algorithm.config())
+    values = spec.config_values()[config]
+    base = {k: v for k, v in spec.config.items() if k in defaults}
+    parts = ["qlearn train", f"--algo {spec.algo}", f"--env {base.get('env_id')}"]
+    if "total_steps" in base:
+        parts.append(f"--total-steps {base['total_steps']}")
+    fields = {k: v for k, v in base.items() if k not in ("env_id", "total_steps")}
+    fields |= {k: v for k, v in values.items() if k in defaults}
+    indexed = dict(algorithm.indexed_hparams)
+    for name, field in indexed.items():  # the entry a configuration picks, by name
+        if isinstance(fields.get(field), list):
+            fields[field] = fields[field][int(values[name])]
+    if "loss" in fields and jsonable(fields["loss"]) != jsonable(defaults.get("loss")):
+        parts.append(f"--loss {fields.pop('loss')}")
+    for k, v in fields.items():
+        if jsonable(v) != jsonable(defaults[k]):
+            parts.append(f"--cfg {k}={_cli_value(v)}")
+    default_hp = algorithm.hparams()
+    for k, v in values.items():
+        if k not in defaults and k not in indexed and hasattr(default_hp, k):
+            cast = hparams_lib.dtype_of(algorithm.hparams, k).type
+            if cast(v) != cast(getattr(default_hp, k)):
+                parts.append(f"--hp {k}={_cli_value(v)}")
+    parts.append(f"--seeds {seeds}")
+    return " ".join(parts)
+
+
 def summary_table(spec: Spec, rows: list[dict[str, Any]]) -> str:
-    """A plain-text table, one row per configuration (final return over non-diverged runs)."""
+    """A plain-text table, one row per configuration (final return over non-diverged runs);
+    a random search's ranked by final IQM, best first, with what the ranking says."""
     swept = spec.swept
     values = shown_values(spec)
     header = ["#", *swept, "final mean", "IQM", "95% CI", "best IQM", "AUC IQM", "diverged"]
+    random_search = not spec.is_grid
+    order = ranking(rows) if random_search else list(range(len(rows)))
+    if random_search:
+        header.insert(0, "rank")
     body = []
-    for r, shown in zip(rows, values, strict=True):
+    for k, i in enumerate(order):
+        r, shown = rows[i], values[i]
         lo, hi = r["final"]["iqm_ci95"]
         body.append(
             [
+                *([str(k + 1)] if random_search else []),
                 str(r["config"]),
                 *(v for _, v in shown),
                 f"{r['final']['mean']:.1f}",
@@ -159,4 +241,16 @@ def summary_table(spec: Spec, rows: list[dict[str, Any]]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     fixed = {k: v[0] for k, v in spec.hparams.items() if k not in swept}
     fixed_text = ", ".join(f"{k}={v:g}" for k, v in fixed.items())
-    return "\n".join(lines) + f"\n(fixed: {fixed_text})"
+    text = "\n".join(lines) + f"\n(fixed: {fixed_text})"
+    if random_search:
+        report = search_report(spec, rows)
+        best = rows[report["best"]]
+        lo, hi = best["final"]["iqm_ci95"]
+        others = len(rows) - 1
+        text += (
+            f"\nbest: configuration {report['best']}, final IQM {best['final']['iqm']:.1f} "
+            f"[{lo:.1f}, {hi:.1f}]; {len(report['within_best_ci'])} of the {others} others "
+            "have a final IQM inside that CI (not told apart at these seeds)\n"
+            f"re-run it with more seeds: {report['rerun']}"
+        )
+    return text
