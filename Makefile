@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format notebooks bench bench-peers clean
+.PHONY: install demo test lint format notebooks docs bench bench-peers clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: $(STAMP)
 # suite runs them with QLEARN_FAST=1 instead. Strip outputs before committing large ones.
 notebooks: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+
+# The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link, API reference
+# or docstring fails (the test suite builds it the same way, tests/test_docs.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 # Benchmarks print tables of ratios measured in one run and write JSON to benchmarks/results/.
 bench: $(STAMP)
@@ -56,4 +61,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) $(PEERS) runs .pytest_cache
+	rm -rf $(VENV) $(PEERS) runs site .pytest_cache

@@ -239,10 +239,13 @@ def make_spec(
       config: the algorithm's static config (its type says which algorithm).
       grid: name -> values; hyperparameters share one compile, static config fields make
         separate compiled groups (:func:`qlearn.search.expand`).
-      dist, n_samples, search_seed: a random search instead — ``n_samples`` draws from
-        ``dist`` (name -> :class:`~qlearn.search.Dist` or text, ``"loguniform:1e-5:1e-2"``).
+      dist: a random search instead: name -> :class:`~qlearn.search.Dist` or text,
+        ``"loguniform:1e-5:1e-2"``.
+      n_samples: how many configurations the random search draws from ``dist``.
+      search_seed: the seed of the random search's draws.
       hparams: values of the hyperparameters neither swept nor sampled (default: defaults).
-      seeds: seeds per configuration; ``base_seed``: the seed numbering's origin.
+      seeds: seeds per configuration.
+      base_seed: the seed numbering's origin.
       lanes: runs per device per compiled call, part of the runs' identity.
     """
     _check_count("seeds", seeds)

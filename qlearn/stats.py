@@ -35,7 +35,7 @@ AGGREGATES: dict[str, Callable[..., np.ndarray]] = {"mean": mean, "median": medi
 
 def bootstrap_ci(
     x: np.ndarray,
-    statistic=iqm,
+    statistic: Callable[..., np.ndarray] = iqm,
     *,
     confidence: float = 0.95,
     n_resamples: int = 2000,

@@ -402,14 +402,21 @@ def run(
       config: the algorithm's static config (its type says which algorithm).
       grid: name -> values; hyperparameters share one compile, static config fields make
         separate compiled groups.
-      dist, n_samples, search_seed: random search instead — ``n_samples`` draws from ``dist``
-        (name -> :class:`~qlearn.search.Dist` or text such as ``"loguniform:1e-5:1e-2"``).
+      dist: a random search instead: name -> :class:`~qlearn.search.Dist` or text such as
+        ``"loguniform:1e-5:1e-2"``.
+      n_samples: how many configurations the random search draws from ``dist``.
+      search_seed: the seed of the random search's draws.
       hparams: values of the hyperparameters neither swept nor sampled (default: defaults).
-      seeds: seeds per configuration; ``base_seed``: the seed numbering's origin.
+      seeds: seeds per configuration.
+      base_seed: the seed numbering's origin.
       lanes: runs per device per compiled call (part of the runs' identity: seed n with the
         same lanes is the same run in any sweep).
       out: run directory (written chunk by chunk, resumable); None keeps it in memory.
-      progress, keep_state, verbose, trackers: see :func:`execute`.
+      overwrite: replace a different run that ``out`` holds.
+      progress: see :func:`execute`.
+      keep_state: see :func:`execute`.
+      verbose: see :func:`execute`.
+      trackers: see :func:`execute`.
 
     Returns:
       A :class:`runs.Run`: ``metrics[name]`` with axes (config, seed, time), the summary, and

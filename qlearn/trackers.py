@@ -59,7 +59,7 @@ class TrackedRun:
 
 
 def tracked_runs(spec: Spec) -> list[list[TrackedRun]]:
-    """[config][seed] the :class:`TrackedRun` of every run of ``spec``."""
+    """The :class:`TrackedRun` of every run of ``spec``, indexed ``table[config][seed]``."""
     out = []
     where = {"algo": spec.algo, "env_id": spec.config.get("env_id", "")}
     rows = zip(runs.labels(spec), spec.config_values(), runs.shown_values(spec), strict=True)
