@@ -30,6 +30,13 @@ def test_the_site_builds_strictly(tmp_path):
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     for name in ("qlearn.sweep.run", "qlearn.trackers.TensorBoard", "qlearn.compare.compare"):
         assert name in api  # the reference is generated from the docstrings
+    dqn_page = (tmp_path / "site" / "algorithms" / "dqn" / "index.html").read_text()
+    from qlearn.algos import dqn
+
+    for f in ("lr", "target_tau", "double_q", "buffer_size"):  # the tables, from the code
+        assert f"<code>{f}</code>" in dqn_page, f
+    assert dqn.DQNHParams.__dataclass_fields__["target_tau"].metadata["help"] in dqn_page
+    assert "<!-- fields" not in dqn_page
 
 
 def test_a_broken_reference_fails_the_build(tmp_path):
