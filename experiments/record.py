@@ -465,6 +465,35 @@ def render_suite_throughput(r: dict[str, Any]) -> str:
     return _table(header, rows, note)
 
 
+def render_compare_tasks(r: dict[str, Any]) -> str:
+    """experiments/compare_tasks.py: aggregates over tasks and each task's normalisation."""
+    methods = list(r["methods"])
+    header = ["method", "IQM", "median", "mean", "optimality gap"]
+    rows = [
+        [m.upper()]
+        + [
+            f"{r['methods'][m][k]['value']:.2f} " + _ci2(r["methods"][m][k]["ci95"])
+            for k in ("iqm", "median", "mean", "optimality_gap")
+        ]
+        for m in methods
+    ]
+    tasks = "; ".join(
+        f"{env}: random {t['random']:.3g}, reference {t['reference']:g}, final IQM "
+        + ", ".join(f"{m.upper()} {t['final_iqm'][m]:.3g}" for m in methods)
+        for env, t in r["tasks"].items()
+    )
+    pairs = "; ".join(
+        f"P({k.upper()}) = {v['value']:.2f} " + _ci2(v["ci95"])
+        for k, v in r["improvement"].items()
+    )
+    return _table(
+        header,
+        rows,
+        f"normalised final greedy return over {len(r['tasks'])} tasks × {r['seeds']} seeds "
+        f"(95% stratified-bootstrap CIs); {tasks}; {pairs}; 2 CPU cores; {_at(r)}",
+    )
+
+
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "demo": render_demo,
     "cartpole_dqn": render_timed,
@@ -486,6 +515,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "suite_throughput": render_suite_throughput,
     "suites": render_suites,
     "loss_cost_breakout": render_loss_cost,
+    "compare_tasks": render_compare_tasks,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
 FROM_BENCHMARKS = ("throughput", "peers", "loss_cost", "loss_cost_breakout", "suite_throughput")

@@ -17,17 +17,14 @@ from typing import Any
 import numpy as np
 import record
 
-from qlearn import algos, devices, progress, runs, stats, sweep
+from qlearn import algos, compare, devices, progress, runs, stats, sweep
 from qlearn import spec as spec_lib
 from qlearn.cli import arguments as cli_args
 
 # Final returns reported by the MinAtar paper (Young & Tian 2019) and gymnax's PPO checkpoints,
-# to print beside ours (README, "Experiments").
+# to print beside ours (README, "Experiments"): qlearn.compare's table of references.
 MINATAR_REFERENCE = {
-    "Breakout-MinAtar": 28.0,
-    "Asterix-MinAtar": 15.0,
-    "Freeway-MinAtar": 58.0,
-    "SpaceInvaders-MinAtar": 131.0,
+    env_id: ref.score for env_id, ref in compare.REFERENCES.items() if env_id.endswith("MinAtar")
 }
 
 

@@ -55,8 +55,18 @@ REFERENCES: dict[str, Reference] = {
     "Catch-bsuite": Reference(1.0, "the maximum return: the ball caught, reward +1"),
     "navix:Navix-Empty-8x8-v0": Reference(1.0, "the maximum return: the goal reached, reward 1"),
     "navix:Navix-DoorKey-5x5-v0": Reference(1.0, "the maximum return: the goal reached, reward 1"),
+    **{
+        game: Reference(score, "published: the MinAtar paper (Young & Tian 2019) and gymnax's PPO")
+        for game, score in (
+            ("Breakout-MinAtar", 28.0),
+            ("Asterix-MinAtar", 15.0),
+            ("Freeway-MinAtar", 58.0),
+            ("SpaceInvaders-MinAtar", 131.0),
+        )
+    },
 }
-"""The reference scores of envs qlearn ships, where one is defined by the env itself."""
+"""The reference scores of envs qlearn ships: the maximum return where the env defines one,
+else a published final return (the experiments print the same beside their results)."""
 
 
 @dataclasses.dataclass
