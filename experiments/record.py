@@ -483,8 +483,7 @@ def render_compare_tasks(r: dict[str, Any]) -> str:
         for env, t in r["tasks"].items()
     )
     pairs = "; ".join(
-        f"P({k.upper()}) = {v['value']:.2f} " + _ci2(v["ci95"])
-        for k, v in r["improvement"].items()
+        f"P({k.upper()}) = {v['value']:.2f} " + _ci2(v["ci95"]) for k, v in r["improvement"].items()
     )
     return _table(
         header,
