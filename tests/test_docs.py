@@ -4,6 +4,7 @@ reference to something that does not exist or a malformed docstring fails the su
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,14 @@ def test_the_site_builds_strictly(tmp_path):
         assert f"<code>{f}</code>" in dqn_page, f
     assert dqn.DQNHParams.__dataclass_fields__["target_tau"].metadata["help"] in dqn_page
     assert "<!-- fields" not in dqn_page
+    # the experiments page is the README's section: its results and every figure it shows
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Experiments", 1)[1].split("\n## ", 1)[0]
+    page = (tmp_path / "site" / "experiments" / "index.html").read_text()
+    assert page.count("measured at commit") == section.count("measured at commit") > 5
+    for figure in re.findall(r"\]\(experiments/figures/([\w.-]+\.png)\)", section):
+        assert f'src="figures/{figure}"' in page
+        assert (tmp_path / "site" / "experiments" / "figures" / figure).stat().st_size > 0
 
 
 def test_a_broken_reference_fails_the_build(tmp_path):
