@@ -34,7 +34,8 @@ def build_parser(algo: str = "dqn") -> argparse.ArgumentParser:
     """The CLI's parser; ``train --help`` and ``sweep --help`` document ``algo``'s
     hyperparameters and config fields."""
     parser = argparse.ArgumentParser(
-        prog="qlearn", description="Train, sweep, reproduce, show and plot Q-learning runs."
+        prog="qlearn",
+        description="Train, sweep, reproduce, show, plot, export and compare Q-learning runs.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     shown = algos.ALGOS.get(algo, algos.get("dqn"))
