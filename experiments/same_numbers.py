@@ -1,15 +1,20 @@
 """Do the README's results files still hold at this code? Shortened versions of every
-experiment family (DQN and PQN on CartPole and Breakout with the experiments' settings, tabular
-control, linear prediction on Baird and a Garnet), run by the code on ``sys.path``; two
-checkouts' outputs are compared bitwise. Equal arrays mean the training programs are the same,
-so the full-length numbers cannot have moved.
+experiment family (DQN and PQN on CartPole and Breakout with the experiments' settings, the
+same with a progress callback compiled in as the timed experiments and which-loss run them,
+which-loss's heads and losses on Breakout, the replay weightings on a Garnet, the suites'
+Navix task, tabular control, linear prediction on Baird and a Garnet), run by the code on
+``sys.path``; two checkouts' outputs are compared bitwise. Equal arrays mean the training
+programs are the same, so the full-length numbers cannot have moved. A family the older
+checkout does not have yet is skipped there (``--compare`` compares the older file's arrays).
 
     PYTHONPATH=OLD python OLD/experiments/same_numbers.py OLD old.npz   # e.g. a git worktree
     PYTHONPATH=. python experiments/same_numbers.py . new.npz
     python experiments/same_numbers.py --compare old.npz new.npz
 """
 
+import dataclasses
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -73,6 +78,35 @@ put(
     "pqn_breakout",
     sweep.run(cfg, hparams=pqn.PQNHParams(**minatar_pqn.HPARAMS), seeds=2, lanes=2).metrics,
 )
+# with a host callback compiled in, as the timed experiments (EvalClock) and which_loss (the
+# progress bar) run: its operands differ across versions, the arithmetic must not
+put(
+    "dqn_default_progress",
+    sweep.run(
+        dqn.DQNConfig(**short_dqn), {"lr": [1e-3]}, seeds=2, lanes=2, progress=lambda *a: None
+    ).metrics,
+)
+breakout = {**minatar_dqn.CONFIG, "env_id": "Breakout-MinAtar", "total_steps": 8_000}
+breakout |= {"learning_starts": 2_000, "buffer_size": 5_000, "num_evals": 2, "eval_episodes": 2}
+for head, names in [("scalar", ("huber", "munchausen")), ("categorical", ("c51",))]:
+    cfg = dqn.DQNConfig(**breakout, head=head, loss=names)
+    hp = dqn.DQNHParams(v_min=0.0, v_max=20.0, lr=3e-4, target_tau=0.01)
+    grid = {"loss_index": list(range(len(names)))}
+    run = sweep.run(cfg, grid, hparams=hp, seeds=2, lanes=2, progress=lambda *a: None)
+    put(f"which_loss_{head}", run.metrics)
+fields = {f.name for f in dataclasses.fields(dqn.DQNConfig)}
+if "replay" in fields and "coverage" in {f.name for f in dataclasses.fields(dqn.DQNHParams)}:
+    garnet = dict(env_id="Garnet", env_kwargs={"n_states": 30, "n_actions": 4, "branching": 3})
+    garnet |= dict(max_episode_steps=100, num_envs=4, total_steps=4_000, learning_starts=500)
+    garnet |= dict(buffer_size=2_000, batch_size=32, num_evals=4, hidden_sizes=(32,))
+    for replay, grid in [("prioritized", {"per_alpha": [0.6]}), ("coverage", {"coverage": [0.3]})]:
+        cfg = dqn.DQNConfig(**garnet, replay=replay)
+        hp = dqn.DQNHParams(lr=3e-3, gamma=0.9)
+        put(f"weighting_{replay}", sweep.run(cfg, grid, hparams=hp, seeds=2, lanes=2).metrics)
+if (Path(root) / "qlearn" / "envs" / "suites.py").exists():
+    navix = dict(env_id="navix:Navix-Empty-8x8-v0", total_steps=8_000, learning_starts=1_000)
+    navix |= dict(num_envs=8, hidden_sizes=(64,), num_evals=2, eval_episodes=2)
+    put("suites_navix", sweep.run(dqn.DQNConfig(**navix), seeds=2, lanes=2).metrics)
 for env, alg, hp in [
     ("CliffWalking", "sarsa", tabular.TabularHParams(lr=0.5, epsilon=0.1, gamma=1.0)),
     ("CliffWalking", "q_learning", tabular.TabularHParams(lr=0.5, epsilon=0.1, gamma=1.0)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,9 +16,8 @@ class ProgressBar:
     """Work done over all runs of a batch (env steps, or episodes), its rate, latest return.
 
     Pass the instance as ``progress=`` to ``make_train``: it is called from the compiled loop
-    with (units done since the last call, latest return[, the evaluation point, ignored]) —
-    for DQN once per evaluation interval with env steps, for tabular methods once per block of
-    episodes. Under ``jax.vmap`` the
+    with (units done since the last call, latest return) — for DQN once per evaluation
+    interval with env steps, for tabular methods once per block of episodes. Under ``jax.vmap`` the
     callback runs once per batch element; the bar sums whatever arrives.
 
     On a terminal it is a live tqdm bar. When ``stream`` is not a terminal (a CI log, ``| tee``)
@@ -89,7 +88,7 @@ class ProgressBar:
         timed = self._done - self._untimed
         return timed / seconds if seconds > 0 and timed > 0 else None
 
-    def __call__(self, done, latest_return, point: Any = None) -> None:
+    def __call__(self, done, latest_return) -> None:
         now = time.perf_counter()
         step = float(np.sum(done))
         if not self._started:  # nobody started the clock: it starts now, after this report
@@ -146,7 +145,7 @@ class EvalClock:
         self.num_evals = num_evals
         self.calls: list[float] = []
 
-    def __call__(self, done, latest_return, point: Any = None) -> None:
+    def __call__(self, done, latest_return) -> None:
         self.calls.append(time.perf_counter())
 
     def seconds(self, origin: float) -> np.ndarray:

@@ -94,11 +94,12 @@ class _Reports:
     """What the compiled loops report to: progress (``progress(done, latest_return)``), scaled
     by the share of the chunk's lanes that hold real runs (padding lanes repeat a run: their
     work is not progress), and each evaluation point to the live trackers
-    (:class:`qlearn.trackers.Live`)."""
+    (:class:`qlearn.trackers.Live`), which alone make the loops send the points."""
 
     def __init__(self, progress: Callable | None, live: Any = None):
         self.progress = progress
         self.live = live
+        self.wants_points = live is not None
         self.share = 1.0
 
     def __call__(self, done: Any, latest_return: Any, point: Any = None) -> None:

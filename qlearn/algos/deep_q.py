@@ -21,12 +21,14 @@ from qlearn.algos import rollout
 from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, Transition
 
-ProgressFn = Callable[[jax.Array, jax.Array, dict[str, Any]], None]
-"""``progress(env_steps_done_in_interval, eval_return, point)``, called from inside the
-compiled loop (via ``jax.debug.callback``) once per evaluation interval and run. ``point`` is
-the evaluation point itself (:func:`report`): the run's key bits and hyperparameters, which
-say whose point it is, the interval's index and its metrics, the values that fill
-``metrics[name][t]``; what :mod:`qlearn.trackers` writes live."""
+ProgressFn = Callable[..., None]
+"""``progress(env_steps_done_in_interval, eval_return)``, called from inside the compiled loop
+(via ``jax.debug.callback``) once per evaluation interval and run; a callable whose
+``wants_points`` is true gets ``progress(done, eval_return, point)``, ``point`` being the
+evaluation point itself (:func:`report`): the run's key bits and hyperparameters, which say
+whose point it is, the interval's index and its metrics, the values that fill
+``metrics[name][t]``. What :mod:`qlearn.trackers` writes live; a progress bar alone does not
+pay for moving them to the host."""
 
 make_env = envs.make_for
 
@@ -298,13 +300,18 @@ def report(
     eval_return: jax.Array,
     metrics: dict[str, jax.Array],
 ) -> None:
-    """Send evaluation point ``index`` of the run of ``key`` and ``hp`` to ``prog.progress``
-    (nothing is compiled without one): ``progress(done, eval_return, point)``, with ``point =
-    {"key": key bits, "hp": hp, "index": index, "metrics": metrics}``. The callback only reads
-    values the run computes anyway, so the run's arithmetic is the same with or without it."""
-    if prog.progress is not None:
+    """Report evaluation point ``index`` of the run of ``key`` and ``hp`` to ``prog.progress``
+    (nothing is compiled without one): ``progress(done, eval_return)``, and where the callable
+    ``wants_points``, ``progress(done, eval_return, point)`` with ``point = {"key": key bits,
+    "hp": hp, "index": index, "metrics": metrics}``. The callback only reads values the run
+    computes anyway, so the run's arithmetic is the same with or without it."""
+    if prog.progress is None:
+        return
+    if getattr(prog.progress, "wants_points", False):
         point = {"key": key_bits(key), "hp": hp, "index": index, "metrics": metrics}
         jax.debug.callback(prog.progress, done, eval_return, point)
+    else:
+        jax.debug.callback(prog.progress, done, eval_return)
 
 
 FINAL_STATISTIC = "greedy evaluation return at the final evaluation point, over seeds"
