@@ -6,7 +6,7 @@ summaries of a learning curve (final, best, area under the curve).
 A sweep is one task, so rliable's *stratified* bootstrap (resampling runs within each task)
 is the ordinary bootstrap over seeds there; everything for one task reduces over the LAST axis.
 Across tasks (``qlearn compare``), scores are matrices [runs, tasks] of normalised scores and
-:func:`stratified_bootstrap_ci` resamples the runs of each task independently, as rliable does.
+:func:`stratified_resamples` draws the runs of each task independently, as rliable does.
 """
 
 from __future__ import annotations
@@ -160,23 +160,6 @@ def stratified_resamples(
     runs, tasks = scores.shape
     rows = rng.integers(0, runs, size=(n_resamples, runs, tasks))
     return scores[rows, np.arange(tasks)]
-
-
-def stratified_bootstrap_ci(
-    scores: np.ndarray,
-    statistic: Callable[[np.ndarray], np.ndarray],
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile CI of ``statistic`` (vectorised over leading axes) of ``scores`` [runs,
-    tasks] under the stratified bootstrap; the RNG is seeded, so the CI is reproducible."""
-    scores = np.asarray(scores, np.float64)
-    values = statistic(stratified_resamples(scores, n_resamples, np.random.default_rng(seed)))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail], axis=0)
-    return float(low), float(high)
 
 
 def score_distribution(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:

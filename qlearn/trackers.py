@@ -359,6 +359,9 @@ class Live:
         """A finished chunk (its real runs ``rows`` and their metrics [R, T]): log the points
         of its runs that no live point brought."""
         ids = chunk_ids(self.spec, self._configs[group], rows)
+        evals = len(self.spec.algorithm.learning_curve({k: v[None] for k, v in metrics.items()})[0])
+        if all(self._logged.get(run, 0) == evals for run in ids):
+            return  # every point came live
         for config, seed, t, step, values in points(self.spec, ids, metrics):
             if self._logged.get((config, seed), 0) <= t:
                 self._log((config, seed), t, step, values)
@@ -366,6 +369,10 @@ class Live:
     def run_done(self, run: runs.Run) -> None:
         """The finished sweep: log what neither points nor this process's chunks brought
         (the runs other processes of a multi-host sweep ran)."""
+        evals = len(self.spec.algorithm.learning_curve(run.metrics)[0])
+        everyone = [(r.config, r.seed) for row in self._table for r in row]
+        if all(self._logged.get(r, 0) == evals for r in everyone):
+            return  # every point came live or with its chunk
         for config, seed, t, step, values in run_points(run):
             if self._logged.get((config, seed), 0) <= t:
                 self._log((config, seed), t, step, values)

@@ -38,19 +38,27 @@ def test_aggregates_equal_rliables(ours, theirs):
 
 
 def test_stratified_bootstrap_cis_match_rliables():
-    """Same statistic, same stratified bootstrap, different RNGs: the 95% CIs agree to
-    Monte-Carlo error (here < 0.02 on scores of spread ≈ 1)."""
+    """The report's CIs (compare.aggregate, on tasks whose normalisation is the identity)
+    against rliable's on the same scores: same statistics, same stratified bootstrap,
+    different RNGs, so they agree to Monte-Carlo error (here < 0.02 on scores of spread ≈ 1)."""
 
     def four(x):
         return np.array([f(x) for f in stats.TASK_AGGREGATES.values()])
 
     _, theirs = rly.get_interval_estimates(SCORES, four, reps=5000)
+    tasks = [
+        compare.Task(f"task{j}", {m: x[:, j] for m, x in SCORES.items()}, {}, 0.0, 1.0)
+        for j in range(3)
+    ]
+    ours = compare.aggregate(tasks, list(SCORES), n_resamples=5000)
     for method, x in SCORES.items():
-        for i, fn in enumerate(stats.TASK_AGGREGATES.values()):
-            low, high = stats.stratified_bootstrap_ci(x, fn, n_resamples=5000)
-            assert low == pytest.approx(theirs[method][0, i], abs=0.02)
-            assert high == pytest.approx(theirs[method][1, i], abs=0.02)
-            assert low <= fn(x) <= high
+        np.testing.assert_array_equal(ours["scores"][method], x)
+        for i, (name, fn) in enumerate(stats.TASK_AGGREGATES.items()):
+            entry = ours["methods"][method][name]
+            assert entry["value"] == pytest.approx(float(fn(x)))
+            assert entry["ci95"][0] == pytest.approx(theirs[method][0, i], abs=0.02)
+            assert entry["ci95"][1] == pytest.approx(theirs[method][1, i], abs=0.02)
+            assert entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
 
 
 def test_performance_profile_and_improvement_equal_rliables():
