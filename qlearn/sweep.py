@@ -139,6 +139,7 @@ def execute(
     verbose: bool = False,
     argv: list[str] | None = None,
     trackers: Sequence[Any] = (),
+    stop: Callable[[], bool] | None = None,
 ) -> runs.Run | None:
     """Run a spec (see :func:`qlearn.spec.make_spec`): every configuration × seed, group by
     group, chunk by chunk, on every device of every process.
@@ -160,6 +161,8 @@ def execute(
         of every run as it happens (runs resumed from finished chunks first); closed at the
         end, also when the sweep fails. They read values only: the results are bitwise the
         same with or without them.
+      stop: asked after each chunk is written; True ends the sweep there with
+        KeyboardInterrupt (the CLI's SIGTERM flag), and a re-run resumes.
 
     Returns:
       The finished :class:`runs.Run` (on process 0; other processes return None).
@@ -175,7 +178,7 @@ def execute(
     done = runs.done_runs(spec, work.chunks)
     live = _live(spec, work, trackers)
     try:
-        return _execute(spec, work, groups, done, progress, keep_state, verbose, argv, live)
+        return _execute(spec, work, groups, done, progress, keep_state, verbose, argv, live, stop)
     finally:
         if live is not None:
             live.close()
@@ -203,6 +206,7 @@ def _execute(
     verbose: bool,
     argv: list[str] | None,
     live: Any,
+    stop: Callable[[], bool] | None,
 ) -> runs.Run | None:
     bar, report = _progress(spec, groups, done, progress, live)
     timing = {"compile_seconds": 0.0, "run_seconds": 0.0, "chunks": 0, "lanes": work.lanes}
@@ -235,6 +239,8 @@ def _execute(
                 live.chunk_done(g, rows, metrics)
             states.extend(chunk_states)
             timing["chunks"] += 1
+            if stop is not None and stop():
+                raise KeyboardInterrupt("stop requested")
         timing["run_seconds"] += time.perf_counter() - t_run
         if bar is not None:
             bar.stop()  # the next group's compile is no running time

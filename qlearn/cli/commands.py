@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from qlearn.cli.arguments import (
     parse_grid,
     parse_hparams,
 )
+
+STOP = threading.Event()
+"""Set by the CLI's SIGTERM handler: a running sweep stops after its current chunk."""
 
 
 def _trackers(args: argparse.Namespace, run: Path) -> list[Any]:
@@ -50,7 +54,12 @@ def _execute(
             file=sys.stderr,
         )
     return sweep.execute(
-        spec, out, progress=not args.quiet, verbose=not args.quiet, trackers=tracked or ()
+        spec,
+        out,
+        progress=not args.quiet,
+        verbose=not args.quiet,
+        trackers=tracked or (),
+        stop=STOP.is_set,
     )
 
 
