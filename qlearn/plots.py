@@ -271,7 +271,8 @@ AGGREGATE_TITLES = {
 def aggregate_intervals(result: dict, methods: Sequence[str]) -> Figure:
     """rliable's interval plot: per aggregate a panel, per method its point estimate and 95%
     stratified-bootstrap CI (``result`` as :func:`qlearn.compare.aggregate` returns it)."""
-    fig = Figure(figsize=(6.75, 0.9 + 0.32 * len(methods)))
+    # constrained layout places the shared x label under the panels (tight_layout leaves a gap)
+    fig = Figure(figsize=(6.75, 0.9 + 0.32 * len(methods)), layout="constrained")
     axes = fig.subplots(1, len(AGGREGATE_TITLES), sharey=True)
     colors = [f"C{i}" for i in range(len(methods))]
     for ax, (name, title) in zip(axes, AGGREGATE_TITLES.items(), strict=True):
@@ -329,11 +330,12 @@ def improvement_intervals(result: dict, methods: Sequence[str]) -> Figure:
 
 
 def save(fig: Figure, path: str | Path, *, pdf: bool = False) -> Path:
-    """Lay out and write a figure (creating the folder); with ``pdf`` also a PDF beside it
-    (vector, for papers)."""
+    """Lay out (tightly, unless the figure chose its own layout) and write a figure, creating
+    the folder; with ``pdf`` also a PDF beside it (vector, for papers)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path)
     if pdf:
         fig.savefig(path.with_suffix(".pdf"))
