@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -126,6 +127,7 @@ def test_train_writes_a_run_directory(trained):
     assert run.spec.swept == ("lr",)
     assert run.spec.hparams["gamma"] == [pytest.approx(0.95)] * 2
     assert run.provenance["jax"] and run.provenance["backend"] == "cpu"
+    assert run.provenance["cpu"] == runs.cpu() and run.provenance["cpu"]["model"]
     rows = run.summary["configs"]
     assert [r["values"]["lr"] for r in rows] == [pytest.approx(1e-3), pytest.approx(3e-3)]
     final = run.metrics["eval_return"][:, :, -1]
@@ -162,11 +164,25 @@ def tampered_copy(run, tmp_path, name, index):
 
 def test_reproduce_is_bitwise_and_detects_a_one_ulp_change(trained, capsys, tmp_path):
     assert cli.main(["reproduce", "--quiet", str(trained)]) == 0
-    assert "bitwise identical" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "bitwise identical" in captured.out
+    assert "note: recorded" not in captured.err  # the same versions, backend and CPU
     copy = tampered_copy(trained, tmp_path, "loss", (0, 0, -1))
     assert cli.main(["reproduce", "--quiet", str(copy)]) == 1
     out = capsys.readouterr().out
     assert "loss" in out and "MISMATCH" in out and "NOT reproduced" in out
+
+
+def test_reproduce_names_a_cpu_other_than_the_recorded_one(trained, capsys, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    meta = json.loads((copy / "config.json").read_text())
+    meta["provenance"]["cpu"] = {"model": "Other CPU (family 1, model 1)", "isa": "sse4_2"}
+    (copy / "config.json").write_text(json.dumps(meta))
+    assert cli.main(["reproduce", "--quiet", str(copy)]) == 0  # still compared, bitwise here
+    err = capsys.readouterr().err
+    assert "note: recorded cpu {'model': 'Other CPU (family 1, model 1)'" in err
+    assert "only promised on the same versions, backend and CPU" in err
 
 
 def test_reproduce_one_run_alone_and_bad_picks(trained, capsys, tmp_path):

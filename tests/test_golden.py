@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -107,32 +106,18 @@ def tiny_runs() -> dict[str, tuple]:
     }
 
 
-# The x86 instruction-set extensions between which XLA:CPU's code generator chooses. Two CPUs
-# that both report "AMD EPYC" can differ in them, and then in the last bits of their floats
-# (seen: the family-26 EPYC CI moved to against the one that first wrote these files).
-ISA = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "amx_bf16", "amx_tile")
-
-
-def machine() -> dict[str, str]:
-    """What decides XLA:CPU's float arithmetic here: JAX, the backend, the CPU and its ISA."""
-    cpuinfo = Path("/proc/cpuinfo")
-    info: dict[str, str] = {}
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
-        key, _, value = line.partition(":")
-        info.setdefault(key.strip(), value.strip())
-    flags = set(info.get("flags", "").split())
-    isa = sorted(f for f in flags if f in ISA or f.startswith("avx512"))
-    cpu = info.get("model name", platform.processor())
+def machine() -> dict:
+    """What decides XLA:CPU's float arithmetic here: JAX, the backend and the CPU (model and
+    instruction-set extensions, as run directories record it)."""
     return {
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "backend": jax.default_backend(),
-        "cpu": f"{cpu} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})",
-        "isa": " ".join(isa),
+        "cpu": runs.cpu(),
     }
 
 
-def golden() -> dict[str, str]:
+def golden() -> dict:
     """The machine the golden metrics were written on."""
     return json.loads((GOLDEN / "machine.json").read_text())
 

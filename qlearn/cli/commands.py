@@ -163,11 +163,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.run} has no metrics.npz to compare against")
     import jax
 
-    for key, now in (("jax", jax.__version__), ("backend", jax.default_backend())):
-        if run.provenance.get(key) != now:
+    recorded = run.provenance
+    now = {"jax": jax.__version__, "backend": jax.default_backend(), "cpu": runs.cpu()}
+    for key in ("jax", "backend") + (("cpu",) if "cpu" in recorded else ()):
+        if recorded.get(key) != now[key]:
             print(
-                f"note: recorded {key} {run.provenance.get(key)}, now {now}: bitwise "
-                "equality is only promised on the same versions and backend",
+                f"note: recorded {key} {recorded.get(key)}, now {now[key]}: bitwise "
+                "equality is only promised on the same versions, backend and CPU",
                 file=sys.stderr,
             )
     spec, expected = run.spec, run.metrics

@@ -50,7 +50,7 @@ from qlearn.runs.chunks import (
 )
 from qlearn.runs.directory import CHUNKS, OUTPUTS, RunDirError, prepare, read_meta, start
 from qlearn.runs.figures import figure, grid_axes, grid_table
-from qlearn.runs.files import atomic_write, provenance, write_csv, write_json, write_report
+from qlearn.runs.files import atomic_write, cpu, provenance, write_csv, write_json, write_report
 from qlearn.runs.summary import (
     improvement_matrix,
     labels,
@@ -190,6 +190,7 @@ __all__ = [
     "atomic_write",
     "build",
     "compare",
+    "cpu",
     "done_runs",
     "figure",
     "grid_axes",

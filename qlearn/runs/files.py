@@ -24,8 +24,31 @@ OUTPUT_DIRS = ("experiments/figures/", "experiments/results/", "benchmarks/resul
 """Tracked folders of measured outputs: changes there do not make a checkout dirty."""
 
 
+# The x86 instruction-set extensions between which XLA:CPU's code generator chooses (and every
+# avx512*). Two CPUs that both report "AMD EPYC" can differ in them, and then in the last bits
+# of their floats: seen between the EPYC that wrote tests/golden/ first and a family-26 one.
+ISA = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "amx_bf16", "amx_tile")
+
+
+def cpu() -> dict[str, str]:
+    """The host CPU as far as XLA:CPU's arithmetic depends on it: ``model`` (name, family and
+    model number) and ``isa`` (the extensions of :data:`ISA` it has, sorted), read from
+    /proc/cpuinfo; only the processor name where there is none."""
+    cpuinfo = Path("/proc/cpuinfo")
+    info: dict[str, str] = {}
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    name = info.get("model name", platform.processor())
+    flags = info.get("flags", "").split()
+    return {
+        "model": f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})",
+        "isa": " ".join(sorted(f for f in set(flags) if f in ISA or f.startswith("avx512"))),
+    }
+
+
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:
-    """Versions, backend, devices and git commit: what else a bitwise re-run depends on."""
+    """Versions, backend, devices, CPU and git commit: what else a bitwise re-run depends on."""
     root = Path(qlearn.__file__).resolve().parent.parent
     commit, dirty = None, None
     try:
@@ -49,6 +72,7 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "processes": jax.process_count(),
+        "cpu": cpu(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": commit,
