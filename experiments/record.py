@@ -575,12 +575,18 @@ def demo(run_dir: str | Path, out: str | Path = RESULTS / "demo.json") -> Path |
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="record the demo's run directory as results/demo.json")
+    d = sub.add_parser("demo", help="record the demo's run directory (as results/demo.json)")
     d.add_argument("run_dir")
+    d.add_argument(
+        "--out",
+        default=str(RESULTS / "demo.json"),
+        help="where to write the record (make demo keeps it in the run directory; make "
+        "demo-results updates the committed one)",
+    )
     sub.add_parser("readme", help="re-render README.md's results blocks")
     args = parser.parse_args()
     if args.command == "demo":
-        print(f"wrote {demo(args.run_dir)}")
+        print(f"wrote {demo(args.run_dir, args.out)}")
     else:
         readme = ROOT / "README.md"
         readme.write_text(render(readme.read_text()))

@@ -87,3 +87,29 @@ def test_the_custom_loss_examples_run_and_their_losses_have_gradients():
             jax.grad(loss)(params),
             expected,
         )
+
+
+def test_make_demo_writes_only_under_runs():
+    """The first command a newcomer runs leaves ``git status`` clean: every path the demo's
+    recipe writes (each ``--out``, and where the record goes) is under ``runs/``, which git
+    ignores; only ``make demo-results`` updates the committed record."""
+    import shlex
+    import subprocess
+
+    dry = subprocess.run(
+        ["make", "-n", "--always-make", "demo", "VENV=/nonexistent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.replace("\\\n", " ")  # a recipe line continued with a backslash
+    commands = [shlex.split(line) for line in dry.splitlines() if "/nonexistent/bin/" in line]
+    demo = [c for c in commands if any(w.endswith(("qlearn", "record.py")) for w in c)]
+    assert len(demo) == 2, dry
+    for words in demo:
+        outs = [words[i + 1] for i, w in enumerate(words) if w == "--out"]
+        assert outs and all(out.startswith("runs/") for out in outs), words
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "runs/demo/demo.json"], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0
