@@ -184,8 +184,9 @@ def one_valid_action(env, params, key):
     _, state = rollout.reset_envs(env, params, key, NUM_ENVS)
     only = jnp.arange(NUM_ENVS) % env.num_actions
     mask = jax.nn.one_hot(only, env.num_actions, dtype=bool)
-    inner = state.inner.replace(action_mask=mask)
-    return state.replace(inner=inner), only
+    game, timestep = state.inner  # Jumanji keeps the mask in the timestep's observation
+    observation = timestep.observation._replace(action_mask=mask)
+    return state.replace(inner=(game, timestep.replace(observation=observation))), only
 
 
 def test_with_one_valid_action_epsilon_one_only_takes_it_and_targets_skip_the_rest(snake):
@@ -235,7 +236,7 @@ def test_masked_random_play_never_makes_an_invalid_snake_move(snake):
             obs, state = carry
             k_act, k_env = jax.random.split(key)
             mask = envs.action_masks(env, params, state)
-            boxed = ~jax.vmap(lambda s: s.action_mask.any())(state.inner)
+            boxed = ~jax.vmap(lambda inner: inner[1].observation.action_mask.any())(state.inner)
             words = jax.random.bits(k_act, (NUM_ENVS, policies.WORDS_PER_DECISION), jnp.uint32)
             q = jnp.zeros((NUM_ENVS, env.num_actions))
             action = policies.epsilon_greedy(words, q, 1.0, mask)
@@ -249,9 +250,208 @@ def test_masked_random_play_never_makes_an_invalid_snake_move(snake):
     assert np.all(boxed[terminated])
 
 
+JUMANJI_SINGLE_DISCRETE = {
+    "CVRP-v1", "Game2048-v1", "GraphColoring-v1", "Knapsack-v1", "Maze-v0", "PacMan-v1",
+    "SlidingTilePuzzle-v0", "Snake-v1", "TSP-v1",
+}  # fmt: skip
+
+
+def jumanji_single_discrete() -> list[str]:
+    """Every Jumanji id that makes with one discrete action (the others are refused)."""
+    made = []
+    for env_id in suites.SUITES["jumanji"].ids():
+        try:
+            envs.make(f"jumanji:{env_id}")
+        except suites.SuiteError:
+            continue
+        made.append(env_id)
+    return made
+
+
+def test_every_single_discrete_jumanji_game_is_served():
+    assert JUMANJI_SINGLE_DISCRETE <= set(jumanji_single_discrete())
+
+
+@pytest.mark.parametrize("game", sorted(JUMANJI_SINGLE_DISCRETE))
+def test_every_jumanji_game_steps_and_masked_epsilon_greedy_takes_only_valid_actions(game):
+    """50 masked random steps in 4 envs: every step runs (5 of these games once crashed on
+    their first), the mask comes from the observation the game keeps it in, and ε = 1 over the
+    valid actions never takes a masked one; an episode's end is a termination or a truncation,
+    never both."""
+    env, params = envs.make(f"jumanji:{game}")
+    n = 4
+
+    def run(key):
+        obs, state = rollout.reset_envs(env, params, key, n)
+
+        def body(carry, key):
+            obs, state = carry
+            k_act, k_env = jax.random.split(key)
+            mask = envs.action_masks(env, params, state)
+            words = jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32)
+            action = policies.epsilon_greedy(words, jnp.zeros((n, env.num_actions)), 1.0, mask)
+            valid = jnp.take_along_axis(mask, action[:, None], axis=1)[:, 0]
+            own = jax.vmap(lambda inner: inner[1].observation.action_mask.reshape(-1))(state.inner)
+            offered = jnp.any(own, axis=1)  # a state with no valid action offers every action
+            obs, state, tr = rollout.step_envs(
+                env, params, jax.random.split(k_env, n), state, obs, action
+            )
+            return (obs, state), (valid, offered, own, mask, tr.terminated, tr.truncated)
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, 50))[1]
+
+    valid, offered, own, mask, term, trunc = jax.tree.map(
+        np.asarray, jax.jit(run)(jax.random.key(0))
+    )
+    assert valid.all()
+    np.testing.assert_array_equal(mask[offered], own[offered])
+    assert not (term & trunc).any()
+
+
+def test_jumanji_maze_ends_are_terminations_and_only_the_time_limit_truncates():
+    """Maze's true end is exact (the agent on the target, or no valid action): a random walk
+    with a time limit of 6 reaches both kinds of end, and every truncation is at the limit with
+    the target not reached."""
+    env, params = envs.make("jumanji:Maze-v0", max_steps_in_episode=6)
+    n = 32
+
+    def run(key):
+        obs, state = rollout.reset_envs(env, params, key, n)
+
+        def body(carry, key):
+            obs, state = carry
+            k_act, k_env = jax.random.split(key)
+            mask = envs.action_masks(env, params, state)
+            words = jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32)
+            action = policies.epsilon_greedy(words, jnp.zeros((n, env.num_actions)), 1.0, mask)
+            obs, state, tr = rollout.step_envs(
+                env, params, jax.random.split(k_env, n), state, obs, action
+            )
+            return (obs, state), (tr.reward, tr.terminated, tr.truncated, state.time)
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, 60))[1]
+
+    reward, term, trunc, _ = jax.tree.map(np.asarray, jax.jit(run)(jax.random.key(1)))
+    assert term.sum() >= 1 and trunc.sum() >= 1
+    assert np.all(reward[trunc] == 0)  # a truncation never reached the target
+    assert np.all(reward[term] == 1)  # no random walk is boxed in here: every end is the target
+
+
+def test_a_smaller_time_limit_in_the_params_truncates_there_and_a_larger_one_is_refused():
+    env, params = envs.make("navix:Navix-Empty-8x8-v0", max_steps_in_episode=40)
+    short = params.replace(max_steps_in_episode=5)
+
+    def run(params, key):
+        _, state = env.reset(key, params)
+
+        def body(state, key):
+            _, state, _, term, trunc, _ = env.step(key, state, jnp.int32(0), params)
+            return state, (term, trunc)  # turning left forever: never a true end
+
+        return jax.lax.scan(body, state, jax.random.split(key, 12))[1]
+
+    term, trunc = jax.tree.map(np.asarray, run(short, jax.random.key(0)))
+    assert not term.any()
+    np.testing.assert_array_equal(np.flatnonzero(trunc), [4, 9])
+    with pytest.raises(suites.SuiteError, match="beyond the limit of 40"):
+        run(params.replace(max_steps_in_episode=41), jax.random.key(0))
+
+
+def xland_benchmark_file(path) -> str:
+    """A saved XLand benchmark of two rulesets (go next to a red ball; next to a green key),
+    in XLand-MiniGrid's own format."""
+    from xminigrid import benchmarks
+    from xminigrid.core.constants import TILES_REGISTRY, Colors, Tiles
+    from xminigrid.core.goals import AgentNearGoal
+    from xminigrid.core.rules import EmptyRule
+
+    tiles = [TILES_REGISTRY[Tiles.BALL, Colors.RED], TILES_REGISTRY[Tiles.KEY, Colors.GREEN]]
+    benchmarks.save_bz2_pickle(
+        {
+            "goals": np.stack([np.asarray(AgentNearGoal(tile=t).encode()) for t in tiles]),
+            "rules": np.stack([np.asarray(EmptyRule().encode())[None]] * 2),
+            "init_tiles": np.stack([np.asarray(t)[None] for t in tiles]),
+            "num_rules": np.zeros(2, np.int32),
+        },
+        str(path),
+    )
+    return str(path)
+
+
+def test_xland_needs_a_benchmark_and_samples_a_ruleset_per_episode(tmp_path):
+    with pytest.raises(suites.SuiteError, match="needs its tasks: benchmark=NAME") as e:
+        envs.make("xminigrid:XLand-MiniGrid-R1-9x9")
+    assert "\n" not in str(e.value)
+    with pytest.raises(suites.SuiteError, match="neither an XLand benchmark"):
+        envs.make("xminigrid:XLand-MiniGrid-R1-9x9", benchmark="no-such-benchmark")
+    path = xland_benchmark_file(tmp_path / "two.pkl")
+    env, params = envs.make("xminigrid:XLand-MiniGrid-R1-9x9", benchmark=path)
+
+    def run(key):
+        obs, state = rollout.reset_envs(env, params, key, NUM_ENVS)
+
+        def body(carry, key):
+            obs, state = carry
+            k_act, k_env = jax.random.split(key)
+            action = jax.random.randint(k_act, (NUM_ENVS,), 0, env.num_actions)
+            obs, state, tr = rollout.step_envs(
+                env, params, jax.random.split(k_env, NUM_ENVS), state, obs, action
+            )
+            return (obs, state), (tr.reward, tr.terminated, state.inner[0].goal)
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, 240))[1]
+
+    reward, term, goals = jax.tree.map(np.asarray, jax.jit(run)(jax.random.key(0)))
+    assert reward.sum() > 0 and term.sum() > 0  # the empty goal earned 0 and never ended
+    assert len({g.tobytes() for g in goals.reshape(-1, goals.shape[-1])}) == 2  # both tasks
+    from xminigrid import benchmarks
+
+    second = np.asarray(benchmarks.load_benchmark_from_path(path).goals[1])
+    fixed, _ = envs.make("xminigrid:XLand-MiniGrid-R1-9x9", benchmark=path, ruleset_id=1)
+    for i in range(4):  # every episode gets the fixed ruleset
+        _, state = fixed.reset(jax.random.key(i), params)
+        np.testing.assert_array_equal(state.inner[0].goal, second)
+    with pytest.raises(suites.SuiteError, match="outside benchmark"):
+        envs.make("xminigrid:XLand-MiniGrid-R1-9x9", benchmark=path, ruleset_id=2)
+
+
+def test_sokoban_without_its_levels_fails_at_once_in_one_line():
+    import socket
+    import time
+
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(
+        try_to_load_from_cache("InstaDeepAI/boxoban-levels", "unfiltered-train.npy"), str
+    ):
+        pytest.skip("the Boxoban levels are cached here")
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+        pytest.skip("huggingface.co is reachable here: Sokoban downloads its levels")
+    except OSError:
+        pass
+    start = time.perf_counter()
+    with pytest.raises(suites.SuiteError, match="boxoban-levels") as e:
+        envs.make("jumanji:Sokoban-v0")
+    assert time.perf_counter() - start < 5  # it used to retry for ≈ 31 s, then a traceback
+    assert "\n" not in str(e.value)
+
+
+def test_an_unhashable_env_argument_is_refused_in_one_line_naming_it():
+    from qlearn.types import ConfigError
+
+    with pytest.raises(ConfigError, match=r"config\.env_kwargs: ruleset is a dict") as e:
+        dqn.DQNConfig(env_id="xminigrid:XLand-MiniGrid-R1-9x9", env_kwargs={"ruleset": {}})
+    assert "\n" not in str(e.value)
+
+
 def test_bad_ids_and_action_spaces_fail_in_one_line():
     with pytest.raises(suites.SuiteError, match="multi-discrete action space"):
         envs.make("jumanji:BinPack-v2")
+    with pytest.raises(suites.SuiteError, match="multi-discrete action space"):
+        envs.make("jumanji:MultiCVRP-v0")  # a bounded integer array: one choice per vehicle
+    with pytest.raises(suites.SuiteError, match="continuous action space"):
+        envs.make("jumanji:SearchAndRescue-v0")
     with pytest.raises(suites.SuiteError, match="did you mean navix:Navix-Empty-8x8-v0"):
         envs.make("xminigrid:Navix-Empty-8x8-v0")  # an id of the wrong suite
     with pytest.raises(envs.UnknownEnvError, match="navix:Navix-DoorKey-5x5-v0"):

@@ -29,7 +29,7 @@ from qlearn.envs import suites
 from qlearn.envs.catalog import CATALOG
 from qlearn.envs.finite import FiniteMDP, FiniteMDPError, FiniteMDPParams, finite_mdp_params
 from qlearn.envs.suites import SuiteError
-from qlearn.types import config_field
+from qlearn.types import ConfigError, config_field
 
 __all__ = [
     "CATALOG",
@@ -65,8 +65,19 @@ def registered_ids(with_suites: bool = True) -> tuple[str, ...]:
 def kwargs_tuple(kwargs: Any) -> tuple[tuple[str, Any], ...]:
     """Env arguments as sorted (name, value) pairs, hashable for a static config: from a dict,
     or from pairs (lists of two, when read back from JSON)."""
-    pairs = kwargs.items() if isinstance(kwargs, dict) else kwargs
-    return tuple(sorted((str(k), v) for k, v in pairs))
+    pairs = tuple(
+        sorted((str(k), v) for k, v in (kwargs.items() if isinstance(kwargs, dict) else kwargs))
+    )
+    for name, value in pairs:
+        try:
+            hash(value)
+        except TypeError:
+            raise ConfigError(
+                f"config.env_kwargs: {name} is a {type(value).__name__}, which a static config "
+                "cannot hold (it must be hashable: numbers, strings, tuples); name it instead, "
+                "e.g. XLand's ruleset by benchmark=NAME|PATH and ruleset_id=N"
+            ) from None
+    return pairs
 
 
 def is_finite(env_id: str) -> bool:

@@ -21,13 +21,26 @@ the last observation):
   on death (health ≤ 0, or lava in Classic) or, in full Craftax, on beating the last boss, and
   truncates at ``timestep ≥ max_timesteps`` otherwise.
 * Jumanji ends most time-limited games with ``termination`` (discount 0) at the limit: the
-  adapter truncates where the step count reached the env's ``time_limit``. For Snake the true
-  ends are known exactly (an invalid move, a full board), so a death on the last step is still a
-  termination; for the other games an end on exactly the last step is reported as truncation.
+  adapter truncates where the step count reached the env's ``time_limit``, and every
+  single-discrete game's true end is computed exactly (:func:`_jumanji_true_ends`: Snake,
+  Maze, PacMan, SlidingTilePuzzle; the others have no time limit), so a true end on the last
+  step is still a termination. A game without such a rule would report an end on exactly the
+  last step as truncation.
 
-Action masks (Jumanji's ``observation.action_mask``) are the env's ``action_mask(state,
-params)`` and ``info["action_mask"]``, which every algorithm honours (:mod:`qlearn.envs`). A
-state with no valid action (a boxed-in snake) offers every action, each of which ends the game.
+A smaller time limit than the suite's can also be set afterwards, gymnax-style, by replacing
+``max_steps_in_episode`` in the params: the adapter counts the steps of each episode
+(:class:`SuiteState` ``time``) and truncates there.
+
+XLand-MiniGrid's ``XLand-*`` ids need their tasks: ``benchmark=NAME`` (XLand's own benchmarks,
+e.g. ``trivial-21k``, from its data directory ``$XLAND_MINIGRID_DATA`` or downloaded) or
+``benchmark=PATH`` (a saved one); a ruleset is drawn per episode at reset and kept in the state,
+or fixed by ``ruleset_id=N``. Without them XLand would serve the empty goal (no reward, no end),
+so the id is refused.
+
+Action masks (Jumanji's ``timestep.observation.action_mask``) are the env's
+``action_mask(state, params)`` and ``info["action_mask"]``, which every algorithm honours
+(:mod:`qlearn.envs`). A state with no valid action (a boxed-in snake) offers every action, each
+of which ends the game.
 
 The suites are optional (``pip install "qlearn[envs]"``); only the suite an id names is imported.
 """
@@ -56,17 +69,22 @@ class SuiteError(ValueError):
 
 @struct.dataclass
 class SuiteState:
-    """inner: the suite's own state (a timestep for Navix and XLand-MiniGrid, the env state for
-    Craftax, (state, timestep) for Jumanji); truncated: bool [], whether the step that reached
-    it hit the time limit without a true end."""
+    """inner: the suite's own state (a timestep for Navix, (ruleset, timestep) for
+    XLand-MiniGrid, the env state for Craftax, (state, timestep) for Jumanji); time: int32 [],
+    the steps taken in this episode; truncated: bool [], whether the step that reached it hit
+    the time limit without a true end."""
 
     inner: Any
+    time: jax.Array
     truncated: jax.Array
 
 
 @struct.dataclass
 class SuiteParams:
-    """max_steps_in_episode: the suite's time limit (static)."""
+    """max_steps_in_episode: the time limit (static). It starts as the suite's own limit; a
+    smaller one (``params.replace(max_steps_in_episode=5)``) truncates episodes there, as
+    gymnax's params do; a larger one than the env was made with is refused when stepping
+    (make the env with it: ``envs.make(id, max_steps_in_episode=N)``)."""
 
     max_steps_in_episode: int = struct.field(pytree_node=False, default=1)
 
@@ -111,21 +129,29 @@ class SuiteEnv(Environment):
 
     def reset_env(self, key: jax.Array, params: SuiteParams) -> tuple[jax.Array, SuiteState]:
         obs, inner = self.backend.reset(key)
-        return _float(obs), SuiteState(inner, jnp.zeros((), bool))
+        return _float(obs), SuiteState(inner, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
 
     def step_env(
         self, key: jax.Array, state: SuiteState, action: jax.Array, params: SuiteParams
     ) -> tuple[jax.Array, SuiteState, jax.Array, jax.Array, dict[str, Any]]:
+        limit = params.max_steps_in_episode
+        if limit > self.backend.max_steps:
+            raise SuiteError(
+                f"{self.name}: max_steps_in_episode={limit} is beyond the limit of "
+                f"{self.backend.max_steps} it was made with; make it with "
+                f"envs.make({self.name!r}, max_steps_in_episode={limit})"
+            )
         obs, inner, reward, terminated, truncated = self.backend.step(key, state.inner, action)
+        time = state.time + 1
         terminated = jnp.asarray(terminated, bool)
-        truncated = jnp.asarray(truncated, bool) & ~terminated
+        truncated = (jnp.asarray(truncated, bool) | (time >= limit)) & ~terminated
         info = (
             {}
             if self.backend.mask is None
             else {"action_mask": _any_valid(self.backend.mask(inner))}
         )
         reward = jnp.asarray(reward, jnp.float32)
-        return _float(obs), SuiteState(inner, truncated), reward, terminated, info
+        return _float(obs), SuiteState(inner, time, truncated), reward, terminated, info
 
     def is_truncated(self, state: SuiteState, params: SuiteParams) -> jax.Array:
         return state.truncated
@@ -183,21 +209,44 @@ def _navix(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backen
 def _xminigrid(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backend:
     import xminigrid
 
+    benchmark, ruleset_id = kwargs.pop("benchmark", None), kwargs.pop("ruleset_id", None)
+    xland = env_id.startswith("XLand-")
+    if xland and benchmark is None:
+        raise SuiteError(
+            f"xminigrid:{env_id} needs its tasks: benchmark=NAME (one of "
+            f"{', '.join(_xland_benchmarks())}) or benchmark=PATH (a saved benchmark), and "
+            "optionally ruleset_id=N for one fixed ruleset; without them XLand serves the "
+            "empty goal"
+        )
+    if not xland and (benchmark is not None or ruleset_id is not None):
+        raise SuiteError(f"xminigrid:{env_id} takes no benchmark: only XLand-* ids have rulesets")
     if max_steps is not None:
         kwargs = kwargs | {"max_steps": max_steps}
     env, params = xminigrid.make(env_id, **kwargs)
     last = 2  # xminigrid.types.StepType.LAST
+    rulesets = _xland_rulesets(benchmark, ruleset_id) if xland else None
 
     def reset(key):
-        timestep = env.reset(params, key)
-        return timestep.observation, timestep
+        if rulesets is None:
+            timestep = env.reset(params, key)
+            return timestep.observation, timestep
+        k_rules, key = jax.random.split(key)
+        ruleset = rulesets(k_rules)  # one per episode, kept in the state
+        timestep = env.reset(params.replace(ruleset=ruleset), key)
+        return timestep.observation, (ruleset, timestep)
 
-    def step(key, timestep, action):
-        nxt = env.step(params, timestep, action)  # the base env never resets
+    def step(key, inner, action):
+        if rulesets is None:
+            nxt = env.step(params, inner, action)  # the base env never resets
+            new = nxt
+        else:
+            ruleset, timestep = inner
+            nxt = env.step(params.replace(ruleset=ruleset), timestep, action)
+            new = (ruleset, nxt)
         ended = nxt.step_type == last
         return (
             nxt.observation,
-            nxt,
+            new,
             nxt.reward,
             ended & (nxt.discount == 0),
             ended & (nxt.discount > 0),
@@ -206,6 +255,47 @@ def _xminigrid(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Ba
     return Backend(
         f"xminigrid:{env_id}", int(env.num_actions(params)), int(params.max_steps), reset, step
     )
+
+
+def _xland_benchmarks() -> tuple[str, ...]:
+    from xminigrid import benchmarks
+
+    return benchmarks.registered_benchmarks()
+
+
+def _xland_rulesets(benchmark: str, ruleset_id: int | None) -> Callable[[jax.Array], Any]:
+    """key -> the XLand ruleset of an episode: one drawn uniformly from ``benchmark`` (a name
+    of XLand-MiniGrid's benchmarks, loaded from its data directory or downloaded, or the path of
+    a saved one) at each reset, or always its ``ruleset_id``-th."""
+    from pathlib import Path
+
+    from xminigrid import benchmarks
+
+    if benchmark in _xland_benchmarks():
+        cached = Path(benchmarks.DATA_PATH, benchmarks.NAME2HFFILENAME[benchmark]).exists()
+        try:
+            tasks = benchmarks.load_benchmark(benchmark)
+        except OSError as e:  # not downloaded, and no network
+            where = "" if cached else f" (not in {benchmarks.DATA_PATH}, and the download failed)"
+            raise SuiteError(
+                f"XLand benchmark '{benchmark}' cannot be loaded{where}: {e}"
+            ) from None
+    elif Path(benchmark).is_file():
+        tasks = benchmarks.load_benchmark_from_path(benchmark)
+    else:
+        raise SuiteError(
+            f"benchmark='{benchmark}' is neither an XLand benchmark "
+            f"({', '.join(_xland_benchmarks())}) nor a file"
+        )
+    if ruleset_id is None:
+        return tasks.sample_ruleset
+    count = tasks.num_rulesets()
+    if not 0 <= int(ruleset_id) < count:
+        raise SuiteError(
+            f"ruleset_id={ruleset_id} is outside benchmark '{benchmark}' (0..{count - 1})"
+        )
+    fixed = tasks.get_ruleset(int(ruleset_id))
+    return lambda key: fixed
 
 
 def _craftax(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backend:
@@ -248,10 +338,35 @@ JUMANJI_IMAGES = {"Snake-v1": "grid"}
 observation is its fields but the action mask, flattened and concatenated."""
 
 
+def _jumanji_true_ends(env: Any) -> dict[str, Callable[[Any, Any, Any, Any], jax.Array]]:
+    """Jumanji game -> its true end, exactly: ``end(state, timestep, action, next_state)`` of a
+    step that ended the episode, True where the end is not the time limit (Jumanji reports both
+    as ``termination``). Snake: an invalid move or a board full of snake; Maze: the agent on
+    the target or no valid action left; PacMan: the player dead or every pellet eaten;
+    SlidingTilePuzzle: the puzzle solved. The single-discrete games without a time limit
+    (CVRP, Game2048, GraphColoring, Knapsack, TSP) end only truly."""
+    return {
+        "Snake-v1": lambda state, ts, action, nxt: (
+            ~ts.observation.action_mask[action] | jnp.all(nxt.body)
+        ),
+        "Maze-v0": lambda state, ts, action, nxt: (
+            (nxt.agent_position == nxt.target_position) | ~jnp.any(nxt.action_mask)
+        ),
+        "PacMan-v1": lambda state, ts, action, nxt: (nxt.dead == 1) | (nxt.pellets == 0),
+        "SlidingTilePuzzle-v0": lambda state, ts, action, nxt: jnp.array_equal(
+            nxt.puzzle, env.solved_puzzle
+        ),
+    }
+
+
 def _jumanji(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backend:
     import jumanji
     from jumanji import specs
 
+    if env_id == "Sokoban-v0" and "generator" not in kwargs:
+        _require_hub_file(
+            "jumanji:Sokoban-v0", "InstaDeepAI/boxoban-levels", "unfiltered-train.npy"
+        )
     if max_steps is not None:
         kwargs = kwargs | {"time_limit": max_steps}
     try:
@@ -260,13 +375,16 @@ def _jumanji(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Back
         raise SuiteError(f"jumanji:{env_id}: {e}") from None
     spec = env.action_spec
     if not isinstance(spec, specs.DiscreteArray):
-        kind = "multi-discrete" if isinstance(spec, specs.MultiDiscreteArray) else "continuous"
+        # an integer bounded array (MultiCVRP's) is one discrete choice per entry too
+        discrete = jnp.issubdtype(spec.dtype, jnp.integer)
+        kind = "multi-discrete" if discrete else "continuous"
         raise SuiteError(
             f"jumanji:{env_id} has a {kind} action space ({type(spec).__name__}, shape "
             f"{tuple(spec.shape)}); Q-learning here needs one discrete action"
         )
     limit = getattr(env, "time_limit", None)
     image = JUMANJI_IMAGES.get(env_id)
+    has_mask = "action_mask" in env.observation_spec.generate_value()._fields
 
     def observe(observation):
         if image is not None:
@@ -276,43 +394,56 @@ def _jumanji(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Back
 
     def reset(key):
         state, timestep = env.reset(key)
-        return observe(timestep.observation), state
-
-    if env_id == "Snake-v1":
-
-        def true_end(state, action, nxt):  # an invalid move, or a board full of snake
-            return ~state.action_mask[action] | jnp.all(nxt.body)
-    else:
-
-        def true_end(state, action, nxt):
-            return ~at_limit(nxt)
+        return observe(timestep.observation), (state, timestep)
 
     def at_limit(state):
         if limit is None:
             return jnp.zeros((), bool)
         return state.step_count >= limit
 
-    def step(key, state, action):
-        nxt, timestep = env.step(state, action)  # the base env never resets
-        ended = timestep.last()
-        terminated = ended & true_end(state, action, nxt)
+    # a game without its exact rule: an end on exactly the last step counts as the time limit
+    true_end = _jumanji_true_ends(env).get(env_id, lambda state, ts, action, nxt: ~at_limit(nxt))
+
+    def step(key, inner, action):
+        state, timestep = inner
+        nxt, next_timestep = env.step(state, action)  # the base env never resets
+        ended = next_timestep.last()
+        terminated = ended & true_end(state, timestep, action, nxt)
         return (
-            observe(timestep.observation),
-            nxt,
-            timestep.reward,
+            observe(next_timestep.observation),
+            (nxt, next_timestep),
+            next_timestep.reward,
             terminated,
             (ended & at_limit(nxt)),
         )
 
-    has_mask = "action_mask" in env.observation_spec.generate_value()._fields
     return Backend(
         f"jumanji:{env_id}",
         int(spec.num_values),
         int(limit) if limit is not None else _NO_LIMIT,
         reset,
         step,
-        (lambda state: state.action_mask) if has_mask else None,
+        (lambda inner: inner[1].observation.action_mask) if has_mask else None,
     )
+
+
+def _require_hub_file(env_id: str, repo: str, filename: str) -> None:
+    """Raise :class:`SuiteError` at once, in one line, when a file the env downloads from the
+    Hugging Face Hub is neither cached nor reachable (instead of retrying for half a minute
+    and ending in a traceback)."""
+    import socket
+
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, filename), str):
+        return
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError:
+        raise SuiteError(
+            f"{env_id} needs {filename} of huggingface.co/{repo}, which is neither in the local "
+            "Hugging Face cache nor reachable from here"
+        ) from None
 
 
 _NO_LIMIT = 2**31 - 1  # a game that ends itself (e.g. 2048): no time limit
