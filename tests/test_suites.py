@@ -445,6 +445,28 @@ def test_an_unhashable_env_argument_is_refused_in_one_line_naming_it():
     assert "\n" not in str(e.value)
 
 
+def test_navix_observations_are_named_rgb_is_scaled_and_category_ids_one_hot():
+    key = jax.random.key(0)
+    rgb, params = envs.make("navix:Navix-Empty-5x5-v0", observation="rgb")
+    obs, _ = rgb.reset(key, params)
+    assert obs.shape == (40, 40, 3) and 0.0 <= obs.min() and obs.max() == 1.0  # 255 -> 1
+    raw, raw_params = envs.make("navix:Navix-Empty-5x5-v0")
+    ids, _ = raw.reset(key, raw_params)  # symbolic: (entity, colour, state) ids, [5, 5, 3]
+    hot, hot_params = envs.make("navix:Navix-Empty-5x5-v0", one_hot=11)
+    codes, state = hot.reset(key, hot_params)
+    assert codes.shape == (5, 5, 33)
+    np.testing.assert_array_equal(codes.reshape(5, 5, 3, 11).argmax(-1), ids)
+    np.testing.assert_array_equal(codes.reshape(5, 5, 3, 11).sum(-1), 1.0)
+    _, _, _, _, _, info = hot.step(key, state, jnp.int32(2), hot_params)
+    assert info["final_observation"].shape == (5, 5, 33)
+    with pytest.raises(suites.SuiteError, match="observation='pixels' must be one of"):
+        envs.make("navix:Navix-Empty-5x5-v0", observation="pixels")
+    with pytest.raises(suites.SuiteError, match="one_hot needs integer category ids"):
+        envs.make("craftax:Craftax-Classic-Pixels-v1", one_hot=4)
+    with pytest.raises(suites.SuiteError, match="must be the number of categories"):
+        envs.make("navix:Navix-Empty-5x5-v0", one_hot=1)
+
+
 def test_bad_ids_and_action_spaces_fail_in_one_line():
     with pytest.raises(suites.SuiteError, match="multi-discrete action space"):
         envs.make("jumanji:BinPack-v2")

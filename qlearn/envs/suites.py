@@ -95,7 +95,9 @@ class Backend:
 
     reset(key) -> (obs, inner); step(key, inner, action) -> (obs, inner, reward, terminated,
     truncated), never resetting; mask(inner) -> bool [A] or None for an env without masks.
-    ``obs`` is the suite's own observation; :class:`SuiteEnv` makes it float32.
+    ``obs`` is the suite's own observation; :class:`SuiteEnv` makes it float32, scaled from
+    0–255 to [0, 1] where ``pixels`` (an RGB image of uint8), or one-hot encoded where
+    ``one_hot`` K > 0 (integer category ids in [0, K): [..., C] -> [..., C·K]).
     """
 
     name: str
@@ -104,6 +106,18 @@ class Backend:
     reset: Callable[[jax.Array], tuple[Any, Any]]
     step: Callable[[jax.Array, Any, jax.Array], tuple[Any, Any, jax.Array, jax.Array, jax.Array]]
     mask: Callable[[Any], jax.Array] | None = None
+    pixels: bool = False
+    one_hot: int = 0
+
+    def observe(self, obs: Any) -> jax.Array:
+        """The suite's observation as the network sees it (see the class docstring)."""
+        if self.one_hot:
+            codes = jax.nn.one_hot(obs, self.one_hot, dtype=jnp.float32)  # [..., K]
+            lead = obs.shape[:-1] if obs.ndim == 3 else obs.shape
+            return codes.reshape(*lead, -1) if obs.ndim != 1 else codes.reshape(-1)
+        if self.pixels:
+            return jnp.asarray(obs, jnp.float32) / 255.0
+        return jnp.asarray(obs, jnp.float32)
 
 
 class SuiteEnv(Environment):
@@ -129,7 +143,9 @@ class SuiteEnv(Environment):
 
     def reset_env(self, key: jax.Array, params: SuiteParams) -> tuple[jax.Array, SuiteState]:
         obs, inner = self.backend.reset(key)
-        return _float(obs), SuiteState(inner, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+        return self.backend.observe(obs), SuiteState(
+            inner, jnp.zeros((), jnp.int32), jnp.zeros((), bool)
+        )
 
     def step_env(
         self, key: jax.Array, state: SuiteState, action: jax.Array, params: SuiteParams
@@ -151,7 +167,13 @@ class SuiteEnv(Environment):
             else {"action_mask": _any_valid(self.backend.mask(inner))}
         )
         reward = jnp.asarray(reward, jnp.float32)
-        return _float(obs), SuiteState(inner, time, truncated), reward, terminated, info
+        return (
+            self.backend.observe(obs),
+            SuiteState(inner, time, truncated),
+            reward,
+            terminated,
+            info,
+        )
 
     def is_truncated(self, state: SuiteState, params: SuiteParams) -> jax.Array:
         return state.truncated
@@ -171,10 +193,6 @@ class MaskedSuiteEnv(SuiteEnv):
         return _any_valid(self.backend.mask(state.inner))
 
 
-def _float(obs: Any) -> jax.Array:
-    return jnp.asarray(obs, jnp.float32)
-
-
 def _any_valid(mask: jax.Array) -> jax.Array:
     mask = jnp.asarray(mask, bool).reshape(-1)
     return mask | ~jnp.any(mask)
@@ -183,9 +201,30 @@ def _any_valid(mask: jax.Array) -> jax.Array:
 # -- the suites ---------------------------------------------------------------------------------
 
 
+NAVIX_OBSERVATIONS = (
+    "symbolic",
+    "symbolic_first_person",
+    "categorical",
+    "categorical_first_person",
+    "rgb",
+    "rgb_first_person",
+)
+"""The names ``observation=`` takes for a Navix env (``navix.observations``' functions; the
+env's own default is its id's, symbolic for the MiniGrid ports). The ``rgb`` ones are scaled
+to [0, 1]; the symbolic and categorical ones are category ids, for ``one_hot=K``."""
+
+
 def _navix(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backend:
     import navix
 
+    name = kwargs.pop("observation", None)
+    if name is not None:
+        if name not in NAVIX_OBSERVATIONS:
+            raise SuiteError(
+                f"navix:{env_id}: observation='{name}' must be one of "
+                f"{', '.join(NAVIX_OBSERVATIONS)}"
+            )
+        kwargs = kwargs | {"observation_fn": getattr(navix.observations, name)}
     env = navix.make(env_id, **({} if max_steps is None else {"max_steps": max_steps}), **kwargs)
     truncation, termination = 1, 2  # navix.environments.environment.StepType
 
@@ -203,7 +242,10 @@ def _navix(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backen
             (nxt.step_type == truncation),
         )
 
-    return Backend(f"navix:{env_id}", len(env.action_set), int(env.max_steps), reset, step)
+    pixels = name is not None and name.startswith("rgb")
+    return Backend(
+        f"navix:{env_id}", len(env.action_set), int(env.max_steps), reset, step, pixels=pixels
+    )
 
 
 def _xminigrid(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backend:
@@ -524,17 +566,35 @@ def check_id(env_id: str) -> None:
 
 def make(env_id: str, **kwargs: Any) -> tuple[SuiteEnv, SuiteParams]:
     """``(env, env_params)`` for a suite id; ``max_steps_in_episode`` sets the suite's own time
-    limit, every other keyword goes to the suite's constructor or params."""
+    limit, ``one_hot=K`` one-hot encodes integer observations into K categories (ids ≥ K
+    encode as zeros), ``observation=NAME`` picks a Navix env's observation function
+    (:data:`NAVIX_OBSERVATIONS`); every other keyword goes to the suite's constructor or
+    params."""
     check_id(env_id)
     suite, _, name = env_id.partition(":")
     max_steps = kwargs.pop("max_steps_in_episode", None)
+    one_hot = kwargs.pop("one_hot", 0)
     build = SUITES[suite].build
     try:
         backend = build(name, max_steps, dict(kwargs))
     except TypeError as e:  # an argument the suite's constructor does not take
         raise SuiteError(f"{env_id}: {e}") from None
+    if one_hot:
+        backend = _with_one_hot(env_id, backend, one_hot)
     env = (SuiteEnv if backend.mask is None else MaskedSuiteEnv)(backend)
     return env, env.default_params
+
+
+def _with_one_hot(env_id: str, backend: Backend, size: Any) -> Backend:
+    """``backend`` with its integer observations one-hot encoded into ``size`` categories."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise SuiteError(f"{env_id}: one_hot={size!r} must be the number of categories (≥ 2)")
+    obs, _ = jax.eval_shape(backend.reset, jax.random.key(0))
+    if not jnp.issubdtype(obs.dtype, jnp.integer):
+        raise SuiteError(
+            f"{env_id}: one_hot needs integer category ids; its observations are {obs.dtype}"
+        )
+    return dataclasses.replace(backend, one_hot=size)
 
 
 def check_kwargs(
