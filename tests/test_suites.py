@@ -174,6 +174,50 @@ def test_craftax_death_is_a_termination_even_at_the_time_limit():
     assert term and not trunc
 
 
+def craftax_batch(resets, n=8, limit=3, steps=7):
+    """n Craftax envs stepped in lockstep with random actions through ``envs.step_batch``;
+    the time limit ends them all together every ``limit`` steps. Per step: obs, the maps and
+    the achievements the info carries."""
+    env, params = envs.make(
+        "craftax:Craftax-Classic-Symbolic-v1", max_steps_in_episode=limit, optimistic_resets=resets
+    )
+
+    def run(key):
+        obs, state = rollout.reset_envs(env, params, key, n)
+
+        def body(carry, key):
+            obs, state = carry
+            k_act, k_env = jax.random.split(key)
+            action = jax.random.randint(k_act, (n,), 0, env.num_actions)
+            obs, state, _, term, trunc, info = envs.step_batch(
+                env, params, jax.random.split(k_env, n), state, action
+            )
+            return (obs, state), (obs, state.inner.map, info["achievements"], term | trunc)
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, steps))[1]
+
+    return jax.tree.map(np.asarray, jax.jit(run)(jax.random.key(0)))
+
+
+def test_optimistic_resets_share_m_fresh_worlds_and_equal_gymnax_when_m_covers_every_env():
+    plain = craftax_batch(0)
+    covered = craftax_batch(8)  # M = N: every env resets from its own key, as gymnax's step
+    for a, b in zip(plain, covered, strict=True):
+        np.testing.assert_array_equal(a, b)
+    obs, maps, achievements, done = craftax_batch(2)
+    ended = np.flatnonzero(done.all(axis=1))
+    assert list(ended) == [2, 5]  # all 8 end together at the limit
+    for t in ended:
+        first = maps[t]  # the worlds the 8 new episodes start in
+        np.testing.assert_array_equal(first[0::2], np.broadcast_to(first[0], first[0::2].shape))
+        np.testing.assert_array_equal(first[1::2], np.broadcast_to(first[1], first[1::2].shape))
+        assert not np.array_equal(first[0], first[1])  # two distinct fresh worlds
+        np.testing.assert_array_equal(obs[t][0::2], np.broadcast_to(obs[t][0], obs[t][0::2].shape))
+    assert achievements.shape == (7, 8, 22) and achievements.dtype == bool
+    with pytest.raises(suites.SuiteError, match="optimistic_resets=-1"):
+        envs.make("craftax:Craftax-Classic-Symbolic-v1", optimistic_resets=-1)
+
+
 @pytest.fixture(scope="module")
 def snake():
     return envs.make("jumanji:Snake-v1")

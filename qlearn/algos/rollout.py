@@ -79,8 +79,8 @@ def step_envs(
     ``next_action_mask`` is ``info["action_mask"]``, that state's available actions (envs
     with masks only).
     """
-    next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, (0, 0, 0, None))(
-        keys, env_state, action, env_params
+    next_obs, env_state, reward, terminated, truncated, info = envs.step_batch(
+        env, env_params, keys, env_state, action
     )
     transition = Transition(
         obs=obs,

@@ -47,6 +47,7 @@ __all__ = [
     "make",
     "make_for",
     "registered_ids",
+    "step_batch",
     "suites",
 ]
 
@@ -107,6 +108,17 @@ def action_masks(env: Any, env_params: Any, env_state: Any) -> jax.Array | None:
     if not hasattr(env, "action_mask"):
         return None
     return jax.vmap(env.action_mask, (0, None))(env_state, env_params)
+
+
+def step_batch(
+    env: Any, env_params: Any, keys: jax.Array, env_state: Any, action: jax.Array
+) -> tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+    """The auto-resetting step of N envs (``keys`` [N], a batched ``env_state``): gymnax's
+    ``step`` vmapped, or the env's own ``step_batch`` where it has one (a suite env's
+    optimistic resets, :meth:`qlearn.envs.suites.SuiteEnv.step_batch`)."""
+    if hasattr(env, "step_batch"):
+        return env.step_batch(keys, env_state, action, env_params)
+    return jax.vmap(env.step, (0, 0, 0, None))(keys, env_state, action, env_params)
 
 
 def make(env_id: str, **kwargs: Any) -> tuple[Environment, Any]:

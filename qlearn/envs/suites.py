@@ -94,7 +94,8 @@ class Backend:
     """One suite env's raw, non-resetting dynamics, as pure functions.
 
     reset(key) -> (obs, inner); step(key, inner, action) -> (obs, inner, reward, terminated,
-    truncated), never resetting; mask(inner) -> bool [A] or None for an env without masks.
+    truncated), never resetting; mask(inner) -> bool [A] or None for an env without masks;
+    extras(inner) -> what ``info`` carries beside (Craftax's ``achievements``), or None.
     ``obs`` is the suite's own observation; :class:`SuiteEnv` makes it float32, scaled from
     0–255 to [0, 1] where ``pixels`` (an RGB image of uint8), or one-hot encoded where
     ``one_hot`` K > 0 (integer category ids in [0, K): [..., C] -> [..., C·K]).
@@ -108,6 +109,7 @@ class Backend:
     mask: Callable[[Any], jax.Array] | None = None
     pixels: bool = False
     one_hot: int = 0
+    extras: Callable[[Any], dict[str, jax.Array]] | None = None
 
     def observe(self, obs: Any) -> jax.Array:
         """The suite's observation as the network sees it (see the class docstring)."""
@@ -121,11 +123,13 @@ class Backend:
 
 
 class SuiteEnv(Environment):
-    """A :class:`Backend` as a gymnax environment (see the module docstring)."""
+    """A :class:`Backend` as a gymnax environment (see the module docstring); ``resets`` > 0
+    makes :meth:`step_batch` reset optimistically."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, resets: int = 0):
         super().__init__()
         self.backend = backend
+        self.resets = resets
         obs, _ = jax.eval_shape(self.reset_env, jax.random.key(0), self.default_params)
         self._obs_shape = tuple(obs.shape)
 
@@ -161,11 +165,9 @@ class SuiteEnv(Environment):
         time = state.time + 1
         terminated = jnp.asarray(terminated, bool)
         truncated = (jnp.asarray(truncated, bool) | (time >= limit)) & ~terminated
-        info = (
-            {}
-            if self.backend.mask is None
-            else {"action_mask": _any_valid(self.backend.mask(inner))}
-        )
+        info = {} if self.backend.extras is None else self.backend.extras(inner)
+        if self.backend.mask is not None:
+            info["action_mask"] = _any_valid(self.backend.mask(inner))
         reward = jnp.asarray(reward, jnp.float32)
         return (
             self.backend.observe(obs),
@@ -177,6 +179,45 @@ class SuiteEnv(Environment):
 
     def is_truncated(self, state: SuiteState, params: SuiteParams) -> jax.Array:
         return state.truncated
+
+    def step_batch(
+        self, keys: jax.Array, state: SuiteState, action: jax.Array, params: SuiteParams
+    ) -> tuple[jax.Array, SuiteState, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+        """N envs' auto-resetting step (``keys`` [N], a batched ``state``), as gymnax's
+        ``step`` vmapped, but with optimistic resets: where ``resets`` M < N, only M fresh
+        episodes are generated per step (from the first M envs' reset keys), and the k-th env
+        to end in this step starts fresh episode k mod M. The first M episodes to start in a
+        step are thus independent draws of the suite's own reset distribution, and further
+        ones repeat one of them (the same world and start; their futures differ by their own
+        keys), as Craftax's ``OptimisticResetVecEnvWrapper`` does. With M ≥ N (or M = 0) every
+        env resets from its own key: exactly gymnax's ``step``."""
+        num_envs = keys.shape[0]
+        if not 0 < self.resets < num_envs:
+            return jax.vmap(self.step, (0, 0, 0, None))(keys, state, action, params)
+        pairs = jax.vmap(jax.random.split)(keys)  # gymnax's (step key, reset key) per env
+        obs_st, state_st, reward, terminated, info = jax.vmap(self.step_env, (0, 0, 0, None))(
+            pairs[:, 0], state, action, params
+        )
+        truncated = state_st.truncated
+        done = terminated | truncated
+        fresh = jax.vmap(self.reset_env, (0, None))(pairs[: self.resets, 1], params)
+        episode = (jnp.cumsum(done) - 1) % self.resets  # the k-th env to end gets k mod M
+
+        def select(reset_leaf: jax.Array, step_leaf: jax.Array) -> jax.Array:
+            reset_leaf = reset_leaf[episode]
+            where = done.reshape(done.shape + (1,) * (step_leaf.ndim - 1))
+            return jnp.where(where, reset_leaf, step_leaf)
+
+        obs_re, state_re = fresh
+        next_state = jax.tree.map(select, state_re, state_st)
+        obs = select(obs_re, obs_st)
+        info = {
+            **info,
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": obs_st,
+        }
+        return obs, next_state, reward, terminated, truncated, info
 
     def action_space(self, params: SuiteParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.backend.num_actions)
@@ -371,7 +412,12 @@ def _craftax(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Back
         return obs, nxt, reward, terminated, nxt.timestep >= params.max_timesteps
 
     return Backend(
-        f"craftax:{env_id}", int(env.num_actions), int(params.max_timesteps), reset, step
+        f"craftax:{env_id}",
+        int(env.num_actions),
+        int(params.max_timesteps),
+        reset,
+        step,
+        extras=lambda state: {"achievements": state.achievements},
     )
 
 
@@ -567,13 +613,17 @@ def check_id(env_id: str) -> None:
 def make(env_id: str, **kwargs: Any) -> tuple[SuiteEnv, SuiteParams]:
     """``(env, env_params)`` for a suite id; ``max_steps_in_episode`` sets the suite's own time
     limit, ``one_hot=K`` one-hot encodes integer observations into K categories (ids ≥ K
-    encode as zeros), ``observation=NAME`` picks a Navix env's observation function
+    encode as zeros), ``optimistic_resets=M`` generates only M fresh episodes per batched step
+    (:meth:`SuiteEnv.step_batch`), ``observation=NAME`` picks a Navix env's observation function
     (:data:`NAVIX_OBSERVATIONS`); every other keyword goes to the suite's constructor or
     params."""
     check_id(env_id)
     suite, _, name = env_id.partition(":")
     max_steps = kwargs.pop("max_steps_in_episode", None)
     one_hot = kwargs.pop("one_hot", 0)
+    resets = kwargs.pop("optimistic_resets", 0)
+    if isinstance(resets, bool) or not isinstance(resets, int) or resets < 0:
+        raise SuiteError(f"{env_id}: optimistic_resets={resets!r} must be an integer ≥ 0")
     build = SUITES[suite].build
     try:
         backend = build(name, max_steps, dict(kwargs))
@@ -581,7 +631,7 @@ def make(env_id: str, **kwargs: Any) -> tuple[SuiteEnv, SuiteParams]:
         raise SuiteError(f"{env_id}: {e}") from None
     if one_hot:
         backend = _with_one_hot(env_id, backend, one_hot)
-    env = (SuiteEnv if backend.mask is None else MaskedSuiteEnv)(backend)
+    env = (SuiteEnv if backend.mask is None else MaskedSuiteEnv)(backend, resets)
     return env, env.default_params
 
 
