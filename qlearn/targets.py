@@ -191,34 +191,37 @@ def lambda_returns(
 
 
 def categorical_projection(z_p: jax.Array, probs: jax.Array, z_q: jax.Array) -> jax.Array:
-    """Project the distribution Σ_j probs_j δ(z_p[j]) onto the evenly spaced atoms z_q
-    (Bellemare et al. 2017; the Cramér projection of Rowland et al. 2018):
+    """Project the distribution Σ_j probs_j δ(z_p[j]) onto the increasing atoms z_q
+    (Bellemare et al. 2017; the Cramér projection of Rowland et al. 2018): each source atom,
+    clipped to [z_q[0], z_q[−1]], x_j ∈ [z_q[l], z_q[l+1]], splits its mass between those two
+    neighbours in proportion to closeness,
 
-        m_i = Σ_j probs_j · max(0, 1 − |clip(z_p[j], z_q[0], z_q[−1]) − z_q[i]| / Δz),
+        m_l += probs_j · (z_q[l+1] − x_j) / Δ_l,   m_(l+1) += probs_j · (x_j − z_q[l]) / Δ_l,
 
-    Δz = z_q[1] − z_q[0]: each source atom's mass is split between the two target atoms around
-    it, in proportion to closeness; mass beyond the support lands on its end atoms. Computed as
-    two scatter-adds (b_j = (clip(z_p[j]) − z_q[0]) / Δz gives the neighbours ⌊b_j⌋ and
-    ⌊b_j⌋ + 1 with weights 1 − (b_j − ⌊b_j⌋) and b_j − ⌊b_j⌋): O(K) work per sample where
-    the formula above is O(K²), ≈ 1.3× faster for C51 training at 8 vmapped runs.
+    Δ_l = z_q[l+1] − z_q[l]; mass beyond the support lands on its end atoms. On evenly spaced
+    atoms this is m_i = Σ_j probs_j · max(0, 1 − |x_j − z_q[i]| / Δz). Each atom's own
+    interval is used, not one Δz = z_q[1] − z_q[0]: float32 atoms away from 0 are evenly
+    spaced only up to their rounding, and a single Δz carries z_q[0]'s rounding into
+    (x − z_q[0]) / Δz multiplied by up to K − 1 (errors to 1.3e-3 in a terminal target at
+    (−80.2, −79.6, 50) atoms, where this is within 1e-6 of the float64 projection onto the
+    same atoms). l is found by binary search (``searchsorted``), then two scatter-adds: O(K
+    log K) work per sample where the formula above is O(K²).
 
     Args:
       z_p: source atoms, [Kp] (any order).
       probs: their probabilities, [Kp].
-      z_q: the target support, evenly spaced and increasing, [K].
+      z_q: the target support, strictly increasing, [K ≥ 2].
 
     Returns:
       The projected probabilities m, [K] (summing to Σ probs).
     """
     chex.assert_rank([z_p, probs, z_q], [1, 1, 1])
     k = z_q.shape[0]
-    b = (jnp.clip(z_p, z_q[0], z_q[-1]) - z_q[0]) / (z_q[1] - z_q[0])
-    lower = jnp.clip(jnp.floor(b), 0, k - 1)
-    frac = b - lower
-    low_i = lower.astype(jnp.int32)
-    up_i = jnp.minimum(low_i + 1, k - 1)
-    m = jnp.zeros(k, probs.dtype).at[low_i].add(probs * (1.0 - frac))
-    return m.at[up_i].add(probs * frac)
+    x = jnp.clip(z_p, z_q[0], z_q[-1])
+    low = jnp.clip(jnp.searchsorted(z_q, x, side="right") - 1, 0, k - 2)
+    frac = (x - z_q[low]) / (z_q[low + 1] - z_q[low])
+    m = jnp.zeros(k, probs.dtype).at[low].add(probs * (1.0 - frac))
+    return m.at[low + 1].add(probs * frac)
 
 
 def categorical_q_learning(
