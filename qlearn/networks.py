@@ -1,8 +1,9 @@
 """Q-networks (flax linen) and their value heads.
 
 Each network maps a batch of observations [B, *obs_shape] to [B, num_outputs]. The MLP and
-linear networks flatten observations (vector and image both work); the MinAtar CNN takes
-images [B, H, W, C] (channels last, as gymnax's MinAtar gives).
+linear networks flatten observations (vector and image both work); the convolutional networks
+(:class:`ConvQNetwork`: the MinAtar CNN, the Nature DQN CNN) take images [B, H, W, C] (channels
+last, as gymnax's MinAtar and the suites' pixel observations give).
 
 A value **head** (:class:`Head`) says what the A·K outputs mean per action: one value
 (``scalar``, K = 1), the logits of a categorical distribution over K fixed atoms
@@ -200,6 +201,25 @@ def last_layer(
     return output_layer(x, num_actions, head, noisy)
 
 
+def hidden_layers(
+    x: jax.Array,
+    widths: Sequence[int],
+    activation: Callable[[jax.Array], jax.Array],
+    layer_norm: bool,
+    noisy: bool,
+) -> jax.Array:
+    """The fully connected hidden layers h_l = act(LayerNorm?(W_l h_{l-1} + b_l)), one per
+    width, on features x [B, F] (:class:`NoisyDense` with ``noisy``): what every network but
+    the linear one puts between its features and its :func:`last_layer`. Called inside a
+    network's compact ``__call__``, so the layers are the network's own (``Dense_0``, …)."""
+    for width in widths:
+        x = dense(width, noisy)(x)
+        if layer_norm:
+            x = nn.LayerNorm()(x)
+        x = activation(x)
+    return x
+
+
 class MLPQNetwork(nn.Module):
     """q̂(s, ·) = W_out h_L + b_out,  h_l = act(LayerNorm?(W_l h_{l-1} + b_l)),  h_0 = flat(s).
 
@@ -225,11 +245,7 @@ class MLPQNetwork(nn.Module):
     def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
         x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
         act = ACTIVATIONS[self.activation]
-        for width in self.hidden_sizes:
-            x = dense(width, self.noisy)(x)
-            if self.layer_norm:
-                x = nn.LayerNorm()(x)
-            x = act(x)
+        x = hidden_layers(x, self.hidden_sizes, act, self.layer_norm, self.noisy)
         return last_layer(x, tau, self.num_actions, self.head, self.noisy)
 
 
@@ -249,12 +265,14 @@ class LinearQNetwork(nn.Module):
 
 
 class Conv2D(nn.Module):
-    """A stride-1 'VALID' 2-D convolution computed as one matrix product over image patches:
+    """A 'VALID' 2-D convolution of strides (sh, sw) computed as one matrix product over image
+    patches:
 
-        y[b, i, j, o] = Σ_{di, dj, c} x[b, i + di, j + dj, c] · kernel[di, dj, c, o] + bias[o],
+        y[b, i, j, o] = Σ_{di,dj,c} x[b, sh·i + di, sw·j + dj, c] · kernel[di, dj, c, o] + bias[o],
 
-    x [B, H, W, C] → y [B, H − kh + 1, W − kw + 1, features]. The same maths and parameters
-    (kernel [kh, kw, C, features], bias [features]) as ``flax.linen.Conv(padding='VALID')``;
+    x [B, H, W, C] → y [B, ⌊(H − kh)/sh⌋ + 1, ⌊(W − kw)/sw⌋ + 1, features]. The same maths and
+    parameters (kernel [kh, kw, C, features], bias [features]) as
+    ``flax.linen.Conv(padding='VALID', strides=...)``;
     written as patches @ kernel because XLA:CPU runs a convolution inside ``lax.scan`` ≈ 4×
     slower than the equal matrix product (a MinAtar PQN update: 15 ms vs 3 ms per minibatch of
     128 on 2 cores), and the training loops are scans. On GPU it is one batched matmul too.
@@ -262,10 +280,12 @@ class Conv2D(nn.Module):
     Attributes:
       features: output channels.
       kernel_size: (kh, kw).
+      strides: (sh, sw).
     """
 
     features: int
     kernel_size: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -275,45 +295,94 @@ class Conv2D(nn.Module):
             "kernel", nn.initializers.lecun_normal(), (kh, kw, channels, self.features)
         )
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+        sh, sw = self.strides
+        h, w = (x.shape[-3] - kh) // sh + 1, (x.shape[-2] - kw) // sw + 1
+        if (sh, sw) != (1, 1) and kh % sh == 0 and kw % sw == 0:
+            x, kernel = space_to_depth(x, kernel, (h, w), (sh, sw))
+            (kh, kw, channels, _), (sh, sw) = kernel.shape, (1, 1)
+        rows, cols = sh * (h - 1) + 1, sw * (w - 1) + 1  # where the first and last windows start
         patches = jnp.concatenate(
-            [x[..., i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1
+            [x[..., i : i + rows : sh, j : j + cols : sw, :] for i in range(kh) for j in range(kw)],
+            axis=-1,
         )  # [B, h, w, kh·kw·C], ordered (di, dj, c) like the kernel's leading axes
         return patches @ kernel.reshape(kh * kw * channels, self.features) + bias
 
 
-class MinAtarQNetwork(nn.Module):
-    """The MinAtar Q-network of Young & Tian (2019): one 3×3 convolution with 16 channels
-    (stride 1, no padding), a dense layer of ``hidden`` units, then the action values; ReLU
-    after each, LayerNorm before each ReLU if asked (as PQN uses it).
+def space_to_depth(
+    x: jax.Array, kernel: jax.Array, out: tuple[int, int], strides: tuple[int, int]
+) -> tuple[jax.Array, jax.Array]:
+    """A 'VALID' convolution of strides (sh, sw) dividing its kernel [kh, kw, C, O] as a
+    stride-1 one: each block of sh×sw pixels of x [..., H, W, C] becomes one pixel of sh·sw·C
+    channels, the kernel [kh/sh, kw/sw, sh·sw·C, O] (x cropped to the rows and columns the
+    ``out`` = (h, w) windows read). The same sums, over kh/sh · kw/sw patches instead of
+    kh · kw: a smaller program (the Nature torso's 8×8 stride-4 layer: 4 slices, not 64)."""
+    (h, w), (sh, sw) = out, strides
+    kh, kw, channels, features = kernel.shape
+    rows, cols = h - 1 + kh // sh, w - 1 + kw // sw  # in blocks
+    x = x[..., : rows * sh, : cols * sw, :].reshape(*x.shape[:-3], rows, sh, cols, sw, channels)
+    x = jnp.swapaxes(x, -4, -3).reshape(*x.shape[:-5], rows, cols, sh * sw * channels)
+    kernel = kernel.reshape(kh // sh, sh, kw // sw, sw, channels, features)
+    kernel = kernel.transpose(0, 2, 1, 3, 4, 5).reshape(kh // sh, kw // sw, -1, features)
+    return x, kernel
+
+
+MINATAR_TORSO = ((16, 3, 1),)
+"""The MinAtar Q-network's convolutions (Young & Tian 2019): (channels, kernel size, stride)."""
+NATURE_TORSO = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+"""The Nature DQN's convolutions (Mnih et al. 2015): (channels, kernel size, stride); 'VALID'
+like the paper, so 84×84 → 20×20 → 9×9 → 7×7 (3136 features; 'SAME' would keep 21 → 11 → 11,
+7744 features, and let images too small for the strides through as mostly padding)."""
+TORSOS = {"cnn": MINATAR_TORSO, "nature_cnn": NATURE_TORSO}
+"""The convolutions of each convolutional network kind."""
+
+
+def smallest_image(torso: Sequence[tuple[int, int, int]]) -> int:
+    """The least height (width) of an image that every 'VALID' convolution of ``torso`` still
+    covers with at least one window: 3 for MinAtar's, 36 for the Nature DQN's."""
+    size = 1
+    for _, kernel, stride in reversed(torso):
+        size = (size - 1) * stride + kernel
+    return size
+
+
+class ConvQNetwork(nn.Module):
+    """A convolutional Q-network: 'VALID' convolutions (:class:`Conv2D`), ReLU after each,
+    flattened, then dense hidden layers (:func:`hidden_layers`, ReLU) and the action values
+    (:func:`last_layer`); LayerNorm before each ReLU if asked (as PQN uses it). With
+    :data:`MINATAR_TORSO` and one hidden layer of 128 it is the MinAtar Q-network of Young &
+    Tian (2019); with :data:`NATURE_TORSO` and one of 512, the Nature DQN's (Mnih et al. 2015).
+    Observations are taken as they come (no 1/255 scaling of pixels).
 
     Attributes:
       num_actions: A.
-      hidden: width of the dense layer (128 in the paper).
-      layer_norm: LayerNorm after the convolution and the dense layer.
+      torso: the convolutions, (channels, kernel size, stride) each.
+      hidden_sizes: widths of the dense layers.
+      layer_norm: LayerNorm after each convolution and dense layer.
       head: the last layer's :class:`Head` (as for :class:`MLPQNetwork`).
-      noisy: the dense layers are :class:`NoisyDense` (the convolution is not).
+      noisy: the dense layers are :class:`NoisyDense` (the convolutions are not).
     """
 
     num_actions: int
-    hidden: int = 128
+    torso: tuple[tuple[int, int, int], ...] = MINATAR_TORSO
+    hidden_sizes: Sequence[int] = (128,)
     layer_norm: bool = False
     head: Head | None = None
     noisy: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
-        x = Conv2D(16, (3, 3))(obs.astype(jnp.float32))
-        if self.layer_norm:
-            x = nn.LayerNorm()(x)
-        x = nn.relu(x).reshape(obs.shape[0], -1)
-        x = dense(self.hidden, self.noisy)(x)
-        if self.layer_norm:
-            x = nn.LayerNorm()(x)
-        return last_layer(nn.relu(x), tau, self.num_actions, self.head, self.noisy)
+        x = obs.astype(jnp.float32)
+        for features, size, stride in self.torso:
+            x = Conv2D(features, (size, size), (stride, stride))(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = nn.relu(x)
+        x = x.reshape(obs.shape[0], -1)
+        x = hidden_layers(x, self.hidden_sizes, nn.relu, self.layer_norm, self.noisy)
+        return last_layer(x, tau, self.num_actions, self.head, self.noisy)
 
 
-KINDS = ("mlp", "linear", "cnn")
+KINDS = ("mlp", "linear", "cnn", "nature_cnn")
 
 
 def build(
@@ -327,32 +396,44 @@ def build(
     head: Head = SCALAR,
     noisy: bool = False,
 ) -> nn.Module:
-    """The Q-network a config names: ``"mlp"``, ``"linear"`` (no bias) or ``"cnn"`` (MinAtar;
-    its dense width is ``hidden_sizes[0]``), with A·K outputs for ``head`` (K = ``head.size``),
-    its fully connected layers :class:`NoisyDense` with ``noisy``. Raises ValueError for a CNN
-    on non-image observations, a dueling or noisy linear network or an unknown kind."""
+    """The Q-network a config names: ``"mlp"``, ``"linear"`` (no bias), ``"cnn"`` (MinAtar;
+    its dense width is ``hidden_sizes[0]``) or ``"nature_cnn"`` (the Nature DQN torso; its
+    dense layers are ``hidden_sizes``, the paper's (512,)), with A·K outputs for ``head``
+    (K = ``head.size``), its fully connected layers :class:`NoisyDense` with ``noisy``. Raises
+    ValueError for a CNN on non-image observations or on images smaller than its convolutions
+    take (:func:`smallest_image`), a dueling or noisy linear network or an unknown kind."""
     if kind == "mlp":
         return MLPQNetwork(num_actions, tuple(hidden_sizes), activation, layer_norm, head, noisy)
     if kind == "linear":
         for name, on in (("dueling", head.dueling), ("noisy", noisy)):
             if on:
                 raise ValueError(
-                    f"config.{name} needs config.network = 'mlp' or 'cnn', not 'linear'"
+                    f"config.{name} needs config.network = 'mlp', 'cnn' or 'nature_cnn', "
+                    "not 'linear'"
                 )
         if head.kind == "iqn":
             raise ValueError(
-                "config.head = 'iqn' needs config.network = 'mlp' or 'cnn' (features to embed "
-                "τ into), not 'linear'"
+                "config.head = 'iqn' needs config.network = 'mlp', 'cnn' or 'nature_cnn' "
+                "(features to embed τ into), not 'linear'"
             )
         return LinearQNetwork(num_actions * head.size)
-    if kind == "cnn":
+    if kind in TORSOS:
         if len(obs_shape) != 3:
             raise ValueError(
-                f"config.network = 'cnn' needs image observations [H, W, C]; this env's are "
+                f"config.network = '{kind}' needs image observations [H, W, C]; this env's are "
                 f"{tuple(obs_shape)}"
             )
-        width = (tuple(hidden_sizes) or (128,))[0]
-        return MinAtarQNetwork(num_actions, width, layer_norm, head, noisy)
+        torso, smallest = TORSOS[kind], smallest_image(TORSOS[kind])
+        if min(obs_shape[:2]) < smallest:
+            convs = ", ".join(f"{k}×{k} stride {s}" for _, k, s in torso)
+            raise ValueError(
+                f"config.network = '{kind}' needs images of at least {smallest}×{smallest} "
+                f"pixels (its 'VALID' convolutions: {convs}); this env's are {tuple(obs_shape)}"
+            )
+        widths = tuple(hidden_sizes)
+        if kind == "cnn":
+            widths = (widths or (128,))[:1]
+        return ConvQNetwork(num_actions, torso, widths, layer_norm, head, noisy)
     raise ValueError(f"config.network = '{kind}' must be one of {', '.join(KINDS)}")
 
 
@@ -370,6 +451,11 @@ def histogram_centres(v_min: Any, v_max: Any, num_bins: int) -> jax.Array:
     [v_min, v_max], [K] (a histogram head's values)."""
     width = (v_max - v_min) / num_bins
     return v_min + width * (jnp.arange(num_bins, dtype=jnp.float32) + 0.5)
+
+
+def sample_levels(key: jax.Array, batch: int, num_levels: int) -> jax.Array:
+    """Quantile levels τ ~ U(0, 1), [batch, num_levels] (IQN's sampled τ)."""
+    return jax.random.uniform(key, (batch, num_levels))
 
 
 def quantile_midpoints(num_quantiles: int) -> jax.Array:
@@ -406,6 +492,12 @@ class QFunction:
             )
         out = self.apply(params, obs, tau)
         return out.reshape(out.shape[0], -1, tau.shape[-1])
+
+    def mean_at(self, params: Any, obs: jax.Array, tau: jax.Array) -> jax.Array:
+        """An ``iqn`` head's mean over the levels ``tau`` [B, T]: (1/T) Σ_t Z_{τ_t}(s, ·),
+        [B, A]. At T levels τ_t ~ U(0, 1) it is an unbiased estimate of q̂ = ∫₀¹ Z_τ dτ (IQN's
+        action selection, Dabney et al. 2018b: T = K = 32); see :func:`sample_levels`."""
+        return jnp.mean(self.outputs(params, obs, tau), axis=-1)
 
     def __call__(self, params: Any, obs: jax.Array) -> jax.Array:
         """q̂(s, ·) [B, A]: the expected value under the head's distribution — Σ_k softmax(ℓ)_k

@@ -40,17 +40,131 @@ def test_minatar_network_is_young_and_tian_s():
     assert {"LayerNorm_0", "LayerNorm_1"} <= set(normed["params"])
 
 
-def test_conv2d_equals_flax_conv_with_the_same_parameters():
-    x = jax.random.normal(jax.random.key(0), (3, 10, 9, 4))
-    ours = networks.Conv2D(16, (3, 2))
+def param_count(net, obs_shape, *args):
+    shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, *obs_shape)), *args)
+    return sum(x.size for x in jax.tree.leaves(shapes["params"]))
+
+
+def test_the_nature_torso_is_mnih_et_al_s_and_far_smaller_than_minatar_s_on_big_images():
+    """84×84×4 → 8×8/4 → 20×20×32 → 4×4/2 → 9×9×64 → 3×3/1 → 7×7×64 = 3136 → 512 → A: the
+    Nature DQN's parameters (Mnih et al. 2015), counted by hand; on a 63×63 RGB image it has
+    a fortieth of the MinAtar CNN's, whose one stride-1 convolution keeps 61·61·16 features."""
+    net = networks.build("nature_cnn", 6, (84, 84, 4), hidden_sizes=(512,))
+    shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, 84, 84, 4)))["params"]
+    sizes = jax.tree.map(lambda x: x.size, shapes)
+    assert sizes == {
+        "Conv2D_0": {"kernel": 8 * 8 * 4 * 32, "bias": 32},
+        "Conv2D_1": {"kernel": 4 * 4 * 32 * 64, "bias": 64},
+        "Conv2D_2": {"kernel": 3 * 3 * 64 * 64, "bias": 64},
+        "Dense_0": {"kernel": 7 * 7 * 64 * 512, "bias": 512},
+        "Dense_1": {"kernel": 512 * 6, "bias": 6},
+    }
+    convs = 8 * 8 * 4 * 32 + 32 + 4 * 4 * 32 * 64 + 64 + 3 * 3 * 64 * 64 + 64
+    assert param_count(net, (84, 84, 4)) == convs + 3136 * 512 + 512 + 512 * 6 + 6 == 1_687_206
+    # 63×63×3 (Navix/XLand/Craftax pixels), both with one dense layer of 128: 14 → 6 → 4
+    # (1024 features) against 61·61·16 = 59536
+    nature = param_count(networks.build("nature_cnn", 6, (63, 63, 3)), (63, 63, 3))
+    minatar = param_count(networks.build("cnn", 6, (63, 63, 3)), (63, 63, 3))
+    assert nature == 8 * 8 * 3 * 32 + 32 + convs - (8 * 8 * 4 * 32 + 32) + 1024 * 128 + 128 + 774
+    assert (nature, minatar) == (207_910, 7_621_958)
+    assert nature < minatar / 35
+
+
+HEAD_CASES = [
+    networks.Head(kind, size, dueling)
+    for kind, size in (("scalar", 1), ("categorical", 5), ("histogram", 4), ("quantile", 3))
+    for dueling in (False, True)
+]
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_the_nature_cnn_takes_every_head_dueling_and_noisy(noisy):
+    """Output shapes (traced, not run) for every head, dueling or not, noisy or not."""
+    obs = jax.ShapeDtypeStruct((2, 36, 40, 3), jnp.float32)  # the smallest it takes: 36
+    for head in HEAD_CASES:
+        net = networks.build("nature_cnn", 3, (36, 40, 3), hidden_sizes=(16, 8), head=head,
+                             noisy=noisy, layer_norm=head.dueling)  # fmt: skip
+        variables = jax.eval_shape(net.init, jax.random.key(1), obs)
+        assert jax.eval_shape(net.apply, variables, obs).shape == (2, 3 * head.size), head
+        # noise in the dense layers (2 hidden, 1 or 2 last) only, never in the convolutions
+        noise = variables.get("noise", {})
+        assert len(noise) == (2 + 1 + head.dueling if noisy else 0), head
+    # iqn: the values at the T levels τ it is given, [B, A·T]
+    head = networks.Head("iqn", 4, dueling=True)
+    net = networks.build("nature_cnn", 3, (36, 40, 3), hidden_sizes=(16,), head=head, noisy=noisy)
+    variables = jax.eval_shape(net.init, jax.random.key(1), obs, jnp.full((2, 4), 0.5))
+    q_fn = networks.QFunction(net.apply, head)
+    tau = jnp.full((2, 7), 0.3)
+    assert jax.eval_shape(q_fn.outputs, variables, obs, tau).shape == (2, 3, 7)
+    assert jax.eval_shape(q_fn, variables, obs).shape == (2, 3)
+    # the embedding φ(τ) is as wide as the last dense layer
+    assert variables["params"]["Dense_0"]["kernel"].shape == (networks.IQN_COSINES, 16)
+
+
+def test_an_image_too_small_for_the_strides_is_refused_in_one_line():
+    from qlearn.algos import dqn
+    from qlearn.types import ConfigError
+
+    assert networks.smallest_image(networks.NATURE_TORSO) == 36
+    assert networks.smallest_image(networks.MINATAR_TORSO) == 3
+    networks.build("nature_cnn", 3, (36, 36, 1))
+    for shape in ((35, 64, 3), (64, 35, 3)):
+        with pytest.raises(ValueError, match=r"at least 36×36 pixels .*; this env's are"):
+            networks.build("nature_cnn", 3, shape)
+    with pytest.raises(ValueError, match=r"'cnn' needs images of at least 3×3 .* \(2, 9, 1\)"):
+        networks.build("cnn", 3, (2, 9, 1))
+    with pytest.raises(ValueError, match=r"'nature_cnn' needs image observations"):
+        networks.build("nature_cnn", 3, (4,))
+    # MinAtar's 10×10 images, before anything compiles
+    with pytest.raises(ConfigError, match=r"'nature_cnn' needs images of at least 36×36 pixels "
+                       r"\(its 'VALID' convolutions: 8×8 stride 4, 4×4 stride 2, 3×3 stride 1\); "
+                       r"this env's are \(10, 10, 4\)") as e:  # fmt: skip
+        dqn.DQNConfig(env_id="Breakout-MinAtar", network="nature_cnn")
+    assert "\n" not in str(e.value)
+
+
+def test_dqn_with_the_nature_cnn_trains_on_navix_pixels():
+    """Navix's Empty-5x5 rendered in RGB (40×40×3; the Nature torso's 9 → 3 → 1 pixels): DQN
+    with the nature_cnn passes its config checks, compiles and trains end to end (400 steps,
+    updates from step 100), every metric finite."""
+    pytest.importorskip("navix")
+    from qlearn import algos
+
+    config = algos.get("dqn").config(
+        env_id="navix:Navix-Empty-5x5-v0", env_kwargs={"observation": "rgb"},
+        network="nature_cnn", hidden_sizes=(32,), num_envs=2, total_steps=400,
+        learning_starts=100, buffer_size=400, batch_size=8, num_evals=2, eval_episodes=1,
+        max_episode_steps=20,
+    )  # fmt: skip
+    dqn = algos.get("dqn")
+    _, m = jax.jit(dqn.make_train(config))(jax.random.key(0), dqn.hparams())
+    m = {k: np.asarray(v) for k, v in m.items()}
+    assert not m["diverged"].any()
+    for name in ("loss", "q_mean", "eval_return"):
+        assert np.all(np.isfinite(m[name])), name
+    assert m["train_episodes"][-1] > 0 and np.all(m["loss"] > 0)  # it did update
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, strides, out",
+    [
+        ((3, 10, 9, 4), (3, 2), (1, 1), (8, 8)),
+        ((2, 23, 21, 4), (8, 8), (4, 4), (4, 4)),  # stride divides kernel: space to depth
+        ((2, 13, 10, 3), (4, 3), (2, 3), (5, 3)),
+        ((2, 11, 13, 3), (3, 2), (2, 2), (5, 6)),  # 2 ∤ 3: strided patches
+    ],
+)
+def test_conv2d_equals_flax_conv_with_the_same_parameters(shape, kernel, strides, out):
+    x = jax.random.normal(jax.random.key(0), shape)
+    ours = networks.Conv2D(16, kernel, strides)
     params = ours.init(jax.random.key(1), x)
-    reference = nn.Conv(16, kernel_size=(3, 2), padding="VALID")
+    reference = nn.Conv(16, kernel_size=kernel, strides=strides, padding="VALID")
     # Same parameter names and shapes, so one set of parameters drives both.
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(
         jnp.shape, reference.init(jax.random.key(1), x)
     )
     y = ours.apply(params, x)
-    assert y.shape == (3, 8, 8, 16)
+    assert y.shape == (shape[0], *out, 16)
     np.testing.assert_allclose(y, reference.apply(params, x), rtol=1e-5, atol=1e-5)
     # and its gradient with respect to the kernel too
     grads = [
@@ -66,7 +180,7 @@ def test_build_refuses_a_cnn_on_vector_observations_and_unknown_kinds():
         ValueError, match=r"needs image observations \[H, W, C\]; this env's are \(4,\)"
     ):
         networks.build("cnn", 2, (4,))
-    with pytest.raises(ValueError, match="must be one of mlp, linear, cnn"):
+    with pytest.raises(ValueError, match="must be one of mlp, linear, cnn, nature_cnn"):
         networks.build("resnet", 2, (4,))
 
 
@@ -107,7 +221,7 @@ def test_a_dueling_last_layer_is_the_value_plus_centred_advantages(size):
     np.testing.assert_allclose(flat, np.broadcast_to(flat[:, :1], flat.shape), atol=1e-6)
     np.testing.assert_allclose(out.mean(axis=1), flat[:, 0], rtol=1e-5, atol=1e-6)
     assert not np.allclose(out[:, 0], out[:, 1])
-    with pytest.raises(ValueError, match=r"dueling needs .* 'mlp' or 'cnn'"):
+    with pytest.raises(ValueError, match=r"dueling needs .* 'mlp', 'cnn' or 'nature_cnn'"):
         networks.build("linear", 3, (4,), head=head)
     cnn = networks.build("cnn", 3, (10, 10, 4), head=head)
     images = jnp.zeros((2, 10, 10, 4))
@@ -132,7 +246,7 @@ def test_an_iqn_head_gives_the_values_at_the_levels_it_is_given():
         q_fn.outputs(params, obs),
         q_fn.outputs(params, obs, jnp.broadcast_to(networks.quantile_midpoints(8), (5, 8))),
     )
-    with pytest.raises(ValueError, match=r"iqn' needs config\.network = 'mlp' or 'cnn'"):
+    with pytest.raises(ValueError, match=r"iqn' needs config\.network = 'mlp', 'cnn' or 'nature"):
         networks.build("linear", 3, (4,), head=head.__class__("iqn", 8))
 
 
@@ -172,12 +286,12 @@ def test_a_noisy_layer_is_its_mean_plus_factorised_gaussian_noise(variant):
     np.testing.assert_allclose(grads["params"]["kernel"], x.T @ g, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "nature_cnn"])
 def test_noisy_networks_sample_their_noise_and_scale_their_sigmas(kind):
-    """Every fully connected layer of a noisy MLP or MinAtar network is noisy (the convolution
-    is not); fresh noise changes the outputs, the mean network is deterministic; σ₀ scales
-    only the σ's; a noisy linear network is refused."""
-    shape = (10, 10, 4) if kind == "cnn" else (4,)
+    """Every fully connected layer of a noisy MLP, MinAtar or Nature network is noisy (the
+    convolutions are not); fresh noise changes the outputs, the mean network is deterministic;
+    σ₀ scales only the σ's; a noisy linear network is refused."""
+    shape = {"mlp": (4,), "cnn": (10, 10, 4), "nature_cnn": (36, 36, 3)}[kind]
     head = networks.Head("categorical", 5, dueling=True)
     net = networks.build(kind, 3, shape, hidden_sizes=(16,), head=head, noisy=True)
     obs = jax.random.normal(jax.random.key(0), (2, *shape))
@@ -202,5 +316,5 @@ def test_noisy_networks_sample_their_noise_and_scale_their_sigmas(kind):
     expected = sum(float(np.abs(s).sum()) for s in sigmas) / sum(s.size for s in sigmas)
     np.testing.assert_allclose(networks.mean_noise_scale(params), expected, rtol=1e-6)
     assert np.isnan(networks.mean_noise_scale({"params": {"Dense_0": {"kernel": jnp.ones(2)}}}))
-    with pytest.raises(ValueError, match=r"noisy needs config\.network = 'mlp' or 'cnn'"):
+    with pytest.raises(ValueError, match=r"noisy needs config\.network = 'mlp', 'cnn' or 'nature"):
         networks.build("linear", 3, (4,), noisy=True)
