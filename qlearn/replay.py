@@ -7,12 +7,26 @@ truncation is represented exactly. Measured against flashbax's item buffer in DQ
 about 2x faster and compiles faster; see the README's notes on performance.
 
 Prioritised replay (Schaul et al. 2016, proportional variant): item i has a priority
-p_i > 0, is drawn with probability P(i) = p_iᵅ / Σ_k p_kᵅ, and the loss weighs it by the
-importance-sampling weight w_i = (N·P(i))^(−β) / max_batch w (N the number of items; the
-normalisation by the batch's largest weight, as Dopamine does, only scales updates down).
+p_i > 0, is drawn with probability P(i) = p_iᵅ / Σ_k p_kᵅ, and the loss weighs it by an
+importance-sampling weight w_i ∝ (N·P(i))^(−β) (N the number of items), normalised so that
+w ≤ 1 (:func:`importance_weights`) in one of two ways:
+
+* ``"batch"`` (Dopamine's; the default): w_i = (N·P(i))^(−β) / max_{j in batch} (N·P(j))^(−β).
+  The divisor depends on the batch drawn, so even at β = 1 the expected update is NOT
+  proportional to the uniform-replay gradient: with priorities [1, 2, 10] (α = 1), B = 2 and
+  per-sample gradients g = [[1, 0], [0, 1], [−1, −1]], whose uniform mean is 0, the expected
+  update E[mean_b w_b g_b] is [−0.544, −0.473] (``tests/test_replay.py`` enumerates it):
+  a rescaling that differs from batch to batch, not one constant.
+* ``"buffer"`` (OpenAI Baselines'; Schaul et al.'s 1 / max_i w_i over every item): the divisor
+  (N·min_j P(j))^(−β) is one number per step, so w_i = (p_iᵅ / min_j p_jᵅ)^(−β) and at β = 1
+  E[w_i g_i] = (N·min_j P(j)) · mean_i g_i: the uniform-replay gradient times a positive
+  constant of the step. It needs the minimum mass, kept by a min tree beside the sum tree
+  (``init(..., track_min=True)``).
+
 New items get the largest priority mass given so far, so each is likely replayed once before
-its TD error is known; :func:`update_priorities` sets p_i = |δ_i| + ε after an update. The
-masses p_iᵅ live in a :mod:`qlearn.sum_tree`, drawn with an error independent of N.
+its TD error is known; :func:`update_priorities` sets p_i = priority_i + ε after an update (the
+loss's ``aux["priority"]``: |δ_i| for the scalar TD losses). The masses p_iᵅ live in a
+:mod:`qlearn.sum_tree`, drawn with an error independent of N.
 """
 
 from __future__ import annotations
@@ -23,6 +37,9 @@ from flax import struct
 
 from qlearn import sampling, sum_tree
 from qlearn.types import Transition
+
+NORMALISATIONS = ("batch", "buffer")
+"""How :func:`importance_weights` scales the weights to at most 1 (see the module)."""
 
 
 @struct.dataclass
@@ -35,8 +52,9 @@ class ReplayBuffer:
       position: int32 [], the index the next item is written to.
       size: int32 [], the number of valid items (≤ capacity).
       priorities: the priority masses pᵅ of the items (:mod:`qlearn.sum_tree`; 0 for a slot
-        without a valid item), or None for a uniform buffer.
-      max_priority: float32 [], the largest mass given so far (1 at the start), which new
+        without a valid item; with a min tree for buffer-wide normalisation), or None for a
+        uniform buffer.
+      max_priority: float32 [], the largest mass stored so far (1 at the start), which new
         items get; None for a uniform buffer.
     """
 
@@ -51,16 +69,20 @@ class ReplayBuffer:
         return jax.tree.leaves(self.storage)[0].shape[0]
 
 
-def init(example: Transition, capacity: int, *, prioritized: bool = False) -> ReplayBuffer:
+def init(
+    example: Transition, capacity: int, *, prioritized: bool = False, track_min: bool = False
+) -> ReplayBuffer:
     """An empty buffer for items shaped like ``example`` (one unbatched transition), with a
-    sum tree of priorities if ``prioritized``."""
+    sum tree of priorities if ``prioritized`` (and its min tree if ``track_min``, which
+    ``normalise="buffer"`` sampling needs)."""
     storage = jax.tree.map(
         lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype), example
     )
     empty = jnp.zeros((), jnp.int32)
     if not prioritized:
         return ReplayBuffer(storage, empty, empty)
-    return ReplayBuffer(storage, empty, empty, sum_tree.init(capacity), jnp.ones((), jnp.float32))
+    tree = sum_tree.init(capacity, track_min=track_min)
+    return ReplayBuffer(storage, empty, empty, tree, jnp.ones((), jnp.float32))
 
 
 def words_per_sample(buffer: ReplayBuffer) -> int:
@@ -110,21 +132,48 @@ def sample(buffer: ReplayBuffer, words: jax.Array) -> Transition:
     return jax.tree.map(lambda s: s[idx], buffer.storage)
 
 
+def importance_weights(
+    tree: sum_tree.SumTree,
+    idx: jax.Array,
+    size: jax.Array,
+    beta: jax.Array,
+    normalise: str = "batch",
+) -> jax.Array:
+    """The importance-sampling weights of the drawn items ``idx`` int [B], float32 [B].
+
+    With P(i) = m_i / Σ m (m = the tree's masses p_iᵅ) and N = ``size``:
+
+    * ``"batch"``: w_i = (N·P(i))^(−β) / max_{b} (N·P(idx_b))^(−β), the max over the batch;
+    * ``"buffer"``: w_i = (N·P(i))^(−β) / (N·min_j P(j))^(−β) = (m_i / min_j m_j)^(−β), the
+      max over every stored item (needs the tree's min tree, :func:`qlearn.sum_tree.min_mass`);
+      the largest weight any item can get is 1, and at β = 1 the weighted loss's expected
+      gradient is (N·min_j P(j)) times the uniform one.
+    """
+    mass = sum_tree.get(tree, idx)
+    if normalise == "batch":
+        weight = (size.astype(jnp.float32) * (mass / sum_tree.total(tree))) ** -beta
+        return weight / jnp.max(weight)
+    if normalise == "buffer":
+        return (mass / sum_tree.min_mass(tree)) ** -beta
+    raise ValueError(f"normalise = '{normalise}' must be one of {', '.join(NORMALISATIONS)}")
+
+
 def sample_prioritized(
-    buffer: ReplayBuffer, words: jax.Array, beta: jax.Array
+    buffer: ReplayBuffer, words: jax.Array, beta: jax.Array, normalise: str = "batch"
 ) -> tuple[Transition, jax.Array]:
     """B items drawn with replacement with probability P(i) = p_iᵅ / Σ pᵅ (the tree's
     masses), from ``words`` uint32 [B, depth] (:func:`words_per_sample`).
 
     Returns (batch, indices int32 [B]); ``batch.weight`` holds the importance-sampling weights
-    w_i = (N·P(i))^(−β) / max_j w_j over the batch, N = ``buffer.size``: a loss that weighs
-    sample i by w_i follows the gradient of the uniform loss in expectation when β = 1."""
+    of :func:`importance_weights` (N = ``buffer.size``; normalised by the batch's largest
+    weight, or with ``normalise="buffer"`` by the buffer's). Only the buffer-wide form makes
+    the weighted loss follow the uniform loss's gradient in expectation at β = 1 (up to a
+    positive factor of the step); see the module."""
     tree = buffer.priorities
     idx = sum_tree.sample(tree, words)
-    prob = sum_tree.get(tree, idx) / sum_tree.total(tree)
-    weight = (buffer.size.astype(jnp.float32) * prob) ** -beta
+    weight = importance_weights(tree, idx, buffer.size, beta, normalise)
     batch = jax.tree.map(lambda s: s[idx], buffer.storage)
-    return batch.replace(weight=weight / jnp.max(weight)), idx
+    return batch.replace(weight=weight), idx
 
 
 def update_priorities(
@@ -135,12 +184,14 @@ def update_priorities(
     eps: jax.Array,
 ) -> ReplayBuffer:
     """Set the priorities of items ``idx`` [B] to p = ``priority`` + ε (``priority`` ≥ 0, e.g.
-    |δ|, [B]): their masses become pᵅ, and ``max_priority`` the largest mass so far. An index
-    drawn twice in the batch takes one of its two priorities."""
+    |δ|, [B]): their masses become pᵅ, and ``max_priority`` the largest mass stored so far. An
+    index drawn twice in the batch takes one of its two priorities, and ``max_priority`` is
+    updated from the masses the tree took (read back), not from the copy that lost."""
     mass = (jax.lax.stop_gradient(priority) + eps) ** alpha
+    tree = sum_tree.update(buffer.priorities, idx, mass)
+    stored = sum_tree.get(tree, idx)
     return buffer.replace(
-        priorities=sum_tree.update(buffer.priorities, idx, mass),
-        max_priority=jnp.maximum(buffer.max_priority, jnp.max(mass)),
+        priorities=tree, max_priority=jnp.maximum(buffer.max_priority, jnp.max(stored))
     )
 
 

@@ -195,22 +195,33 @@ class Spec:
         A hyperparameter or config field the algorithm gained after ``data`` was written
         (PQN's ``loss_index``, DQN's ``head`` and ``v_min``) takes its default (in every
         configuration): defaults that leave the program as it was, so the run it names is
-        the same run and a directory written before resumes and reproduces."""
+        the same run and a directory written before resumes and reproduces. Where a new
+        field's default would change that program, the algorithm's ``legacy_config`` gives
+        the value that keeps it (for the config, and as an override of each group whose own
+        value differs)."""
         algorithm = algos.get(data["algo"])
         hp = {k: list(v) for k, v in data["hparams"].items()}
         num_configs = len(next(iter(hp.values())))
         defaults = hparams_lib.to_lists(algorithm.hparams())
         hp |= {k: v * num_configs for k, v in defaults.items() if k not in hp}
-        config = dict(data["config"])
+        stored = dict(data["config"])
+        config = stored | algorithm.legacy_config(stored)
         for f in dataclasses.fields(algorithm.config):
             if f.name not in config and f.default is not dataclasses.MISSING:
                 config[f.name] = jsonable(f.default)
         groups = data.get("groups") or [{"overrides": {}, "configs": list(range(num_configs))}]
+        overrides = []
+        for g in groups:
+            own = algorithm.legacy_config(stored | dict(g["overrides"]))
+            differs = {k: v for k, v in own.items() if v != config.get(k)}
+            overrides.append(dict(g["overrides"]) | differs)
         return cls(
             algo=data["algo"],
             config=config,
             hparams=hp,
-            groups=tuple(Group(dict(g["overrides"]), tuple(g["configs"])) for g in groups),
+            groups=tuple(
+                Group(o, tuple(g["configs"])) for o, g in zip(overrides, groups, strict=True)
+            ),
             swept=tuple(data.get("swept", ())),
             search=dict(data.get("search") or {"kind": "grid"}),
             base_seed=int(data["seeds"]["base_seed"]),

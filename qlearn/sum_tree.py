@@ -16,6 +16,13 @@ probability is exact to O(log₂ C · (2⁻²³ + 2⁻³²/q_min)) relative, wha
 points, so at C = 10⁶ an average leaf would get 16 of them, ±6% of its probability.) A leaf of
 mass 0 is never drawn while the total is positive.
 
+Optionally (``init(capacity, track_min=True)``) the tree also keeps a **min tree** ``mins``
+float32 [2P] of the same layout: leaf i holds the mass of item i where it is positive and +∞
+where it is 0 (an empty slot), every inner node the min of its two children, so
+:func:`min_mass` = min over the positive masses, read from the root. A min of floats rounds
+nothing, so it is exact after any sequence of updates. Prioritised replay's buffer-wide
+normalisation of the importance weights needs it (:func:`qlearn.replay.importance_weights`).
+
 All functions are pure, with static shapes, so they ``vmap`` over runs.
 """
 
@@ -30,9 +37,11 @@ from qlearn import sampling
 
 @struct.dataclass
 class SumTree:
-    """The tree of :mod:`qlearn.sum_tree`: ``nodes`` float32 [2P] (P = ``leaves``)."""
+    """The tree of :mod:`qlearn.sum_tree`: ``nodes`` float32 [2P] (P = ``leaves``), the sums,
+    and ``mins`` float32 [2P], the min tree of the positive masses (None when not tracked)."""
 
     nodes: jax.Array
+    mins: jax.Array | None = None
 
     @property
     def leaves(self) -> int:
@@ -50,14 +59,25 @@ def depth_of(capacity: int) -> int:
     return max(1, (int(capacity) - 1).bit_length())
 
 
-def init(capacity: int) -> SumTree:
-    """A tree of ``capacity`` leaves, all of mass 0."""
-    return SumTree(jnp.zeros(2 * 2 ** depth_of(capacity), jnp.float32))
+def init(capacity: int, *, track_min: bool = False) -> SumTree:
+    """A tree of ``capacity`` leaves, all of mass 0 (with ``track_min``, also the min tree of
+    the positive masses, all +∞)."""
+    size = 2 * 2 ** depth_of(capacity)
+    mins = jnp.full(size, jnp.inf, jnp.float32) if track_min else None
+    return SumTree(jnp.zeros(size, jnp.float32), mins)
 
 
 def total(tree: SumTree) -> jax.Array:
     """Σ masses, float32 []."""
     return tree.nodes[1]
+
+
+def min_mass(tree: SumTree) -> jax.Array:
+    """min over the positive masses, float32 [] (+∞ when every mass is 0); exact. Needs a tree
+    made with ``track_min``."""
+    if tree.mins is None:
+        raise ValueError("min_mass needs a tree made with sum_tree.init(..., track_min=True)")
+    return tree.mins[1]
 
 
 def get(tree: SumTree, index: jax.Array) -> jax.Array:
@@ -67,14 +87,24 @@ def get(tree: SumTree, index: jax.Array) -> jax.Array:
 
 def update(tree: SumTree, index: jax.Array, mass: jax.Array) -> SumTree:
     """Set leaves ``index`` (int [n]) to ``mass`` (float [n], ≥ 0), then recompute their
-    ancestors level by level from their children. A repeated index takes one of its masses,
-    and its ancestors are consistent with whichever it took."""
-    node = tree.leaves + index
-    nodes = tree.nodes.at[node].set(jnp.asarray(mass, jnp.float32))
+    ancestors level by level from their children (sums; mins too where tracked). A repeated
+    index takes one of its masses, and its ancestors (and its min-tree leaf) are consistent
+    with whichever it took."""
+    leaf = tree.leaves + index
+    nodes = tree.nodes.at[leaf].set(jnp.asarray(mass, jnp.float32))
+    node = leaf
     for _ in range(tree.depth):  # each level from the already-final level below it
         node = node // 2
         nodes = nodes.at[node].set(jnp.sum(nodes.reshape(-1, 2)[node], axis=-1))
-    return SumTree(nodes)
+    mins = tree.mins
+    if mins is not None:  # the min tree's leaves from the stored masses, so both agree
+        stored = nodes[leaf]
+        mins = mins.at[leaf].set(jnp.where(stored > 0, stored, jnp.inf))
+        node = leaf
+        for _ in range(tree.depth):
+            node = node // 2
+            mins = mins.at[node].set(jnp.min(mins.reshape(-1, 2)[node], axis=-1))
+    return SumTree(nodes, mins)
 
 
 def sample(tree: SumTree, words: jax.Array) -> jax.Array:

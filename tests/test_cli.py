@@ -54,6 +54,35 @@ def test_bad_input_is_one_line_naming_the_field(args, message, capsys, tmp_path,
     assert message in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cfg", "per_normalise=global"], "config.per_normalise = 'global' must be one of"),
+        (
+            ["--loss", "munchausen", "--cfg", "munchausen_next_policy=both"],
+            "config.munchausen_next_policy = 'both' must be one of target, online",
+        ),
+        (
+            ["--cfg", "head=iqn", "--loss", "iqn", "--cfg", "iqn_target_quantiles=0"],
+            "config.iqn_target_quantiles = 0 must be an integer ≥ 1 or None",
+        ),
+        (["--cfg", "iqn_action_quantiles=many"], "iqn_action_quantiles = 'many' is not a valid"),
+        (
+            ["--cfg", "head=iqn", "--loss", "iqn", "--cfg", "iqn_action_quantiles=-1"],
+            "config.iqn_action_quantiles = -1 must be an integer ≥ 1 or None",
+        ),
+    ],
+)
+def test_bad_per_munchausen_iqn_fields_are_one_line_naming_the_field(
+    args, message, capsys, tmp_path, no_compile
+):
+    code = cli.main(["train", "--quiet", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE
+    assert err.startswith("qlearn: error: ") and err.count("\n") == 1
+    assert message in err
+
+
 @pytest.mark.parametrize("content", ['{"model": "resnet", "epochs": 3}', "not json at all"])
 def test_a_directory_of_another_program_is_named_and_left_untouched(
     content, capsys, tmp_path, no_compile

@@ -9,7 +9,7 @@ import pytest
 from gymnax.environments.classic_control.cartpole import EnvState as CartPoleState
 from user_losses import my_zero_loss
 
-from qlearn import dp, hparams, losses, networks, sweep
+from qlearn import dp, hparams, losses, networks, policies, sum_tree, sweep
 from qlearn import return_distributions as rd
 from qlearn.algos import deep_q, dqn, rollout
 from qlearn.types import ConfigError, Transition
@@ -712,3 +712,121 @@ def test_coverage_replay_spreads_the_replayed_weight_over_every_reachable_pair()
     assert np.all(stored[replayed[0] > 0] > 0) and (replayed[0] > 0).sum() < reachable.sum()
     ve_uniform = np.asarray(metrics["ve_uniform"])[:, 0, -1]
     assert ve_uniform[1] < 0.5 * ve_uniform[0], ve_uniform
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"per_normalise": "global"}, "config.per_normalise = 'global' must be one of batch, b"),
+        (
+            {"loss": "munchausen", "munchausen_next_policy": "both"},
+            "config.munchausen_next_policy = 'both' must be one of target, online",
+        ),
+        (
+            {"head": "iqn", "loss": "iqn", "iqn_target_quantiles": 0},
+            "config.iqn_target_quantiles = 0 must be an integer ≥ 1 or None",
+        ),
+        (
+            {"head": "iqn", "loss": "iqn", "iqn_action_quantiles": 2.5},
+            "config.iqn_action_quantiles = 2.5 must be an integer ≥ 1",
+        ),
+    ],
+)
+def test_per_munchausen_and_iqn_config_errors_name_the_field(change, message):
+    from conftest import TINY
+
+    with pytest.raises(ConfigError, match=message):
+        dqn.DQNConfig(**{**TINY, **change})
+    # valid values where nothing reads them are accepted (as num_quantiles with a scalar
+    # head), so a static grid over replay, head or loss may set them
+    dqn.DQNConfig(
+        **TINY, per_normalise="buffer", munchausen_next_policy="online", iqn_action_quantiles=3
+    )
+
+
+def test_prioritized_replay_normalised_over_the_buffer_keeps_an_exact_min_tree(tiny_config):
+    """per_normalise="buffer": the run's min tree is the exact min tree of its sum tree's
+    leaves; one update's loss is the batch-normalised one times the constant
+    (min_j m_j / min_batch m)^β (the two weights differ only by their divisor), same words."""
+    config = dataclasses.replace(tiny_config, replay="prioritized", per_normalise="buffer")
+    state, m = jax.jit(dqn.make_train(config))(jax.random.key(0), dqn.DQNHParams())
+    assert np.all(np.isfinite(m["loss"]))
+    tree = state.buffer.priorities
+    leaves = np.asarray(tree.nodes)[tree.leaves :]
+    assert np.unique(leaves).size > 100
+    mins = np.asarray(tree.mins)[tree.leaves :]
+    np.testing.assert_array_equal(mins, np.where(leaves > 0, leaves, np.inf))
+    assert float(sum_tree.min_mass(tree)) == leaves[leaves > 0].min()
+    hp = hparams.to_arrays(dqn.DQNHParams())
+    words = jax.random.bits(jax.random.key(1), (config.batch_size, tree.depth), jnp.uint32)
+    loss = {}
+    for normalise in ("batch", "buffer"):
+        cfg = dataclasses.replace(config, per_normalise=normalise)
+        prog = deep_q.program(cfg, losses.resolve(cfg.loss, **cfg.loss_options), None)
+        step = jax.jit(functools.partial(dqn.update, prog, hp, {}))
+        loss[normalise] = float(step(state, {"words": words})[1]["loss"])
+    drawn = np.asarray(sum_tree.sample(tree, words))
+    beta = float(policies.linear_schedule(state.env_steps, hp.per_beta, 1.0, config.total_steps))
+    ratio = (leaves[leaves > 0].min() / leaves[drawn].min()) ** beta
+    assert ratio < 1
+    np.testing.assert_allclose(loss["buffer"], ratio * loss["batch"], rtol=1e-5)
+
+
+def test_munchausen_defaults_to_the_papers_target_network_policy():
+    """loss=munchausen: π' at s' from the target network by default (double_q on or off);
+    munchausen_next_policy='online' is the variant that takes it from the online network."""
+    from conftest import TINY
+
+    config = dqn.DQNConfig(**TINY, loss="munchausen")
+    assert config.double_q and config.munchausen_next_policy == "target"
+    assert losses.resolve(config.loss, **config.loss_options).keywords == {"double_q": False}
+    online = dataclasses.replace(config, munchausen_next_policy="online")
+    assert losses.resolve(online.loss, **online.loss_options).keywords == {"double_q": True}
+
+
+class RecordingNetwork:
+    """A network whose apply logs the shape of the levels τ it is given."""
+
+    def __init__(self, network, log):
+        self.network, self.log = network, log
+
+    def apply(self, params, obs, tau=None):
+        self.log.append(None if tau is None else tuple(tau.shape))
+        return self.network.apply(params, obs, tau)
+
+
+def test_iqn_acts_on_k_sampled_levels_when_asked():
+    """iqn_action_quantiles = K: each env step chooses by the mean at K fresh levels τ
+    [num_envs, K] (the greedy action of QFunction.mean_at at them, ε = 0); by default by q̂,
+    the mean at the num_quantiles midpoints."""
+    from conftest import TINY
+
+    config = dqn.DQNConfig(**TINY, head="iqn", loss="iqn", num_quantiles=8, iqn_action_quantiles=5)
+    loss_fn = losses.resolve(config.loss, **config.loss_options)
+    prog = deep_q.program(config, loss_fn, None, config.value_head, False, 5)
+    hp = hparams.to_arrays(dqn.DQNHParams())
+    state = dqn.initial_state(prog, jax.random.key(0), hp)
+    log = []
+    recorded = dataclasses.replace(prog, network=RecordingNetwork(prog.network, log))
+    _, action, *_ = deep_q.explore_step(recorded, hp, state, jnp.float32(0.0))
+    assert log == [(2, 5)]
+    key = jax.random.split(state.key, 3)[0]
+    tau = networks.sample_levels(jax.random.split(key)[1], 2, 5)
+    values = prog.q_function(hp).mean_at(state.params, state.obs, tau)
+    np.testing.assert_array_equal(action, jnp.argmax(values, -1))
+    log.clear()
+    deep_q.explore_step(dataclasses.replace(recorded, action_quantiles=None), hp, state, 0.0)
+    assert log == [(2, 8)]  # the midpoints
+
+
+def test_iqn_trains_with_n_prime_and_k_sampled_levels(tiny_config):
+    config = dataclasses.replace(
+        tiny_config,
+        head="iqn",
+        loss="iqn",
+        num_quantiles=8,
+        iqn_target_quantiles=6,
+        iqn_action_quantiles=4,
+    )
+    _, m = jax.jit(dqn.make_train(config))(jax.random.key(0), dqn.DQNHParams())
+    assert np.all(np.isfinite(m["loss"])) and np.all(np.isfinite(m["eval_return"]))

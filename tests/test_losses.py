@@ -694,3 +694,130 @@ def test_iqn_loss_is_rlax_quantile_q_learning_at_its_sampled_levels(iqn_setup, d
     assert float(other) != float(loss)  # the levels come from the key
     with pytest.raises(ValueError, match=r"needs batch\.key"):
         fn(online, target, batch.replace(key=None), hp)
+
+
+@pytest.mark.parametrize("next_policy", ["target", "online"])
+def test_the_munchausen_loss_a_config_names_uses_the_target_network_unless_asked(
+    dist_setup, next_policy
+):
+    """resolve("munchausen") is Vieillard et al.'s loss — π' at s' from the target network —
+    whatever double_q says; munchausen_next_policy="online" is the Double-Q-style variant,
+    π' from the online network (both against the float64 reference)."""
+    online, target, batch = dist_setup
+    online, target = online[:, :A], target[:, :A]
+    q_fn = linear_q_function("scalar")
+    hp = HParams(gamma=0.9, munchausen_tau=0.3)
+    q_sa = np.asarray(q_fn(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
+    y = numpy_munchausen_targets(q_fn, online, target, batch, hp, next_policy == "online")
+    td = y - q_sa
+    huber = np.where(np.abs(td) <= 1.0, 0.5 * td**2, np.abs(td) - 0.5).mean()
+    kwargs = {} if next_policy == "target" else {"munchausen_next_policy": next_policy}
+    for double_q in (True, False):
+        loss_fn = losses.resolve("munchausen", double_q=double_q, **kwargs)
+        loss, aux = loss_fn(q_fn, online, target, batch, hp)
+        np.testing.assert_allclose(loss, huber, rtol=1e-5)
+        np.testing.assert_allclose(aux["target_mean"], y.mean(), rtol=1e-5, atol=1e-6)
+    other = numpy_munchausen_targets(q_fn, online, target, batch, hp, next_policy == "target")
+    assert np.abs(other - y).max() > 1e-3  # the two variants differ on these inputs
+
+
+def test_resolve_refuses_an_unknown_munchausen_next_policy():
+    with pytest.raises(ValueError, match="munchausen_next_policy = 'both' must be one of"):
+        losses.resolve("munchausen", double_q=True, munchausen_next_policy="both")
+
+
+def test_the_quantile_huber_loss_is_not_divided_by_kappa():
+    """The convention of QR-DQN and rlax, Σ_i mean_j |τ_i − 1{u < 0}| L_κ(u): at κ = 2 it is
+    rlax's quantile_regression_loss and κ times IQN's paper's L_κ(u)/κ."""
+    rng = np.random.default_rng(0)
+    dist, target = (jnp.asarray(rng.normal(scale=3, size=n), jnp.float32) for n in (5, 6))
+    tau = networks.quantile_midpoints(5)
+    ours = losses.quantile_huber_loss(dist, tau, target, 2.0)
+    np.testing.assert_allclose(ours, rlax.quantile_regression_loss(dist, tau, target, 2.0), 1e-6)
+    u = np.asarray(target)[None, :] - np.asarray(dist)[:, None]
+    huber = np.where(np.abs(u) <= 2.0, 0.5 * u**2, 2.0 * (np.abs(u) - 1.0))
+    paper = np.sum(np.mean(np.abs(np.asarray(tau)[:, None] - (u < 0)) * huber / 2.0, -1))
+    np.testing.assert_allclose(ours, 2.0 * paper, rtol=1e-5)
+
+
+def recording(q_fn, log):
+    """``q_fn`` whose network logs (which params, τ's shape) at each call with levels."""
+
+    def apply(params, obs, tau=None):
+        log.append((params, None if tau is None else tau.shape))
+        return q_fn.apply(params, obs, tau)
+
+    return networks.QFunction(apply, q_fn.head)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, double_q):
+    """N = head.size levels τ for the online values, N' = num_target for the target's, and
+    a* chosen at K = num_select fresh levels by the selecting network (the online one with
+    double_q); by default N' = N and a* is chosen at the N midpoints. The loss equals
+    rlax.quantile_q_learning at exactly those levels."""
+    q_fn, online, target, batch = iqn_setup
+    batch = batch.replace(key=jax.random.key(3))
+    hp = HParams(gamma=0.9, huber_delta=1.0)
+    selecting = online if double_q else target
+    log = []
+    losses.iqn_td_loss(recording(q_fn, log), online, target, batch, hp, double_q=double_q)
+    assert [(p is target, s) for p, s in log[:1]] == [(True, (B, K))]  # τ' [B, N'] = [B, N]
+    assert (log[1][0] is selecting, log[1][1]) == (True, (B, K))  # a*: midpoints [B, N]
+    assert (log[-1][0] is online, log[-1][1]) == (True, (B, K))  # τ [B, N]
+    log.clear()
+    fn = functools.partial(losses.iqn_td_loss, double_q=double_q, num_target=5, num_select=9)
+    loss, aux = fn(recording(q_fn, log), online, target, batch, hp)
+    shapes = [(p is online, p is target, s) for p, s in log]
+    assert shapes[0] == (False, True, (B, 5))  # the target's N' = 5 levels
+    assert shapes[1] == (double_q, not double_q, (B, 9))  # a* at K = 9 levels
+    assert shapes[-1] == (True, False, (B, K))  # the online network's N levels
+    k_online, k_target = jax.random.split(batch.key)
+    tau, tau_t = jax.random.uniform(k_online, (B, K)), jax.random.uniform(k_target, (B, 5))
+    tau_select = jax.random.uniform(jax.random.fold_in(batch.key, 1), (B, 9))
+    discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
+    selector = reference_selector(
+        jnp.mean(q_fn.outputs(selecting, batch.next_obs, tau_select), -1), batch.next_action_mask
+    )
+    theirs = jax.vmap(rlax.quantile_q_learning, (0, 0, 0, 0, 0, 0, 0, None))(
+        q_fn.outputs(online, batch.obs, tau).transpose(0, 2, 1),
+        tau,
+        batch.action,
+        batch.reward,
+        discount,
+        jnp.broadcast_to(selector[:, None, :], (B, 5, A)),
+        q_fn.outputs(target, batch.next_obs, tau_t).transpose(0, 2, 1),
+        1.0,
+    )
+    np.testing.assert_allclose(loss, jnp.mean(theirs), rtol=1e-5)
+    np.testing.assert_allclose(aux["priority"], theirs, rtol=1e-5)
+    default = losses.iqn_td_loss(q_fn, online, target, batch, hp, double_q=double_q)[0]
+    same = losses.iqn_td_loss(q_fn, online, target, batch, hp, double_q=double_q, num_target=K)
+    assert float(same[0]) == float(default)  # N' = N explicitly: the default's numbers
+
+
+def test_sampled_levels_give_the_mean_of_the_quantile_function_in_expectation():
+    """A known iqn head, Z_τ(a) = c_a + d_a τ⁸: the mean at K = 32 levels τ ~ U(0, 1)
+    (QFunction.mean_at at networks.sample_levels) averages to ∫₀¹ Z_τ dτ = c_a + d_a/9, and
+    its greedy action is the true one, where the mean at 2 midpoints (q̂ of a 2-level head:
+    0.25, 0.75) is biased low and picks the other action."""
+    c, d = jnp.array([0.35, 0.0]), jnp.array([0.0, 4.0])
+
+    def apply(params, obs, tau):
+        values = c[None, None, :] + d[None, None, :] * tau[..., None] ** 8  # [B, T, A]
+        return values.transpose(0, 2, 1).reshape(obs.shape[0], -1)  # ordered (action, τ)
+
+    q_fn = networks.QFunction(apply, networks.Head("iqn", 2))
+    rows, k = 20_000, 32
+    obs = jnp.zeros((rows, 1))
+    sampled = q_fn.mean_at(None, obs, networks.sample_levels(jax.random.key(0), rows, k))
+    assert sampled.shape == (rows, 2)
+    sampled = np.asarray(sampled, np.float64)
+    truth = np.asarray(c + d / 9, np.float64)
+    spread = sampled.std(0) / np.sqrt(rows)
+    assert np.all(np.abs(sampled.mean(0) - truth) < 4 * spread + 1e-6)
+    midpoint = np.asarray(q_fn(None, obs[:1]))[0]
+    np.testing.assert_allclose(midpoint, c + d * (0.25**8 + 0.75**8) / 2, rtol=1e-6)
+    assert np.argmax(truth) == 1 and np.argmax(midpoint) == 0
+    assert np.argmax(sampled.mean(0)) == 1
+    assert 0.6 < np.mean(np.argmax(sampled, -1) == 1) < 0.9  # per decision: noisy

@@ -1,9 +1,11 @@
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import replay, sum_tree
+from qlearn import losses, replay, sum_tree
 from qlearn.types import Transition
 
 
@@ -144,3 +146,131 @@ def test_alpha_zero_is_uniform_replay_with_unit_weights():
     freq = np.bincount(np.asarray(idx), minlength=16) / idx.size
     np.testing.assert_allclose(freq[:10], 0.1, atol=5e-3)
     np.testing.assert_allclose(batch.weight, 1.0, rtol=1e-6)
+
+
+def forcing_words(tree: sum_tree.SumTree, leaf: int) -> list[int]:
+    """The PRNG words that make :func:`qlearn.sum_tree.sample` descend to ``leaf`` (of
+    positive mass): at each node, word 0 takes the lighter child (probability > 0 passes
+    any 32-bit test), word 2³² − 1 the heavier one (it passes none with probability ≤ ½)."""
+    nodes, node, words = np.asarray(tree.nodes), 1, []
+    for level in range(tree.depth):
+        go_left = ((tree.leaves + leaf) >> (tree.depth - 1 - level)) & 1 == 0
+        left_lighter = nodes[2 * node] <= nodes[2 * node + 1]
+        words.append(0 if go_left == left_lighter else 0xFFFFFFFF)
+        node = 2 * node + (0 if go_left else 1)
+    return words
+
+
+def expected_update(buf, gradients, beta, normalise):
+    """E[∇_θ mean_b w_b ℓ_b(θ)] over every ordered batch of B = 2 draws, each drawn by
+    sample_prioritized itself (forced words) and weighted by its probability P(i)P(j); the
+    per-sample loss ℓ_i(θ) = g_i·θ, g_i stored as item i's obs, so ∇ℓ_i = g_i."""
+    n = gradients.shape[0]
+    prob = masses(buf)[:n].astype(np.float64)
+    prob /= prob.sum()
+    total = np.zeros(gradients.shape[1])
+    for idx in itertools.product(range(n), repeat=2):
+        words = jnp.asarray([forcing_words(buf.priorities, i) for i in idx], jnp.uint32)
+        batch, drawn = replay.sample_prioritized(buf, words, beta, normalise)
+        np.testing.assert_array_equal(drawn, idx)
+
+        def loss(theta, batch=batch):
+            return losses.batch_mean(batch.obs @ theta, batch)
+
+        grad = jax.grad(loss)(jnp.zeros(gradients.shape[1]))
+        total += prob[idx[0]] * prob[idx[1]] * np.asarray(grad, np.float64)
+    return total, prob
+
+
+def gradient_buffer(gradients, priority, track_min):
+    """N items whose obs are the per-sample gradients g_i, their priorities set (α = 1, ε = 0:
+    P(i) ∝ priority_i)."""
+    n = gradients.shape[0]
+    stored = items(0, n).replace(obs=jnp.asarray(gradients, jnp.float32))
+    example = jax.tree.map(lambda x: x[0], stored)
+    buf = replay.init(example, n, prioritized=True, track_min=track_min)
+    buf = replay.add(buf, stored)
+    return replay.update_priorities(buf, jnp.arange(n), jnp.asarray(priority), 1.0, 0.0)
+
+
+ZERO_MEAN = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])  # uniform gradient 0
+
+
+def test_batch_normalised_weights_do_not_follow_the_uniform_gradient_at_beta_one():
+    """The review's example, enumerated exactly: N = 3, priorities [1, 2, 10], B = 2, β = 1,
+    w normalised by the batch's max. The uniform gradient mean_i g_i is 0, the expected
+    prioritised update is [−0.544, −0.473] (a float64 formula: E[mean_b w_b g_b / max_b w_b])."""
+    buf = gradient_buffer(ZERO_MEAN, [1.0, 2.0, 10.0], track_min=False)
+    got, prob = expected_update(buf, ZERO_MEAN, 1.0, "batch")
+    weight = 1.0 / (3 * prob)
+    formula = sum(
+        prob[i]
+        * prob[j]
+        * (weight[i] * ZERO_MEAN[i] + weight[j] * ZERO_MEAN[j])
+        / 2
+        / max(weight[i], weight[j])
+        for i, j in itertools.product(range(3), repeat=2)
+    )
+    np.testing.assert_allclose(got, formula, rtol=1e-6)
+    np.testing.assert_allclose(got, [-0.5443787, -0.4733728], rtol=1e-6)  # 92/169, 80/169
+
+
+@pytest.mark.parametrize("gradients", [ZERO_MEAN, np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 2.0]])])
+def test_buffer_normalised_weights_give_the_uniform_gradient_times_a_constant_at_beta_one(
+    gradients,
+):
+    """normalise="buffer" divides by (N·min P)^−β, one number per step: at β = 1 the expected
+    update of the same enumeration is (N·min_j P(j)) · mean_i g_i, here 3/13 times the
+    uniform gradient (0 for the review's example)."""
+    buf = gradient_buffer(gradients, [1.0, 2.0, 10.0], track_min=True)
+    got, prob = expected_update(buf, gradients, 1.0, "buffer")
+    constant = 3 * prob.min()
+    assert constant == pytest.approx(3 / 13)
+    np.testing.assert_allclose(got, constant * gradients.mean(0), atol=1e-7)
+
+
+def test_buffer_normalised_weights_match_numpy_and_never_exceed_one():
+    example = jax.tree.map(lambda x: x[0], items(0, 1))
+    buf = replay.add(replay.init(example, 16, prioritized=True, track_min=True), items(0, 10))
+    priority = jnp.linspace(0.5, 4.5, 10)
+    alpha, beta, eps = 0.7, 0.5, 1e-3
+    buf = replay.update_priorities(buf, jnp.arange(10), priority, alpha, eps)
+    words = jax.random.bits(jax.random.key(0), (5_000, buf.priorities.depth), jnp.uint32)
+    batch, idx = jax.jit(replay.sample_prioritized, static_argnums=3)(buf, words, beta, "buffer")
+    p = (np.asarray(priority, np.float64) + eps) ** alpha
+    prob = p / p.sum()
+    weight = (10 * prob[np.asarray(idx)]) ** -beta / (10 * prob.min()) ** -beta
+    np.testing.assert_allclose(batch.weight, weight, rtol=1e-5)
+    assert float(jnp.max(batch.weight)) <= 1.0
+    with pytest.raises(ValueError, match="track_min=True"):  # a tree without the min tree
+        replay.sample_prioritized(prioritized_buffer(16, 10), words, beta, "buffer")
+    with pytest.raises(ValueError, match="normalise = 'global' must be one of batch, buffer"):
+        replay.sample_prioritized(buf, words, beta, "global")
+
+
+def test_the_min_tree_follows_adds_wraparound_and_skipped_items():
+    example = jax.tree.map(lambda x: x[0], items(0, 1))
+    buf = replay.add(replay.init(example, 8, prioritized=True, track_min=True), items(0, 4))
+    buf = replay.update_priorities(buf, jnp.array([0, 2]), jnp.array([3.0, 0.01]), 1.0, 0.0)
+    buf = replay.add(buf, items(4, 2), False)  # skipped: mass 0, not the min
+    assert float(sum_tree.min_mass(buf.priorities)) == pytest.approx(0.01)
+    buf = replay.add(buf, items(4, 7))  # wraps: slot 2 (the 0.01) overwritten at the max
+    stored = masses(buf)
+    assert stored.min() > 0.01
+    assert float(sum_tree.min_mass(buf.priorities)) == stored.min()
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_repeated_index_sets_max_priority_from_the_mass_it_stored(jit):
+    """A batch that draws item 1 twice with two different |δ|: the tree keeps one of the
+    two masses, and max_priority (what new items get) is the max over the masses actually
+    stored, not the mass of the copy that lost. Both orders, so whichever copy the scatter
+    keeps, one order makes the larger one lose."""
+    update = jax.jit(replay.update_priorities) if jit else replay.update_priorities
+    for priority in ([3.0, 8.0], [8.0, 3.0]):
+        buf = update(prioritized_buffer(8, 4), jnp.array([1, 1]), jnp.array(priority), 1.0, 0.0)
+        stored = masses(buf)[1]
+        assert stored in priority
+        assert float(buf.max_priority) == max(1.0, stored), (priority, stored)
+        buf = replay.add(buf, items(4, 1))  # a new item enters at that mass
+        assert masses(buf)[4] == stored

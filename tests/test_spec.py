@@ -1,5 +1,6 @@
 """The run identity: built once, through JSON and back unchanged, for every format written."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -67,3 +68,29 @@ def test_select_is_one_run_of_the_sweep_and_bad_picks_name_the_ranges():
 def test_bad_counts_are_refused(kwargs, message):
     with pytest.raises(SpecError, match=message):
         make_spec(dqn.DQNConfig(), **kwargs)
+
+
+def test_a_munchausen_spec_written_before_munchausen_next_policy_names_the_same_program():
+    """Before the field, loss=munchausen took π′ from the online network when double_q was
+    on: such a stored spec loads with munchausen_next_policy='online' (and 'target' with
+    double_q off), per compiled group where a static grid overrides double_q; specs that
+    record the field, and other losses, load as written."""
+
+    def stored(config, grid):
+        data = make_spec(config, grid, seeds=1).to_json()
+        data["config"].pop("munchausen_next_policy")
+        return data
+
+    base = dqn.DQNConfig(loss=("huber", "munchausen"))
+    old = Spec.from_json(stored(base, {"loss_index": [0, 1]}))
+    assert old.base_config().munchausen_next_policy == "online"
+    off = dataclasses.replace(base, double_q=False)
+    assert Spec.from_json(stored(off, {})).base_config().munchausen_next_policy == "target"
+    assert Spec.from_json(stored(dqn.DQNConfig(), {})).base_config() == dqn.DQNConfig()
+    grid = Spec.from_json(stored(base, {"double_q": [True, False]}))
+    policies = [g[0].munchausen_next_policy for g in grid.compiled_groups()]
+    assert [g[0].double_q for g in grid.compiled_groups()] == [True, False]
+    assert policies == ["online", "target"]
+    today = make_spec(base, {"double_q": [True, False]}, seeds=1)
+    assert through_json(today) == today  # written with the field: unchanged
+    assert [g[0].munchausen_next_policy for g in today.compiled_groups()] == ["target"] * 2

@@ -76,3 +76,41 @@ def test_sampling_vmaps_over_trees():
     draws = jax.vmap(sum_tree.sample)(trees, words)
     np.testing.assert_array_equal(draws[0], 0)  # the only leaf with mass, per tree
     np.testing.assert_array_equal(draws[1], 3)
+
+
+def numpy_min_tree(leaves: np.ndarray) -> np.ndarray:
+    """The min tree of leaf masses [P]: +inf for a mass of 0, each inner node the min of its
+    children."""
+    size = leaves.size
+    out = np.full(2 * size, np.inf, np.float32)
+    out[size:] = np.where(leaves > 0, leaves, np.inf)
+    for k in range(size - 1, 0, -1):
+        out[k] = min(out[2 * k], out[2 * k + 1])
+    return out
+
+
+@pytest.mark.parametrize("capacity", [1, 5, 8, 1000])
+def test_the_min_tree_is_the_exact_min_of_the_positive_masses(capacity):
+    """With track_min, after overlapping updates (repeated indices, masses set to 0 and
+    back) the min tree equals its numpy recomputation from the stored leaves bit for bit,
+    min_mass is the smallest positive mass, and the sums are what they are without it."""
+    rng = np.random.default_rng(capacity)
+    tree, plain = sum_tree.init(capacity, track_min=True), sum_tree.init(capacity)
+    assert float(sum_tree.min_mass(tree)) == np.inf  # empty
+    update = jax.jit(sum_tree.update)
+    for step in range(6):
+        idx = jnp.asarray(rng.integers(0, capacity, 7))
+        mass = rng.exponential(size=7).astype(np.float32)
+        mass[rng.uniform(size=7) < 0.3] = 0.0  # some slots emptied
+        if step == 0:
+            mass[:] = np.float32(1e-30)  # tiny but positive: still the min
+        tree, plain = update(tree, idx, jnp.asarray(mass)), update(plain, idx, jnp.asarray(mass))
+        leaves = np.asarray(tree.nodes)[tree.leaves :]
+        np.testing.assert_array_equal(np.asarray(tree.mins), numpy_min_tree(leaves))
+        positive = leaves[leaves > 0]
+        expected = positive.min() if positive.size else np.inf
+        assert float(sum_tree.min_mass(tree)) == expected
+    np.testing.assert_array_equal(tree.nodes, plain.nodes)
+    assert plain.mins is None
+    with pytest.raises(ValueError, match="track_min=True"):
+        sum_tree.min_mass(plain)

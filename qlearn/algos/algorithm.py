@@ -22,6 +22,12 @@ def _no_checks(config: Any, hparams: Any) -> None:
     """The default of :attr:`Algorithm.validate_hparams`: nothing to check."""
 
 
+def _no_legacy(config: dict[str, Any]) -> dict[str, Any]:
+    """The default of :attr:`Algorithm.legacy_config`: every field's default keeps the
+    program of a config written before the field existed."""
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
     """One algorithm, as the rest of qlearn sees it."""
@@ -54,6 +60,11 @@ class Algorithm:
     title_field: str | None = None
     """a config field whose value names a run better than :attr:`name` in figure titles
     (tabular: ``algorithm``)."""
+    legacy_config: Callable[[dict[str, Any]], dict[str, Any]] = _no_legacy
+    """stored config values (JSON form: a spec's config, merged with one group's overrides)
+    -> values of config fields added since, where the field's default would NOT keep the
+    program such a spec names (DQN's ``munchausen_next_policy``); :meth:`qlearn.spec.Spec.
+    from_json` applies them so that an old run directory resumes and reproduces."""
 
     def title(self, config: dict[str, Any]) -> str:
         """The algorithm's name in figures, given a spec's config values."""

@@ -160,6 +160,9 @@ class Program:
     noise: Any = None
     """the shapes of a noisy network's noise collection (:class:`~qlearn.networks.NoisyDense`;
     None for a network without noisy layers)."""
+    action_quantiles: int | None = None
+    """K: an ``iqn`` head acts on the mean at K levels τ ~ U(0, 1) drawn per env and step
+    (Dabney et al. 2018b); None: on q̂, its mean at the midpoints τ̂."""
 
     def q_function(self, hp: Any) -> networks.QFunction:
         """q̂ of this program's network and head under hyperparameters ``hp`` (a categorical
@@ -186,9 +189,11 @@ def program(
     progress: ProgressFn | None,
     head: networks.Head = networks.SCALAR,
     noisy: bool = False,
+    action_quantiles: int | None = None,
 ) -> Program:
     """The :class:`Program` of a deep-Q config: its env, Q-network (with ``head``, noisy
-    layers with ``noisy``), resolved ``loss`` and optional ``progress`` callback."""
+    layers with ``noisy``), resolved ``loss``, optional ``progress`` callback and an ``iqn``
+    head's sampled levels to act by (``action_quantiles``, :attr:`Program.action_quantiles`)."""
     env, env_params = make_env(config)
     obs_shape = env.observation_space(env_params).shape
     network = make_network(config, env.action_space(env_params).n, obs_shape, head, noisy)
@@ -196,7 +201,7 @@ def program(
     if noisy:
         shapes = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *obs_shape)))
         noise = networks.split_variables(shapes)[1]
-    return Program(config, env, env_params, network, loss, progress, head, noise)
+    return Program(config, env, env_params, network, loss, progress, head, noise, action_quantiles)
 
 
 def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
@@ -216,22 +221,34 @@ def explore_step(
     """One ε-greedy step of N envs (auto-reset) from a training ``state`` with ``params``,
     ``key``, ``env_state`` and ``obs`` [N, ...]: ``(key', action [N], obs', env_state',
     transition)``. The actions are masked to the available ones where the env has masks. A
-    noisy network acts with fresh noise for each env at each step (a key split off only
-    then, so no other random stream moves)."""
+    noisy network acts with fresh noise for each env at each step, an ``iqn`` head with
+    ``prog.action_quantiles`` = K on its mean at K fresh levels τ per env and step (keys split
+    off only then, so no other random stream moves)."""
     env, env_params, q_fn = prog.env, prog.env_params, prog.q_function(hp)
     num_envs = state.obs.shape[0]
     key, k_act, k_step = jax.random.split(state.key, 3)
     words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
     step_keys = jax.random.split(k_step, num_envs)
     mask = envs.action_masks(env, env_params, state.env_state)
-    if prog.noise is None:
-        q_values = q_fn(state.params, state.obs)
-    else:
+    noise = tau = None
+    if prog.noise is not None:
         key, k_noise = jax.random.split(key)
         noise = networks.sample_noise(prog.noise, k_noise, (num_envs,))
-        q_values = jax.vmap(lambda n, o: q_fn(networks.with_noise(state.params, n), o[None])[0])(
-            noise, state.obs
-        )
+    if prog.action_quantiles is not None:
+        key, k_tau = jax.random.split(key)
+        tau = networks.sample_levels(k_tau, num_envs, prog.action_quantiles)
+
+    def values(params: Any, obs: jax.Array, levels: jax.Array | None) -> jax.Array:
+        return q_fn(params, obs) if levels is None else q_fn.mean_at(params, obs, levels)
+
+    if noise is None:
+        q_values = values(state.params, state.obs, tau)
+    else:
+        q_values = jax.vmap(
+            lambda n, o, t: values(
+                networks.with_noise(state.params, n), o[None], None if t is None else t[None]
+            )[0]
+        )(noise, state.obs, tau)
     action = policies.epsilon_greedy(words, q_values, epsilon, mask)
     obs, env_state, tr = rollout.step_envs(
         env, env_params, step_keys, state.env_state, state.obs, action

@@ -60,15 +60,25 @@ class DQNConfig(envs.EnvConfig):
     n_step: int = config_field(1, "n of n-step returns: replay stores n-step transitions")
     updates_per_train: int = config_field(1, "gradient updates per block")
     network: str = config_field(
-        "mlp", "'mlp', 'linear' (no bias: tabular on one-hot observations) or 'cnn' (MinAtar)"
+        "mlp",
+        "'mlp', 'linear' (no bias: tabular on one-hot observations), 'cnn' (MinAtar: one 3×3 "
+        "conv) or 'nature_cnn' (the Nature DQN's strided convs, for images of at least 36×36)",
     )
-    hidden_sizes: tuple[int, ...] = config_field((128,), "MLP hidden widths")
+    hidden_sizes: tuple[int, ...] = config_field(
+        (128,),
+        "MLP hidden widths (cnn: its dense width is the first; nature_cnn: its dense layers)",
+    )
     activation: str = config_field("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
     layer_norm: bool = config_field(True, "LayerNorm after each hidden layer")
     target_network: bool = config_field(
         True, "bootstrap from a target network (else from θ itself)"
     )
-    double_q: bool = config_field(True, "Double-Q target (built-in losses)")
+    double_q: bool = config_field(
+        True,
+        "Double-Q target (built-in losses; munchausen picks its π′ by munchausen_next_policy). "
+        "With noisy=true the online network selects a* under the same noise it is trained "
+        "with (Fortunato et al. draw a separate one for the selection)",
+    )
     head: str = config_field(
         "scalar",
         "value head: 'scalar', 'categorical' (C51: num_atoms atoms over [v_min, v_max]), "
@@ -84,13 +94,30 @@ class DQNConfig(envs.EnvConfig):
         "NoisyNet (Fortunato et al. 2018): factorised Gaussian noise in the fully connected "
         "layers, σ₀ = hparam noisy_sigma0; fresh noise per env step and per update (online "
         "and target apart); the greedy policy and every metric use the mean network. "
-        "Exploration by noise alone: also set eps_start = eps_end = 0",
+        "ε-greedy stays on (eps_start, eps_end as without noise), where Fortunato et al. use "
+        "ε = 0: for exploration by noise alone set eps_start = eps_end = 0",
     )
     num_atoms: int = config_field(51, "atoms of a categorical head, bins of a histogram one (≥ 2)")
     num_quantiles: int = config_field(
         32,
-        "quantiles of a quantile head, sampled levels of an iqn head (≥ 2; the loss pairs "
-        "them all, N² terms per sample)",
+        "quantiles of a quantile head; for an iqn head N, the levels τ ~ U(0, 1) sampled per "
+        "replayed sample for the online network, and the midpoints τ̂ its q̂ (evaluation, "
+        "metrics) is the mean at (≥ 2; the loss pairs N × N′ terms per sample; Dabney et al. "
+        "2018b: N = 64)",
+    )
+    iqn_target_quantiles: int | None = config_field(
+        None,
+        "iqn head (other heads ignore it): N′, the levels τ′ ~ U(0, 1) sampled per replayed "
+        "sample for the target network (≥ 1; None: N = num_quantiles; Dabney et al. 2018b: "
+        "N′ = 64)",
+    )
+    iqn_action_quantiles: int | None = config_field(
+        None,
+        "iqn head (other heads ignore it): K, the levels τ ~ U(0, 1) drawn afresh per "
+        "decision to choose actions by "
+        "their mean, when acting and for the target's a* (≥ 1; None: the num_quantiles "
+        "midpoints τ̂, deterministic; Dabney et al. 2018b: K = 32). The greedy evaluation and "
+        "the metrics use the midpoints",
     )
     loss: str | LossFn | tuple[str | LossFn, ...] = config_field(
         "huber",
@@ -100,12 +127,28 @@ class DQNConfig(envs.EnvConfig):
         "'package.module:function', a loss function, or a tuple of these (hparam loss_index "
         "picks one: losses compared in one compile)",
     )
+    munchausen_next_policy: str = config_field(
+        "target",
+        "munchausen loss (other losses ignore it): the network whose softmax is π′ at s′: "
+        "'target' (q⁻; Vieillard et "
+        "al. 2020 use the target network for the log-policy bonus at s and for π′) or 'online' "
+        "(q, Double-Q style: what loss=munchausen did with double_q=true before this field)",
+    )
     replay: str = config_field(
         "uniform",
         "'uniform', 'prioritized' (proportional, Schaul et al. 2016: hparams per_alpha, "
-        "per_beta, per_eps; the loss must report aux['priority'], as the built-ins do) or "
+        "per_beta, per_eps, config per_normalise; the loss must report aux['priority'], as "
+        "the built-ins do) or "
         "'coverage' (finite MDPs: uniform replay with a fraction hparam coverage of each batch "
         "drawn from the model at (s, a) uniform over the reachable pairs)",
+    )
+    per_normalise: str = config_field(
+        "batch",
+        "prioritised replay (ignored otherwise): what the importance weights (N·P(i))^−β are "
+        "divided by: 'batch' "
+        "(their max over the batch, as Dopamine; biased even at β = 1) or 'buffer' (their max "
+        "over the buffer, (N·min P)^−β, kept by a min tree: one constant per step, so at β = 1 "
+        "the expected gradient is a positive multiple of uniform replay's)",
     )
     num_evals: int = config_field(20, "evaluation points (metrics have this many time steps)")
     eval_episodes: int = config_field(10, "greedy episodes per evaluation")
@@ -155,6 +198,12 @@ class DQNConfig(envs.EnvConfig):
         deep_q.check_counts(self, ("num_atoms", "num_quantiles"), minimum=2)
         if self.replay not in REPLAYS:
             fail(f"config.replay = '{self.replay}' must be one of {', '.join(REPLAYS)}")
+        if self.per_normalise not in replay.NORMALISATIONS:
+            fail(
+                f"config.per_normalise = '{self.per_normalise}' must be one of "
+                f"{', '.join(replay.NORMALISATIONS)}"
+            )
+        self._validate_iqn()
         if self.replay == "coverage" and not envs.is_finite(self.env_id):
             fail(
                 f"config.replay = 'coverage' draws transitions from the model of a finite MDP "
@@ -167,6 +216,11 @@ class DQNConfig(envs.EnvConfig):
         except ValueError as e:
             fail(str(e))
         loss_names = self.loss if isinstance(self.loss, tuple) else (self.loss,)
+        if self.munchausen_next_policy not in losses.MUNCHAUSEN_NEXT_POLICIES:
+            fail(
+                f"config.munchausen_next_policy = '{self.munchausen_next_policy}' must be one "
+                f"of {', '.join(losses.MUNCHAUSEN_NEXT_POLICIES)}"
+            )
         if "munchausen" in loss_names and deep_q.masks_actions(self):
             fail(
                 f"config.loss = 'munchausen' needs the action mask of each replayed state s "
@@ -195,7 +249,7 @@ class DQNConfig(envs.EnvConfig):
                 f"total_steps = {self.total_steps}"
             )
         try:
-            losses.resolve(self.loss, double_q=self.double_q)
+            losses.resolve(self.loss, **self.loss_options)
         except ValueError as e:
             fail(str(e))
         if self.iters_per_eval < 1:
@@ -205,6 +259,26 @@ class DQNConfig(envs.EnvConfig):
                 f"evaluation interval: it must be ≥ {need} (learning_starts + num_evals × "
                 "train_every × num_envs)"
             )
+
+    def _validate_iqn(self) -> None:
+        """N′ and K: None or integers ≥ 1 (read by an iqn head only, like num_quantiles by
+        quantile heads, so a static grid over heads may set them)."""
+        for name in ("iqn_target_quantiles", "iqn_action_quantiles"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(f"config.{name} = {value!r} must be an integer ≥ 1 or None")
+
+    @property
+    def loss_options(self) -> dict[str, Any]:
+        """The keywords of :func:`qlearn.losses.resolve` this config gives."""
+        return {
+            "double_q": self.double_q,
+            "munchausen_next_policy": self.munchausen_next_policy,
+            "iqn_target_quantiles": self.iqn_target_quantiles,
+            "iqn_action_quantiles": self.iqn_action_quantiles,
+        }
 
     @property
     def value_head(self) -> networks.Head:
@@ -264,7 +338,12 @@ class DQNHParams:
         1, low=1, integer=True, help="gradient updates between target updates"
     )
     huber_delta: float = hparams.field(
-        1.0, low=0, low_open=True, help="Huber threshold κ (huber loss)"
+        1.0,
+        low=0,
+        low_open=True,
+        help="Huber threshold κ (huber and munchausen losses; the quantile Huber loss of qr "
+        "and iqn uses L_κ(u) not divided by κ, as QR-DQN and rlax, where IQN's paper and "
+        "Dopamine divide by κ: the same at κ = 1)",
     )
     max_grad_norm: float = hparams.field(
         10.0, low=0, low_open=True, help="global-norm gradient clipping (inf: none)"
@@ -302,7 +381,12 @@ class DQNHParams:
         "linearly to 1 over total_steps",
     )
     per_eps: float = hparams.field(
-        1e-6, low=0, low_open=True, help="prioritised replay: p_i = |δ_i| + ε"
+        1e-6,
+        low=0,
+        low_open=True,
+        help="prioritised replay: p_i = ℓ_i + ε, ℓ_i the loss's aux['priority']: |δ_i| for "
+        "huber, mse, residual, dqn_reg, munchausen; the sample's cross-entropy for c51, "
+        "hl_gauss, two_hot; its quantile Huber loss for qr, iqn",
     )
     coverage: float = hparams.field(
         0.5,
@@ -399,7 +483,8 @@ def make_train(
       ``divergence_bound`` in the interval); on a finite MDP also the true errors of
       :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value, greedy_return,
       and for the interval's replayed batches ve_replayed and replay_tv), with a
-      categorical or quantile head return_cramer or return_w1 (:func:`ground_truth`), and
+      categorical or quantile head and ``n_step`` = 1 return_cramer or return_w1
+      (:func:`ground_truth`), and
       with noisy layers noise_sigma (the mean |σ| of their noise,
       :func:`qlearn.networks.mean_noise_scale`).
     """
@@ -424,8 +509,10 @@ def make_stages(
     ``train`` is ``run_intervals(key, hp, init(key, hp), 0, num_evals)``, and running the
     intervals in several calls gives the same numbers.
     """
-    loss_fn = losses.resolve(config.loss, double_q=config.double_q)
-    prog = deep_q.program(config, loss_fn, progress, config.value_head, config.noisy)
+    loss_fn = losses.resolve(config.loss, **config.loss_options)
+    prog = deep_q.program(
+        config, loss_fn, progress, config.value_head, config.noisy, config.iqn_action_quantiles
+    )
     return functools.partial(init, prog), functools.partial(run_intervals, prog)
 
 
@@ -461,7 +548,12 @@ def initial_state(prog: deep_q.Program, key: jax.Array, hp: DQNHParams) -> DQNSt
         params=params,
         target_params=params,
         opt_state=make_optimizer(hp).init(params),
-        buffer=replay.init(example, config.buffer_size, prioritized=config.replay == "prioritized"),
+        buffer=replay.init(
+            example,
+            config.buffer_size,
+            prioritized=config.replay == "prioritized",
+            track_min=config.per_normalise == "buffer",
+        ),
         env_state=env_state,
         obs=obs,
         key=k_loop,
@@ -522,8 +614,9 @@ def update(
     xs: dict[str, jax.Array],
 ) -> tuple[DQNState, dict[str, jax.Array]]:
     """One gradient update on the replay batch that the words ``xs["words"]`` [B, words per
-    sample] pick (prioritised: with β annealed from ``per_beta`` to 1 over the run, then the
-    batch's priorities set from the loss's ``aux["priority"]``), then the target update. An
+    sample] pick (prioritised: with β annealed from ``per_beta`` to 1 over the run, the
+    weights normalised as ``per_normalise`` says, then the batch's priorities set from the
+    loss's ``aux["priority"]``), then the target update. An
     ``iqn`` head's ``xs["loss_key"]`` is the batch's ``key`` (the loss's τ); a noisy
     network's ``xs["noise_key"]`` draws the online and the target network's noise; coverage
     replay's ``xs["model_key"]`` draws the model's samples (:func:`coverage_batch`) over the
@@ -544,7 +637,7 @@ def update(
             batch = coverage_batch(prog, hp, truth["reachable"], batch, xs["model_key"])
     else:
         beta = policies.linear_schedule(state.env_steps, hp.per_beta, 1.0, config.total_steps)
-        batch, idx = replay.sample_prioritized(buffer, words, beta)
+        batch, idx = replay.sample_prioritized(buffer, words, beta, config.per_normalise)
     if loss_key is not None:
         batch = batch.replace(key=loss_key)
     bootstrap_params = state.target_params if config.target_network else state.params
@@ -706,19 +799,31 @@ def ground_truth(prog: deep_q.Program, hp: DQNHParams) -> dict[str, jax.Array]:
     or quantile head ``eta`` [S, A, K], the fixed point of the projected distributional
     Bellman operator of the greedy policy of q*
     (:mod:`qlearn.return_distributions`) — the return distributions a distributional
-    Q-learner converges to at best — where rewards are deterministic given (s, a, s')."""
+    Q-learner converges to at best — where rewards are deterministic given (s, a, s').
+
+    The projection is the learner's: C51's onto the head's atoms; for a quantile or iqn head
+    the κ-Huber quantiles at the midpoints, κ = ``hp.huber_delta`` as in the built-in ``qr``
+    and ``iqn`` losses (an iqn head is graded at its midpoints against this N-atom fixed
+    point, not against the fixed point of its continuum of levels). No ``eta`` when
+    ``n_step`` > 1: an n-step target bootstraps after n − 1 behaviour (ε-greedy) actions,
+    uncorrected, so its fixed point Π T_b^(n−1) T^π depends on the behaviour policy b, which
+    moves with ε and the learned Q and is mixed over the replay's ages; the model alone gives
+    no truth to grade it against."""
     if not envs.is_finite(prog.config.env_id):
         return {}
     mdp = prog.env_params
     q_star = dp.value_iteration(mdp, hp.gamma)[0]
     truth = {"q_star": q_star, "reachable": dp.reachable_pairs(mdp)}
-    if prog.head.kind in ("categorical", "quantile", "iqn") and rd.has_deterministic_rewards(mdp):
+    distributional = prog.head.kind in ("categorical", "quantile", "iqn")
+    if distributional and prog.config.n_step == 1 and rd.has_deterministic_rewards(mdp):
         greedy = dp.greedy_policy(q_star, mdp.action_mask)
         if prog.head.kind == "categorical":
             support = prog.q_function(hp).support
             truth["eta"] = rd.categorical_fixed_point(mdp, greedy, hp.gamma, support)
         else:
-            truth["eta"] = rd.quantile_fixed_point(mdp, greedy, hp.gamma, prog.head.size)
+            truth["eta"] = rd.quantile_fixed_point(
+                mdp, greedy, hp.gamma, prog.head.size, kappa=hp.huber_delta
+            )
     return truth
 
 
@@ -740,6 +845,19 @@ def run_intervals(
     return jax.lax.scan(body, state, (eval_keys, index))
 
 
+def legacy_config(config: dict[str, Any]) -> dict[str, Any]:
+    """For a stored config (JSON form) written before a field whose default would change the
+    program it names (:attr:`~qlearn.algos.algorithm.Algorithm.legacy_config`): before
+    ``munchausen_next_policy`` existed, ``loss=munchausen`` took π′ from the online network
+    exactly when ``double_q`` was on, so such a config gets 'online' there, else 'target'."""
+    if "munchausen_next_policy" in config:
+        return {}
+    loss = config.get("loss", "huber")
+    names = loss if isinstance(loss, list | tuple) else [loss]
+    online = "munchausen" in names and bool(config.get("double_q", True))
+    return {"munchausen_next_policy": "online" if online else "target"}
+
+
 ALGORITHM = deep_q.algorithm(
     name="dqn",
     config=DQNConfig,
@@ -747,4 +865,5 @@ ALGORITHM = deep_q.algorithm(
     make_train=make_train,
     validate_hparams=DQNConfig.validate_hparams,
     make_stages=make_stages,
+    legacy_config=legacy_config,
 )

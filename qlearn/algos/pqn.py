@@ -54,9 +54,14 @@ class PQNConfig(envs.EnvConfig):
     total_steps: int = config_field(500_000, "env steps per run (summed over the envs)")
     num_epochs: int = config_field(4, "passes over each rollout")
     num_minibatches: int = config_field(4, "minibatches per epoch (must divide N·T)")
-    network: str = config_field("mlp", "'mlp' or 'cnn' (the MinAtar network)")
+    network: str = config_field(
+        "mlp",
+        "'mlp', 'cnn' (the MinAtar network) or 'nature_cnn' (the Nature DQN's strided convs, "
+        "for images of at least 36×36)",
+    )
     hidden_sizes: tuple[int, ...] = config_field(
-        (128, 128), "MLP hidden widths (cnn: its dense width is the first)"
+        (128, 128),
+        "MLP hidden widths (cnn: its dense width is the first; nature_cnn: its dense layers)",
     )
     activation: str = config_field("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}")
     layer_norm: bool = config_field(True, "LayerNorm after each hidden layer (PQN's stabiliser)")
@@ -88,7 +93,10 @@ class PQNConfig(envs.EnvConfig):
             raise ConfigError(msg)
 
         if self.network == "linear":
-            fail("config.network = 'linear' is for DQN on finite MDPs; PQN takes 'mlp' or 'cnn'")
+            fail(
+                "config.network = 'linear' is for DQN on finite MDPs; PQN takes 'mlp', 'cnn' or "
+                "'nature_cnn'"
+            )
         deep_q.check_shared(self)
         deep_q.check_counts(self, ("rollout_steps", "total_steps", "num_epochs", "num_minibatches"))
         if self.batch_size % self.num_minibatches:

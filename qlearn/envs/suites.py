@@ -258,6 +258,8 @@ to [0, 1]; the symbolic and categorical ones are category ids, for ``one_hot=K``
 def _navix(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backend:
     import navix
 
+    if "observation_fn" in kwargs:  # a function: not hashable into a config, nor JSON
+        raise SuiteError(f"navix:{env_id}: name the observation function: observation=NAME")
     name = kwargs.pop("observation", None)
     if name is not None:
         if name not in NAVIX_OBSERVATIONS:

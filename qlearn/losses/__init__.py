@@ -139,6 +139,8 @@ BUILTIN = (
     "two_hot",
 )
 RETURN_BUILTIN = ("huber", "mse")
+MUNCHAUSEN_NEXT_POLICIES = ("target", "online")
+"""Which network's softmax is π' at s' in the ``munchausen`` loss (:func:`resolve`)."""
 
 HEAD_OF = {
     "huber": "scalar",
@@ -166,7 +168,14 @@ def check_heads(spec: Any, head: str) -> None:
             )
 
 
-def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> LossFn:
+def resolve(
+    spec: str | LossFn | Sequence[str | LossFn],
+    *,
+    double_q: bool,
+    munchausen_next_policy: str = "target",
+    iqn_target_quantiles: int | None = None,
+    iqn_action_quantiles: int | None = None,
+) -> LossFn:
     """The replay loss (:data:`~qlearn.types.LossFn`) a config names.
 
     Args:
@@ -179,17 +188,34 @@ def resolve(spec: str | LossFn | Sequence[str | LossFn], *, double_q: bool) -> L
         ``"package.module:function"``, a loss function itself, or a tuple of these
         (:func:`switch` over them, chosen by ``hparams.loss_index``).
       double_q: target of the semi-gradient and distributional losses (a user loss computes
-        its own target).
+        its own target; ``munchausen`` has its own switch).
+      munchausen_next_policy: the network whose softmax is π' at s' in ``munchausen``:
+        ``"target"`` (Vieillard et al. 2020) or ``"online"`` (the Double-Q-style variant).
+      iqn_target_quantiles: N', the target's sampled levels in ``iqn`` (None: N).
+      iqn_action_quantiles: K, the sampled levels ``iqn`` chooses the target's a* by (None:
+        the head's midpoints).
     """
+    if munchausen_next_policy not in MUNCHAUSEN_NEXT_POLICIES:
+        raise ValueError(
+            f"config.munchausen_next_policy = '{munchausen_next_policy}' must be one of "
+            f"{', '.join(MUNCHAUSEN_NEXT_POLICIES)}"
+        )
     builtin = {
         "huber": functools.partial(semi_gradient_td_loss, regression=huber, double_q=double_q),
         "mse": functools.partial(semi_gradient_td_loss, regression=mse, double_q=double_q),
         "residual": residual_gradient_td_loss,
         "dqn_reg": functools.partial(dqn_reg_loss, double_q=double_q),
-        "munchausen": functools.partial(munchausen_td_loss, double_q=double_q),
+        "munchausen": functools.partial(
+            munchausen_td_loss, double_q=munchausen_next_policy == "online"
+        ),
         "c51": functools.partial(categorical_td_loss, double_q=double_q),
         "qr": functools.partial(quantile_td_loss, double_q=double_q),
-        "iqn": functools.partial(iqn_td_loss, double_q=double_q),
+        "iqn": functools.partial(
+            iqn_td_loss,
+            double_q=double_q,
+            num_target=iqn_target_quantiles,
+            num_select=iqn_action_quantiles,
+        ),
         "hl_gauss": functools.partial(classification_td_loss, encode="hl_gauss", double_q=double_q),
         "two_hot": functools.partial(classification_td_loss, encode="two_hot", double_q=double_q),
     }
@@ -243,6 +269,7 @@ __all__ = [
     "BUILTIN",
     "HEAD_OF",
     "LINEAR_LOSSES",
+    "MUNCHAUSEN_NEXT_POLICIES",
     "REGRESSIONS",
     "RETURN_BUILTIN",
     "LinearBatch",

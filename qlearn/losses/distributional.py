@@ -105,7 +105,11 @@ def quantile_huber_loss(
 
         Σ_i mean_j |τ_i − 1{u_ij < 0}| · L_κ(u_ij),   u_ij = target_j − dist_i,
 
-    L_κ the Huber loss (½u² for |u| ≤ κ, κ(|u| − ½κ) beyond). ``dist`` [N] estimates the
+    L_κ the Huber loss (½u² for |u| ≤ κ, κ(|u| − ½κ) beyond), NOT divided by κ: QR-DQN's
+    ρ^κ_τ and rlax's ``quantile_regression_loss``. IQN's paper (Dabney et al. 2018b) and
+    Dopamine write L_κ(u)/κ; the two agree at κ = 1 (the default) and otherwise differ by a
+    constant factor 1/κ on the loss, its gradient (Adam nearly ignores it, global-norm
+    clipping does not), the priorities and the ``loss`` metric. ``dist`` [N] estimates the
     quantiles ``tau`` [N] of the distribution sampled by ``target`` [N'] (held fixed by the
     caller). Returns a scalar."""
     u = target[None, :] - dist[:, None]
@@ -123,18 +127,24 @@ def quantile_regression_td_loss(
     double_q: bool,
     tau: jax.Array | None = None,
     tau_t: jax.Array | None = None,
+    tau_select: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """What QR-DQN and IQN share: the quantile Huber loss (:func:`quantile_huber_loss`, κ =
-    ``hparams.huber_delta``) of the online values θ(s, a) at the levels ``tau`` [B, N] (None:
-    a quantile head's midpoints τ̂) against the target samples r + γ θ⁻(s', a*) at the levels
-    ``tau_t`` (:func:`qlearn.targets.quantile_q_learning`), held fixed (semi-gradient),
-    averaged over the batch (:func:`batch_mean`). a* maximises the target network's expected
-    value, or with ``double_q`` the online network's, over the actions available at
-    ``next_obs``. Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations;
-    ``priority`` is each sample's loss."""
+    ``hparams.huber_delta``, not divided by κ) of the online values θ(s, a) at the levels
+    ``tau`` [B, N] (None: a quantile head's midpoints τ̂) against the target samples
+    r + γ θ⁻(s', a*) at the levels ``tau_t`` [B, N'] (:func:`qlearn.targets.quantile_q_learning`),
+    held fixed (semi-gradient), averaged over the batch (:func:`batch_mean`). a* maximises the
+    target network's expected value, or with ``double_q`` the online network's, over the
+    actions available at ``next_obs``; the expected value is the head's (q_fn: an iqn head's
+    mean at its midpoints τ̂), or with ``tau_select`` [B, K] the mean of the outputs at those
+    K levels (IQN's sampled action selection). Returns (loss, aux) like
+    :func:`semi_gradient_td_loss`, on expectations; ``priority`` is each sample's loss."""
     discount_t = bootstrap_discount(batch, hparams.gamma)
     dist_t = q_fn.outputs(target_params, batch.next_obs, tau_t)  # [B, A, N']
-    if double_q:
+    if tau_select is not None:  # the mean at K sampled levels, of the selecting network
+        selecting = online_params if double_q else target_params
+        selector = q_fn.mean_at(selecting, batch.next_obs, tau_select)
+    elif double_q:
         selector = q_fn(online_params, batch.next_obs)
     else:  # a quantile head's expectation is the mean of these very quantiles
         selector = jnp.mean(dist_t, -1) if tau_t is None else q_fn(target_params, batch.next_obs)
@@ -181,19 +191,41 @@ def iqn_td_loss(
     hparams: Any,
     *,
     double_q: bool = False,
+    num_target: int | None = None,
+    num_select: int | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """IQN (Dabney et al. 2018b): :func:`quantile_regression_td_loss` of the online values
     Z_τ(s, a; θ) at N levels τ ~ U(0, 1) against the target samples r + γ Z_τ'(s', a*; θ⁻)
-    at N fresh levels τ'; N = ``q_fn.head.size``, the levels drawn per sample from
-    ``batch.key``. a* maximises the head's expectation (the mean at the midpoints τ̂).
+    at N' fresh levels τ', the levels drawn per sample from ``batch.key``: N = ``q_fn.head.size``
+    (DQN's ``num_quantiles``), N' = ``num_target`` (None: N). a* maximises the mean of Z(s', ·)
+    (the target network's, the online one's with ``double_q``): at the head's midpoints τ̂
+    when ``num_select`` is None (deterministic), else at ``num_select`` = K levels τ̃ ~ U(0, 1)
+    drawn per sample, an unbiased estimate of ∫₀¹ Z_τ dτ. The paper uses N = N' = 64, K = 32.
+    The τ, τ' keys are ``jax.random.split(batch.key)`` (whatever N', K), τ̃'s is
+    ``fold_in(batch.key, 1)``.
 
     Returns (loss, aux) like :func:`quantile_td_loss`.
     """
     if batch.key is None:
         raise ValueError("the iqn loss samples quantile levels: it needs batch.key (a PRNG key)")
-    shape = (batch.action.shape[0], q_fn.head.size)
+    size = batch.action.shape[0]
+    num_online = q_fn.head.size
+    num_target = num_online if num_target is None else num_target
     k_online, k_target = jax.random.split(batch.key)
-    tau, tau_t = jax.random.uniform(k_online, shape), jax.random.uniform(k_target, shape)
+    tau = networks.sample_levels(k_online, size, num_online)
+    tau_t = networks.sample_levels(k_target, size, num_target)
+    tau_select = None
+    if num_select is not None:
+        k_select = jax.random.fold_in(batch.key, 1)
+        tau_select = networks.sample_levels(k_select, size, num_select)
     return quantile_regression_td_loss(
-        q_fn, online_params, target_params, batch, hparams, double_q=double_q, tau=tau, tau_t=tau_t
+        q_fn,
+        online_params,
+        target_params,
+        batch,
+        hparams,
+        double_q=double_q,
+        tau=tau,
+        tau_t=tau_t,
+        tau_select=tau_select,
     )

@@ -90,14 +90,26 @@ def munchausen_targets(
         y = r + α·τ·clip(log π(a|s), l₀, 0)
               + discount_t · Σ_a' π'(a'|s') (q⁻(s', a') − τ log π'(a'|s')),
 
-    π = softmax(q⁻(s, ·)/τ) of the target network, π' the same at s' (with ``double_q``:
-    softmax of the online network's q(s', ·)/τ, the values still q⁻), over the actions
-    available at s' (``batch.next_action_mask``); τ = ``hparams.munchausen_tau``, α =
-    ``munchausen_alpha``, l₀ = ``munchausen_clip``, discount_t = γ^steps·(1 − terminated). The
-    soft bootstrap tends to max_a' q⁻(s', a') as τ → 0; α = 0 is soft (entropy-regularised)
-    Q-learning. For an n-step transition the bonus is the first action's only (the
-    intermediate actions are not stored). The softmax at s ranges over every action: replay
-    does not store the action mask of s (DQN refuses this loss on an env with masks)."""
+    π = softmax(q⁻(s, ·)/τ) of the target network, π' the same at s', over the actions
+    available at s' (``batch.next_action_mask``): the paper's target, where the target network
+    gives both. With ``double_q`` π' is instead the softmax of the ONLINE network's q(s', ·)/τ
+    (the values still q⁻), a Double-Q-style variant (DQN's ``munchausen_next_policy =
+    'online'``). τ = ``hparams.munchausen_tau``, α = ``munchausen_alpha``, l₀ =
+    ``munchausen_clip``, discount_t = γ^steps·(1 − terminated). The soft bootstrap tends to
+    max_a' q⁻(s', a') as τ → 0; α = 0 is soft (entropy-regularised) Q-learning.
+
+    n-step transitions (``steps`` = m > 1): r is the stored Σ_{k<m} γᵏ r_k, and the log-policy
+    terms of the intermediate steps are DROPPED (their states and actions are not stored).
+    Unrolling the soft Bellman equation along the stored actions a_0 .. a_{m−1} would give
+
+        Σ_{k<m} γᵏ r_k + α·τ·clip(log π(a_0|s_0), l₀, 0)
+          + Σ_{1≤k<m} γᵏ (α·τ·clip(log π(a_k|s_k), l₀, 0) − τ log π(a_k|s_k))
+          + γᵐ Σ_a' π'(a'|s_m)(q⁻(s_m, a') − τ log π'(a'|s_m)),
+
+    and this target is it without the middle sum (the intermediate Munchausen bonuses and
+    entropy terms), and without an off-policy correction; at m = 1 the two agree. The softmax
+    at s ranges over every action: replay does not store the action mask of s (DQN refuses
+    this loss on an env with masks)."""
     tau = hparams.munchausen_tau
     discount_t = bootstrap_discount(batch, hparams.gamma)
     q_t = q_fn(target_params, batch.next_obs)
@@ -174,8 +186,10 @@ def munchausen_td_loss(
     double_q: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Munchausen DQN (Vieillard et al. 2020): the semi-gradient Huber loss (κ =
-    ``hparams.huber_delta``) on the targets of :func:`munchausen_targets`, held fixed.
-    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    ``hparams.huber_delta``) on the targets of :func:`munchausen_targets`, held fixed; with
+    ``double_q`` False (the default, and the paper's) π' at s' is the target network's, with
+    True the online network's. n-step transitions drop the intermediate log-policy terms
+    (:func:`munchausen_targets`). Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
     td_error, q_tm1, q_sa, y = td_errors(
         q_fn,
         online_params,
