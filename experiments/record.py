@@ -465,6 +465,24 @@ def render_suite_throughput(r: dict[str, Any]) -> str:
     return _table(header, rows, note)
 
 
+def render_optimistic_resets(r: dict[str, Any]) -> str:
+    """benchmarks/optimistic_resets.py: Craftax steps/s with M fresh worlds per step."""
+    header = ["envs N", "fresh worlds per step M", "steps/s", "× auto-reset"]
+    rows = [
+        [
+            f"{row['num_envs']}",
+            "every env (gymnax's auto-reset)" if row["resets"] == 0 else f"{row['resets']}",
+            _si(row["steps_per_second"]),
+            "1" if row["resets"] == 0 else f"{row['vs_auto_reset']:.2f}",
+        ]
+        for row in r["rows"]
+    ]
+    note = (
+        f"`{r['env']}`, one run of N envs, random actions, median of {r['repeats']} calls; {_at(r)}"
+    )
+    return _table(header, rows, note)
+
+
 def render_compare_tasks(r: dict[str, Any]) -> str:
     """experiments/compare_tasks.py: aggregates over tasks and each task's normalisation."""
     methods = list(r["methods"])
@@ -512,12 +530,20 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "weighting_cartpole": render_weighting_cartpole,
     "which_loss_breakout": render_which_loss,
     "suite_throughput": render_suite_throughput,
+    "optimistic_resets": render_optimistic_resets,
     "suites": render_suites,
     "loss_cost_breakout": render_loss_cost,
     "compare_tasks": render_compare_tasks,
 }
 BENCHMARKS = ROOT / "benchmarks" / "results"
-FROM_BENCHMARKS = ("throughput", "peers", "loss_cost", "loss_cost_breakout", "suite_throughput")
+FROM_BENCHMARKS = (
+    "throughput",
+    "peers",
+    "loss_cost",
+    "loss_cost_breakout",
+    "suite_throughput",
+    "optimistic_resets",
+)
 """Blocks rendered from benchmarks/results/ (the others from experiments/results/)."""
 
 
