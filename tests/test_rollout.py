@@ -53,3 +53,30 @@ def test_evaluate_stops_every_episode_at_the_time_limit():
         balance, 0.5, env, env_params, jax.random.key(0), 8
     )
     assert float(got) == 30.0
+
+
+def test_what_an_env_reports_at_an_episodes_end_is_read_from_the_state_it_ended_in():
+    """An env that reports its step counter at an episode's end: each episode's report is its
+    length (its CartPole return), though the loop keeps stepping every env until the slowest
+    ends (the counter runs on after an episode's end) — frozen at the end, not read after."""
+    from gymnax.environments.classic_control.cartpole import CartPole
+
+    class Timed(CartPole):
+        def episode_metrics(self, state):
+            return {"length": state.time.astype(jnp.float32)}
+
+    env, env_params = Timed(), CartPole().default_params
+    key = jax.random.key(3)
+
+    def greedy(_, obs, mask):
+        return jnp.argmax(balance(2.0, obs), axis=-1)  # falls after 180-500 steps
+
+    returns, ends = jax.jit(rollout.episode_outcomes, static_argnums=(0, 1, 4))(
+        greedy, env, env_params, key, 8
+    )
+    assert np.unique(np.asarray(returns)).size > 1  # episodes of different lengths
+    np.testing.assert_array_equal(ends["length"], returns)
+    mean, means = rollout.evaluate_episodes(balance, 2.0, env, env_params, key, 8)
+    np.testing.assert_allclose(means["length"], mean)
+    plain, none = rollout.evaluate_episodes(balance, 2.0, CartPole(), env_params, key, 8)
+    assert none == {} and plain == mean

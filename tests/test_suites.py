@@ -218,6 +218,25 @@ def test_optimistic_resets_share_m_fresh_worlds_and_equal_gymnax_when_m_covers_e
         envs.make("craftax:Craftax-Classic-Symbolic-v1", optimistic_resets=-1)
 
 
+def test_craftax_reports_each_greedy_episodes_achievements_beside_its_return():
+    from craftax.craftax_classic.constants import Achievement
+
+    env, params = envs.make("craftax:Craftax-Classic-Symbolic-v1", max_steps_in_episode=30)
+    weights = jax.random.normal(jax.random.key(0), (1345, env.num_actions))
+
+    def q_fn(w, obs):  # a fixed random linear policy: varied actions
+        return obs @ w
+
+    mean, ends = jax.jit(rollout.evaluate_episodes, static_argnums=(0, 2, 5))(
+        q_fn, weights, env, params, jax.random.key(1), 8
+    )
+    names = {f"achievement_{a.name.lower()}" for a in Achievement}
+    assert set(ends) == names | {"achievements"}
+    rates = np.array([ends[n] for n in sorted(names)])
+    assert np.all((rates >= 0) & (rates <= 1)) and np.isfinite(mean)
+    np.testing.assert_allclose(ends["achievements"], rates.sum(), rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def snake():
     return envs.make("jumanji:Snake-v1")

@@ -284,10 +284,12 @@ def evaluate_interval(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The end of an evaluation interval: the greedy return of ``state.params`` on fresh envs
     (``key``) and the interval's metrics — env_steps, eval_return, train_return,
-    train_episodes, epsilon and the loss metrics of :func:`interval_loss_metrics` of the
-    per-update metrics ``updates``. Returns (eval_return, metrics)."""
+    train_episodes, epsilon, the loss metrics of :func:`interval_loss_metrics` of the
+    per-update metrics ``updates``, and the means over the greedy episodes of what the env
+    reports at an episode's end (:func:`qlearn.algos.rollout.evaluate_episodes`: Craftax's
+    ``achievement_<name>`` rates and ``achievements``). Returns (eval_return, metrics)."""
     config = prog.config
-    eval_return = rollout.evaluate(
+    eval_return, ends = rollout.evaluate_episodes(
         prog.q_function(hp), state.params, prog.env, prog.env_params, key, config.eval_episodes
     )
     metrics = {
@@ -297,6 +299,7 @@ def evaluate_interval(
         "train_episodes": state.episodes.completed_count,
         "epsilon": epsilon_schedule(config, hp)(state.env_steps),
         **interval_loss_metrics(updates, config.divergence_bound),
+        **ends,  # what the env reports of its greedy episodes (Craftax's achievements)
     }
     return eval_return, metrics
 

@@ -101,11 +101,21 @@ def evaluate(
     """Mean undiscounted return of ``num_episodes`` greedy (ε = 0) episodes on fresh envs,
     greedy over the available actions (:func:`qlearn.envs.action_masks`); see
     :func:`episode_returns`."""
+    return evaluate_episodes(q_fn, params, env, env_params, key, num_episodes)[0]
+
+
+def evaluate_episodes(
+    q_fn: QFn, params: Params, env: Any, env_params: Any, key: jax.Array, num_episodes: int
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """:func:`evaluate`'s mean return, and the mean over its episodes of what the env reports
+    of an episode at its end (``env.episode_metrics(state)``, e.g. a Craftax achievement's
+    rate; none for most envs): (mean return [], {name: mean []})."""
 
     def greedy(_: jax.Array, obs: jax.Array, mask: jax.Array | None) -> jax.Array:
         return policies.greedy(q_fn(params, obs), mask)
 
-    return jnp.mean(episode_returns(greedy, env, env_params, key, num_episodes))
+    returns, ends = episode_outcomes(greedy, env, env_params, key, num_episodes)
+    return jnp.mean(returns), {k: jnp.mean(v) for k, v in ends.items()}
 
 
 def random_policy_returns(
@@ -131,7 +141,21 @@ def episode_returns(
     num_episodes: int,
 ) -> jax.Array:
     """[num_episodes] undiscounted returns of the policy ``act(key, obs [N, ...], mask) ->
-    actions [N]`` on fresh envs.
+    actions [N]`` on fresh envs; see :func:`episode_outcomes`."""
+    return episode_outcomes(act, env, env_params, key, num_episodes)[0]
+
+
+def episode_outcomes(
+    act: Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array],
+    env: Any,
+    env_params: Any,
+    key: jax.Array,
+    num_episodes: int,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The undiscounted returns [num_episodes] of the policy ``act(key, obs [N, ...], mask) ->
+    actions [N]`` on fresh envs, and what the env reports of each episode at its end: where
+    the env has ``episode_metrics(state) -> {name: []}``, those of the state each episode ended
+    in ({name: [num_episodes]}), else {}.
 
     Runs until every episode has ended (termination or the env's time limit), so its cost
     follows episode length rather than a fixed horizon. It steps with the env's ``step_env``
@@ -145,21 +169,26 @@ def episode_returns(
     done = jnp.zeros(num_episodes, bool)
     step = jax.vmap(env.step_env, (0, 0, 0, None))
     truncated = jax.vmap(env.is_truncated, (0, None))
+    at_end = jax.vmap(env.episode_metrics) if hasattr(env, "episode_metrics") else None
+    ends = {} if at_end is None else at_end(state)
 
     def cond(carry):
-        *_, done, t = carry
+        *_, done, _, t = carry
         return jnp.logical_and(~jnp.all(done), t <= env_params.max_steps_in_episode)
 
     def body(carry):
-        key, obs, state, returns, done, t = carry
+        key, obs, state, returns, done, ends, t = carry
         keys = jax.random.split(key, num_episodes + 1)  # one draw: next key and N step keys
         mask = envs.action_masks(env, env_params, state)
         action = act(jax.random.fold_in(keys[0], 1), obs, mask)
         obs, state, reward, terminated, _ = step(keys[1:], state, action, env_params)
         returns = returns + jnp.where(done, 0.0, reward.astype(jnp.float32))
-        done = done | terminated | truncated(state, env_params)
-        return keys[0], obs, state, returns, done, t + 1
+        ended = ~done & (terminated | truncated(state, env_params))
+        if at_end is not None:  # the state an episode ends in, kept from then on
+            now = at_end(state)
+            ends = {k: jnp.where(ended, now[k], v) for k, v in ends.items()}
+        return keys[0], obs, state, returns, done | ended, ends, t + 1
 
-    carry = (k_loop, obs, state, zeros, done, jnp.zeros((), jnp.int32))
-    _, _, _, returns, _, _ = jax.lax.while_loop(cond, body, carry)
-    return returns
+    carry = (k_loop, obs, state, zeros, done, ends, jnp.zeros((), jnp.int32))
+    _, _, _, returns, _, ends, _ = jax.lax.while_loop(cond, body, carry)
+    return returns, ends

@@ -95,7 +95,9 @@ class Backend:
 
     reset(key) -> (obs, inner); step(key, inner, action) -> (obs, inner, reward, terminated,
     truncated), never resetting; mask(inner) -> bool [A] or None for an env without masks;
-    extras(inner) -> what ``info`` carries beside (Craftax's ``achievements``), or None.
+    extras(inner) -> what ``info`` carries beside (Craftax's ``achievements``), or None;
+    episode(inner) -> what an episode ending in ``inner`` reports ({name: float32 []},
+    Craftax's achievements), or None.
     ``obs`` is the suite's own observation; :class:`SuiteEnv` makes it float32, scaled from
     0–255 to [0, 1] where ``pixels`` (an RGB image of uint8), or one-hot encoded where
     ``one_hot`` K > 0 (integer category ids in [0, K): [..., C] -> [..., C·K]).
@@ -110,6 +112,7 @@ class Backend:
     pixels: bool = False
     one_hot: int = 0
     extras: Callable[[Any], dict[str, jax.Array]] | None = None
+    episode: Callable[[Any], dict[str, jax.Array]] | None = None
 
     def observe(self, obs: Any) -> jax.Array:
         """The suite's observation as the network sees it (see the class docstring)."""
@@ -179,6 +182,13 @@ class SuiteEnv(Environment):
 
     def is_truncated(self, state: SuiteState, params: SuiteParams) -> jax.Array:
         return state.truncated
+
+    def episode_metrics(self, state: SuiteState) -> dict[str, jax.Array]:
+        """What an episode that ended in ``state`` reports, {name: float32 []}: for Craftax,
+        ``achievement_<name>`` (1 where the episode unlocked it) and ``achievements`` (how
+        many); {} for the other suites. The algorithms log their means over the greedy
+        evaluation episodes beside ``eval_return``."""
+        return {} if self.backend.episode is None else self.backend.episode(state.inner)
 
     def step_batch(
         self, keys: jax.Array, state: SuiteState, action: jax.Array, params: SuiteParams
@@ -394,16 +404,19 @@ def _craftax(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Back
         params = params.replace(max_timesteps=max_steps)
     classic = "Classic" in env_id
     if classic:
-        from craftax.craftax_classic.constants import BlockType
+        from craftax.craftax_classic.constants import Achievement, BlockType
 
         def true_end(state):
             row, col = state.player_position[0], state.player_position[1]
             return (state.player_health <= 0) | (state.map[row, col] == BlockType.LAVA.value)
     else:
+        from craftax.craftax.constants import Achievement
         from craftax.craftax.util.game_logic_utils import has_beaten_boss
 
         def true_end(state):
             return (state.player_health <= 0) | has_beaten_boss(state, env.static_env_params)
+
+    names = tuple(a.name.lower() for a in sorted(Achievement, key=lambda a: a.value))
 
     def reset(key):
         return env.reset_env(key, params)
@@ -420,7 +433,16 @@ def _craftax(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Back
         reset,
         step,
         extras=lambda state: {"achievements": state.achievements},
+        episode=lambda state: _achievements(state.achievements, names),
     )
+
+
+def _achievements(unlocked: jax.Array, names: tuple[str, ...]) -> dict[str, jax.Array]:
+    """Craftax's achievements bool [K] as per-episode metrics: one 0/1 per achievement
+    (``achievement_<name>``) and their count (``achievements``)."""
+    unlocked = unlocked.astype(jnp.float32)
+    rates = {f"achievement_{name}": unlocked[i] for i, name in enumerate(names)}
+    return rates | {"achievements": jnp.sum(unlocked)}
 
 
 JUMANJI_IMAGES = {"Snake-v1": "grid"}
