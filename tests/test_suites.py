@@ -335,40 +335,45 @@ def test_every_single_discrete_jumanji_game_is_served():
     assert JUMANJI_SINGLE_DISCRETE <= set(jumanji_single_discrete())
 
 
-@pytest.mark.parametrize("game", sorted(JUMANJI_SINGLE_DISCRETE))
-def test_every_jumanji_game_steps_and_masked_epsilon_greedy_takes_only_valid_actions(game):
-    """50 masked random steps in 4 envs: every step runs (5 of these games once crashed on
-    their first), the mask comes from the observation the game keeps it in, and ε = 1 over the
-    valid actions never takes a masked one; an episode's end is a termination or a truncation,
-    never both."""
-    env, params = envs.make(f"jumanji:{game}")
-    n = 4
+def masked_random_steps(env, params, num_envs, steps, key):
+    """``steps`` steps of ε = 1 over the valid actions in ``num_envs`` envs through
+    ``rollout.step_envs``: per step the mask acted on, the action taken, and the transition."""
 
     def run(key):
-        obs, state = rollout.reset_envs(env, params, key, n)
+        obs, state = rollout.reset_envs(env, params, key, num_envs)
 
         def body(carry, key):
             obs, state = carry
             k_act, k_env = jax.random.split(key)
             mask = envs.action_masks(env, params, state)
-            words = jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32)
-            action = policies.epsilon_greedy(words, jnp.zeros((n, env.num_actions)), 1.0, mask)
-            valid = jnp.take_along_axis(mask, action[:, None], axis=1)[:, 0]
-            own = jax.vmap(lambda inner: inner[1].observation.action_mask.reshape(-1))(state.inner)
-            offered = jnp.any(own, axis=1)  # a state with no valid action offers every action
-            obs, state, tr = rollout.step_envs(
-                env, params, jax.random.split(k_env, n), state, obs, action
-            )
-            return (obs, state), (valid, offered, own, mask, tr.terminated, tr.truncated)
+            words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
+            q = jnp.zeros((num_envs, env.num_actions))
+            action = policies.epsilon_greedy(words, q, 1.0, mask)
+            keys = jax.random.split(k_env, num_envs)
+            obs, state, tr = rollout.step_envs(env, params, keys, state, obs, action)
+            return (obs, state), (mask, action, tr)
 
-        return jax.lax.scan(body, (obs, state), jax.random.split(key, 50))[1]
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, steps))[1]
 
-    valid, offered, own, mask, term, trunc = jax.tree.map(
-        np.asarray, jax.jit(run)(jax.random.key(0))
-    )
-    assert valid.all()
-    np.testing.assert_array_equal(mask[offered], own[offered])
-    assert not (term & trunc).any()
+    return jax.tree.map(np.asarray, jax.jit(run)(key))
+
+
+@pytest.mark.parametrize("game", sorted(JUMANJI_SINGLE_DISCRETE))
+def test_every_jumanji_game_steps_and_masked_epsilon_greedy_takes_only_valid_actions(game):
+    """50 masked random steps in 4 envs: every step runs (5 of these games once crashed on
+    their first), the mask is the one the game's observation carries, and ε = 1 over the
+    valid actions never takes a masked one; an episode's end is a termination or a truncation,
+    never both."""
+    env, params = envs.make(f"jumanji:{game}")
+    _, state = rollout.reset_envs(env, params, jax.random.key(0), 4)
+    own = np.asarray(state.inner[1].observation.action_mask).reshape(4, -1)
+    mask, action, tr = masked_random_steps(env, params, 4, 50, jax.random.key(0))
+    assert np.take_along_axis(mask, action[..., None], axis=2).all()
+    offered = own.any(axis=1)  # a state with no valid action offers every action
+    np.testing.assert_array_equal(mask[0][offered], own[offered])
+    live = ~(tr.terminated | tr.truncated)[:-1]  # the next state is the one reached
+    np.testing.assert_array_equal(mask[1:][live], tr.next_action_mask[:-1][live])
+    assert not (tr.terminated & tr.truncated).any()
 
 
 def test_jumanji_maze_ends_are_terminations_and_only_the_time_limit_truncates():
@@ -376,28 +381,10 @@ def test_jumanji_maze_ends_are_terminations_and_only_the_time_limit_truncates():
     with a time limit of 6 reaches both kinds of end, and every truncation is at the limit with
     the target not reached."""
     env, params = envs.make("jumanji:Maze-v0", max_steps_in_episode=6)
-    n = 32
-
-    def run(key):
-        obs, state = rollout.reset_envs(env, params, key, n)
-
-        def body(carry, key):
-            obs, state = carry
-            k_act, k_env = jax.random.split(key)
-            mask = envs.action_masks(env, params, state)
-            words = jax.random.bits(k_act, (n, policies.WORDS_PER_DECISION), jnp.uint32)
-            action = policies.epsilon_greedy(words, jnp.zeros((n, env.num_actions)), 1.0, mask)
-            obs, state, tr = rollout.step_envs(
-                env, params, jax.random.split(k_env, n), state, obs, action
-            )
-            return (obs, state), (tr.reward, tr.terminated, tr.truncated, state.time)
-
-        return jax.lax.scan(body, (obs, state), jax.random.split(key, 60))[1]
-
-    reward, term, trunc, _ = jax.tree.map(np.asarray, jax.jit(run)(jax.random.key(1)))
-    assert term.sum() >= 1 and trunc.sum() >= 1
-    assert np.all(reward[trunc] == 0)  # a truncation never reached the target
-    assert np.all(reward[term] == 1)  # no random walk is boxed in here: every end is the target
+    _, _, tr = masked_random_steps(env, params, 32, 60, jax.random.key(1))
+    assert tr.terminated.sum() >= 1 and tr.truncated.sum() >= 1
+    assert np.all(tr.reward[tr.truncated] == 0)  # a truncation never reached the target
+    assert np.all(tr.reward[tr.terminated] == 1)  # no walk is boxed in here: each end is the target
 
 
 def test_a_smaller_time_limit_in_the_params_truncates_there_and_a_larger_one_is_refused():
