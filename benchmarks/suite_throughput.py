@@ -41,15 +41,12 @@ def replay_bytes(env_id: str, buffer_size: int) -> int:
     (the storage of DQN's own initial state, from shapes alone)."""
     import jax
 
-    from qlearn import losses
-    from qlearn.algos import deep_q, dqn
+    from qlearn.algos import dqn
 
     config = dqn.DQNConfig(env_id=env_id, buffer_size=buffer_size, network="mlp")
-    loss_fn = losses.resolve(config.loss, double_q=config.double_q)
-    prog = deep_q.program(config, loss_fn, None, config.value_head, config.noisy)
-    hp = dqn.DQNHParams()
-    state = jax.eval_shape(lambda key: dqn.initial_state(prog, key, hp), jax.random.key(0))
-    return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state.buffer.storage)))
+    init, _ = dqn.make_stages(config)
+    state = jax.eval_shape(init, jax.random.key(0), dqn.DQNHParams())
+    return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state.source.buffer.storage)))
 
 
 def measure(env_id: str, sizes: list[int], repeats: int, buffer_size: int) -> dict:

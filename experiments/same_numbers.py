@@ -146,5 +146,45 @@ _, m = jax.jit(prediction.make_train(cfg))(
     jax.random.key(0), prediction.PredictionHParams(lr=0.01, gamma=0.9)
 )
 put("garnet_pred", m)
+# every DQN and PQN feature in a tiny run (replay kinds, heads, losses, noise, n-step, masks,
+# finite-MDP truth), so a reorganisation of the deep-Q layer is checked beyond the experiments
+tiny = dict(num_envs=2, total_steps=1_200, learning_starts=200, buffer_size=1_000)
+tiny |= dict(batch_size=16, hidden_sizes=(16,), num_evals=2, eval_episodes=2)
+features = {
+    "per_buffer": dict(replay="prioritized", per_normalise="buffer", updates_per_train=2),
+    "per_nstep": dict(replay="prioritized", n_step=3, train_every=2),
+    "noisy_mse": dict(noisy=True, loss="mse", target_network=False),
+    "iqn": dict(
+        head="iqn", loss="iqn", num_quantiles=4, iqn_target_quantiles=3, iqn_action_quantiles=2
+    ),
+    "iqn_noisy": dict(head="iqn", loss="iqn", num_quantiles=4, noisy=True, replay="prioritized"),
+    "qr_dueling": dict(head="quantile", loss="qr", num_quantiles=5, dueling=True),
+    "histogram": dict(head="histogram", loss=("hl_gauss", "two_hot"), num_atoms=11),
+    "c51": dict(head="categorical", loss="c51", num_atoms=11, double_q=False),
+    "scalar_losses": dict(loss=("residual", "dqn_reg", "munchausen")),
+}
+for name, extra in features.items():
+    cfg = dqn.DQNConfig(**tiny, **extra)
+    grid = {"loss_index": list(range(len(cfg.loss)))} if isinstance(cfg.loss, tuple) else None
+    put(f"feature_{name}", sweep.run(cfg, grid, seeds=2, lanes=2).metrics)
+garnet_tiny = dict(env_id="Garnet", env_kwargs={"n_states": 12, "n_actions": 3, "branching": 2})
+garnet_tiny |= dict(max_episode_steps=50, **tiny)
+for name, extra in {
+    "garnet_c51": dict(head="categorical", loss="c51", num_atoms=11),
+    "garnet_qr_nstep": dict(head="quantile", loss="qr", num_quantiles=5, n_step=2),
+    "garnet_coverage": dict(replay="coverage", updates_per_train=2),
+    "garnet_per": dict(replay="prioritized"),
+}.items():
+    cfg = dqn.DQNConfig(**garnet_tiny, **extra)
+    put(f"feature_{name}", sweep.run(cfg, hparams=dqn.DQNHParams(gamma=0.9), seeds=2).metrics)
+masked = dict(env_id="MaximizationBias", max_episode_steps=20, **tiny)
+put("feature_masked_dqn", sweep.run(dqn.DQNConfig(**masked, n_step=2), seeds=2).metrics)
+pqn_tiny = dict(num_envs=4, rollout_steps=16, total_steps=2_048, num_epochs=2, num_minibatches=2)
+pqn_tiny |= dict(hidden_sizes=(16,), num_evals=2, eval_episodes=2)
+cfg = pqn.PQNConfig(**pqn_tiny, loss=("mse", "huber"))
+hp = pqn.PQNHParams(lr_decay=0.5)
+put("feature_pqn_losses", sweep.run(cfg, {"loss_index": [0, 1]}, hparams=hp, seeds=2).metrics)
+cfg = pqn.PQNConfig(**pqn_tiny, env_id="MaximizationBias", max_episode_steps=20)
+put("feature_pqn_masked", sweep.run(cfg, seeds=2).metrics)
 np.savez(out, **res)
 print(len(res), "arrays")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -184,3 +185,39 @@ def describe(cls: type) -> str:
             f"{f.metadata['help']}"
         )
     return "\n".join(lines)
+
+
+@functools.cache
+def extend(base: type, extras: tuple[type, ...]) -> type:
+    """``base``'s hyperparameters class with the fields of each class of ``extras`` appended
+    (a loss's own hyperparameters, :func:`qlearn.losses.declared_hparams`): ``base`` itself
+    when ``extras`` is empty. One class per (base, extras), so equal configs get the same
+    class. Raises :class:`HParamError` where an extra field's name is taken."""
+    if not extras:
+        return base
+    fields = [(f.name, f.type, _copy(f)) for f in dataclasses.fields(base)]
+    for extra in extras:
+        for f in dataclasses.fields(extra):
+            if f.name in {name for name, _, _ in fields}:
+                raise HParamError(
+                    f"hyperparameter '{f.name}' of {extra.__name__} is already one of "
+                    f"{base.__name__}'s (or of another extension's)"
+                )
+            fields.append((f.name, f.type, _copy(f)))
+    name = base.__name__ + "".join("_" + e.__name__ for e in extras)
+    namespace = {"__annotations__": {n: t for n, t, _ in fields}, "__module__": base.__module__}
+    namespace |= {n: f for n, _, f in fields}
+    return struct.dataclass(type(name, (), namespace))
+
+
+def _copy(f: dataclasses.Field) -> Any:
+    """A fresh field with ``f``'s default and metadata (a Field belongs to one class)."""
+    return struct.field(pytree_node=True, default=f.default, metadata=dict(f.metadata))
+
+
+def table_field(table: Mapping[str, Mapping[str, Any]], name: str, **changes: Any) -> Any:
+    """The hyperparameter ``name`` of a module's ``table`` (name -> :func:`field` keywords,
+    ``default`` among them), with ``changes``: the part that reads a hyperparameter declares
+    it once, and each hyperparameters class lists the ones it has, in its own order."""
+    kwargs = dict(table[name]) | changes
+    return field(kwargs.pop("default"), **kwargs)

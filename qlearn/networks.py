@@ -5,7 +5,7 @@ linear networks flatten observations (vector and image both work); the convoluti
 (:class:`ConvQNetwork`: the MinAtar CNN, the Nature DQN CNN) take images [B, H, W, C] (channels
 last, as gymnax's MinAtar and the suites' pixel observations give).
 
-A value **head** (:class:`Head`) says what the A·K outputs mean per action: one value
+A value **head** (:class:`qlearn.heads.Head`) says what the A·K outputs mean per action: one value
 (``scalar``, K = 1), the logits of a categorical distribution over K fixed atoms
 (``categorical``, C51), the logits of K bins of equal width over [v_min, v_max] whose centres
 are the values (``histogram``, for classification losses: HL-Gauss, two-hot) or K quantile
@@ -30,32 +30,43 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from qlearn.heads import SCALAR, Head, Scalar, quantile_midpoints
+
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "swish": nn.swish, "gelu": nn.gelu}
 
 
 # -- value heads --------------------------------------------------------------------------
 
-HEADS = ("scalar", "categorical", "histogram", "quantile", "iqn")
 IQN_COSINES = 64
 """n of the IQN embedding φ(τ) = ReLU(W [cos(π i τ)]_{i<n} + b) (Dabney et al.: 64)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Head:
-    """What a Q-network outputs per action: ``kind`` (one of :data:`HEADS`), ``size`` K, the
-    outputs per action (1 for ``scalar``; atoms, bins or quantiles otherwise), and whether the
-    last layer is ``dueling`` (Wang et al. 2016; per atom or quantile for K > 1, as Rainbow)."""
-
-    kind: str = "scalar"
-    size: int = 1
-    dueling: bool = False
-
-
-SCALAR = Head()
-"""The head of one value per action."""
-
-
 # -- noisy layers (NoisyNet) --------------------------------------------------------------
+
+
+NOISY_FIELDS: dict[str, tuple[Any, str]] = {
+    "noisy": (
+        False,
+        "NoisyNet (Fortunato et al. 2018): factorised Gaussian noise in the fully connected "
+        "layers, σ₀ = hparam noisy_sigma0; fresh noise per env step and per update (online "
+        "and target apart); the greedy policy and every metric use the mean network. "
+        "ε-greedy stays on (eps_start, eps_end as without noise), where Fortunato et al. use "
+        "ε = 0: for exploration by noise alone set eps_start = eps_end = 0",
+    ),
+}
+"""The static field of noisy layers (name -> (default, help)), declared by a config with
+:func:`qlearn.types.table_field`."""
+
+
+NOISY_HPARAMS: dict[str, dict[str, Any]] = {
+    "noisy_sigma0": dict(
+        default=0.5,
+        low=0,
+        help="noisy layers: σ = σ₀/√fan_in at initialisation (Fortunato et al.)",
+    ),
+}
+"""The hyperparameter of noisy layers (name -> :func:`qlearn.hparams.field` keywords),
+declared with :func:`qlearn.hparams.table_field`."""
 
 
 def noise_scale(eps: jax.Array) -> jax.Array:
@@ -185,7 +196,7 @@ def quantile_embedding_layer(
     i = jnp.arange(IQN_COSINES, dtype=jnp.float32)
     phi = nn.relu(nn.Dense(features)(jnp.cos(jnp.pi * i * tau[..., None])))  # [B, T, F]
     joint = (x[:, None, :] * phi).reshape(-1, features)  # [B·T, F]
-    values = output_layer(joint, num_actions, Head("scalar", 1, head.dueling), noisy)
+    values = output_layer(joint, num_actions, Scalar(1, head.dueling), noisy)
     return values.reshape(batch, -1, num_actions).transpose(0, 2, 1).reshape(batch, -1)
 
 
@@ -194,7 +205,7 @@ def last_layer(
 ) -> jax.Array:
     """:func:`quantile_embedding_layer` for an ``iqn`` head (at ``tau`` [B, T], by default
     the ``head.size`` midpoints τ̂), else :func:`output_layer`."""
-    if head is not None and head.kind == "iqn":
+    if head is not None and head.takes_levels:
         if tau is None:
             tau = jnp.broadcast_to(quantile_midpoints(head.size), (x.shape[0], head.size))
         return quantile_embedding_layer(x, tau, num_actions, head, noisy)
@@ -411,7 +422,7 @@ def build(
                     f"config.{name} needs config.network = 'mlp', 'cnn' or 'nature_cnn', "
                     "not 'linear'"
                 )
-        if head.kind == "iqn":
+        if head.takes_levels:
             raise ValueError(
                 "config.head = 'iqn' needs config.network = 'mlp', 'cnn' or 'nature_cnn' "
                 "(features to embed τ into), not 'linear'"
@@ -440,30 +451,6 @@ def build(
 # -- value functions of heads ---------------------------------------------------------------
 
 
-def categorical_support(v_min: Any, v_max: Any, num_atoms: int) -> jax.Array:
-    """The atoms z_k = v_min + k (v_max − v_min) / (K − 1), k = 0..K−1, [K] (C51's fixed
-    support; ``v_min``/``v_max`` may be traced hyperparameters)."""
-    return v_min + (v_max - v_min) * jnp.arange(num_atoms, dtype=jnp.float32) / (num_atoms - 1)
-
-
-def histogram_centres(v_min: Any, v_max: Any, num_bins: int) -> jax.Array:
-    """The centres c_k = v_min + (k + ½)(v_max − v_min) / K of K equal bins over
-    [v_min, v_max], [K] (a histogram head's values)."""
-    width = (v_max - v_min) / num_bins
-    return v_min + width * (jnp.arange(num_bins, dtype=jnp.float32) + 0.5)
-
-
-def sample_levels(key: jax.Array, batch: int, num_levels: int) -> jax.Array:
-    """Quantile levels τ ~ U(0, 1), [batch, num_levels] (IQN's sampled τ)."""
-    return jax.random.uniform(key, (batch, num_levels))
-
-
-def quantile_midpoints(num_quantiles: int) -> jax.Array:
-    """τ̂_i = (2i + 1) / (2N), i = 0..N−1, [N]: the quantile levels a quantile head's outputs
-    estimate (Dabney et al. 2018)."""
-    return (2 * jnp.arange(num_quantiles, dtype=jnp.float32) + 1) / (2 * num_quantiles)
-
-
 @dataclasses.dataclass(frozen=True)
 class QFunction:
     """A Q-network with its value head, callable as a :data:`~qlearn.types.QFn`.
@@ -481,9 +468,10 @@ class QFunction:
 
     def outputs(self, params: Any, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
         """The head's raw outputs [B, A, K]: logits (categorical), quantile values (quantile)
-        or the values themselves (scalar, K = 1). An ``iqn`` head gives the values at the
-        levels ``tau`` [B, T] (K = T), by default at the K = ``head.size`` midpoints τ̂."""
-        if self.head.kind != "iqn":
+        or the values themselves (scalar, K = 1). A head that takes levels (``iqn``) gives
+        the values at the levels ``tau`` [B, T] (K = T), by default at the K = ``head.size``
+        midpoints τ̂."""
+        if not self.head.takes_levels:
             out = self.apply(params, obs)
             return out.reshape(out.shape[0], -1, self.head.size)
         if tau is None:
@@ -496,17 +484,14 @@ class QFunction:
     def mean_at(self, params: Any, obs: jax.Array, tau: jax.Array) -> jax.Array:
         """An ``iqn`` head's mean over the levels ``tau`` [B, T]: (1/T) Σ_t Z_{τ_t}(s, ·),
         [B, A]. At T levels τ_t ~ U(0, 1) it is an unbiased estimate of q̂ = ∫₀¹ Z_τ dτ (IQN's
-        action selection, Dabney et al. 2018b: T = K = 32); see :func:`sample_levels`."""
+        action selection, Dabney et al. 2018b: T = K = 32); see :func:`qlearn.heads.
+        sample_levels`."""
         return jnp.mean(self.outputs(params, obs, tau), axis=-1)
 
     def __call__(self, params: Any, obs: jax.Array) -> jax.Array:
-        """q̂(s, ·) [B, A]: the expected value under the head's distribution — Σ_k softmax(ℓ)_k
-        z_k (categorical, histogram), the mean of the quantiles (quantile), the output itself
-        (scalar); for ``iqn`` the mean at the midpoints τ̂ (a deterministic quadrature of
-        ∫ Z_τ dτ, where Dabney et al. average sampled τ)."""
-        if self.head.kind == "scalar":
-            return self.apply(params, obs)
-        out = self.outputs(params, obs)
-        if self.head.kind in ("categorical", "histogram"):
-            return jax.nn.softmax(out, axis=-1) @ self.support
-        return jnp.mean(out, axis=-1)
+        """q̂(s, ·) [B, A]: the expected value under the head's distribution
+        (:meth:`qlearn.heads.Head.values`) — Σ_k softmax(ℓ)_k z_k (categorical, histogram),
+        the mean of the quantiles (quantile; iqn at its midpoints τ̂, a deterministic
+        quadrature of ∫ Z_τ dτ, where Dabney et al. average sampled τ), the output itself
+        (scalar)."""
+        return self.head.values(self, params, obs)

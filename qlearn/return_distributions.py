@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlearn import networks, targets
+from qlearn import heads, targets
 from qlearn.envs.finite import FiniteMDPParams
 
 
@@ -115,7 +115,7 @@ def quantile_projection(atoms: jax.Array, weights: jax.Array, num_quantiles: int
     ``Chain(5, slip=0.3)`` at γ 0.9, N 32 move by up to 0.15 between float32 and float64)."""
     order = jnp.argsort(atoms)
     cumulative = jnp.cumsum(weights[order])
-    tau = networks.quantile_midpoints(num_quantiles)
+    tau = heads.quantile_midpoints(num_quantiles)
     index = jnp.searchsorted(cumulative, tau * cumulative[-1], side="left")
     return atoms[order][jnp.minimum(index, atoms.shape[0] - 1)]
 
@@ -182,7 +182,7 @@ def huber_quantile_projection(
     kappa = jnp.asarray(kappa, jnp.float32)
     safe = jnp.where(kappa > 0, kappa, 1.0)
     kinks = jnp.sort(jnp.concatenate([atoms - safe, atoms, atoms + safe]))
-    tau = networks.quantile_midpoints(num_quantiles)
+    tau = heads.quantile_midpoints(num_quantiles)
     levels = jax.vmap(huber_quantile, (None, None, 0, None, None))(atoms, weights, tau, safe, kinks)
     return jnp.where(kappa > 0, levels, quantile_projection(atoms, weights, num_quantiles))
 

@@ -160,7 +160,7 @@ def expand(
       SearchError: unknown names, empty value lists, non-numeric hyperparameters, bad
         distributions; HParamError / ConfigError for out-of-range values.
     """
-    hparams_cls = algorithm.hparams
+    hparams_cls = algorithm.hparams_for(config)
     grid = dict(grid or {})
     dist = {k: parse_dist(v) if isinstance(v, str) else v for k, v in (dist or {}).items()}
     _check_inputs(type(config), hparams_cls, grid, dist, n_samples)

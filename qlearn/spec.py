@@ -42,10 +42,11 @@ class SpecError(ValueError):
 
 
 def jsonable(value: Any) -> Any:
-    """A config value as JSON: tuples as lists, functions (user losses) as 'module:name'."""
+    """A config value as JSON: tuples as lists, functions (user losses) as 'module:name', loss
+    records by their names."""
     if isinstance(value, tuple | list):
         return [jsonable(v) for v in value]
-    if callable(value):
+    if callable(value) or isinstance(value, losses.LossRecord):
         return losses.spec_name(value)
     return value
 
@@ -129,7 +130,8 @@ class Spec:
 
     def batched_hparams(self) -> Any:
         """Every configuration's hyperparameters as one batched HParams instance [H]."""
-        return hparams_lib.from_lists(self.algorithm.hparams, self.hparams)
+        hparams_cls = self.algorithm.hparams_for(self.base_config())
+        return hparams_lib.from_lists(hparams_cls, self.hparams)
 
     def compiled_groups(self) -> list[tuple[Any, Any, list[int]]]:
         """Per compiled group: (its static config, its batched hparams [H_g], its
@@ -143,7 +145,8 @@ class Spec:
                 config = algorithm.config(**(self.config | group.overrides))
             idx = list(group.configs)
             lists = {k: [v[i] for i in idx] for k, v in self.hparams.items()}
-            out.append((config, hparams_lib.from_lists(algorithm.hparams, lists), idx))
+            hparams_cls = algorithm.hparams_for(config)
+            out.append((config, hparams_lib.from_lists(hparams_cls, lists), idx))
         return out
 
     def select(self, config: int, seed: int) -> Spec:

@@ -102,3 +102,13 @@ class ConfigError(ValueError):
 def config_field(default: Any, help: str) -> Any:
     """A static config field with a help text (shown by ``qlearn train --help``)."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def table_field(
+    table: dict[str, tuple[Any, str]], name: str, default: Any = dataclasses.MISSING
+) -> Any:
+    """The static config field ``name`` of a module's ``table`` (name -> (default, help)): the
+    part that reads a field declares it once, and each config lists the fields it has, in its
+    own order (which stored specs keep), overriding the default where it differs."""
+    value, text = table[name]
+    return config_field(value if default is dataclasses.MISSING else default, text)

@@ -35,7 +35,8 @@ def test_unknown_names_and_configs_are_errors_that_list_the_known():
 
 def test_optional_capabilities_are_fields_not_probes():
     assert algos.get("dqn").make_stages is dqn.make_stages
-    assert algos.get("pqn").make_stages is None and algos.get("tabular").make_stages is None
+    assert algos.get("pqn").make_stages is pqn.make_stages  # every deep-Q run checkpoints
+    assert algos.get("tabular").make_stages is None
     assert algos.get("tabular").title({"algorithm": "expected_sarsa"}) == "expected sarsa"
     assert algos.get("dqn").title({"env_id": "CartPole-v1"}) == "dqn"
     assert algos.get("pqn").indexed_field("loss_index") == "loss"

@@ -6,7 +6,7 @@ import pytest
 from conftest import TINY
 
 from qlearn import checkpoint, sweep
-from qlearn.algos import dqn, tabular
+from qlearn.algos import dqn, pqn, tabular
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +30,38 @@ def test_a_resumed_run_is_bitwise_the_uninterrupted_run(config, tmp_path):
     assert sorted(metrics) == sorted(ref_metrics)
     for name, ref in ref_metrics.items():
         assert np.asarray(ref).tobytes() == metrics[name].tobytes(), name
-    for a, b in zip(jax.tree.leaves(ref_state.params), jax.tree.leaves(state.params), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(ref_state.learner.params),
+        jax.tree.leaves(state.learner.params),
+        strict=True,
+    ):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     np.testing.assert_array_equal(
         jax.random.key_data(ref_state.key), jax.random.key_data(state.key)
     )
-    np.testing.assert_array_equal(ref_state.buffer.storage.obs, state.buffer.storage.obs)
+    np.testing.assert_array_equal(
+        ref_state.source.buffer.storage.obs, state.source.buffer.storage.obs
+    )
+
+
+def test_a_pqn_run_checkpoints_and_resumes_bitwise(tmp_path):
+    """PQN runs through the same driver as DQN, so it has the same resumable stages: a run
+    stopped after 1 of 2 intervals and finished by a second job is bitwise the run without a
+    stop (metrics and parameters)."""
+    shape = dict(num_envs=4, rollout_steps=16, num_epochs=2, num_minibatches=2)
+    config = pqn.PQNConfig(**shape, total_steps=1_024, hidden_sizes=(16,), num_evals=2)
+    hp = pqn.PQNHParams(lr_decay=0.5)
+    ref_state, ref_metrics = jax.jit(pqn.make_train(config))(sweep.seed_keys(3, 1)[0], hp)
+    checkpoint.train(config, hp, seed=3, directory=tmp_path, every=1, stop_after=1)
+    state, metrics = checkpoint.train(config, hp, seed=3, directory=tmp_path, every=1)
+    for name, ref in ref_metrics.items():
+        assert np.asarray(ref).tobytes() == metrics[name].tobytes(), name
+    for a, b in zip(
+        jax.tree.leaves(ref_state.learner.params),
+        jax.tree.leaves(state.learner.params),
+        strict=True,
+    ):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
 def test_checkpoints_refuse_another_run_and_bad_intervals(config, tmp_path):

@@ -46,9 +46,10 @@ def test_an_explore_step_is_greedy_at_epsilon_zero_and_steps_every_env():
     def q_fn(params, o):
         return jnp.stack([o[:, 0], -o[:, 0]], axis=-1)  # action 0 iff x > 0
 
-    training = SimpleNamespace(params=None, key=jax.random.key(1), env_state=state, obs=obs)
     prog = deep_q.Program(None, env, env_params, SimpleNamespace(apply=q_fn), None, None)
-    key, action, next_obs, _, tr = deep_q.explore_step(prog, None, training, jnp.float32(0.0))
+    key, action, next_obs, _, tr = deep_q.explore_step(
+        prog, None, None, jax.random.key(1), state, obs, jnp.float32(0.0)
+    )
     np.testing.assert_array_equal(action, np.where(obs[:, 0] > 0, 0, 1))
     np.testing.assert_array_equal(tr.action, action)
     np.testing.assert_array_equal(tr.obs, obs)
@@ -71,8 +72,9 @@ def test_a_noisy_network_acts_with_fresh_noise_for_each_env():
         prog = deep_q.program(config, None, None, config.value_head, noisy)
         variables = prog.network.init(jax.random.key(1), obs[:1])
         params, _ = networks.split_variables(variables)
-        training = SimpleNamespace(params=params, key=jax.random.key(2), env_state=state, obs=obs)
-        _, action, _, _, _ = deep_q.explore_step(prog, None, training, jnp.float32(0.0))
+        _, action, _, _, _ = deep_q.explore_step(
+            prog, None, params, jax.random.key(2), state, obs, jnp.float32(0.0)
+        )
         actions[noisy] = np.asarray(action)
     assert np.unique(actions[False]).size == 1
     assert 0.1 < actions[True].mean() < 0.9, actions[True]

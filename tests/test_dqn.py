@@ -9,9 +9,9 @@ import pytest
 from gymnax.environments.classic_control.cartpole import EnvState as CartPoleState
 from user_losses import my_zero_loss
 
-from qlearn import dp, hparams, losses, networks, policies, sum_tree, sweep
+from qlearn import dp, heads, hparams, losses, networks, policies, sum_tree, sweep
 from qlearn import return_distributions as rd
-from qlearn.algos import deep_q, dqn, rollout
+from qlearn.algos import deep_q, dqn, learners, probes, rollout, sources
 from qlearn.types import ConfigError, Transition
 
 
@@ -37,7 +37,7 @@ def test_update_equals_watkins_tabular_q_learning():
             jnp.array([False]),
             jnp.array([1]),
         )
-        params, _, _ = dqn.gradient_step(
+        params, _, _ = learners.gradient_step(
             net.apply, loss_fn, optimizer, params, params, optimizer.init(params), batch, hp
         )
         expected = table.copy()
@@ -120,7 +120,7 @@ def truncating_run(tiny_config):
 
 def test_truncation_stores_true_final_observation(truncating_run):
     config, state, _ = truncating_run
-    buf = state.buffer
+    buf = state.source.buffer
     n = int(buf.size)
     assert n == config.actual_total_steps  # nothing overwritten
     tr = jax.tree.map(lambda x: np.asarray(x[:n]), buf.storage)
@@ -143,8 +143,8 @@ def test_truncation_stores_true_final_observation(truncating_run):
 
 def test_episode_returns_count_completed_episodes_only(truncating_run):
     config, state, metrics = truncating_run
-    n_env, n = config.num_envs, int(state.buffer.size)
-    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.buffer.storage)
+    n_env, n = config.num_envs, int(state.source.buffer.size)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage)
     reward = tr.reward.reshape(-1, n_env)  # [vector step, env]: insertion order
     done = (tr.terminated | tr.truncated).reshape(-1, n_env)
     # interval k ends after this many vector steps
@@ -197,13 +197,13 @@ def test_dqn_acts_and_bootstraps_over_available_actions_only():
     state, _ = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
     _, mdp = deep_q.make_env(config)
     mask = np.asarray(mdp.action_mask)
-    visits = np.asarray(state.visits)
+    visits = np.asarray(state.probes["finite_mdp"].visits)
     assert visits.sum() > 3_000 and visits[~mask].sum() == 0
     assert visits[catalog.MAXBIAS_A][mask[catalog.MAXBIAS_A]].min() > 0
-    stored = jax.tree.map(np.asarray, state.buffer.storage)
+    stored = jax.tree.map(np.asarray, state.source.buffer.storage)
     np.testing.assert_array_equal(
-        stored.next_action_mask[: int(state.buffer.size)],
-        mask[np.argmax(stored.next_obs[: int(state.buffer.size)], -1)],
+        stored.next_action_mask[: int(state.source.buffer.size)],
+        mask[np.argmax(stored.next_obs[: int(state.source.buffer.size)], -1)],
     )
 
 
@@ -231,7 +231,9 @@ def test_user_loss_plugs_in(tiny_config):
     assert np.all(np.isnan(metrics["td_abs"]))  # standard entries it does not report: NaN
     # a zero loss leaves θ at its initial value; θ⁻ tracks it
     jax.tree.map(
-        lambda p, t: np.testing.assert_allclose(p, t, rtol=1e-6), state.params, state.target_params
+        lambda p, t: np.testing.assert_allclose(p, t, rtol=1e-6),
+        state.learner.params,
+        state.learner.target_params,
     )
 
 
@@ -319,13 +321,13 @@ def test_on_a_finite_mdp_the_true_error_is_logged_and_falls(replay):
     # the last interval's replayed loss weights: one per sample for uniform replay, the
     # importance weights (≤ 1) for prioritised; on (s, a) pairs the buffer holds
     samples = config.iters_per_eval * config.updates_per_train * config.batch_size
-    replayed = np.asarray(state.replayed)
+    replayed = np.asarray(state.probes["finite_mdp"].replayed)
     if replay == "uniform":
         assert replayed.sum() == samples
     else:
         assert 0.2 * samples < replayed.sum() < samples
     stored = np.zeros_like(replayed)
-    buffer = state.buffer.storage
+    buffer = state.source.buffer.storage
     np.add.at(stored, (np.asarray(buffer.state_index), np.asarray(buffer.action)), 1)
     assert np.all(stored[replayed > 0] > 0)
     tv = np.asarray(metrics["replay_tv"])
@@ -350,9 +352,9 @@ def test_n_step_replay_stores_discounted_sums_up_to_episode_ends(tiny_config):
     hp = dqn.DQNHParams(gamma=0.9)
     state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(1), hp)
     assert np.all(np.isfinite(metrics["loss"]))
-    n = int(state.buffer.size)
+    n = int(state.source.buffer.size)
     assert n == config.actual_total_steps - 2 * config.num_envs  # the last 2 steps are pending
-    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.buffer.storage)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage)
     np.testing.assert_allclose(tr.reward, [(1 - 0.9**m) / (1 - 0.9) for m in tr.steps], rtol=1e-6)
     short = tr.steps < 3
     assert short.any() and np.all(tr.terminated[short] | tr.truncated[short])
@@ -364,9 +366,9 @@ def test_target_update_moves_the_target_toward_the_online_net_on_its_period():
     online values toward the target's instead)."""
     online, target = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([10.0, 20.0])}
     hp = hparams.to_arrays(dqn.DQNHParams(target_tau=0.25, target_period=2))
-    moved = dqn.update_target(online, target, jnp.int32(4), hp)
+    moved = learners.update_target(online, target, jnp.int32(4), hp)
     np.testing.assert_allclose(moved["w"], [0.75 * 10 + 0.25 * 1, 0.75 * 20 + 0.25 * 2])
-    kept = dqn.update_target(online, target, jnp.int32(3), hp)
+    kept = learners.update_target(online, target, jnp.int32(3), hp)
     np.testing.assert_array_equal(kept["w"], target["w"])
 
 
@@ -403,7 +405,7 @@ def test_optimizer_clips_the_global_norm_before_adam():
     it; unclipped, its second moment would swamp the second gradient."""
     grads = [np.array([300.0, -400.0], np.float32), np.array([-0.3, 0.1], np.float32)]
     hp = hparams.to_arrays(dqn.DQNHParams(lr=0.1, max_grad_norm=1.0))
-    opt = dqn.make_optimizer(hp)
+    opt = learners.make_optimizer(hp)
     params = {"w": jnp.zeros(2)}
     state = opt.init(params)
     expected = numpy_clipped_adam(grads, 0.1, 1.0)
@@ -421,10 +423,10 @@ def test_the_epsilon_schedule_drives_the_actions_inside_the_loop(tiny_config):
     config = dataclasses.replace(tiny_config, buffer_size=4_000)
     hp = dqn.DQNHParams(lr=1e-12, eps_start=1.0, eps_end=0.0, eps_decay_fraction=0.2)
     state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(2), hp)
-    n = int(state.buffer.size)
-    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.buffer.storage)
+    n = int(state.source.buffer.size)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage)
     greedy = np.asarray(
-        jnp.argmax(deep_q.make_network(config, 2, (4,)).apply(state.params, tr.obs), -1)
+        jnp.argmax(deep_q.make_network(config, 2, (4,)).apply(state.learner.params, tr.obs), -1)
     )
     steps = np.arange(n) // config.num_envs * config.num_envs  # env steps before each item
     early, late = steps < 0.05 * config.total_steps, steps >= 0.2 * config.total_steps
@@ -488,12 +490,14 @@ def test_prioritized_replay_trains_and_sweeps_alpha_in_one_compile(tiny_config):
         jax.random.key(0), hparams.to_arrays(hp)
     )
     assert np.all(np.isfinite(m["loss"])) and "priority" not in m
-    size = np.asarray(state.buffer.size)
-    leaves = np.asarray(state.buffer.priorities.nodes)[:, state.buffer.priorities.leaves :]
+    size = np.asarray(state.source.buffer.size)
+    leaves = np.asarray(state.source.buffer.priorities.nodes)[
+        :, state.source.buffer.priorities.leaves :
+    ]
     np.testing.assert_array_equal(leaves[0, : size[0]], 1.0)
     np.testing.assert_array_equal(leaves[:, size[0] :], 0.0)  # no item: no mass
     valid = leaves[1, : size[1]]
-    assert np.unique(valid).size > 100 and valid.max() <= float(state.buffer.max_priority[1])
+    assert np.unique(valid).size > 100 and valid.max() <= float(state.source.buffer.max_priority[1])
     # uniform replay draws other batches: the runs differ from prioritised α = 0
     _, m_uniform = jax.jit(dqn.make_train(tiny_config))(jax.random.key(0), dqn.DQNHParams())
     assert not np.array_equal(m_uniform["loss"], m["loss"][0])
@@ -546,7 +550,7 @@ def test_distributional_dqn_approaches_the_true_return_distributions(head, loss,
     state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
     prog = deep_q.program(config, losses.resolve(loss, double_q=True), None, config.value_head)
     hp = hparams.to_arrays(hp)
-    truth = dqn.ground_truth(prog, hp)
+    truth = probes.ground_truth(prog, hp)
     q_fn, mdp = prog.q_function(hp), prog.env_params
     uniform = jnp.full(mdp.rewards.shape, 1.0 / mdp.rewards.size)
 
@@ -555,8 +559,8 @@ def test_distributional_dqn_approaches_the_true_return_distributions(head, loss,
         found = rd.distance_metrics(head, learned, truth["eta"], uniform, q_fn.support)
         return float(found[metric])
 
-    untrained = distance(dqn.initial_state(prog, jax.random.key(0), hp).params)
-    assert distance(state.params) < fraction * untrained
+    untrained = distance(dqn.make_stages(config)[0](jax.random.key(0), hp).learner.params)
+    assert distance(state.learner.params) < fraction * untrained
     logged = np.asarray(metrics[metric])
     assert np.all(np.isfinite(logged)) and np.all(logged < 1.5 * fraction * untrained), logged
 
@@ -583,7 +587,7 @@ def test_a_noisy_update_differentiates_the_parameters_under_independent_noise():
     q_fn, sgd = prog.q_function(hp), optax.sgd(0.1)
 
     def step(noise):
-        return dqn.gradient_step(
+        return learners.gradient_step(
             q_fn, prog.loss, sgd, params, target, sgd.init(params), batch, hp, noise
         )
 
@@ -629,7 +633,9 @@ def test_noisy_dqn_explores_without_epsilon():
     _, mdp = deep_q.make_env(config)
     q_star, _ = dp.value_iteration(mdp, 0.9)
     best = dp.policy_value(mdp, dp.greedy_policy(q_star), 0.9)
-    pairs = (np.asarray(state.visits) > 0).sum(axis=(-1, -2))  # [σ₀, seed] of 30
+    pairs = (np.asarray(state.probes["finite_mdp"].visits) > 0).sum(
+        axis=(-1, -2)
+    )  # [σ₀, seed] of 30
     final = np.asarray(metrics["greedy_value"])[..., -1]
     assert np.all(pairs[1] >= 27) and np.all(final[1] > 0.99 * best), (pairs, final, best)
     assert np.all(pairs[0] < pairs[1] - 5) and np.all(final[0] < final[1] - 0.5), (pairs, final)
@@ -659,7 +665,7 @@ def test_coverage_batches_draw_reachable_pairs_uniformly_from_the_model():
         state_index=jnp.full(size, -1, jnp.int32),
     )
     reachable = dp.reachable_pairs(mdp)
-    draw = jax.jit(functools.partial(dqn.coverage_batch, prog))
+    draw = jax.jit(functools.partial(sources.coverage_batch, prog))
     hp = dqn.DQNHParams(coverage=1.0)
     b = jax.tree.map(np.asarray, draw(hp, reachable, replayed, jax.random.key(0)))
     s, a = b.state_index, b.action
@@ -704,10 +710,10 @@ def test_coverage_replay_spreads_the_replayed_weight_over_every_reachable_pair()
         sweep.seed_keys(0, 1), hparams.to_arrays(hp)
     )
     reachable = np.asarray(dp.reachable_pairs(deep_q.make_env(config)[1]))
-    replayed = np.asarray(state.replayed)[:, 0]
+    replayed = np.asarray(state.probes["finite_mdp"].replayed)[:, 0]
     assert np.all((replayed[1] > 0) == reachable)
     stored = np.zeros((48, 4))
-    storage = state.buffer.storage
+    storage = state.source.buffer.storage
     np.add.at(stored, (np.asarray(storage.state_index)[0, 0], np.asarray(storage.action)[0, 0]), 1)
     assert np.all(stored[replayed[0] > 0] > 0) and (replayed[0] > 0).sum() < reachable.sum()
     ve_uniform = np.asarray(metrics["ve_uniform"])[:, 0, -1]
@@ -751,7 +757,7 @@ def test_prioritized_replay_normalised_over_the_buffer_keeps_an_exact_min_tree(t
     config = dataclasses.replace(tiny_config, replay="prioritized", per_normalise="buffer")
     state, m = jax.jit(dqn.make_train(config))(jax.random.key(0), dqn.DQNHParams())
     assert np.all(np.isfinite(m["loss"]))
-    tree = state.buffer.priorities
+    tree = state.source.buffer.priorities
     leaves = np.asarray(tree.nodes)[tree.leaves :]
     assert np.unique(leaves).size > 100
     mins = np.asarray(tree.mins)[tree.leaves :]
@@ -761,12 +767,17 @@ def test_prioritized_replay_normalised_over_the_buffer_keeps_an_exact_min_tree(t
     words = jax.random.bits(jax.random.key(1), (config.batch_size, tree.depth), jnp.uint32)
     loss = {}
     for normalise in ("batch", "buffer"):
-        cfg = dataclasses.replace(config, per_normalise=normalise)
-        prog = deep_q.program(cfg, losses.resolve(cfg.loss, **cfg.loss_options), None)
-        step = jax.jit(functools.partial(dqn.update, prog, hp, {}))
-        loss[normalise] = float(step(state, {"words": words})[1]["loss"])
+        parts = dqn.agent(dataclasses.replace(config, per_normalise=normalise)).build(hp)
+
+        def step(state, parts=parts):
+            batch, _ = parts.source.batch(state.source, {"plan": words})
+            return parts.learner.update(state.learner, batch, {})[1].metrics["loss"]
+
+        loss[normalise] = float(jax.jit(step)(state))
     drawn = np.asarray(sum_tree.sample(tree, words))
-    beta = float(policies.linear_schedule(state.env_steps, hp.per_beta, 1.0, config.total_steps))
+    beta = float(
+        policies.linear_schedule(state.source.loop.env_steps, hp.per_beta, 1.0, config.total_steps)
+    )
     ratio = (leaves[leaves > 0].min() / leaves[drawn].min()) ** beta
     assert ratio < 1
     np.testing.assert_allclose(loss["buffer"], ratio * loss["batch"], rtol=1e-5)
@@ -805,17 +816,19 @@ def test_iqn_acts_on_k_sampled_levels_when_asked():
     loss_fn = losses.resolve(config.loss, **config.loss_options)
     prog = deep_q.program(config, loss_fn, None, config.value_head, False, 5)
     hp = hparams.to_arrays(dqn.DQNHParams())
-    state = dqn.initial_state(prog, jax.random.key(0), hp)
+    state = dqn.make_stages(config)[0](jax.random.key(0), hp)
+    params, loop = state.learner.params, state.source.loop
     log = []
     recorded = dataclasses.replace(prog, network=RecordingNetwork(prog.network, log))
-    _, action, *_ = deep_q.explore_step(recorded, hp, state, jnp.float32(0.0))
+    acting = (params, state.key, loop.env_state, loop.obs)
+    _, action, *_ = deep_q.explore_step(recorded, hp, *acting, jnp.float32(0.0))
     assert log == [(2, 5)]
     key = jax.random.split(state.key, 3)[0]
-    tau = networks.sample_levels(jax.random.split(key)[1], 2, 5)
-    values = prog.q_function(hp).mean_at(state.params, state.obs, tau)
+    tau = heads.sample_levels(jax.random.split(key)[1], 2, 5)
+    values = prog.q_function(hp).mean_at(params, loop.obs, tau)
     np.testing.assert_array_equal(action, jnp.argmax(values, -1))
     log.clear()
-    deep_q.explore_step(dataclasses.replace(recorded, action_quantiles=None), hp, state, 0.0)
+    deep_q.explore_step(dataclasses.replace(recorded, action_quantiles=None), hp, *acting, 0.0)
     assert log == [(2, 8)]  # the midpoints
 
 

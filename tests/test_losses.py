@@ -8,7 +8,7 @@ import rlax
 from flax import struct
 from user_losses import my_zero_loss
 
-from qlearn import hparams, losses, networks, targets
+from qlearn import heads, hparams, losses, networks, targets
 from qlearn.types import Transition
 
 
@@ -321,10 +321,10 @@ K = 7  # atoms / quantiles of the distributional tests
 def linear_q_function(kind):
     """A linear Q-network obs [B, 3] -> [B, A·K] with a ``kind`` head: its outputs are
     ``obs @ params``, so a loss's value can be recomputed by hand from the same arrays."""
-    head = networks.Head(kind, 1 if kind == "scalar" else K)
+    head = heads.make(kind, 1 if kind == "scalar" else K)
     support = {
-        "categorical": networks.categorical_support(-3.0, 3.0, K),
-        "histogram": networks.histogram_centres(-3.0, 3.0, K),
+        "categorical": heads.categorical_support(-3.0, 3.0, K),
+        "histogram": heads.histogram_centres(-3.0, 3.0, K),
     }.get(kind)
     return networks.QFunction(lambda p, obs: obs @ p, head, support)
 
@@ -380,7 +380,7 @@ def test_qr_loss_is_the_mean_of_rlax_per_sample_losses(dist_setup, double_q, var
     selector = reference_selector(q_fn(sel_net, batch.next_obs), batch.next_action_mask)
     theirs = jax.vmap(rlax.quantile_q_learning, (0, None, 0, 0, 0, 0, 0, None))(
         dist_tm1.transpose(0, 2, 1),
-        networks.quantile_midpoints(K),
+        heads.quantile_midpoints(K),
         batch.action,
         batch.reward,
         discount,
@@ -462,7 +462,7 @@ def test_quantile_targets_give_rlax_qr_losses_for_q_and_double_q(variant, distri
     batch, actions, n = dist_t.shape
     dist_tm1 = jnp.asarray(rng.normal(size=dist_t.shape), jnp.float32)
     a_tm1 = jnp.asarray(rng.integers(0, actions, batch), jnp.int32)
-    tau = networks.quantile_midpoints(n)
+    tau = heads.quantile_midpoints(n)
     dist_sa = dist_tm1[jnp.arange(batch), a_tm1]
     loss = jax.vmap(losses.quantile_huber_loss, (0, None, 0, None))
     target = variant(jax.vmap(targets.quantile_q_learning))
@@ -648,11 +648,11 @@ def test_munchausen_without_bonus_tends_to_q_learning_as_the_temperature_falls(d
 def iqn_setup(dist_setup):
     """An MLP with an iqn head of K levels, its online and target params, and the batch."""
     *_, batch = dist_setup
-    net = networks.build("mlp", A, (OBS,), hidden_sizes=(6,), head=networks.Head("iqn", K))
+    net = networks.build("mlp", A, (OBS,), hidden_sizes=(6,), head=heads.make("iqn", K))
     k1, k2 = jax.random.split(jax.random.key(11))
     online = net.init(k1, batch.obs, jnp.full((B, K), 0.5))
     target = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(k2, x.shape), online)
-    return networks.QFunction(net.apply, networks.Head("iqn", K)), online, target, batch
+    return networks.QFunction(net.apply, heads.make("iqn", K)), online, target, batch
 
 
 @pytest.mark.parametrize("double_q", [False, True])
@@ -731,7 +731,7 @@ def test_the_quantile_huber_loss_is_not_divided_by_kappa():
     rlax's quantile_regression_loss and κ times IQN's paper's L_κ(u)/κ."""
     rng = np.random.default_rng(0)
     dist, target = (jnp.asarray(rng.normal(scale=3, size=n), jnp.float32) for n in (5, 6))
-    tau = networks.quantile_midpoints(5)
+    tau = heads.quantile_midpoints(5)
     ours = losses.quantile_huber_loss(dist, tau, target, 2.0)
     np.testing.assert_allclose(ours, rlax.quantile_regression_loss(dist, tau, target, 2.0), 1e-6)
     u = np.asarray(target)[None, :] - np.asarray(dist)[:, None]
@@ -798,7 +798,7 @@ def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, d
 
 def test_sampled_levels_give_the_mean_of_the_quantile_function_in_expectation():
     """A known iqn head, Z_τ(a) = c_a + d_a τ⁸: the mean at K = 32 levels τ ~ U(0, 1)
-    (QFunction.mean_at at networks.sample_levels) averages to ∫₀¹ Z_τ dτ = c_a + d_a/9, and
+    (QFunction.mean_at at heads.sample_levels) averages to ∫₀¹ Z_τ dτ = c_a + d_a/9, and
     its greedy action is the true one, where the mean at 2 midpoints (q̂ of a 2-level head:
     0.25, 0.75) is biased low and picks the other action."""
     c, d = jnp.array([0.35, 0.0]), jnp.array([0.0, 4.0])
@@ -807,10 +807,10 @@ def test_sampled_levels_give_the_mean_of_the_quantile_function_in_expectation():
         values = c[None, None, :] + d[None, None, :] * tau[..., None] ** 8  # [B, T, A]
         return values.transpose(0, 2, 1).reshape(obs.shape[0], -1)  # ordered (action, τ)
 
-    q_fn = networks.QFunction(apply, networks.Head("iqn", 2))
+    q_fn = networks.QFunction(apply, heads.make("iqn", 2))
     rows, k = 20_000, 32
     obs = jnp.zeros((rows, 1))
-    sampled = q_fn.mean_at(None, obs, networks.sample_levels(jax.random.key(0), rows, k))
+    sampled = q_fn.mean_at(None, obs, heads.sample_levels(jax.random.key(0), rows, k))
     assert sampled.shape == (rows, 2)
     sampled = np.asarray(sampled, np.float64)
     truth = np.asarray(c + d / 9, np.float64)
@@ -821,3 +821,54 @@ def test_sampled_levels_give_the_mean_of_the_quantile_function_in_expectation():
     assert np.argmax(truth) == 1 and np.argmax(midpoint) == 0
     assert np.argmax(sampled.mean(0)) == 1
     assert 0.6 < np.mean(np.argmax(sampled, -1) == 1) < 0.9  # per decision: noisy
+
+
+def test_a_user_loss_declares_a_hyperparameter_that_is_swept_traced_and_stored(tmp_path):
+    """A loss record with hyperparameters of its own (user_losses.PENALISED), named by its
+    import path: a sweep over its penalty_weight compiles once, each run's loss reads its own
+    value (traced), the weight moves the training loss, the spec stores it, and a spec read
+    back has the same hyperparameters class; out-of-range values are refused by name."""
+    from conftest import TINY
+
+    from qlearn import runs, sweep
+    from qlearn.algos import dqn
+    from qlearn.spec import Spec
+
+    config = dqn.DQNConfig(**TINY, loss="user_losses:PENALISED")
+    algorithm = dqn.ALGORITHM
+    hparams_cls = algorithm.hparams_for(config)
+    assert hparams.names(hparams_cls)[-1] == "penalty_weight"
+    assert algorithm.hparams_for(dqn.DQNConfig(**TINY)) is dqn.DQNHParams
+    run = sweep.run(config, {"penalty_weight": [0.0, 2.0]}, seeds=1, out=tmp_path / "r")
+    seen = np.asarray(run.metrics["weight_seen"])[:, 0, -1]
+    np.testing.assert_array_equal(seen, [0.0, 2.0])
+    loss = np.asarray(run.metrics["loss"])[:, 0]
+    assert np.all(loss[1] > loss[0])  # the penalty is in the loss
+    stored = runs.load(tmp_path / "r").spec
+    assert stored.to_json()["hparams"]["penalty_weight"] == [0.0, 2.0]
+    again = Spec.from_json(stored.to_json())
+    assert type(again.batched_hparams()) is hparams_cls
+    with pytest.raises(hparams.HParamError, match="penalty_weight"):
+        sweep.run(config, {"penalty_weight": [-1.0]}, seeds=1)
+
+
+def test_a_registered_loss_is_one_entry_and_needs_its_head():
+    """register(record) makes its name a config.loss; the head it declares is checked; a
+    name taken by another record is refused."""
+    from qlearn.algos import dqn
+    from qlearn.types import ConfigError
+
+    record = losses.LossRecord(
+        "test_categorical_probe", lambda o: my_zero_loss, head="categorical", summary="test"
+    )
+    losses.register(record)
+    try:
+        assert losses.register(record) is record  # the same record again: no change
+        with pytest.raises(ValueError, match="already registered"):
+            losses.register(losses.LossRecord("test_categorical_probe", lambda o: my_zero_loss))
+        with pytest.raises(ConfigError, match=r"needs config\.head = 'categorical'"):
+            dqn.DQNConfig(loss="test_categorical_probe")
+        config = dqn.DQNConfig(loss="test_categorical_probe", head="categorical")
+        assert losses.resolve(config.loss, **config.loss_options) is my_zero_loss
+    finally:
+        del losses.TABLE["transition"]["test_categorical_probe"]

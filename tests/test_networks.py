@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import networks
+from qlearn import heads, networks
 
 
 def test_mlp_shapes_and_layer_norm():
@@ -71,7 +71,7 @@ def test_the_nature_torso_is_mnih_et_al_s_and_far_smaller_than_minatar_s_on_big_
 
 
 HEAD_CASES = [
-    networks.Head(kind, size, dueling)
+    heads.make(kind, size, dueling)
     for kind, size in (("scalar", 1), ("categorical", 5), ("histogram", 4), ("quantile", 3))
     for dueling in (False, True)
 ]
@@ -90,7 +90,7 @@ def test_the_nature_cnn_takes_every_head_dueling_and_noisy(noisy):
         noise = variables.get("noise", {})
         assert len(noise) == (2 + 1 + head.dueling if noisy else 0), head
     # iqn: the values at the T levels τ it is given, [B, A·T]
-    head = networks.Head("iqn", 4, dueling=True)
+    head = heads.make("iqn", 4, dueling=True)
     net = networks.build("nature_cnn", 3, (36, 40, 3), hidden_sizes=(16,), head=head, noisy=noisy)
     variables = jax.eval_shape(net.init, jax.random.key(1), obs, jnp.full((2, 4), 0.5))
     q_fn = networks.QFunction(net.apply, head)
@@ -191,15 +191,15 @@ def test_q_functions_give_the_expected_value_of_their_heads():
     def apply(p, o):
         return o @ p
 
-    z = networks.categorical_support(-1.0, 2.0, 4)
+    z = heads.categorical_support(-1.0, 2.0, 4)
     np.testing.assert_allclose(z, [-1, 0, 1, 2], atol=1e-6)
-    np.testing.assert_allclose(networks.quantile_midpoints(4), [1 / 8, 3 / 8, 5 / 8, 7 / 8])
+    np.testing.assert_allclose(heads.quantile_midpoints(4), [1 / 8, 3 / 8, 5 / 8, 7 / 8])
     out = np.asarray(obs @ w).reshape(5, 2, 4)
-    categorical = networks.QFunction(apply, networks.Head("categorical", 4), z)
+    categorical = networks.QFunction(apply, heads.make("categorical", 4), z)
     np.testing.assert_allclose(categorical.outputs(w, obs), out, rtol=1e-6)
     probs = np.exp(out) / np.exp(out).sum(-1, keepdims=True)
     np.testing.assert_allclose(categorical(w, obs), probs @ np.asarray(z), rtol=1e-5, atol=1e-6)
-    quantile = networks.QFunction(apply, networks.Head("quantile", 4))
+    quantile = networks.QFunction(apply, heads.make("quantile", 4))
     np.testing.assert_allclose(quantile(w, obs), out.mean(-1), rtol=1e-5, atol=1e-6)
     scalar = networks.QFunction(apply)  # one value per action: the output itself
     np.testing.assert_array_equal(scalar(w, obs), obs @ w)
@@ -208,7 +208,7 @@ def test_q_functions_give_the_expected_value_of_their_heads():
 @pytest.mark.parametrize("size", [1, 5])
 def test_a_dueling_last_layer_is_the_value_plus_centred_advantages(size):
     obs = jax.random.normal(jax.random.key(0), (6, 4))
-    head = networks.Head("categorical" if size > 1 else "scalar", size, dueling=True)
+    head = heads.make("categorical" if size > 1 else "scalar", size, dueling=True)
     net = networks.build("mlp", 3, (4,), hidden_sizes=(8,), head=head)
     params = net.init(jax.random.key(1), obs)
     value_layer, adv_layer = params["params"]["Dense_1"], params["params"]["Dense_2"]
@@ -229,7 +229,7 @@ def test_a_dueling_last_layer_is_the_value_plus_centred_advantages(size):
 
 
 def test_an_iqn_head_gives_the_values_at_the_levels_it_is_given():
-    head = networks.Head("iqn", 8, dueling=True)
+    head = heads.make("iqn", 8, dueling=True)
     net = networks.build("mlp", 3, (4,), hidden_sizes=(16,), head=head)
     obs = jax.random.normal(jax.random.key(0), (5, 4))
     params = net.init(jax.random.key(1), obs, jnp.full((5, 2), 0.5))
@@ -244,7 +244,7 @@ def test_an_iqn_head_gives_the_values_at_the_levels_it_is_given():
     np.testing.assert_allclose(q_fn(params, obs), q_fn.outputs(params, obs).mean(-1), rtol=1e-6)
     np.testing.assert_allclose(
         q_fn.outputs(params, obs),
-        q_fn.outputs(params, obs, jnp.broadcast_to(networks.quantile_midpoints(8), (5, 8))),
+        q_fn.outputs(params, obs, jnp.broadcast_to(heads.quantile_midpoints(8), (5, 8))),
     )
     with pytest.raises(ValueError, match=r"iqn' needs config\.network = 'mlp', 'cnn' or 'nature"):
         networks.build("linear", 3, (4,), head=head.__class__("iqn", 8))
@@ -292,7 +292,7 @@ def test_noisy_networks_sample_their_noise_and_scale_their_sigmas(kind):
     convolutions are not); fresh noise changes the outputs, the mean network is deterministic;
     σ₀ scales only the σ's; a noisy linear network is refused."""
     shape = {"mlp": (4,), "cnn": (10, 10, 4), "nature_cnn": (36, 36, 3)}[kind]
-    head = networks.Head("categorical", 5, dueling=True)
+    head = heads.make("categorical", 5, dueling=True)
     net = networks.build(kind, 3, shape, hidden_sizes=(16,), head=head, noisy=True)
     obs = jax.random.normal(jax.random.key(0), (2, *shape))
     params, zeros = networks.split_variables(net.init(jax.random.key(1), obs))

@@ -50,11 +50,14 @@ def test_the_custom_loss_examples_run_and_their_losses_have_gradients():
 
     section = README.split("## A custom loss", 1)[1].split("\n## ", 1)[0]
     blocks = section.split("```python\n")[1:]
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     scope: dict = {}
     for block in blocks:
         exec(block.split("```", 1)[0], scope)  # the README's own code, as written
     assert callable(scope["train"]) and scope["spec"].num_configs == 2
+    penalty_spec = scope["penalty_spec"]  # the loss's own hyperparameter, swept like lr
+    assert penalty_spec.num_configs == 3 and penalty_spec.hparams["penalty"] == [0.0, 0.01, 0.1]
+    assert type(penalty_spec.batched_hparams()).__name__ == "DQNHParams_PenaltyHParams"
     net = networks.build("mlp", 2, (4,), hidden_sizes=(8,), activation="relu", layer_norm=False)
     obs = jax.random.normal(jax.random.key(0), (8, 4))
     params = net.init(jax.random.key(1), obs[:1])
@@ -79,6 +82,11 @@ def test_the_custom_loss_examples_run_and_their_losses_have_gradients():
     def q_sa(p):
         return jnp.take_along_axis(net.apply(p, obs), action[:, None], -1)[:, 0]
 
+    penalised = scope["penalised_td_loss"]  # its penalty is w · mean q̂², read from hp
+    hp_class = scope["dqn"].ALGORITHM.hparams_for(penalty_spec.base_config())
+    at = {w: penalised(net.apply, params, params, tr, hp_class(penalty=w))[0] for w in (0.0, 0.5)}
+    q_squared = jnp.mean(net.apply(params, obs) ** 2)
+    np.testing.assert_allclose(at[0.5] - at[0.0], 0.5 * q_squared, rtol=1e-5)
     for loss, y in cases:
         weight = jnp.tanh(y - q_sa(params))
         expected = jax.grad(lambda p, w=weight: -jnp.mean(w * q_sa(p)))(params)

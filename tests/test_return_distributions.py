@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from qlearn import dp, envs, hparams, losses, networks, policies, targets
+from qlearn import dp, envs, heads, hparams, losses, policies, targets
 from qlearn import return_distributions as rd
-from qlearn.algos import deep_q, dqn
+from qlearn.algos import deep_q, dqn, probes
 from qlearn.losses.distributional import quantile_huber_loss
 
 GAMMA = 0.9
@@ -50,10 +50,10 @@ def problem(request):
     q_star, _ = dp.value_iteration(mdp, GAMMA)
     policy = policies.epsilon_greedy_probs(q_star, 0.3, mdp.action_mask)
     if request.param == "chain":  # returns γᵏ ∈ [0, 1]; r + γz never leaves [0, 1]
-        support = networks.categorical_support(0.0, 1.0, 101)
+        support = heads.categorical_support(0.0, 1.0, 101)
     else:
         bound = float(np.abs(np.asarray(mdp.transition_rewards)).max()) / (1 - GAMMA)
-        support = networks.categorical_support(-bound, bound, 101)
+        support = heads.categorical_support(-bound, bound, 101)
     returns = monte_carlo_returns(mdp, policy, GAMMA, episodes=4000)
     return mdp, policy, support, returns
 
@@ -108,8 +108,8 @@ def test_distances_match_scipy():
     rng = np.random.default_rng(0)
     for support in (
         jnp.linspace(-2.0, 3.0, 11),
-        networks.categorical_support(90.0, 100.0, 51),
-        networks.categorical_support(-80.2, -79.6, 50),
+        heads.categorical_support(90.0, 100.0, 51),
+        heads.categorical_support(-80.2, -79.6, 50),
     ):
         p, q = rng.dirichlet(np.ones(support.shape[0]), 2).astype(np.float32)
         got = rd.cramer_distance(jnp.asarray(p), jnp.asarray(q), support)
@@ -153,7 +153,7 @@ def test_the_huber_quantile_minimises_the_quantile_huber_loss():
     weights 0, every κ-level; κ = 0 (static or traced) is the plain quantile projection
     exactly, and a κ above the atoms' spread gives the expectiles."""
     rng = np.random.default_rng(3)
-    tau = np.asarray(networks.quantile_midpoints(8), np.float64)
+    tau = np.asarray(heads.quantile_midpoints(8), np.float64)
     project = jax.jit(rd.huber_quantile_projection, static_argnums=2)
     for trial in range(12):
         atoms = rng.normal(size=30).astype(np.float32) * (0.3 if trial % 2 else 3.0)
@@ -187,7 +187,7 @@ def expected_loss_gradient(mdp, policy, gamma, theta, kappa):
     Huber loss (qlearn's) of θ(s, a) at the midpoints against the targets
     r(s, a, S') + γ(1 − term(S'))·θ(S', A'), S' ~ p(·|s, a), A' ~ π(·|S'), [S, A, N]."""
     n_s, n_a, n = theta.shape
-    tau = networks.quantile_midpoints(n)
+    tau = heads.quantile_midpoints(n)
     live = gamma * (1.0 - mdp.terminal.astype(jnp.float32))
 
     def loss(theta_sa, s, a):
@@ -261,11 +261,11 @@ def garnet_program(head, loss, n_step=1):
 
 @pytest.mark.parametrize("kappa", [1.0, 0.3])
 def test_dqn_grades_a_quantile_head_against_the_fixed_point_of_its_huber_kappa(kappa):
-    """dqn.ground_truth's quantile truth is the minimiser of the qr loss with the run's
+    """probes.ground_truth's quantile truth is the minimiser of the qr loss with the run's
     huber_delta: the learner's expected loss has zero gradient there."""
     prog = garnet_program("quantile", "qr")
     hp = hparams.to_arrays(dqn.DQNHParams(gamma=0.8, huber_delta=kappa))
-    eta = dqn.ground_truth(prog, hp)["eta"]
+    eta = probes.ground_truth(prog, hp)["eta"]
     mdp = prog.env_params
     greedy = dp.greedy_policy(dp.value_iteration(mdp, hp.gamma)[0], mdp.action_mask)
     grad = expected_loss_gradient(mdp, greedy, hp.gamma, eta, hp.huber_delta)
@@ -278,8 +278,8 @@ def test_dqn_has_no_distributional_truth_for_n_step_targets(head, loss):
     off-policy returns): with n_step > 1 there is no eta (so no return_w1 / return_cramer),
     while q* stays."""
     hp = hparams.to_arrays(dqn.DQNHParams(gamma=0.8, v_min=-15.0, v_max=15.0))
-    assert "eta" in dqn.ground_truth(garnet_program(head, loss), hp)
-    truth = dqn.ground_truth(garnet_program(head, loss, n_step=2), hp)
+    assert "eta" in probes.ground_truth(garnet_program(head, loss), hp)
+    truth = probes.ground_truth(garnet_program(head, loss, n_step=2), hp)
     assert "eta" not in truth and "q_star" in truth
 
 

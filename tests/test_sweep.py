@@ -266,13 +266,15 @@ def test_final_states_are_kept_per_run_with_padding_and_keys(config):
 
     kept = sweep.run(config, {"lr": [1e-3]}, seeds=3, lanes=LANES, keep_state=True)
     state = kept.final_state
-    assert state.params["params"]["Dense_0"]["kernel"].shape[:2] == (1, 3)
+    assert state.learner.params["params"]["Dense_0"]["kernel"].shape[:2] == (1, 3)
     assert jax.dtypes.issubdtype(state.key.dtype, jax.dtypes.prng_key) and state.key.shape == (1, 3)
-    np.testing.assert_array_equal(np.asarray(state.env_steps), config.actual_total_steps)
+    np.testing.assert_array_equal(
+        np.asarray(state.source.loop.env_steps), config.actual_total_steps
+    )
     alone = sweep.run(config, {"lr": [1e-3]}, seeds=1, base_seed=2, lanes=LANES, keep_state=True)
     np.testing.assert_array_equal(
-        np.asarray(alone.final_state.params["params"]["Dense_0"]["kernel"][0, 0]),
-        np.asarray(state.params["params"]["Dense_0"]["kernel"][0, 2]),
+        np.asarray(alone.final_state.learner.params["params"]["Dense_0"]["kernel"][0, 0]),
+        np.asarray(state.learner.params["params"]["Dense_0"]["kernel"][0, 2]),
     )
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import rlax
 
-from qlearn import networks, targets
+from qlearn import heads, targets
 
 
 def test_q_learning_hand_computed(variant):
@@ -258,7 +258,7 @@ def test_categorical_projection_is_float64_accurate_on_supports_away_from_zero(v
     float32 atoms, within 1e-6 of the float64 projection (one Δz = z₁ − z₀ carried z₀'s
     rounding, times up to K − 1: errors 5e-5, 7.6e-4, 1.3e-3 on the first three); exact
     where the atoms are exactly evenly spaced (the last)."""
-    z = networks.categorical_support(*support)
+    z = heads.categorical_support(*support)
     project = variant(jax.vmap(targets.categorical_projection, (0, 0, None)))
     rng = np.random.default_rng(5)
     lo, hi = support[:2]

@@ -15,11 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from qlearn import hparams as hparams_lib
+
 Metrics = dict[str, np.ndarray]
 
 
 def _no_checks(config: Any, hparams: Any) -> None:
     """The default of :attr:`Algorithm.validate_hparams`: nothing to check."""
+
+
+def _no_extra_hparams(config: Any) -> tuple[type, ...]:
+    """The default of :attr:`Algorithm.extra_hparams`: none."""
+    return ()
 
 
 def _no_legacy(config: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +72,15 @@ class Algorithm:
     -> values of config fields added since, where the field's default would NOT keep the
     program such a spec names (DQN's ``munchausen_next_policy``); :meth:`qlearn.spec.Spec.
     from_json` applies them so that an old run directory resumes and reproduces."""
+
+    extra_hparams: Callable[[Any], tuple[type, ...]] = _no_extra_hparams
+    """config -> the hyperparameter classes its parts declare beyond :attr:`hparams` (a
+    user's loss with hyperparameters of its own); see :meth:`hparams_for`."""
+
+    def hparams_for(self, config: Any) -> type:
+        """The hyperparameters class of runs of ``config``: :attr:`hparams`, with the fields
+        of :attr:`extra_hparams` appended (:func:`qlearn.hparams.extend`)."""
+        return hparams_lib.extend(self.hparams, self.extra_hparams(config))
 
     def title(self, config: dict[str, Any]) -> str:
         """The algorithm's name in figures, given a spec's config values."""

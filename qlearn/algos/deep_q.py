@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlearn import envs, hparams, networks, policies
+from qlearn import envs, heads, hparams, losses, networks, policies
 from qlearn.algos import rollout
 from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, Transition
@@ -33,6 +33,73 @@ pay for moving them to the host."""
 make_env = envs.make_for
 
 
+# -- the shared config and hyperparameters ---------------------------------------------------
+
+NETWORKS_HELP = (
+    "'mlp', 'cnn' (MinAtar: one 3×3 conv) or 'nature_cnn' (the Nature DQN's strided convs, "
+    "for images of at least 36×36)"
+)
+SHARED_FIELDS: dict[str, tuple[Any, str]] = {
+    "num_envs": (10, "parallel training environments N"),
+    "total_steps": (100_000, "env steps per run (summed over the parallel envs)"),
+    "network": ("mlp", NETWORKS_HELP),
+    "hidden_sizes": (
+        (128,),
+        "MLP hidden widths (cnn: its dense width is the first; nature_cnn: its dense layers)",
+    ),
+    "activation": ("relu", f"MLP activation: {', '.join(networks.ACTIVATIONS)}"),
+    "layer_norm": (True, "LayerNorm after each hidden layer (PQN's stabiliser)"),
+    "num_evals": (20, "evaluation points (metrics have this many time steps)"),
+    "eval_episodes": (10, "greedy episodes per evaluation"),
+    "divergence_bound": (1e6, "a run with |Q| above this (or NaN/inf) is diverged"),
+}
+"""The static fields every deep-Q config has: name -> (default, help), declared by each config
+with :func:`qlearn.types.table_field`."""
+
+
+SHARED_HPARAMS: dict[str, dict[str, Any]] = {
+    "lr": dict(default=1e-3, low=0, low_open=True, help="Adam step size"),
+    "gamma": dict(default=0.99, low=0, high=1, help="discount γ"),
+    "eps_start": dict(default=1.0, low=0, high=1, help="initial ε"),
+    "eps_end": dict(default=0.05, low=0, high=1, help="final ε"),
+    "eps_decay_fraction": dict(
+        default=0.2, low=0, high=1, help="fraction of total_steps over which ε decays linearly"
+    ),
+    "max_grad_norm": dict(
+        default=10.0, low=0, low_open=True, help="global-norm gradient clipping (inf: none)"
+    ),
+    "huber_delta": dict(default=1.0, low=0, low_open=True, help="Huber threshold κ"),
+    "loss_index": dict(
+        default=0, low=0, integer=True, help="which loss of a tuple config.loss to train with"
+    ),
+}
+"""The hyperparameters every deep-Q algorithm has: name -> :func:`qlearn.hparams.field`
+keywords, declared by each hyperparameters class with :func:`qlearn.hparams.table_field`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepQConfig(envs.EnvConfig):
+    """What every deep-Q config does on construction: normalise the fields given as lists
+    (``hidden_sizes``, a tuple ``loss``, ``env_kwargs``) and validate (``_validate``,
+    raising :class:`~qlearn.types.ConfigError` naming the field); and what its hyperparameters
+    are checked against before anything compiles (:meth:`validate_hparams`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
+        if isinstance(self.loss, list):
+            object.__setattr__(self, "loss", tuple(self.loss))
+        object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
+        self._validate()
+
+    def _validate(self) -> None:
+        raise NotImplementedError
+
+    def validate_hparams(self, hp: Any) -> None:
+        """Checks of hyperparameters against this config (before anything compiles): the
+        ``loss_index`` of a tuple of losses."""
+        check_loss_index(self, hp)
+
+
 # -- config checks ------------------------------------------------------------------------
 
 
@@ -45,7 +112,7 @@ def check_counts(config: Any, names: tuple[str, ...], minimum: int = 1) -> None:
             raise ConfigError(f"config.{name} = {value!r} must be an integer ≥ {minimum}")
 
 
-def check_shared(config: Any, head: networks.Head = networks.SCALAR, noisy: bool = False) -> None:
+def check_shared(config: Any, head: heads.Head = heads.SCALAR, noisy: bool = False) -> None:
     """The checks of the fields every deep-Q config has: the env (its id, builder arguments,
     time limit and discrete action space), the counts of envs and evaluations, the network for
     its observations (activation, widths) and the divergence bound."""
@@ -74,7 +141,7 @@ def check_shared(config: Any, head: networks.Head = networks.SCALAR, noisy: bool
         raise ConfigError(f"config.divergence_bound = {config.divergence_bound} must be > 0")
 
 
-def check_network(config: Any, head: networks.Head = networks.SCALAR, noisy: bool = False) -> None:
+def check_network(config: Any, head: heads.Head = heads.SCALAR, noisy: bool = False) -> None:
     """Raise ConfigError unless the env has discrete actions and ``config.network`` (with
     ``head``, noisy or not) suits its observations."""
     env, env_params = make_env(config)
@@ -125,7 +192,7 @@ def make_network(
     config: Any,
     num_actions: int,
     obs_shape: tuple[int, ...] = (),
-    head: networks.Head = networks.SCALAR,
+    head: heads.Head = heads.SCALAR,
     noisy: bool = False,
 ) -> Any:
     """The Q-network of a deep-Q config (see :func:`qlearn.networks.build`): A·K outputs for
@@ -156,7 +223,7 @@ class Program:
     """the resolved loss (DQN: a :data:`~qlearn.types.LossFn`; PQN: a
     :data:`~qlearn.types.ReturnLossFn`)."""
     progress: ProgressFn | None
-    head: networks.Head = networks.SCALAR
+    head: heads.Head = heads.SCALAR
     noise: Any = None
     """the shapes of a noisy network's noise collection (:class:`~qlearn.networks.NoisyDense`;
     None for a network without noisy layers)."""
@@ -167,12 +234,7 @@ class Program:
     def q_function(self, hp: Any) -> networks.QFunction:
         """q̂ of this program's network and head under hyperparameters ``hp`` (a categorical
         head's atoms and a histogram head's bins span [hp.v_min, hp.v_max])."""
-        support = None
-        if self.head.kind == "categorical":
-            support = networks.categorical_support(hp.v_min, hp.v_max, self.head.size)
-        elif self.head.kind == "histogram":
-            support = networks.histogram_centres(hp.v_min, hp.v_max, self.head.size)
-        return networks.QFunction(self.network.apply, self.head, support)
+        return networks.QFunction(self.network.apply, self.head, self.head.support(hp))
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
@@ -187,7 +249,7 @@ def program(
     config: Any,
     loss: Callable,
     progress: ProgressFn | None,
-    head: networks.Head = networks.SCALAR,
+    head: heads.Head = heads.SCALAR,
     noisy: bool = False,
     action_quantiles: int | None = None,
 ) -> Program:
@@ -216,44 +278,48 @@ def epsilon_schedule(config: Any, hp: Any) -> Callable[[jax.Array], jax.Array]:
 
 
 def explore_step(
-    prog: Program, hp: Any, state: Any, epsilon: jax.Array
+    prog: Program,
+    hp: Any,
+    params: Any,
+    key: jax.Array,
+    env_state: Any,
+    obs: jax.Array,
+    epsilon: jax.Array,
 ) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition]:
-    """One ε-greedy step of N envs (auto-reset) from a training ``state`` with ``params``,
-    ``key``, ``env_state`` and ``obs`` [N, ...]: ``(key', action [N], obs', env_state',
+    """One ε-greedy step of N envs (auto-reset) in ``env_state`` from observations ``obs``
+    [N, ...] with the Q-network's ``params``: ``(key', action [N], obs', env_state',
     transition)``. The actions are masked to the available ones where the env has masks. A
     noisy network acts with fresh noise for each env at each step, an ``iqn`` head with
     ``prog.action_quantiles`` = K on its mean at K fresh levels τ per env and step (keys split
     off only then, so no other random stream moves)."""
     env, env_params, q_fn = prog.env, prog.env_params, prog.q_function(hp)
-    num_envs = state.obs.shape[0]
-    key, k_act, k_step = jax.random.split(state.key, 3)
+    num_envs = obs.shape[0]
+    key, k_act, k_step = jax.random.split(key, 3)
     words = jax.random.bits(k_act, (num_envs, policies.WORDS_PER_DECISION), jnp.uint32)
     step_keys = jax.random.split(k_step, num_envs)
-    mask = envs.action_masks(env, env_params, state.env_state)
+    mask = envs.action_masks(env, env_params, env_state)
     noise = tau = None
     if prog.noise is not None:
         key, k_noise = jax.random.split(key)
         noise = networks.sample_noise(prog.noise, k_noise, (num_envs,))
     if prog.action_quantiles is not None:
         key, k_tau = jax.random.split(key)
-        tau = networks.sample_levels(k_tau, num_envs, prog.action_quantiles)
+        tau = heads.sample_levels(k_tau, num_envs, prog.action_quantiles)
 
-    def values(params: Any, obs: jax.Array, levels: jax.Array | None) -> jax.Array:
-        return q_fn(params, obs) if levels is None else q_fn.mean_at(params, obs, levels)
+    def values(p: Any, o: jax.Array, levels: jax.Array | None) -> jax.Array:
+        return q_fn(p, o) if levels is None else q_fn.mean_at(p, o, levels)
 
     if noise is None:
-        q_values = values(state.params, state.obs, tau)
+        q_values = values(params, obs, tau)
     else:
         q_values = jax.vmap(
             lambda n, o, t: values(
-                networks.with_noise(state.params, n), o[None], None if t is None else t[None]
+                networks.with_noise(params, n), o[None], None if t is None else t[None]
             )[0]
-        )(noise, state.obs, tau)
+        )(noise, obs, tau)
     action = policies.epsilon_greedy(words, q_values, epsilon, mask)
-    obs, env_state, tr = rollout.step_envs(
-        env, env_params, step_keys, state.env_state, state.obs, action
-    )
-    return key, action, obs, env_state, tr
+    next_obs, env_state, tr = rollout.step_envs(env, env_params, step_keys, env_state, obs, action)
+    return key, action, next_obs, env_state, tr
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -280,24 +346,30 @@ def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, ja
 
 
 def evaluate_interval(
-    prog: Program, hp: Any, state: Any, key: jax.Array, updates: dict[str, jax.Array]
+    prog: Program,
+    hp: Any,
+    params: Any,
+    loop: Any,
+    key: jax.Array,
+    updates: dict[str, jax.Array],
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The end of an evaluation interval: the greedy return of ``state.params`` on fresh envs
-    (``key``) and the interval's metrics — env_steps, eval_return, train_return,
+    """The end of an evaluation interval: the greedy return of ``params`` on fresh envs
+    (``key``) and the interval's metrics, with ``loop`` the training envs'
+    :class:`~qlearn.algos.sources.EnvLoop` — env_steps, eval_return, train_return,
     train_episodes, epsilon, the loss metrics of :func:`interval_loss_metrics` of the
     per-update metrics ``updates``, and the means over the greedy episodes of what the env
     reports at an episode's end (:func:`qlearn.algos.rollout.evaluate_episodes`: Craftax's
     ``achievement_<name>`` rates and ``achievements``). Returns (eval_return, metrics)."""
     config = prog.config
     eval_return, ends = rollout.evaluate_episodes(
-        prog.q_function(hp), state.params, prog.env, prog.env_params, key, config.eval_episodes
+        prog.q_function(hp), params, prog.env, prog.env_params, key, config.eval_episodes
     )
     metrics = {
-        "env_steps": state.env_steps,
+        "env_steps": loop.env_steps,
         "eval_return": eval_return,
-        "train_return": rollout.mean_completed_return(state.episodes),
-        "train_episodes": state.episodes.completed_count,
-        "epsilon": epsilon_schedule(config, hp)(state.env_steps),
+        "train_return": rollout.mean_completed_return(loop.episodes),
+        "train_episodes": loop.episodes.completed_count,
+        "epsilon": epsilon_schedule(config, hp)(loop.env_steps),
         **interval_loss_metrics(updates, config.divergence_bound),
         **ends,  # what the env reports of its greedy episodes (Craftax's achievements)
     }
@@ -352,16 +424,18 @@ def progress_total(config: Any) -> tuple[int, str]:
     return config.actual_total_steps, "step"
 
 
-def algorithm(**fields: Any) -> Algorithm:
+def algorithm(loss_batch: str, **fields: Any) -> Algorithm:
     """The :class:`~qlearn.algos.algorithm.Algorithm` record of a deep-Q algorithm: its own
     ``fields`` (name, classes, ``make_train``, checks, stages) and the reports every deep-Q
     algorithm shares (the greedy-return curve, its final point, progress in env steps,
-    ``loss_index`` picking from ``config.loss``)."""
+    ``loss_index`` picking from ``config.loss``, the hyperparameters its ``loss_batch``
+    losses declare)."""
     return Algorithm(
         learning_curve=learning_curve,
         final_returns=final_returns,
         final_statistic=FINAL_STATISTIC,
         progress_total=progress_total,
         indexed_hparams=(("loss_index", "loss"),),
+        extra_hparams=lambda config: losses.declared_hparams(config.loss, loss_batch),
         **fields,
     )

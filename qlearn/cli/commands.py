@@ -113,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = parse_config(
         algorithm.config, args.cfg, env_id=args.env, total_steps=args.total_steps, loss=loss
     )
-    grid = parse_hparams(algorithm.hparams, args.hp)
+    grid = parse_hparams(algorithm.hparams_for(config), args.hp)
     if isinstance(loss, tuple) and "loss_index" not in grid:
         grid["loss_index"] = list(range(len(loss)))  # several losses: compare them all
     if args.seeds < 1:
@@ -139,8 +139,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
     algorithm = algos.get(args.algo)
     config = parse_config(algorithm.config, args.cfg, env_id=args.env, total_steps=args.total_steps)
-    grid = parse_grid(algorithm.config, algorithm.hparams, args.grid)
-    dists = parse_dists(algorithm.hparams, args.dist)
+    hparams_cls = algorithm.hparams_for(config)
+    grid = parse_grid(algorithm.config, hparams_cls, args.grid)
+    dists = parse_dists(hparams_cls, args.dist)
     if args.random is None and dists:
         raise CLIError("--dist needs --random N (the number of configurations to draw)")
     check_lanes(args.lanes)

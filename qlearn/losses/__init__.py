@@ -44,7 +44,6 @@ loss is reached as ``losses.NAME``.
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -69,6 +68,17 @@ from qlearn.losses.linear import (
     linear_td_error,
     tdc,
 )
+from qlearn.losses.registry import (
+    TABLE,
+    LossOptions,
+    LossRecord,
+    builtin,
+    check_heads,
+    declared_hparams,
+    register,
+    resolve_spec,
+    spec_name,
+)
 from qlearn.losses.td import (
     REGRESSIONS,
     Regression,
@@ -86,7 +96,7 @@ from qlearn.losses.td import (
     td_errors,
     td_targets,
 )
-from qlearn.types import LossFn
+from qlearn.types import ConfigError, LossFn
 
 
 def switch(loss_fns: Sequence[Callable]) -> Callable:
@@ -126,67 +136,155 @@ def switch(loss_fns: Sequence[Callable]) -> Callable:
     return switched
 
 
-BUILTIN = (
-    "huber",
-    "mse",
-    "residual",
-    "dqn_reg",
-    "munchausen",
-    "c51",
-    "qr",
-    "iqn",
-    "hl_gauss",
-    "two_hot",
-)
-RETURN_BUILTIN = ("huber", "mse")
 MUNCHAUSEN_NEXT_POLICIES = ("target", "online")
 """Which network's softmax is π' at s' in the ``munchausen`` loss (:func:`resolve`)."""
 
-HEAD_OF = {
-    "huber": "scalar",
-    "mse": "scalar",
-    "residual": "scalar",
-    "dqn_reg": "scalar",
-    "munchausen": "scalar",
-    "c51": "categorical",
-    "qr": "quantile",
-    "iqn": "iqn",
-    "hl_gauss": "histogram",
-    "two_hot": "histogram",
+
+OPTION_FIELDS: dict[str, tuple[Any, str]] = {
+    "munchausen_next_policy": (
+        "target",
+        "munchausen loss (other losses ignore it): the network whose softmax is π′ at s′: "
+        "'target' (q⁻; Vieillard et "
+        "al. 2020 use the target network for the log-policy bonus at s and for π′) or 'online' "
+        "(q, Double-Q style: what loss=munchausen did with double_q=true before this field)",
+    ),
 }
-"""The value head (:data:`qlearn.networks.HEADS`) each built-in replay loss needs."""
+"""The static fields that specialise built-in losses (:class:`LossOptions`; name -> (default,
+help)), declared by a config with :func:`qlearn.types.table_field`."""
 
 
-def check_heads(spec: Any, head: str) -> None:
-    """Raise ValueError if a built-in loss named in ``spec`` (a name or a tuple) needs another
-    head than ``head`` (a user's loss reads the head it is given, unchecked)."""
-    for name in spec if isinstance(spec, tuple | list) else (spec,):
-        if isinstance(name, str) and HEAD_OF.get(name, head) != head:
-            raise ValueError(
-                f"config.loss = '{name}' needs config.head = '{HEAD_OF[name]}' "
-                f"(config.head is '{head}')"
-            )
+HPARAMS: dict[str, dict[str, Any]] = {
+    "hl_gauss_sigma": dict(
+        default=0.75,
+        low=0,
+        low_open=True,
+        help="σ of the HL-Gauss labels, in bin widths",
+    ),
+    "dqn_reg_weight": dict(
+        default=0.1,
+        low=0,
+        help="weight of the value penalty of the dqn_reg loss",
+    ),
+    "munchausen_tau": dict(
+        default=0.03,
+        low=0,
+        low_open=True,
+        help="munchausen loss: softmax temperature τ",
+    ),
+    "munchausen_alpha": dict(
+        default=0.9,
+        low=0,
+        high=1,
+        help="munchausen loss: weight α of the scaled log-policy bonus",
+    ),
+    "munchausen_clip": dict(
+        default=-1.0,
+        high=0,
+        help="munchausen loss: log π is clipped to [l₀, 0]",
+    ),
+}
+"""The hyperparameters the built-in losses read beyond the algorithm's (name ->
+:func:`qlearn.hparams.field` keywords), declared by DQN's class with
+:func:`qlearn.hparams.table_field` (a new loss declares its own in its record instead)."""
+
+
+def _semi_gradient(regression: Regression) -> Callable[[LossOptions], LossFn]:
+    return lambda o: functools.partial(
+        semi_gradient_td_loss, regression=regression, double_q=o.double_q
+    )
+
+
+def _classification(encode: str) -> Callable[[LossOptions], LossFn]:
+    return lambda o: functools.partial(classification_td_loss, encode=encode, double_q=o.double_q)
+
+
+for _record in (
+    LossRecord("huber", _semi_gradient(huber), summary="semi-gradient TD, Huber (κ = huber_delta)"),
+    LossRecord("mse", _semi_gradient(mse), summary="semi-gradient TD, squared error"),
+    LossRecord(
+        "residual", lambda o: residual_gradient_td_loss, summary="residual gradient (Baird 1995)"
+    ),
+    LossRecord(
+        "dqn_reg",
+        lambda o: functools.partial(dqn_reg_loss, double_q=o.double_q),
+        summary="DQN-Reg (Co-Reyes et al. 2021): + dqn_reg_weight · q̂",
+    ),
+    LossRecord(
+        "munchausen",
+        lambda o: functools.partial(
+            munchausen_td_loss, double_q=o.munchausen_next_policy == "online"
+        ),
+        summary="M-DQN (Vieillard et al. 2020): munchausen_tau, _alpha, _clip",
+    ),
+    LossRecord(
+        "c51",
+        lambda o: functools.partial(categorical_td_loss, double_q=o.double_q),
+        head="categorical",
+        summary="C51 (Bellemare et al. 2017)",
+    ),
+    LossRecord(
+        "qr",
+        lambda o: functools.partial(quantile_td_loss, double_q=o.double_q),
+        head="quantile",
+        summary="QR-DQN (Dabney et al. 2018)",
+    ),
+    LossRecord(
+        "iqn",
+        lambda o: functools.partial(
+            iqn_td_loss,
+            double_q=o.double_q,
+            num_target=o.iqn_target_quantiles,
+            num_select=o.iqn_action_quantiles,
+        ),
+        head="iqn",
+        summary="IQN (Dabney et al. 2018b)",
+    ),
+    LossRecord(
+        "hl_gauss",
+        _classification("hl_gauss"),
+        head="histogram",
+        summary="HL-Gauss classification (Farebrother et al. 2024): hl_gauss_sigma",
+    ),
+    LossRecord(
+        "two_hot",
+        _classification("two_hot"),
+        head="histogram",
+        summary="two-hot classification (Farebrother et al. 2024)",
+    ),
+    *(
+        LossRecord(
+            name,
+            lambda o, r=REGRESSIONS[name]: functools.partial(return_regression_loss, regression=r),
+            batch="return",
+            summary=f"regression on the λ-return targets, {name}",
+        )
+        for name in ("huber", "mse")
+    ),
+):
+    register(_record)
+
+BUILTIN = builtin("transition")
+RETURN_BUILTIN = builtin("return")
+HEAD_OF = {name: r.head for name, r in TABLE["transition"].items()}
+"""The value head (:data:`qlearn.heads.HEADS`) each built-in replay loss needs."""
 
 
 def resolve(
-    spec: str | LossFn | Sequence[str | LossFn],
+    spec: str | LossFn | LossRecord | Sequence[str | LossFn | LossRecord],
     *,
     double_q: bool,
     munchausen_next_policy: str = "target",
     iqn_target_quantiles: int | None = None,
     iqn_action_quantiles: int | None = None,
 ) -> LossFn:
-    """The replay loss (:data:`~qlearn.types.LossFn`) a config names.
+    """The replay loss (:data:`~qlearn.types.LossFn`) a config names: a name of
+    :data:`~qlearn.losses.registry.TABLE` (the built-ins: ``"huber"``, ``"mse"``,
+    ``"residual"``, ``"dqn_reg"``, ``"munchausen"``, ``"c51"``, ``"qr"``, ``"iqn"``,
+    ``"hl_gauss"``, ``"two_hot"``), an import path ``"package.module:function"`` (or of a
+    :class:`LossRecord`), a loss function or record itself, or a tuple of these
+    (:func:`switch` over them, chosen by ``hparams.loss_index``).
 
     Args:
-      spec: ``"huber"`` or ``"mse"`` (the semi-gradient TD loss with that regression),
-        ``"residual"`` (:func:`residual_gradient_td_loss`), ``"dqn_reg"``
-        (:func:`dqn_reg_loss`), ``"munchausen"`` (:func:`munchausen_td_loss`), ``"c51"``
-        (:func:`categorical_td_loss`), ``"qr"`` (:func:`quantile_td_loss`), ``"iqn"``
-        (:func:`iqn_td_loss`), ``"hl_gauss"``
-        and ``"two_hot"`` (:func:`classification_td_loss`), an import path
-        ``"package.module:function"``, a loss function itself, or a tuple of these
-        (:func:`switch` over them, chosen by ``hparams.loss_index``).
       double_q: target of the semi-gradient and distributional losses (a user loss computes
         its own target; ``munchausen`` has its own switch).
       munchausen_next_policy: the network whose softmax is π' at s' in ``munchausen``:
@@ -200,69 +298,36 @@ def resolve(
             f"config.munchausen_next_policy = '{munchausen_next_policy}' must be one of "
             f"{', '.join(MUNCHAUSEN_NEXT_POLICIES)}"
         )
-    builtin = {
-        "huber": functools.partial(semi_gradient_td_loss, regression=huber, double_q=double_q),
-        "mse": functools.partial(semi_gradient_td_loss, regression=mse, double_q=double_q),
-        "residual": residual_gradient_td_loss,
-        "dqn_reg": functools.partial(dqn_reg_loss, double_q=double_q),
-        "munchausen": functools.partial(
-            munchausen_td_loss, double_q=munchausen_next_policy == "online"
-        ),
-        "c51": functools.partial(categorical_td_loss, double_q=double_q),
-        "qr": functools.partial(quantile_td_loss, double_q=double_q),
-        "iqn": functools.partial(
-            iqn_td_loss,
-            double_q=double_q,
-            num_target=iqn_target_quantiles,
-            num_select=iqn_action_quantiles,
-        ),
-        "hl_gauss": functools.partial(classification_td_loss, encode="hl_gauss", double_q=double_q),
-        "two_hot": functools.partial(classification_td_loss, encode="two_hot", double_q=double_q),
-    }
-    return _resolve(spec, builtin)
+    options = LossOptions(
+        double_q, munchausen_next_policy, iqn_target_quantiles, iqn_action_quantiles
+    )
+    return resolve_spec(spec, "transition", options, switch)
+
+
+def check_config(config: Any, *, masks_actions: bool) -> None:
+    """Raise :class:`~qlearn.types.ConfigError` unless a replay config's ``loss`` resolves
+    with its options (:attr:`loss_options`) and suits its head, and a ``munchausen`` loss
+    (which needs each replayed state's action mask, not stored) is not asked of an env that
+    ``masks_actions``."""
+    try:
+        check_heads(config.loss, config.head)
+        resolve(config.loss, **config.loss_options)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    names = config.loss if isinstance(config.loss, tuple) else (config.loss,)
+    if "munchausen" in names and masks_actions:
+        raise ConfigError(
+            f"config.loss = 'munchausen' needs the action mask of each replayed state s "
+            f"(its log-policy bonus), which replay does not store, and {config.env_id} has "
+            "action masks"
+        )
 
 
 def resolve_return_loss(spec: str | Callable | Sequence[str | Callable]) -> Callable:
     """The λ-return loss (:data:`~qlearn.types.ReturnLossFn`) a config names: ``"huber"`` or
-    ``"mse"`` (:func:`return_regression_loss`), an import path, a function, or a tuple of
-    these (:func:`switch`)."""
-    builtin = {
-        name: functools.partial(return_regression_loss, regression=REGRESSIONS[name])
-        for name in RETURN_BUILTIN
-    }
-    return _resolve(spec, builtin)
-
-
-def _resolve(spec: Any, builtin: dict[str, Callable]) -> Callable:
-    """A function, a tuple of specs (:func:`switch`), a built-in name or an import path."""
-    if callable(spec):
-        return spec
-    if isinstance(spec, tuple | list):
-        return switch([_resolve(s, builtin) for s in spec])
-    if spec in builtin:
-        return builtin[spec]
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            fn = functools.reduce(getattr, attr.split("."), importlib.import_module(module_name))
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"config.loss = '{spec}' cannot be imported: {e}") from None
-        if not callable(fn):
-            raise ValueError(f"config.loss = '{spec}' is not callable")
-        return fn
-    raise ValueError(
-        f"config.loss = '{spec}' is not one of {', '.join(builtin)} "
-        "nor an import path 'package.module:function'"
-    )
-
-
-def spec_name(spec: str | LossFn | Sequence[str | LossFn]) -> str | list[str]:
-    """A JSON-storable name for a loss spec: the string itself, 'module:qualname', or a list."""
-    if isinstance(spec, str):
-        return spec
-    if isinstance(spec, tuple | list):
-        return [spec_name(s) for s in spec]  # type: ignore[misc]
-    return f"{spec.__module__}:{spec.__qualname__}"
+    ``"mse"`` (:func:`return_regression_loss`), an import path, a function or record, or a
+    tuple of these (:func:`switch`)."""
+    return resolve_spec(spec, "return", LossOptions(), switch)
 
 
 __all__ = [
@@ -272,7 +337,10 @@ __all__ = [
     "MUNCHAUSEN_NEXT_POLICIES",
     "REGRESSIONS",
     "RETURN_BUILTIN",
+    "TABLE",
     "LinearBatch",
+    "LossOptions",
+    "LossRecord",
     "Regression",
     "batch_mean",
     "bootstrap_discount",
@@ -280,6 +348,7 @@ __all__ = [
     "check_heads",
     "classification_td_loss",
     "cross_entropy_loss",
+    "declared_hparams",
     "dqn_reg_loss",
     "gtd2",
     "huber",
@@ -293,6 +362,7 @@ __all__ = [
     "quantile_huber_loss",
     "quantile_regression_td_loss",
     "quantile_td_loss",
+    "register",
     "residual_gradient_td_loss",
     "resolve",
     "resolve_return_loss",

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from qlearn import networks, policies, targets
+from qlearn import heads, policies, targets
 from qlearn.losses.td import batch_mean, bootstrap_discount, td_diagnostics, td_targets
 from qlearn.types import Params, QFn, Transition
 
@@ -153,7 +153,7 @@ def quantile_regression_td_loss(
     target = jax.lax.stop_gradient(target)  # the target samples are labels
     dist = q_fn.outputs(online_params, batch.obs, tau)  # [B, A, N]
     dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
-    levels = networks.quantile_midpoints(dist.shape[-1]) if tau is None else tau
+    levels = heads.quantile_midpoints(dist.shape[-1]) if tau is None else tau
     per_sample = jax.vmap(quantile_huber_loss, (0, None if tau is None else 0, 0, None))(
         dist_sa, levels, target, hparams.huber_delta
     )
@@ -212,12 +212,12 @@ def iqn_td_loss(
     num_online = q_fn.head.size
     num_target = num_online if num_target is None else num_target
     k_online, k_target = jax.random.split(batch.key)
-    tau = networks.sample_levels(k_online, size, num_online)
-    tau_t = networks.sample_levels(k_target, size, num_target)
+    tau = heads.sample_levels(k_online, size, num_online)
+    tau_t = heads.sample_levels(k_target, size, num_target)
     tau_select = None
     if num_select is not None:
         k_select = jax.random.fold_in(batch.key, 1)
-        tau_select = networks.sample_levels(k_select, size, num_select)
+        tau_select = heads.sample_levels(k_select, size, num_select)
     return quantile_regression_td_loss(
         q_fn,
         online_params,

@@ -197,10 +197,11 @@ def rerun_command(spec: Spec, config: int, seeds: int = 32) -> str:
     for k, v in fields.items():
         if jsonable(v) != jsonable(defaults[k]):
             parts.append(f"--cfg {k}={_cli_value(v)}")
-    default_hp = algorithm.hparams()
+    hparams_cls = algorithm.hparams_for(spec.base_config())
+    default_hp = hparams_cls()
     for k, v in values.items():
         if k not in defaults and k not in indexed and hasattr(default_hp, k):
-            cast = hparams_lib.dtype_of(algorithm.hparams, k).type
+            cast = hparams_lib.dtype_of(hparams_cls, k).type
             if cast(v) != cast(getattr(default_hp, k)):
                 parts.append(f"--hp {k}={_cli_value(v)}")
     parts.append(f"--seeds {seeds}")

@@ -1,0 +1,219 @@
+"""Learners: the loss, the optimiser and (for replay) the target network — how a batch becomes
+a parameter update.
+
+A learner is a record of pure functions (:class:`Learner`) closed over the run's
+hyperparameters, like an optax ``GradientTransformation``:
+
+    init(key) -> state                          # parameters, optimiser state
+    update(state, batch, keys) -> (state, Update)
+
+``keys`` holds the per-update PRNG keys of the streams the learner names in ``streams``
+(:data:`qlearn.algos.driver.STREAMS`). :class:`Update` carries the update's metrics and, as a
+named output, each sample's new replay priority (what a prioritised source needs back).
+
+Two learners: :func:`td_learner` (DQN: a replay loss on :class:`~qlearn.types.Transition`
+batches, Double-Q / target network, noisy networks, IQN's τ key) and :func:`return_learner`
+(PQN: a λ-return loss on :class:`~qlearn.types.ReturnBatch` minibatches, no target network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qlearn import networks
+from qlearn.algos import deep_q
+from qlearn.types import LossFn, Params, QFn, Transition
+
+TD_FIELDS: dict[str, tuple[Any, str]] = {
+    "target_network": (
+        True,
+        "bootstrap from a target network (else from θ itself)",
+    ),
+    "double_q": (
+        True,
+        "Double-Q target (built-in losses; munchausen picks its π′ by munchausen_next_policy). "
+        "With noisy=true the online network selects a* under the same noise it is trained "
+        "with (Fortunato et al. draw a separate one for the selection)",
+    ),
+}
+"""The static fields of a TD learner (name -> (default, help)), declared by a config with
+:func:`qlearn.types.table_field`."""
+
+
+TD_HPARAMS: dict[str, dict[str, Any]] = {
+    "target_tau": dict(
+        default=0.02,
+        low=0,
+        high=1,
+        low_open=True,
+        help="target update rate τ",
+    ),
+    "target_period": dict(
+        default=1,
+        low=1,
+        integer=True,
+        help="gradient updates between target updates",
+    ),
+}
+"""The hyperparameters of a TD learner's target network (name -> :func:`qlearn.hparams.field`
+keywords), declared with :func:`qlearn.hparams.table_field`."""
+
+
+@struct.dataclass
+class LearnerState:
+    """What a learner carries: the online parameters θ, the optimiser state and the number of
+    updates done."""
+
+    params: Params
+    opt_state: optax.OptState
+    updates: jax.Array
+
+
+@struct.dataclass
+class TargetLearnerState(LearnerState):
+    """A :class:`LearnerState` with a target network θ⁻."""
+
+    target_params: Params = None
+
+
+@struct.dataclass
+class Update:
+    """What one update reports: ``metrics`` (``loss`` and the loss's aux scalars) and
+    ``priority`` [B], each sample's new replay priority, or None where the loss reports none."""
+
+    metrics: dict[str, jax.Array]
+    priority: jax.Array | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """The learner contract (see the module docstring)."""
+
+    init: Callable[[jax.Array], LearnerState]
+    update: Callable[[LearnerState, Any, dict[str, jax.Array]], tuple[LearnerState, Update]]
+    streams: tuple[str, ...] = ()
+    """the per-update key streams ``update`` reads from its ``keys``."""
+
+
+def make_optimizer(hp: Any, decay_updates: int | None = None) -> optax.GradientTransformation:
+    """Adam after global-norm clipping (``hp.max_grad_norm``), with (possibly traced) numbers
+    from ``hp``. With ``decay_updates`` = U the step size of update u (counted from 0) is
+    ``hp.lr · (1 − hp.lr_decay · u / U)`` (PQN's linear decay); else the constant ``hp.lr``."""
+    if decay_updates is None:
+        step_size: Any = hp.lr
+    else:
+
+        def step_size(count: jax.Array) -> jax.Array:
+            return hp.lr * (1.0 - hp.lr_decay * count / decay_updates)
+
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(step_size))
+
+
+def gradient_step(
+    q_fn: QFn,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    params: Params,
+    target_params: Params,
+    opt_state: optax.OptState,
+    batch: Transition,
+    hp: Any,
+    noise: tuple[Any, Any] | None = None,
+) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
+    """One optimiser step on ``loss_fn``'s gradient with respect to the online params.
+
+    ``noise``: (online, target) noise collections of a noisy network
+    (:func:`qlearn.networks.sample_noise`), applied beside ``params`` and ``target_params``;
+    the loss sees the noisy networks' variables, the gradient is the parameters' only.
+    Returns (new params, new optimiser state, {"loss": ..., **aux}).
+    """
+    online_noise, target_noise = (None, None) if noise is None else noise
+    bootstrap = networks.with_noise(target_params, target_noise)
+
+    def objective(p: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return loss_fn(q_fn, networks.with_noise(p, online_noise), bootstrap, batch, hp)
+
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, {"loss": loss, **aux}
+
+
+def update_target(params: Params, target_params: Params, updates: jax.Array, hp: Any) -> Params:
+    """θ⁻ ← (1 − τ)θ⁻ + τθ when ``updates`` is a multiple of ``hp.target_period``."""
+    blended = optax.incremental_update(params, target_params, hp.target_tau)
+    return optax.periodic_update(blended, target_params, updates, hp.target_period)
+
+
+def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
+    """DQN's learner: ``prog.loss`` (a :data:`~qlearn.types.LossFn`) bootstrapping from the
+    target network θ⁻ (or from θ itself without ``target_network``), θ⁻ updated after each
+    step (:func:`update_target`). A noisy network draws fresh online and target noise per
+    update (stream ``noise``); a head that takes levels (``iqn``) gets the update's ``loss``
+    key on its batch (the loss samples its levels τ from it)."""
+    q_fn, optimizer = prog.q_function(hp), make_optimizer(hp)
+    streams = (("loss",) if prog.head.takes_levels else ()) + (
+        ("noise",) if prog.noise is not None else ()
+    )
+
+    def init(key: jax.Array) -> TargetLearnerState:
+        variables = prog.network.init(key, jnp.zeros((1, *prog.obs_shape)))
+        params, _ = networks.split_variables(variables)
+        if prog.noise is not None:
+            params = networks.scale_noise(params, hp.noisy_sigma0)
+        zero = jnp.zeros((), jnp.int32)
+        return TargetLearnerState(params, optimizer.init(params), zero, params)
+
+    def update(
+        state: TargetLearnerState, batch: Transition, keys: dict[str, jax.Array]
+    ) -> tuple[TargetLearnerState, Update]:
+        noise = None
+        if "noise" in keys:
+            k_online, k_target = jax.random.split(keys["noise"])
+            noise = (
+                networks.sample_noise(prog.noise, k_online),
+                networks.sample_noise(prog.noise, k_target),
+            )
+        if "loss" in keys:
+            batch = batch.replace(key=keys["loss"])
+        bootstrap = state.target_params if target_network else state.params
+        params, opt_state, m = gradient_step(
+            q_fn, prog.loss, optimizer, state.params, bootstrap, state.opt_state, batch, hp, noise
+        )
+        priority = m.pop("priority", None)  # per sample: not a metric
+        updates = state.updates + 1
+        target = state.target_params
+        if target_network:
+            target = update_target(params, target, updates, hp)
+        return TargetLearnerState(params, opt_state, updates, target), Update(m, priority)
+
+    return Learner(init, update, streams)
+
+
+def return_learner(prog: deep_q.Program, hp: Any, decay_updates: int) -> Learner:
+    """PQN's learner: one optimiser step per minibatch on ``prog.loss`` (a
+    :data:`~qlearn.types.ReturnLossFn` of the precomputed λ-targets), no target network; the
+    step size decays linearly over ``decay_updates`` (:func:`make_optimizer`)."""
+    q_fn, optimizer = prog.q_function(hp), make_optimizer(hp, decay_updates)
+
+    def init(key: jax.Array) -> LearnerState:
+        params = prog.network.init(key, jnp.zeros((1, *prog.obs_shape)))
+        return LearnerState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+    def update(
+        state: LearnerState, batch: Any, keys: dict[str, jax.Array]
+    ) -> tuple[LearnerState, Update]:
+        (loss, aux), grads = jax.value_and_grad(prog.loss, argnums=1, has_aux=True)(
+            q_fn, state.params, batch, hp
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return LearnerState(params, opt_state, state.updates + 1), Update({"loss": loss, **aux})
+
+    return Learner(init, update)
