@@ -6,7 +6,8 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from typing import IO
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -158,3 +159,22 @@ class EvalClock:
                 "batch (was the sweep split into chunks?)"
             )
         return calls.reshape(self.num_evals, -1).max(axis=1) - origin
+
+
+class Reports:
+    """What the compiled loops report to: progress (``progress(done, latest_return)``), scaled
+    by the share of the chunk's lanes that hold real runs (padding lanes repeat a run: their
+    work is not progress), and each evaluation point to the live trackers
+    (:class:`qlearn.trackers.Live`), which alone make the loops send the points."""
+
+    def __init__(self, progress: Callable | None, live: Any = None):
+        self.progress = progress
+        self.live = live
+        self.wants_points = live is not None
+        self.share = 1.0
+
+    def __call__(self, done: Any, latest_return: Any, point: Any = None) -> None:
+        if self.progress is not None:
+            self.progress(np.asarray(done) * self.share, latest_return)
+        if self.live is not None and point is not None:
+            self.live(point)

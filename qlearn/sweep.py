@@ -90,25 +90,6 @@ def _log(enabled: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
-class _Reports:
-    """What the compiled loops report to: progress (``progress(done, latest_return)``), scaled
-    by the share of the chunk's lanes that hold real runs (padding lanes repeat a run: their
-    work is not progress), and each evaluation point to the live trackers
-    (:class:`qlearn.trackers.Live`), which alone make the loops send the points."""
-
-    def __init__(self, progress: Callable | None, live: Any = None):
-        self.progress = progress
-        self.live = live
-        self.wants_points = live is not None
-        self.share = 1.0
-
-    def __call__(self, done: Any, latest_return: Any, point: Any = None) -> None:
-        if self.progress is not None:
-            self.progress(np.asarray(done) * self.share, latest_return)
-        if self.live is not None and point is not None:
-            self.live(point)
-
-
 @dataclasses.dataclass
 class _Work:
     """What every step of one execution shares: the spec, where it runs, what is done."""
@@ -279,13 +260,13 @@ def _resume(spec: Spec, out: str | Path | None, argv: list[str] | None) -> _Work
 
 def _progress(
     spec: Spec, groups: list, done: list[np.ndarray], progress: bool | Callable, live: Any
-) -> tuple[Any, _Reports | None]:
+) -> tuple[Any, Callable | None]:
     """(the progress bar, if ``progress`` is True; what the compiled loops report to, None
     when nothing listens: then no callback is compiled at all)."""
+    from qlearn.progress import ProgressBar, Reports
+
     bar = None
     if progress is True:
-        from qlearn.progress import ProgressBar
-
         todo = int(sum((~d).sum() for d in done))
         per_run, unit = spec.algorithm.progress_total(groups[0][0])
         bar = ProgressBar(
@@ -294,7 +275,7 @@ def _progress(
     report = bar if bar is not None else (progress if callable(progress) else None)
     if report is None and live is None:
         return bar, None
-    return bar, _Reports(report, live)
+    return bar, Reports(report, live)
 
 
 def _run_chunk(
@@ -303,7 +284,7 @@ def _run_chunk(
     compiled: dict[jax.Device, Any],
     hp: Any,
     idx: np.ndarray,
-    report: _Reports | None,
+    report: Callable | None,
     keep_state: bool,
 ) -> tuple[np.ndarray | None, dict[str, np.ndarray], list[Any]]:
     """Runs ``idx`` of group ``group`` (padded to a whole chunk with copies of its last run),

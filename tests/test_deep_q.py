@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import envs, networks
+from qlearn import envs, noisynet
 from qlearn.algos import deep_q, dqn, pqn
 from qlearn.types import ConfigError
 
@@ -71,7 +71,7 @@ def test_a_noisy_network_acts_with_fresh_noise_for_each_env():
         config = dqn.DQNConfig(noisy=noisy, hidden_sizes=(8,))
         prog = deep_q.program(config, None, None, config.value_head, noisy)
         variables = prog.network.init(jax.random.key(1), obs[:1])
-        params, _ = networks.split_variables(variables)
+        params, _ = noisynet.split_variables(variables)
         _, action, _, _, _ = deep_q.explore_step(
             prog, None, params, jax.random.key(2), state, obs, jnp.float32(0.0)
         )

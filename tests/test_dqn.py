@@ -9,9 +9,9 @@ import pytest
 from gymnax.environments.classic_control.cartpole import EnvState as CartPoleState
 from user_losses import my_zero_loss
 
-from qlearn import dp, heads, hparams, losses, networks, policies, sum_tree, sweep
+from qlearn import dp, heads, hparams, losses, networks, noisynet, policies, sum_tree, sweep
 from qlearn import return_distributions as rd
-from qlearn.algos import deep_q, dqn, learners, probes, rollout, sources
+from qlearn.algos import deep_q, dqn, learners, probes, replay_source, rollout
 from qlearn.types import ConfigError, Transition
 
 
@@ -571,9 +571,9 @@ def test_a_noisy_update_differentiates_the_parameters_under_independent_noise():
     config = dqn.DQNConfig(noisy=True, hidden_sizes=(8,))
     prog = deep_q.program(config, losses.resolve("huber", double_q=True), None, noisy=True)
     obs = jax.random.normal(jax.random.key(0), (16, 4))
-    params, zeros = networks.split_variables(prog.network.init(jax.random.key(1), obs[:1]))
+    params, zeros = noisynet.split_variables(prog.network.init(jax.random.key(1), obs[:1]))
     target = jax.tree.map(lambda x: x + 0.1, params)
-    online_noise, target_noise = (networks.sample_noise(zeros, jax.random.key(k)) for k in (2, 3))
+    online_noise, target_noise = (noisynet.sample_noise(zeros, jax.random.key(k)) for k in (2, 3))
     batch = Transition(
         obs,
         jnp.arange(16) % 2,
@@ -593,7 +593,7 @@ def test_a_noisy_update_differentiates_the_parameters_under_independent_noise():
 
     new, _, m = step((online_noise, target_noise))
     loss_at = lambda p, noise: prog.loss(
-        q_fn, networks.with_noise(p, noise[0]), networks.with_noise(target, noise[1]), batch, hp
+        q_fn, noisynet.with_noise(p, noise[0]), noisynet.with_noise(target, noise[1]), batch, hp
     )[0]
     grads = jax.grad(loss_at)(params, (online_noise, target_noise))
     jax.tree.map(
@@ -665,7 +665,7 @@ def test_coverage_batches_draw_reachable_pairs_uniformly_from_the_model():
         state_index=jnp.full(size, -1, jnp.int32),
     )
     reachable = dp.reachable_pairs(mdp)
-    draw = jax.jit(functools.partial(sources.coverage_batch, prog))
+    draw = jax.jit(functools.partial(replay_source.coverage_batch, prog))
     hp = dqn.DQNHParams(coverage=1.0)
     b = jax.tree.map(np.asarray, draw(hp, reachable, replayed, jax.random.key(0)))
     s, a = b.state_index, b.action

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qlearn import heads, networks
+from qlearn import heads, networks, noisynet
 
 
 def test_mlp_shapes_and_layer_norm():
@@ -247,7 +247,7 @@ def test_an_iqn_head_gives_the_values_at_the_levels_it_is_given():
         q_fn.outputs(params, obs, jnp.broadcast_to(heads.quantile_midpoints(8), (5, 8))),
     )
     with pytest.raises(ValueError, match=r"iqn' needs config\.network = 'mlp', 'cnn' or 'nature"):
-        networks.build("linear", 3, (4,), head=head.__class__("iqn", 8))
+        networks.build("linear", 3, (4,), head=heads.make("iqn", 8))
 
 
 def test_a_noisy_layer_is_its_mean_plus_factorised_gaussian_noise(variant):
@@ -255,30 +255,30 @@ def test_a_noisy_layer_is_its_mean_plus_factorised_gaussian_noise(variant):
     (Fortunato et al. 2018), against numpy; μ ~ U[±1/√p] and σ = 1/√p at initialisation;
     without noise the layer is its mean; the gradient reaching σ_W is x g ⊙ f(ε_in)f(ε_out)ᵀ."""
     p, q = 9, 4
-    layer = networks.NoisyDense(q)
+    layer = noisynet.NoisyDense(q)
     x = jax.random.normal(jax.random.key(0), (6, p))
     variables = layer.init(jax.random.key(1), x)
-    params, zeros = networks.split_variables(variables)
+    params, zeros = noisynet.split_variables(variables)
     mu_w, mu_b = params["params"]["kernel"], params["params"]["bias"]
     assert np.all(np.abs(mu_w) <= 1 / 3) and np.std(mu_w) > 0.1  # U[−1/3, 1/3]: sd 0.19
     np.testing.assert_allclose(params["params"]["sigma_kernel"], np.full((p, q), 1 / 3))
     np.testing.assert_allclose(params["params"]["sigma_bias"], np.full(q, 1 / 3))
     assert jax.tree.map(jnp.shape, zeros) == {"eps_in": (p,), "eps_out": (q,)}
     params = {"params": {**params["params"], "sigma_kernel": mu_w * 2 + 0.1}}  # not constant
-    noise = networks.sample_noise(zeros, jax.random.key(2))
+    noise = noisynet.sample_noise(zeros, jax.random.key(2))
     apply = variant(layer.apply)
     f = lambda e: np.sign(e) * np.sqrt(np.abs(e))
     f_in, f_out = f(np.asarray(noise["eps_in"])), f(np.asarray(noise["eps_out"]))
     sig_w, sig_b = (np.asarray(params["params"][k]) for k in ("sigma_kernel", "sigma_bias"))
     expected = x @ (mu_w + sig_w * np.outer(f_in, f_out)) + mu_b + sig_b * f_out
-    noisy = apply(networks.with_noise(params, noise), x)
+    noisy = apply(noisynet.with_noise(params, noise), x)
     np.testing.assert_allclose(noisy, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(apply(params, x), x @ mu_w + mu_b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        apply(networks.with_noise(params, zeros), x), apply(params, x), rtol=1e-6
+        apply(noisynet.with_noise(params, zeros), x), apply(params, x), rtol=1e-6
     )
     g = jax.random.normal(jax.random.key(3), (6, q))
-    grads = jax.grad(lambda v: jnp.sum(layer.apply(networks.with_noise(v, noise), x) * g))(params)
+    grads = jax.grad(lambda v: jnp.sum(layer.apply(noisynet.with_noise(v, noise), x) * g))(params)
     np.testing.assert_allclose(
         grads["params"]["sigma_kernel"], (x.T @ g) * np.outer(f_in, f_out), rtol=1e-4, atol=1e-6
     )
@@ -295,26 +295,26 @@ def test_noisy_networks_sample_their_noise_and_scale_their_sigmas(kind):
     head = heads.make("categorical", 5, dueling=True)
     net = networks.build(kind, 3, shape, hidden_sizes=(16,), head=head, noisy=True)
     obs = jax.random.normal(jax.random.key(0), (2, *shape))
-    params, zeros = networks.split_variables(net.init(jax.random.key(1), obs))
+    params, zeros = noisynet.split_variables(net.init(jax.random.key(1), obs))
     layers = 3  # the hidden dense layer, the value and the advantage streams
     assert sorted(zeros) == [f"NoisyDense_{i}" for i in range(layers)]
     assert not any(k.startswith("Dense") for k in params["params"])
-    batched = networks.sample_noise(zeros, jax.random.key(2), (7,))
+    batched = noisynet.sample_noise(zeros, jax.random.key(2), (7,))
     assert batched["NoisyDense_0"]["eps_out"].shape == (7, 16)
-    a, b = (networks.sample_noise(zeros, jax.random.key(k)) for k in (3, 4))
-    assert not np.allclose(net.apply(networks.with_noise(params, a), obs), net.apply(params, obs))
+    a, b = (noisynet.sample_noise(zeros, jax.random.key(k)) for k in (3, 4))
+    assert not np.allclose(net.apply(noisynet.with_noise(params, a), obs), net.apply(params, obs))
     assert not np.allclose(
-        net.apply(networks.with_noise(params, a), obs),
-        net.apply(networks.with_noise(params, b), obs),
+        net.apply(noisynet.with_noise(params, a), obs),
+        net.apply(noisynet.with_noise(params, b), obs),
     )
-    scaled = networks.scale_noise(params, 0.5)
+    scaled = noisynet.scale_noise(params, 0.5)
     for name, layer in params["params"].items():
         for leaf, value in layer.items():
             factor = 0.5 if leaf.startswith("sigma_") else 1.0
             np.testing.assert_allclose(scaled["params"][name][leaf], factor * value)
     sigmas = [v for layer in params["params"].values() for k, v in layer.items() if "sigma" in k]
     expected = sum(float(np.abs(s).sum()) for s in sigmas) / sum(s.size for s in sigmas)
-    np.testing.assert_allclose(networks.mean_noise_scale(params), expected, rtol=1e-6)
-    assert np.isnan(networks.mean_noise_scale({"params": {"Dense_0": {"kernel": jnp.ones(2)}}}))
+    np.testing.assert_allclose(noisynet.mean_noise_scale(params), expected, rtol=1e-6)
+    assert np.isnan(noisynet.mean_noise_scale({"params": {"Dense_0": {"kernel": jnp.ones(2)}}}))
     with pytest.raises(ValueError, match=r"noisy needs config\.network = 'mlp', 'cnn' or 'nature"):
         networks.build("linear", 3, (4,), noisy=True)

@@ -5,7 +5,7 @@ import pytest
 import rlax
 
 from qlearn import cli, envs, hparams, runs, sweep
-from qlearn.algos import learners, pqn, sources
+from qlearn.algos import learners, pqn, rollout_source
 from qlearn.spec import Spec, make_spec
 from qlearn.types import ConfigError
 
@@ -42,7 +42,9 @@ def numpy_q_lambda(reward, terminated, truncated, q_next, gamma, lam):
 def test_q_lambda_targets_equal_a_numpy_loop_and_rlax_at_every_index(lam):
     reward, terminated, truncated, q_next = rollout_arrays()
     gamma = 0.9
-    ours = np.asarray(sources.q_lambda_targets(reward, terminated, truncated, q_next, gamma, lam))
+    ours = np.asarray(
+        rollout_source.q_lambda_targets(reward, terminated, truncated, q_next, gamma, lam)
+    )
     np.testing.assert_allclose(
         ours, numpy_q_lambda(reward, terminated, truncated, q_next, gamma, lam), rtol=1e-5
     )
@@ -64,7 +66,9 @@ def test_lambda_one_without_bootstrapping_is_the_monte_carlo_return():
     terminated[[2, 5], 0] = True
     q_next = np.full((6, 1), 1e3, np.float32)  # never used: every bootstrap is cut
     g = np.asarray(
-        sources.q_lambda_targets(reward, terminated, np.zeros_like(terminated), q_next, 0.5, 1.0)
+        rollout_source.q_lambda_targets(
+            reward, terminated, np.zeros_like(terminated), q_next, 0.5, 1.0
+        )
     )[:, 0]
     expected = [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3, 4 + 0.5 * 5 + 0.25 * 6, 5 + 0.5 * 6, 6]
     np.testing.assert_allclose(g, expected, rtol=1e-6)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlearn import envs, heads, hparams, losses, networks, policies
+from qlearn import envs, heads, hparams, losses, networks, noisynet, policies
 from qlearn.algos import rollout
 from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, Transition
@@ -225,7 +225,7 @@ class Program:
     progress: ProgressFn | None
     head: heads.Head = heads.SCALAR
     noise: Any = None
-    """the shapes of a noisy network's noise collection (:class:`~qlearn.networks.NoisyDense`;
+    """the shapes of a noisy network's noise collection (:class:`~qlearn.noisynet.NoisyDense`;
     None for a network without noisy layers)."""
     action_quantiles: int | None = None
     """K: an ``iqn`` head acts on the mean at K levels τ ~ U(0, 1) drawn per env and step
@@ -262,7 +262,7 @@ def program(
     noise = None
     if noisy:
         shapes = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *obs_shape)))
-        noise = networks.split_variables(shapes)[1]
+        noise = noisynet.split_variables(shapes)[1]
     return Program(config, env, env_params, network, loss, progress, head, noise, action_quantiles)
 
 
@@ -301,7 +301,7 @@ def explore_step(
     noise = tau = None
     if prog.noise is not None:
         key, k_noise = jax.random.split(key)
-        noise = networks.sample_noise(prog.noise, k_noise, (num_envs,))
+        noise = noisynet.sample_noise(prog.noise, k_noise, (num_envs,))
     if prog.action_quantiles is not None:
         key, k_tau = jax.random.split(key)
         tau = heads.sample_levels(k_tau, num_envs, prog.action_quantiles)
@@ -314,7 +314,7 @@ def explore_step(
     else:
         q_values = jax.vmap(
             lambda n, o, t: values(
-                networks.with_noise(params, n), o[None], None if t is None else t[None]
+                noisynet.with_noise(params, n), o[None], None if t is None else t[None]
             )[0]
         )(noise, obs, tau)
     action = policies.epsilon_greedy(words, q_values, epsilon, mask)

@@ -29,10 +29,10 @@ from typing import Any
 import jax
 from flax import struct
 
-from qlearn import dp, envs, heads, hparams, losses, networks
-from qlearn.algos import deep_q, driver, learners, probes, sources
+from qlearn import dp, envs, heads, hparams, losses, noisynet
+from qlearn.algos import deep_q, driver, learners, probes, replay_source
 from qlearn.losses import LossRecord
-from qlearn.types import ConfigError, LossFn, config_field, table_field
+from qlearn.types import LossFn, config_field, table_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +45,12 @@ class DQNConfig(deep_q.DeepQConfig):
 
     num_envs: int = table_field(deep_q.SHARED_FIELDS, "num_envs")
     total_steps: int = table_field(deep_q.SHARED_FIELDS, "total_steps")
-    learning_starts: int = table_field(sources.REPLAY_FIELDS, "learning_starts")
-    buffer_size: int = table_field(sources.REPLAY_FIELDS, "buffer_size")
-    batch_size: int = table_field(sources.REPLAY_FIELDS, "batch_size")
-    train_every: int = table_field(sources.REPLAY_FIELDS, "train_every")
-    n_step: int = table_field(sources.REPLAY_FIELDS, "n_step")
-    updates_per_train: int = table_field(sources.REPLAY_FIELDS, "updates_per_train")
+    learning_starts: int = table_field(replay_source.REPLAY_FIELDS, "learning_starts")
+    buffer_size: int = table_field(replay_source.REPLAY_FIELDS, "buffer_size")
+    batch_size: int = table_field(replay_source.REPLAY_FIELDS, "batch_size")
+    train_every: int = table_field(replay_source.REPLAY_FIELDS, "train_every")
+    n_step: int = table_field(replay_source.REPLAY_FIELDS, "n_step")
+    updates_per_train: int = table_field(replay_source.REPLAY_FIELDS, "updates_per_train")
     network: str = config_field(
         "mlp", "'linear' (no bias: tabular on one-hot observations), " + deep_q.NETWORKS_HELP
     )
@@ -61,7 +61,7 @@ class DQNConfig(deep_q.DeepQConfig):
     double_q: bool = table_field(learners.TD_FIELDS, "double_q")
     head: str = table_field(heads.FIELDS, "head")
     dueling: bool = table_field(heads.FIELDS, "dueling")
-    noisy: bool = table_field(networks.NOISY_FIELDS, "noisy")
+    noisy: bool = table_field(noisynet.NOISY_FIELDS, "noisy")
     num_atoms: int = table_field(heads.FIELDS, "num_atoms")
     num_quantiles: int = table_field(heads.FIELDS, "num_quantiles")
     iqn_target_quantiles: int | None = table_field(heads.FIELDS, "iqn_target_quantiles")
@@ -70,8 +70,8 @@ class DQNConfig(deep_q.DeepQConfig):
         "huber", losses.registry.help_text("transition")
     )
     munchausen_next_policy: str = table_field(losses.OPTION_FIELDS, "munchausen_next_policy")
-    replay: str = table_field(sources.REPLAY_FIELDS, "replay")
-    per_normalise: str = table_field(sources.REPLAY_FIELDS, "per_normalise")
+    replay: str = table_field(replay_source.REPLAY_FIELDS, "replay")
+    per_normalise: str = table_field(replay_source.REPLAY_FIELDS, "per_normalise")
     num_evals: int = table_field(deep_q.SHARED_FIELDS, "num_evals")
     eval_episodes: int = table_field(deep_q.SHARED_FIELDS, "eval_episodes")
     divergence_bound: float = table_field(deep_q.SHARED_FIELDS, "divergence_bound")
@@ -86,15 +86,8 @@ class DQNConfig(deep_q.DeepQConfig):
     def _validate(self) -> None:
         heads.check_config(self)
         deep_q.check_shared(self, self.value_head, self.noisy)
-        sources.check_replay_config(self)
+        replay_source.check_replay_config(self)
         losses.check_config(self, masks_actions=deep_q.masks_actions(self))
-        if self.iters_per_eval < 1:
-            need = (sources.warmup_steps(self) + self.num_evals * self.train_every) * self.num_envs
-            raise ConfigError(
-                f"config.total_steps = {self.total_steps} does not cover one update per "
-                f"evaluation interval: it must be ≥ {need} (learning_starts + num_evals × "
-                "train_every × num_envs)"
-            )
 
     @property
     def loss_options(self) -> dict[str, Any]:
@@ -114,7 +107,7 @@ class DQNConfig(deep_q.DeepQConfig):
     @property
     def iters_per_eval(self) -> int:
         """Iterations (``train_every`` env steps + ``updates_per_train`` updates) per interval."""
-        vector_steps = self.total_steps // self.num_envs - sources.warmup_steps(self)
+        vector_steps = self.total_steps // self.num_envs - replay_source.warmup_steps(self)
         return vector_steps // self.train_every // self.num_evals
 
     @property
@@ -125,7 +118,9 @@ class DQNConfig(deep_q.DeepQConfig):
     @property
     def actual_total_steps(self) -> int:
         """Env steps a run really takes: ``total_steps`` rounded down to whole intervals."""
-        return sources.warmup_steps(self) * self.num_envs + self.num_evals * self.steps_per_eval
+        return (
+            replay_source.warmup_steps(self) * self.num_envs + self.num_evals * self.steps_per_eval
+        )
 
     @property
     def updates_per_run(self) -> int:
@@ -163,15 +158,15 @@ class DQNHParams:
     munchausen_tau: float = hparams.table_field(losses.HPARAMS, "munchausen_tau")
     munchausen_alpha: float = hparams.table_field(losses.HPARAMS, "munchausen_alpha")
     munchausen_clip: float = hparams.table_field(losses.HPARAMS, "munchausen_clip")
-    per_alpha: float = hparams.table_field(sources.REPLAY_HPARAMS, "per_alpha")
-    per_beta: float = hparams.table_field(sources.REPLAY_HPARAMS, "per_beta")
-    per_eps: float = hparams.table_field(sources.REPLAY_HPARAMS, "per_eps")
-    coverage: float = hparams.table_field(sources.REPLAY_HPARAMS, "coverage")
-    noisy_sigma0: float = hparams.table_field(networks.NOISY_HPARAMS, "noisy_sigma0")
+    per_alpha: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_alpha")
+    per_beta: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_beta")
+    per_eps: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_eps")
+    coverage: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "coverage")
+    noisy_sigma0: float = hparams.table_field(noisynet.NOISY_HPARAMS, "noisy_sigma0")
 
 
 def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> driver.Agent:
-    """DQN as the driver runs it: a replay source (:func:`~qlearn.algos.sources.
+    """DQN as the driver runs it: a replay source (:func:`~qlearn.algos.replay_source.
     replay_source`), a TD learner with a target network (:func:`~qlearn.algos.learners.
     td_learner`), and the probes that apply (noisy layers' σ; a finite MDP's exact errors)."""
     loss_fn = losses.resolve(config.loss, **config.loss_options)
@@ -182,7 +177,7 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
 
     def build(hp: DQNHParams) -> driver.Parts:
         truth = probes.ground_truth(prog, hp)
-        source = sources.replay_source(
+        source = replay_source.replay_source(
             prog, hp, record_states=finite, reachable=truth.get("reachable")
         )
         measured = (probes.noise_probe(),) if config.noisy else ()
@@ -214,7 +209,7 @@ def make_train(
       and for the interval's replayed batches ve_replayed and replay_tv), with a
       categorical or quantile head and ``n_step`` = 1 return_cramer or return_w1
       (:func:`qlearn.algos.probes.ground_truth`), and with noisy layers noise_sigma (the mean
-      |σ| of their noise, :func:`qlearn.networks.mean_noise_scale`).
+      |σ| of their noise, :func:`qlearn.noisynet.mean_noise_scale`).
     """
     return driver.make_train(agent(config, progress))
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlearn import networks
+from qlearn import noisynet
 from qlearn.algos import deep_q
 from qlearn.types import LossFn, Params, QFn, Transition
 
@@ -130,15 +130,15 @@ def gradient_step(
     """One optimiser step on ``loss_fn``'s gradient with respect to the online params.
 
     ``noise``: (online, target) noise collections of a noisy network
-    (:func:`qlearn.networks.sample_noise`), applied beside ``params`` and ``target_params``;
+    (:func:`qlearn.noisynet.sample_noise`), applied beside ``params`` and ``target_params``;
     the loss sees the noisy networks' variables, the gradient is the parameters' only.
     Returns (new params, new optimiser state, {"loss": ..., **aux}).
     """
     online_noise, target_noise = (None, None) if noise is None else noise
-    bootstrap = networks.with_noise(target_params, target_noise)
+    bootstrap = noisynet.with_noise(target_params, target_noise)
 
     def objective(p: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return loss_fn(q_fn, networks.with_noise(p, online_noise), bootstrap, batch, hp)
+        return loss_fn(q_fn, noisynet.with_noise(p, online_noise), bootstrap, batch, hp)
 
     (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -164,9 +164,9 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
 
     def init(key: jax.Array) -> TargetLearnerState:
         variables = prog.network.init(key, jnp.zeros((1, *prog.obs_shape)))
-        params, _ = networks.split_variables(variables)
+        params, _ = noisynet.split_variables(variables)
         if prog.noise is not None:
-            params = networks.scale_noise(params, hp.noisy_sigma0)
+            params = noisynet.scale_noise(params, hp.noisy_sigma0)
         zero = jnp.zeros((), jnp.int32)
         return TargetLearnerState(params, optimizer.init(params), zero, params)
 
@@ -177,8 +177,8 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
         if "noise" in keys:
             k_online, k_target = jax.random.split(keys["noise"])
             noise = (
-                networks.sample_noise(prog.noise, k_online),
-                networks.sample_noise(prog.noise, k_target),
+                noisynet.sample_noise(prog.noise, k_online),
+                noisynet.sample_noise(prog.noise, k_target),
             )
         if "loss" in keys:
             batch = batch.replace(key=keys["loss"])

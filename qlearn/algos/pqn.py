@@ -8,7 +8,7 @@ One iteration:
      then evaluate max_a Q(s_{t+1}, a) of every *next* state in one batched forward pass (for
      a truncated step, of ``info["final_observation"]``, the state the time limit
      interrupted);
-  2. Q(λ) targets by a reverse scan (:func:`qlearn.algos.sources.q_lambda_targets`):
+  2. Q(λ) targets by a reverse scan (:func:`qlearn.algos.rollout_source.q_lambda_targets`):
          G_t = r_t + γ(1 − terminated_t) [(1 − λ_t) max_a Q(s_{t+1}, a) + λ_t G_{t+1}],
      λ_t = λ(1 − truncated_t), G_T's continuation = max_a Q(s_T, a): a termination cuts the
      bootstrap, a truncation cuts the recursion but bootstraps from the final observation;
@@ -27,7 +27,7 @@ import jax
 from flax import struct
 
 from qlearn import hparams, losses
-from qlearn.algos import deep_q, driver, learners, sources
+from qlearn.algos import deep_q, driver, learners, rollout_source
 from qlearn.types import ConfigError, ReturnLossFn, config_field, table_field
 
 
@@ -121,14 +121,14 @@ class PQNHParams:
 
 def agent(config: PQNConfig, progress: deep_q.ProgressFn | None = None) -> driver.Agent:
     """PQN as the driver runs it: a rollout source with Q(λ) targets
-    (:func:`~qlearn.algos.sources.rollout_source`) and a learner without a target network
+    (:func:`~qlearn.algos.rollout_source.rollout_source`) and a learner without a target network
     (:func:`~qlearn.algos.learners.return_learner`, its step size decayed over the run's
     :attr:`~PQNConfig.total_updates`)."""
     prog = deep_q.program(config, losses.resolve_return_loss(config.loss), progress)
 
     def build(hp: PQNHParams) -> driver.Parts:
         learner = learners.return_learner(prog, hp, config.total_updates)
-        return driver.Parts(sources.rollout_source(prog, hp), learner)
+        return driver.Parts(rollout_source.rollout_source(prog, hp), learner)
 
     return driver.Agent(prog, build, config.iterations_per_eval)
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qlearn import dp, envs, networks, policies
+from qlearn import dp, envs, noisynet, policies
 from qlearn import return_distributions as rd
 from qlearn.algos import deep_q
 from qlearn.algos.sources import StepTrace
@@ -50,10 +50,10 @@ class Probe:
 
 def noise_probe() -> Probe:
     """``noise_sigma``: the mean |σ| of the noisy layers' noise scales
-    (:func:`qlearn.networks.mean_noise_scale`)."""
+    (:func:`qlearn.noisynet.mean_noise_scale`)."""
 
     def metrics(state: Any, params: Params, env_steps: jax.Array) -> dict[str, jax.Array]:
-        return {"noise_sigma": networks.mean_noise_scale(params)}
+        return {"noise_sigma": noisynet.mean_noise_scale(params)}
 
     return Probe("noise", metrics)
 

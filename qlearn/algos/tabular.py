@@ -25,6 +25,7 @@ hyperparameters as for DQN.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -155,6 +156,16 @@ def td_update(
     return q.at[0, s, a].add(hp.lr * (y - q[0, s, a]))
 
 
+def epsilon_greedy_action(
+    key: jax.Array, q: jax.Array, s: jax.Array, epsilon: jax.Array, mask: jax.Array
+) -> jax.Array:
+    """The ε-greedy action in state ``s`` on the sum of the tables ``q`` [2, S, A] (Double
+    Q-learning acts on both; the other methods update only the first, so the second adds a
+    constant that moves no argmax), among the actions ``mask[s]`` allows."""
+    words = jax.random.bits(key, (1, policies.WORDS_PER_DECISION), jnp.uint32)
+    return policies.epsilon_greedy(words, (q[0, s] + q[1, s])[None], epsilon, mask[s][None])[0]
+
+
 def make_train(
     config: TabularConfig, *, progress: Callable | None = None
 ) -> Callable[[jax.Array, TabularHParams], tuple[TabularState, dict[str, jax.Array]]]:
@@ -183,11 +194,7 @@ def make_train(
             key=k_loop,
         )
 
-        def act(key: jax.Array, q: jax.Array, s: jax.Array) -> jax.Array:
-            words = jax.random.bits(key, (1, policies.WORDS_PER_DECISION), jnp.uint32)
-            return policies.epsilon_greedy(
-                words, (q[0, s] + q[1, s])[None], hp.epsilon, mask[s][None]
-            )[0]
+        act = functools.partial(epsilon_greedy_action, epsilon=hp.epsilon, mask=mask)
 
         def episode(state: TabularState, _: Any) -> tuple[TabularState, dict[str, jax.Array]]:
             key, k_first = jax.random.split(state.key)

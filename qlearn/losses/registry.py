@@ -138,8 +138,13 @@ def declared_hparams(spec: Any, batch: str) -> tuple[type, ...]:
 
 
 def check_heads(spec: Any, head: str, batch: str = "transition") -> None:
-    """Raise ValueError if a loss named in ``spec`` needs another head than ``head``."""
-    for record in records(spec, batch):
+    """Raise ValueError if a loss named in ``spec`` needs another head than ``head`` (a spec
+    that names no loss is left to :func:`resolve_spec` to refuse)."""
+    for entry in spec if isinstance(spec, tuple | list) else (spec,):
+        try:
+            (record,) = records(entry, batch)
+        except ValueError:
+            continue
         if record.head is not None and record.head != head:
             raise ValueError(
                 f"config.loss = '{record.name}' needs config.head = '{record.head}' "

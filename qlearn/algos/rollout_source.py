@@ -1,0 +1,99 @@
+"""PQN's source of batches: on-policy rollouts of the envs, their Q(λ) targets under the
+parameters that acted, and shuffled minibatches of them (:func:`rollout_source`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from qlearn import policies, targets
+from qlearn.algos import deep_q
+from qlearn.algos.sources import EnvLoop, Source, act, start_envs
+from qlearn.types import Params, ReturnBatch, Transition
+
+
+@struct.dataclass
+class RolloutState:
+    """A rollout source's state: its envs (a rollout is used up by the iteration that made
+    it, so nothing else is kept)."""
+
+    loop: EnvLoop
+
+
+def q_lambda_targets(
+    reward: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    q_next_max: jax.Array,
+    gamma: jax.Array | float,
+    lam: jax.Array | float,
+) -> jax.Array:
+    """Q(λ) targets of a rollout, all arrays [T, N] (time first):
+
+        G_t = r_t + γ(1 − terminated_t) [(1 − λ_t) q_next_max_t + λ_t G_{t+1}],
+        λ_t = λ(1 − truncated_t),  G_T := q_next_max_{T−1} (the bootstrap past the end),
+
+    where ``q_next_max_t = max_a Q(s_{t+1}, a)`` is the value of the state reached at step t
+    (the final observation when the step was truncated). λ = 0 gives the one-step Q-learning
+    targets; λ = 1 the discounted return to the end of each episode or of the rollout.
+    """
+    discount = gamma * (1.0 - terminated.astype(jnp.float32))
+    lam_t = lam * (1.0 - truncated.astype(jnp.float32))
+    return jax.vmap(targets.lambda_returns, in_axes=1, out_axes=1)(
+        reward, discount, q_next_max, lam_t
+    )
+
+
+def rollout_batch(prog: deep_q.Program, hp: Any, params: Params, tr: Transition) -> ReturnBatch:
+    """The N·T training pairs of a rollout ``tr`` (leaves [T, N, ...]): observations, actions
+    and their Q(λ) targets (:func:`q_lambda_targets`) under ``params``, flattened."""
+    config, obs_shape = prog.config, prog.obs_shape
+    size = config.num_envs * config.rollout_steps
+    # The parameters are fixed during the rollout, so the values of the T·N successor
+    # states are one batched forward pass after it rather than T small ones inside it.
+    q_next = prog.q_function(hp)(params, tr.next_obs.reshape(size, *obs_shape))
+    if tr.next_action_mask is not None:  # max over the actions available there
+        q_next = policies.masked(q_next, tr.next_action_mask.reshape(size, -1))
+    q_next_max = jnp.max(q_next, axis=-1).reshape(config.rollout_steps, config.num_envs)
+    g = q_lambda_targets(tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam)
+    return ReturnBatch(
+        obs=tr.obs.reshape(size, *obs_shape), action=tr.action.reshape(-1), target=g.reshape(-1)
+    )
+
+
+def rollout_source(prog: deep_q.Program, hp: Any) -> Source:
+    """PQN's source. ``next``: a rollout of T = ``rollout_steps`` ε-greedy steps of the N
+    envs with the learner's parameters, its Q(λ) targets under the same parameters
+    (:func:`rollout_batch`), and ``num_epochs`` shuffles of its N·T pairs, each cut into
+    ``num_minibatches`` minibatches M: the plan is the minibatches themselves, leaves
+    [epochs·M, N·T / M, ...] (every epoch's copy at once: the updates read them as scan
+    slices, which keeps the arithmetic of nested epoch and minibatch loops bitwise)."""
+    config = prog.config
+    size = config.num_envs * config.rollout_steps
+    epochs, minibatches = config.num_epochs, config.num_minibatches
+
+    def init(params: Params, reset_key: jax.Array, key: jax.Array) -> tuple:
+        return RolloutState(start_envs(prog, reset_key)), key, None
+
+    def next_(state: RolloutState, params: Params, key: jax.Array) -> tuple:
+        def step(carry: tuple, _: Any) -> tuple[tuple, Transition]:
+            loop, key = carry
+            key, loop, tr = act(prog, hp, params, loop, key)
+            return (loop, key), tr
+
+        (loop, key), tr = jax.lax.scan(step, (state.loop, key), length=config.rollout_steps)
+        data = rollout_batch(prog, hp, params, tr)
+        key, k_epochs = jax.random.split(key)
+        orders = jax.vmap(lambda k: jax.random.permutation(k, size))(
+            jax.random.split(k_epochs, epochs)
+        )
+        order = orders.reshape(epochs * minibatches, size // minibatches)
+        return RolloutState(loop), key, jax.tree.map(lambda v: v[order], data), None
+
+    def batch(state: RolloutState, x: dict[str, Any]) -> tuple[ReturnBatch, None]:
+        return x["plan"], None
+
+    return Source(init, next_, batch, (epochs, minibatches))
