@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# the benchmarks' readme(report) functions build their README blocks from experiments/record.py
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 
 
 def child_json(cmd: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from typing import Any
 
 from common import child_json, jit_runs, write_report
 
@@ -88,6 +89,34 @@ def measure(variant: str, runs: int, steps: int, env: str) -> dict:
         "env_steps": runs * config.actual_total_steps,
         "final_return": float(metrics["eval_return"][:, -1].mean()),
     }
+
+
+def readme(r: dict[str, Any]) -> list:
+    import record  # experiments/record.py (benchmarks/common.py puts it on the path)
+
+    """benchmarks/loss_cost.py: each built-in loss's training time relative to Huber (with
+    uniform replay), and with prioritised replay."""
+    sizes = sorted({row["runs"] for row in r["rows"]})
+    header = ["loss", "head", "replay"]
+    header += [f"× Huber, {n} run{'s' if n > 1 else ''}" for n in sizes]
+    by = {(row["loss"], row["runs"]): row for row in r["rows"]}
+    names = list(dict.fromkeys(row["loss"] for row in r["rows"]))
+    first = {name: by[(name, sizes[0])] for name in names}
+    rows = [
+        [
+            f"`{name.split('+')[0]}`",
+            first[name]["head"],
+            first[name].get("replay", "uniform"),
+        ]
+        + [f"{by[(name, n)]['ratio_to_huber']:.2f}" for n in sizes]
+        for name in names
+    ]
+    note = (
+        f"DQN on {r.get('env', 'CartPole-v1')} ({r.get('network', 'mlp')}), "
+        f"{r['steps_per_run']:,} env steps per run, medians over {r['rounds']} alternating "
+        f"rounds; {record.at(r)}"
+    )
+    return [record.Table(header, rows, note)]
 
 
 def main() -> None:

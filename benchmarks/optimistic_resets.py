@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from common import child_json, write_report
 
@@ -29,6 +30,25 @@ def measure(env_id: str, num_envs: int, resets: int, repeats: int) -> dict:
     config = dqn.DQNConfig(env_id=env_id, num_envs=num_envs, network="mlp", env_kwargs=kwargs)
     rate = acting_ceiling(config, 1, network=False, repeats=repeats)
     return {"num_envs": num_envs, "resets": resets, "steps_per_second": rate}
+
+
+def readme(r: dict[str, Any]) -> list:
+    import record  # experiments/record.py (benchmarks/common.py puts it on the path)
+
+    """benchmarks/optimistic_resets.py: Craftax steps/s with M fresh worlds per step."""
+    header = ["envs N", "fresh worlds per step M", "steps/s", "× auto-reset"]
+    rows = [
+        [
+            f"{row['num_envs']}",
+            "every env (gymnax's auto-reset)" if row["resets"] == 0 else f"{row['resets']}",
+            record.si(row["steps_per_second"]),
+            "1" if row["resets"] == 0 else f"{row['vs_auto_reset']:.2f}",
+        ]
+        for row in r["rows"]
+    ]
+    note = f"`{r['env']}`, one run of N envs, random actions, median of {r['repeats']} calls; "
+    note += record.at(r)
+    return [record.Table(header, rows, note)]
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from common import child_json, jit_runs, write_report
@@ -104,6 +105,30 @@ def qlearn_run(algo: str, seeds: int) -> dict:
         "seconds": seconds,
         "final_returns": np.asarray(metrics["eval_return"])[:, -1].tolist(),
     }
+
+
+def readme(r: dict[str, Any]) -> list:
+    import record  # experiments/record.py (benchmarks/common.py puts it on the path)
+
+    """benchmarks/peers.py: qlearn against Rejax at Rejax's CartPole settings."""
+    header = [
+        "algo", "seeds", "Rejax env steps/s", "qlearn env steps/s", "qlearn ÷ Rejax",
+        "compile Rejax / qlearn", "final return Rejax / qlearn",
+    ]  # fmt: skip
+    rows = [
+        [
+            row["algo"].upper(),
+            str(row["seeds"]),
+            f"{row['rejax_steps_per_second']:,.0f}",
+            f"{row['qlearn_steps_per_second']:,.0f}",
+            f"**{row['ratio']:.2f}×**",
+            f"{row['rejax_compile_seconds']:.1f} / {row['qlearn_compile_seconds']:.1f} s",
+            f"{row['rejax_final_return']:.1f} / {row['qlearn_final_return']:.1f}",
+        ]
+        for row in r["rows"]
+    ]
+    rounds = 1 + max(run["round"] for run in r["runs"])
+    return [record.Table(header, rows, f"medians over {rounds} alternating rounds; {record.at(r)}")]
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from common import child_json, write_report
 
@@ -67,6 +68,32 @@ def measure(env_id: str, sizes: list[int], repeats: int, buffer_size: int) -> di
         "runs_that_fit": int(budget // per_run),
         "memory_budget_bytes": int(budget),
     }
+
+
+def readme(r: dict[str, Any]) -> list:
+    import record  # experiments/record.py (benchmarks/common.py puts it on the path)
+
+    """benchmarks/suite_throughput.py: bare env steps/s of each suite beside gymnax's."""
+    sizes = [str(n) for n in r["sizes"]]
+    header = ["env"] + [f"steps/s, {n} run{'s' if n != '1' else ''}" for n in sizes]
+    header += [f"× CartPole, {sizes[-1]} runs", f"replay per run ({r['buffer_size']:,})"]
+    header += ["runs that fit"]
+    rows = [
+        [f"`{row['env']}`"]
+        + [record.si(row["steps_per_second"][n]) for n in sizes]
+        + [
+            f"{row['vs_cartpole'][sizes[-1]]:.3g}" if "vs_cartpole" in row else "—",
+            f"{row['replay_bytes_per_run'] / 2**20:,.0f} MiB",
+            f"{row['runs_that_fit']:,}",
+        ]
+        for row in r["rows"]
+    ]
+    note = (
+        "random actions through the auto-resetting step, one env per run; runs that fit: "
+        f"replay buffers in {r['rows'][0]['memory_budget_bytes'] / 2**30:.1f} GiB, the "
+        f"memory one compiled chunk may use here; {record.at(r)}"
+    )
+    return [record.Table(header, rows, note)]
 
 
 def main() -> None:

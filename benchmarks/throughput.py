@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import child_json, jit_runs, write_report
 
@@ -246,6 +247,57 @@ def child(name: str, runs: int, repeats: int, what: str, cache: str | None = Non
     if cache:
         cmd += ["--cache", cache]
     return child_json(cmd)
+
+
+CASE_NAMES = {
+    "dqn-cartpole": "DQN CartPole",
+    "pqn-cartpole": "PQN CartPole",
+    "dqn-breakout": "DQN Breakout",
+    "pqn-breakout": "PQN Breakout",
+}
+
+
+def readme(r: dict[str, Any]) -> list:
+    import record  # experiments/record.py (benchmarks/common.py puts it on the path)
+
+    """benchmarks/throughput.py: the table, the compile times and the cost of evaluation."""
+    header = [
+        "case", "runs", "env only", "acting", "training", "÷ acting", "updates/s",
+        "per-run gain", "XLA MiB",
+    ]  # fmt: skip
+    rows, last = [], None
+    for row in r["rows"]:
+        case = CASE_NAMES[row["case"]] if row["case"] != last else ""
+        last = row["case"]
+        rows.append(
+            [
+                case,
+                str(row["runs"]),
+                record.si(row["env_only"]),
+                record.si(row["acting"]),
+                record.si(row["env_steps_per_second"]),
+                f"{row['fraction_of_acting']:.2f}",
+                record.si(row["updates_per_second"]),
+                f"{row['per_run_gain']:.1f}×",
+                f"{row['xla_bytes'] / 2**20:.0f}",
+            ]
+        )
+    compiles = "; ".join(
+        f"{CASE_NAMES[c['case']]} {c['cold']:.1f} s cold, {c['cached']:.1f} s cached"
+        for c in r["compile"]
+    )
+    evals = "; ".join(
+        f"{CASE_NAMES[e['case']]} × {e['runs']}: {e['overhead']:+.0%}" for e in r["evaluation"]
+    )
+    note = f"medians of {r['repeats']} after compilation; {r['device']}, {r['cpu_count']} cores"
+    return [
+        record.Table(header, rows, f"{note}; {record.at(r)}"),
+        record.Text(
+            f"\nCompile seconds of one run (cold, and in a new process with the persistent cache): "
+            f"{compiles}. Cost of the experiments' evaluation schedule against two one-episode "
+            f"evaluations (A B A B): {evals}.\n"
+        ),
+    ]
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -34,6 +35,20 @@ METHODS = (
     ("residual gradient (expected)", "residual_gradient", "expected", 0.01, 0.0),
     ("TDC", "tdc", "sample", 0.005, 0.05),
 )
+
+
+def readme(r: dict[str, Any]) -> list:
+    header = ["method", "α (β)", "max abs weight at the end (mean over seeds)", "√VE first → last"]
+    rows = [
+        [
+            name,
+            f"{m['lr']:g}" + (f" ({m['beta']:g})" if m.get("beta") else ""),
+            f"{m['max_abs_weight_final_mean_over_seeds']:.1f}",
+            f"{m['sqrt_ve_first_step']:.1f} → {m['sqrt_ve_final']:.1f}",
+        ]
+        for name, m in r["methods"].items()
+    ]
+    return [record.Table(header, rows, f"{r['seeds']} seeds × {r['steps']} steps; {record.at(r)}")]
 
 
 def main() -> None:

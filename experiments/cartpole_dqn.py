@@ -32,6 +32,10 @@ TUNED_CONFIG = dict(
 TUNED_HPARAMS = dict(lr=1e-3, target_tau=0.02, target_period=1, eps_decay_fraction=0.2)
 
 
+readme = timed.readme
+"""The README block of this experiment's results file (:func:`timed.readme`)."""
+
+
 def main() -> None:
     parser = timed.arguments(
         __doc__.splitlines()[0],

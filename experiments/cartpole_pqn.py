@@ -18,6 +18,10 @@ CONFIG = dict(env_id="CartPole-v1", total_steps=500_000, num_evals=40)
 HPARAMS: dict = {}
 
 
+readme = timed.readme
+"""The README block of this experiment's results file (:func:`timed.readme`)."""
+
+
 def main() -> None:
     parser = timed.arguments(
         __doc__.splitlines()[0],

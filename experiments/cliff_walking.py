@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import record
@@ -45,6 +46,28 @@ def greedy_path_return(q: np.ndarray, mdp, max_steps: int = 200) -> float | None
 
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(x, np.ones(window) / window, mode="valid")
+
+
+def readme(r: dict[str, Any]) -> list:
+    header = [
+        "algorithm",
+        "online return, last 100 episodes [95% CI]",
+        "book",
+        "greedy path optimal",
+    ]
+    rows = [
+        [
+            name.replace("_", " "),
+            f"{a['online_return_last_100_mean']:.1f} "
+            + record.ci1(a["online_return_last_100_mean_ci95"]),
+            a["book"],
+            f"{a['greedy_path_optimal_fraction']:.0%} of runs",
+        ]
+        for name, a in r["algorithms"].items()
+    ]
+    return [
+        record.Table(header, rows, f"{r['runs']} runs × {r['episodes']} episodes; {record.at(r)}")
+    ]
 
 
 def main() -> None:

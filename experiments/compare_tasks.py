@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import Any
 
 import record
 
@@ -27,6 +28,37 @@ from qlearn import algos, compare, devices, sweep
 TASKS = {"CartPole-v1": 51_200, "Catch-bsuite": 51_200}
 """env id -> env steps per run, the same for both algorithms (whole intervals of each)."""
 ALGOS = ("dqn", "pqn")
+
+
+def readme(r: dict[str, Any]) -> list:
+    """experiments/compare_tasks.py: aggregates over tasks and each task's normalisation."""
+    methods = list(r["methods"])
+    header = ["method", "IQM", "median", "mean", "optimality gap"]
+    rows = [
+        [m.upper()]
+        + [
+            f"{r['methods'][m][k]['value']:.2f} " + record.ci2(r["methods"][m][k]["ci95"])
+            for k in ("iqm", "median", "mean", "optimality_gap")
+        ]
+        for m in methods
+    ]
+    tasks = "; ".join(
+        f"{env}: random {t['random']:.3g}, reference {t['reference']:g}, final IQM "
+        + ", ".join(f"{m.upper()} {t['final_iqm'][m]:.3g}" for m in methods)
+        for env, t in r["tasks"].items()
+    )
+    pairs = "; ".join(
+        f"P({k.upper()}) = {v['value']:.2f} " + record.ci2(v["ci95"])
+        for k, v in r["improvement"].items()
+    )
+    return [
+        record.Table(
+            header,
+            rows,
+            f"normalised final greedy return over {len(r['tasks'])} tasks × {r['seeds']} seeds "
+            f"(95% stratified-bootstrap CIs); {tasks}; {pairs}; 2 CPU cores; {record.at(r)}",
+        )
+    ]
 
 
 def main() -> None:

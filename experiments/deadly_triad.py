@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +78,40 @@ def unstable(mdp: envs.FiniteMDPParams, gamma: float) -> bool:
     p_pi = np.einsum("a,sat->st", np.asarray(TARGET), np.asarray(mdp.transition_probs))
     a = phi.T @ np.diag(d_b) @ (np.eye(len(d_b)) - gamma * p_pi) @ phi
     return bool(np.linalg.eigvals(a).real.min() < 0)
+
+
+def readme(r: dict[str, Any]) -> list:
+    methods = list(r["methods"])
+    lines = [
+        "| γ, α | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    first = r["methods"][methods[0]]
+    for i, cell in enumerate(first):
+        shares = [f"{r['methods'][m][i]['diverged_fraction']:.0%}" for m in methods]
+        lines.append(f"| {cell['gamma']:g}, {cell['lr']:g} | " + " | ".join(shares) + " |")
+    predicted = ", ".join(
+        f"{f:.0%} at γ = {g}" for g, f in r["predicted_unstable_fraction"].items()
+    )
+    ratios = "; ".join(
+        f"{m}: "
+        + ", ".join(
+            f"{c['median_ve_over_best_linear_ve_where_td_is_stable']:.2f}× (γ {c['gamma']:g}, "
+            f"α {c['lr']:g})"
+            for c in r["methods"][m]
+            if c["gamma"] == max(x["gamma"] for x in first) and c["lr"] == 0.01
+        )
+        for m in methods
+    )
+    return [
+        record.Text(
+            "\n".join(lines)
+            + f"\n\nDiverged share of {r['mdps']} MDPs after {r['steps']} expected-update sweeps. "
+            f"The expected TD(0) matrix has an eigenvalue with negative real part in {predicted}. "
+            "Median final VE over the best linear fit, on the MDPs where TD(0) is stable: "
+            f"{ratios} ({record.at(r)}).\n"
+        )
+    ]
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import record
@@ -26,6 +27,22 @@ from qlearn.envs import catalog
 
 ALGORITHMS = ("q_learning", "double_q_learning")
 EPSILON = 0.1
+
+
+def readme(r: dict[str, Any]) -> list:
+    header = ["algorithm", "% left, episodes 1–10", "peak (episode)", "last 50 episodes"]
+    rows = [
+        [
+            name.replace("_", " "),
+            f"{a['left_percent_episodes_1_to_10']:.1f}",
+            f"{a['left_percent_peak']:.1f} ({a['left_percent_peak_episode']})",
+            f"{a['left_percent_last_50']:.1f}",
+        ]
+        for name, a in r["algorithms"].items()
+    ]
+    return [
+        record.Table(header, rows, f"{r['runs']} runs × {r['episodes']} episodes; {record.at(r)}")
+    ]
 
 
 def main() -> None:

@@ -32,6 +32,10 @@ CONFIG = dict(
 HPARAMS = dict(lr=3e-4, target_tau=0.01, eps_end=0.05, eps_decay_fraction=0.2)
 
 
+readme = timed.games_readme
+"""The README block of this experiment's results file (:func:`timed.games_readme`)."""
+
+
 def main() -> None:
     parser = timed.arguments(
         __doc__.splitlines()[0],

@@ -31,6 +31,10 @@ CONFIG = dict(
 HPARAMS = dict(lr=5e-4, lr_decay=1.0, eps_end=0.05, eps_decay_fraction=0.1, lam=0.65)
 
 
+readme = timed.games_readme
+"""The README block of this experiment's results file (:func:`timed.games_readme`)."""
+
+
 def main() -> None:
     parser = timed.arguments(
         __doc__.splitlines()[0],

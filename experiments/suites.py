@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import record
 import timed
@@ -49,6 +50,25 @@ HPARAMS = {
 }
 REFERENCES = {}
 """env id -> a published baseline to print beside ours (README, "Beyond gymnax")."""
+
+
+def readme(r: dict[str, Any]) -> list:
+    """experiments/suites.py: DQN and PQN on the adapted suites, final IQM and budget."""
+    header = ["env", "algorithm", "seeds × env steps", "final return IQM [95% CI]", "mean"]
+    header += ["run s (compile)", "env steps/s"]
+    rows = [
+        [
+            f"`{x['env_id']}`",
+            x["algo"].upper(),
+            f"{x['seeds']} × {x['env_steps_per_run']:,}",
+            f"{x['configs'][0]['final_iqm']:.2f} " + record.ci2(x["configs"][0]["final_iqm_ci95"]),
+            f"{x['configs'][0]['final_mean']:.2f}",
+            f"{x['run_seconds']:.0f} ({x['compile_seconds']:.0f})",
+            f"{x['env_steps_per_second']:,.0f}",
+        ]
+        for x in r["runs"]
+    ]
+    return [record.Table(header, rows, f"greedy evaluation, 2 CPU cores; {record.at(r)}")]
 
 
 def main() -> None:

@@ -185,3 +185,54 @@ def run_games(
         )
     record.save(args.results, {"algo": algo, "games": reports})
     return reports
+
+
+def readme(r: dict[str, Any]) -> list:
+    """One training experiment of experiments/timed.py (one configuration)."""
+    c = r["configs"][0]
+    reached = (
+        f"IQM ≥ {c['threshold']:g} first at {c['steps_to_threshold']:,} env steps, "
+        f"{c['seconds_to_threshold']:.1f} s after compiling"
+        if c.get("steps_to_threshold") is not None
+        else f"IQM never reached {c['threshold']:g}"
+        if "threshold" in c
+        else ""
+    )
+    return [
+        record.Text(
+            f"{r['seeds']} seeds × {r['env_steps_per_run']:,} env steps on {r['env_id']}: "
+            + (f"{reached}; " if reached else "")
+            + f"final IQM {c['final_iqm']:.1f} {record.ci(c['final_iqm_ci95'])}, mean "
+            f"{c['final_mean']:.1f}; compile {r['compile_seconds']:.1f} s, run "
+            f"{r['run_seconds']:.1f} s ({r['env_steps_per_second']:,.0f} env steps/s) "
+            f"({record.at(r)}).\n"
+        )
+    ]
+
+
+def games_readme(r: dict[str, Any]) -> list:
+    """A MinAtar experiment: per game, the final IQM, and the IQM at equal env steps (500k) and
+    at equal wall clock (500 s after compiling), for comparing DQN with PQN."""
+    lines = [
+        "| game | seeds × env steps | final IQM [95% CI] | final mean | IQM at 500k steps "
+        "| IQM at 500 s | run s (compile) | env steps/s | reference at 5M frames |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g in r["games"]:
+        c = g["configs"][0]
+        ref = g.get("reference")
+        lo, hi = c["final_iqm_ci95"]
+        lines.append(
+            f"| {g['env_id']} | {g['seeds']} × {g['env_steps_per_run']:,} | "
+            f"{c['final_iqm']:.1f} [{lo:.1f}, {hi:.1f}] | {c['final_mean']:.1f} | "
+            f"{_iqm_at(g, 'env_steps', 500_000)} | {_iqm_at(g, 'seconds', 500.0)} | "
+            f"{g['run_seconds']:.0f} ({g['compile_seconds']:.0f}) | "
+            f"{g['env_steps_per_second']:,.0f} | {'≈ ' + format(ref, 'g') if ref else '—'} |"
+        )
+    return [record.Text("\n".join(lines) + f"\n\n({r['algo'].upper()}, {record.at(r)}.)\n")]
+
+
+def _iqm_at(report: dict[str, Any], axis: str, limit: float) -> str:
+    """The IQM curve's value at the last evaluation point with ``axis`` ≤ ``limit``."""
+    points = [i for i, x in enumerate(report[axis]) if x <= limit]
+    return f"{report['configs'][0]['iqm_curve'][points[-1]]:.1f}" if points else "—"

@@ -275,6 +275,81 @@ def cartpole(args: argparse.Namespace) -> None:
     )
 
 
+def _finite_readme(r: dict[str, Any]) -> list:
+    """experiments/weighting.py --part finite: each replay weighting's final errors, regret
+    and forgetting, per task."""
+    header = [
+        "task",
+        "weighting",
+        "VE under μ_b",
+        "VE under uniform μ",
+        "J* − J(greedy)",
+        "TV(μ_replay, μ_b)",
+        "optimal at end",
+        "lost after optimal",
+    ]
+
+    def lost(x: float) -> str:
+        return "—" if x != x else f"{x:.2f}"  # NaN: never optimal before the end
+
+    rows = [
+        [
+            f"{row['env']} / {row['features']}",
+            row["weighting"],
+            f"{row['final_ve_behaviour_iqm']:.3g}",
+            f"{row['final_ve_uniform_iqm']:.3g}",
+            f"{row['final_regret_iqm']:.3f}",
+            f"{row['final_replay_tv_iqm']:.2f}",
+            f"{row['final_optimal_fraction']:.2f}",
+            lost(row["lost_after_optimal"]),
+        ]
+        for row in r["rows"]
+    ]
+    note = (
+        f"DQN, {r['seeds']} seeds × {r['env_steps']:,} env steps; final-point IQMs; "
+        "'optimal at end': fraction of seeds within 1% of |J*|; 'lost after optimal': mean "
+        "fraction of the evaluations after a run's first near-optimal one at which it is not; "
+        f"{record.at(r)}"
+    )
+    return [record.Table(header, rows, note)]
+
+
+def _cartpole_readme(r: dict[str, Any]) -> list:
+    """experiments/weighting.py --part cartpole: final return and the fall after solving."""
+    header = [
+        "replay",
+        "final return IQM [95% CI]",
+        f"IQM first ≥ {r['solved']:.0f} at",
+        "IQM drop after",
+        "seeds ≥ 475",
+        "median seed drop after",
+        "seed evaluations < 475 after",
+    ]
+
+    def num(x: float | None, fmt: str) -> str:
+        return "never" if x is None else format(x, fmt)
+
+    rows = [
+        [
+            row["weighting"],
+            f"{row['final_iqm']:.1f} " + record.ci1(row["final_iqm_ci95"]),
+            num(row["iqm_first_solved_step"], ","),
+            num(row["iqm_drop_after_solved"], ".1f"),
+            f"{row['seeds_solved']}/{r['seeds']}",
+            num(row["seed_drop_median"], ".1f"),
+            num(row["seed_below_after_mean"], ".2f"),
+        ]
+        for row in r["rows"]
+    ]
+    note = f"DQN on CartPole-v1, {r['seeds']} seeds × {r['env_steps']:,} env steps; {record.at(r)}"
+    return [record.Table(header, rows, note)]
+
+
+def readme(r: dict[str, Any]) -> list:
+    """The README block of either part's results file."""
+    return _cartpole_readme(r) if "solved" in r else _finite_readme(r)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("finite", "cartpole"), required=True)

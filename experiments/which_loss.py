@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import record
@@ -54,6 +55,23 @@ def groups(names: list[str]) -> dict[str, list[str]]:
     for name in names:
         out.setdefault(losses.HEAD_OF[name], []).append(name)
     return out
+
+
+def readme(r: dict[str, Any]) -> list:
+    """experiments/which_loss.py: each built-in loss's final greedy return, best first."""
+    header = ["loss", "head", "final return IQM [95% CI]", "mean", "P(run beats a Huber run)"]
+    rows = [
+        [
+            f"`{row['loss']}`",
+            row["head"],
+            f"{row['final_iqm']:.1f} " + record.ci1(row["final_iqm_ci95"]),
+            f"{row['final_mean']:.1f}",
+            f"{row['p_improvement_over_huber']:.2f}",
+        ]
+        for row in sorted(r["rows"], key=lambda row: -row["final_iqm"])
+    ]
+    note = f"DQN on {r['env']}, {r['seeds']} seeds × {r['env_steps']:,} env steps; {record.at(r)}"
+    return [record.Table(header, rows, note)]
 
 
 def main() -> None:

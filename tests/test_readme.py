@@ -18,19 +18,24 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_results_file_is_quoted_and_every_block_has_a_file():
-    files = {f.stem for f in record.RESULTS.glob("*.json")} | set(record.FROM_BENCHMARKS)
-    assert set(record.blocks(README)) == files == set(record.RENDER)
+    assert set(record.blocks(README)) == set(record.names())
 
 
-@pytest.mark.parametrize("name", sorted(record.RENDER))
+@pytest.mark.parametrize("name", record.names())
 def test_a_results_block_says_what_its_file_says(name):
-    expected = record.RENDER[name](record.load(name))
+    """Rendered from its file by the ``readme`` of the script that wrote it, into typed parts
+    (every benchmark and experiment but the demo, whose file record.py writes)."""
+    report = record.load(name)
+    parts = record.readme_of(report)(report)
+    assert parts and all(isinstance(p, record.Text | record.Table) for p in parts)
+    assert (record.script_of(report) is None) == (name == "demo")
+    expected = record.to_markdown(parts)
     assert record.blocks(README)[name] == expected, (
         f"README's '{name}' block is stale: run `python experiments/record.py readme`"
     )
 
 
-@pytest.mark.parametrize("name", sorted(record.RENDER))
+@pytest.mark.parametrize("name", record.names())
 def test_a_results_file_names_its_command_commit_and_backend(name):
     result = record.load(name)
     provenance = result["provenance"]
