@@ -119,28 +119,9 @@ def readme(r: dict[str, Any]) -> list:
     return [record.Table(header, rows, note)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,8")
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--losses", default=",".join(VARIANTS))
-    parser.add_argument("--env", default="cartpole", choices=sorted(ENVS))
-    parser.add_argument("--out", default=None, help="default: benchmarks/results/...")
-    parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one is not None:  # child process: one (loss, runs)
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.steps, args.env)))
-        return
-    args.out = args.out or ENVS[args.env][2]
-
-    names = args.losses.split(",")
-    if "huber" not in names:
-        raise SystemExit("--losses must include huber: every ratio is to it")
-    unknown = sorted(set(names) - set(VARIANTS))
-    if unknown:
-        raise SystemExit(f"unknown loss(es) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    sizes = [int(s) for s in args.sizes.split(",")]
+def measure_rounds(args: argparse.Namespace, names: list[str], sizes: list[int]) -> list[dict]:
+    """Every (loss, runs) measured in a child process of its own, ``args.rounds`` alternating
+    rounds."""
     measured = []
     for r in range(args.rounds):
         for runs in sizes:
@@ -163,6 +144,11 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
+    return measured
+
+
+def median_rows(measured: list[dict], names: list[str], sizes: list[int]) -> list[dict]:
+    """Per (loss, runs): the median seconds over the rounds and the ratio to Huber's."""
     rows = []
     for runs in sizes:
         median = {
@@ -186,6 +172,33 @@ def main() -> None:
                     "final_return": last["final_return"],
                 }
             )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,8")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--losses", default=",".join(VARIANTS))
+    parser.add_argument("--env", default="cartpole", choices=sorted(ENVS))
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/...")
+    parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:  # child process: one (loss, runs)
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.steps, args.env)))
+        return
+    args.out = args.out or ENVS[args.env][2]
+
+    names = args.losses.split(",")
+    if "huber" not in names:
+        raise SystemExit("--losses must include huber: every ratio is to it")
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown loss(es) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    measured = measure_rounds(args, names, sizes)
+    rows = median_rows(measured, names, sizes)
     print(
         f"DQN on {ENVS[args.env][0]['env_id']}, {args.steps:,} env steps per run; median of "
         f"{args.rounds} "

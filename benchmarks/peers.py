@@ -131,6 +131,21 @@ def readme(r: dict[str, Any]) -> list:
     return [record.Table(header, rows, f"medians over {rounds} alternating rounds; {record.at(r)}")]
 
 
+def median_row(results: list[dict], algo: str, seeds: int) -> dict:
+    """One setting's row: per library the median env steps/s and compile seconds over the
+    rounds and the mean final return, and qlearn's speed over Rejax's."""
+    row: dict = {"algo": algo, "seeds": seeds}
+    for lib in ("rejax", "qlearn"):
+        mine = [x for x in results if (x["library"], x["algo"], x["seeds"]) == (lib, algo, seeds)]
+        row[f"{lib}_steps_per_second"] = float(
+            np.median([x["env_steps"] / x["seconds"] for x in mine])
+        )
+        row[f"{lib}_compile_seconds"] = float(np.median([x["compile_seconds"] for x in mine]))
+        row[f"{lib}_final_return"] = float(np.mean([np.mean(x["final_returns"]) for x in mine]))
+    row["ratio"] = row["qlearn_steps_per_second"] / row["rejax_steps_per_second"]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", default=".venv-peers/bin/python")
@@ -174,23 +189,7 @@ def main() -> None:
     table = []
     for algo in args.algos.split(","):
         for seeds in (int(s) for s in args.seeds.split(",")):
-            row = {"algo": algo, "seeds": seeds}
-            for lib in ("rejax", "qlearn"):
-                mine = [
-                    x
-                    for x in results
-                    if (x["library"], x["algo"], x["seeds"]) == (lib, algo, seeds)
-                ]
-                row[f"{lib}_steps_per_second"] = float(
-                    np.median([x["env_steps"] / x["seconds"] for x in mine])
-                )
-                row[f"{lib}_compile_seconds"] = float(
-                    np.median([x["compile_seconds"] for x in mine])
-                )
-                row[f"{lib}_final_return"] = float(
-                    np.mean([np.mean(x["final_returns"]) for x in mine])
-                )
-            row["ratio"] = row["qlearn_steps_per_second"] / row["rejax_steps_per_second"]
+            row = median_row(results, algo, seeds)
             table.append(row)
             print(
                 f"{algo:4} {seeds:>5} {row['rejax_steps_per_second']:>13,.0f} "

@@ -300,6 +300,48 @@ def readme(r: dict[str, Any]) -> list:
     ]
 
 
+def show(
+    args: argparse.Namespace, rows: list[dict], compiles: list[dict], evals: list[dict], sizes
+) -> None:
+    """Print the table (adding each row's fraction of the acting ceiling and its per-run gain
+    over the smallest batch), the compile seconds and the evaluation overheads (added)."""
+    print(
+        "\nThroughput (env steps/s) and training as a fraction of the ceilings; medians of "
+        f"{args.repeats} after compilation"
+    )
+    head = (
+        f"{'case':13} {'runs':>4} {'env only':>10} {'acting':>10} {'training':>10} "
+        f"{'/acting':>7} {'updates/s':>10} {'per-run×':>8} {'compile s':>9} {'XLA MiB':>8} "
+        f"{'RSS MiB':>8}"
+    )
+    print(head)
+    for row in rows:
+        base = next(r for r in rows if r["case"] == row["case"] and r["runs"] == sizes[0])
+        row["fraction_of_acting"] = row["env_steps_per_second"] / row["acting"]
+        row["per_run_gain"] = row["env_steps_per_second"] / base["env_steps_per_second"]
+        print(
+            f"{row['case']:13} {row['runs']:>4} {row['env_only']:>10,.0f} {row['acting']:>10,.0f} "
+            f"{row['env_steps_per_second']:>10,.0f} {row['fraction_of_acting']:>7.2f} "
+            f"{row['updates_per_second']:>10,.0f} {row['per_run_gain']:>8.1f} "
+            f"{row['compile_seconds']:>9.1f} {row['xla_bytes'] / 2**20:>8.0f} "
+            f"{row['peak_rss_bytes'] / 2**20:>8.0f}"
+        )
+    print("\nCompile seconds of one run: cold, and in a new process with the persistent cache")
+    for c in compiles:
+        print(f"{c['case']:13} cold {c['cold']:5.1f}  cached {c['cached']:5.1f}")
+    if evals:
+        print(
+            "\nEvaluation inside the loop: run time with the experiment's evaluation schedule "
+            "over run time without"
+        )
+    for e in evals:
+        e["overhead"] = e["seconds_with_eval"] / e["seconds_without"] - 1
+        print(
+            f"{e['case']:13} {e['runs']:>3} runs, {e['steps']:,} steps, {e['num_evals']} × "
+            f"{e['eval_episodes']} episodes: {100 * e['overhead']:+.0f}%"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES))
@@ -338,41 +380,7 @@ def main() -> None:
         if name.endswith("cartpole"):
             evals.extend(child(name, r, args.repeats, "eval") for r in (1, 8))
 
-    print(
-        "\nThroughput (env steps/s) and training as a fraction of the ceilings; medians of "
-        f"{args.repeats} after compilation"
-    )
-    head = (
-        f"{'case':13} {'runs':>4} {'env only':>10} {'acting':>10} {'training':>10} "
-        f"{'/acting':>7} {'updates/s':>10} {'per-run×':>8} {'compile s':>9} {'XLA MiB':>8} "
-        f"{'RSS MiB':>8}"
-    )
-    print(head)
-    for row in rows:
-        base = next(r for r in rows if r["case"] == row["case"] and r["runs"] == sizes[0])
-        row["fraction_of_acting"] = row["env_steps_per_second"] / row["acting"]
-        row["per_run_gain"] = row["env_steps_per_second"] / base["env_steps_per_second"]
-        print(
-            f"{row['case']:13} {row['runs']:>4} {row['env_only']:>10,.0f} {row['acting']:>10,.0f} "
-            f"{row['env_steps_per_second']:>10,.0f} {row['fraction_of_acting']:>7.2f} "
-            f"{row['updates_per_second']:>10,.0f} {row['per_run_gain']:>8.1f} "
-            f"{row['compile_seconds']:>9.1f} {row['xla_bytes'] / 2**20:>8.0f} "
-            f"{row['peak_rss_bytes'] / 2**20:>8.0f}"
-        )
-    print("\nCompile seconds of one run: cold, and in a new process with the persistent cache")
-    for c in compiles:
-        print(f"{c['case']:13} cold {c['cold']:5.1f}  cached {c['cached']:5.1f}")
-    if evals:
-        print(
-            "\nEvaluation inside the loop: run time with the experiment's evaluation schedule "
-            "over run time without"
-        )
-    for e in evals:
-        e["overhead"] = e["seconds_with_eval"] / e["seconds_without"] - 1
-        print(
-            f"{e['case']:13} {e['runs']:>3} runs, {e['steps']:,} steps, {e['num_evals']} × "
-            f"{e['eval_episodes']} episodes: {100 * e['overhead']:+.0f}%"
-        )
+    show(args, rows, compiles, evals, sizes)
     import jax
 
     report = {

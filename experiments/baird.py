@@ -106,6 +106,12 @@ def main() -> None:
     runs.write_report(out / "experiment.json", report)
     record.save(args.results, {"seeds": args.seeds, "steps": args.steps, "methods": report})
 
+    figure(args, results)
+    print(f"wrote {out}/ and {args.figure}")
+
+
+def figure(args: argparse.Namespace, results: dict) -> None:
+    """Each method's weights (seed 0) and the √VE of every method, per step."""
     fig = Figure(figsize=(17, 3.6), dpi=110)
     axes = fig.subplots(1, len(METHODS) + 1)
     steps = np.arange(1, args.steps + 1)
@@ -127,7 +133,6 @@ def main() -> None:
     axes[-1].grid(alpha=0.3)
     fig.suptitle("Baird's counterexample, γ = 0.99 (Sutton & Barto Figure 11.2, 11.5)")
     plots.save(fig, args.figure)
-    print(f"wrote {out}/ and {args.figure}")
 
 
 if __name__ == "__main__":

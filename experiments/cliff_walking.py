@@ -128,6 +128,14 @@ def main() -> None:
             f"of runs; compile {r['compile_seconds']:.1f} s, run {r['run_seconds']:.1f} s"
         )
 
+    figure(args, curves)
+    runs.write_report(Path(args.out) / "experiment.json", report)
+    record.save(args.results, {"runs": args.runs, "episodes": args.episodes, "algorithms": report})
+    print(f"wrote {args.out}/ and {args.figure}")
+
+
+def figure(args: argparse.Namespace, curves: dict) -> None:
+    """The online return per episode of each algorithm (mean over runs, 10-episode average)."""
     fig = Figure(figsize=(6.4, 4.0), dpi=120)
     ax = fig.subplots()
     window = 10
@@ -141,9 +149,6 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     plots.save(fig, args.figure)
-    runs.write_report(Path(args.out) / "experiment.json", report)
-    record.save(args.results, {"runs": args.runs, "episodes": args.episodes, "algorithms": report})
-    print(f"wrote {args.out}/ and {args.figure}")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def readme(r: dict[str, Any]) -> list:
     ]
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mdps", type=int, default=100)
     parser.add_argument("--steps", type=int, default=5000, help="expected-update sweeps")
@@ -125,15 +125,79 @@ def main() -> None:
     )
     parser.add_argument("--out", default="runs/deadly_triad")
     parser.add_argument("--figure", default="experiments/figures/deadly_triad.png")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def unichain_garnets(count: int) -> list:
+    """The first ``count`` Garnets (by seed) whose behaviour chain has one stationary
+    distribution."""
     mdps, seed = [], 0
-    while len(mdps) < args.mdps:  # Garnets whose behaviour chain has one stationary distribution
+    while len(mdps) < count:
         mdp = envs.make("Garnet", seed=seed, **GARNET)[1]
         seed += 1
         if unichain(mdp):
             mdps.append(mdp)
-    print(f"{args.mdps} unichain MDPs among Garnet seeds 0..{seed - 1}")
+    print(f"{count} unichain MDPs among Garnet seeds 0..{seed - 1}")
+    return mdps
+
+
+def method_rows(
+    method: tuple, steps: int, grid: Any, stacked: Any, floor: dict, is_unstable: dict, out: Path
+) -> tuple[list[dict], np.ndarray]:
+    """One method (label, loss, target period) on every MDP and grid cell: per cell its
+    diverged share and median VE over the best linear VE; and the VE curves [H, M, T]."""
+    label, loss, period = method
+    cells = hparams.to_lists(grid)
+    config = prediction.PredictionConfig(
+        env_id="Garnet",
+        env_kwargs=GARNET,
+        loss=loss,
+        mode="expected",
+        target_policy=TARGET,
+        behaviour_policy=BEHAVIOUR,
+        num_steps=steps,
+    )
+    hp = grid.replace(target_period=np.full_like(grid.target_period, period))
+    over_mdps = jax.vmap(prediction.make_train(config), (None, None, 0))  # [MDP]
+    over_grid = jax.jit(jax.vmap(over_mdps, (None, 0, None)))  # [H, MDP]
+    _, metrics = over_grid(jax.random.key(0), hparams.to_arrays(hp), stacked)
+    weights, ve = np.asarray(metrics["weights"]), np.asarray(metrics["ve"])  # [H, M, T, ...]
+    with np.errstate(over="ignore", invalid="ignore"):  # diverged runs overflow
+        norm = np.linalg.norm(np.nan_to_num(weights, nan=np.inf), axis=-1)  # [H, M, T]
+    final, half = norm[:, :, -1], norm[:, :, steps // 2]
+    # diverged: past the bound, or still growing geometrically (doubling in the last half)
+    diverged = ~(final < BOUND) | (final > 2 * half)
+    np.savez(out / f"{loss}_period{period}.npz", ve=ve, weight_norm=norm)
+    rows = []
+    for i in range(len(cells["lr"])):
+        gamma = min(GAMMAS, key=lambda g, i=i: abs(g - cells["gamma"][i]))
+        ratio = ve[i, ~diverged[i], -1] / floor[gamma][~diverged[i]]
+        stable = ~is_unstable[gamma]
+        stable_ratio = ve[i, stable, -1] / floor[gamma][stable]
+        rows.append(
+            {
+                "gamma": gamma,
+                "lr": round(cells["lr"][i], 4),
+                "diverged_fraction": float(diverged[i].mean()),
+                "median_ve_over_best_linear_ve": (float(np.median(ratio)) if ratio.size else None),
+                "median_ve_over_best_linear_ve_where_td_is_stable": float(np.median(stable_ratio)),
+            }
+        )
+    for r in rows:
+        ratio = r["median_ve_over_best_linear_ve"]
+        print(
+            f"{label:34s} γ={r['gamma']:<5} α={r['lr']:<6} diverged "
+            f"{r['diverged_fraction']:5.0%}   median VE / best linear VE: the rest "
+            + ("—" if ratio is None else f"{ratio:.2f}")
+            + f", where TD(0) is stable "
+            f"{r['median_ve_over_best_linear_ve_where_td_is_stable']:.2f}"
+        )
+    return rows, ve
+
+
+def main() -> None:
+    args = arguments()
+    mdps = unichain_garnets(args.mdps)
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *mdps)
     is_unstable = {g: np.array([unstable(m, g) for m in mdps]) for g in GAMMAS}
     predicted = {g: float(np.mean(u)) for g, u in is_unstable.items()}
@@ -141,63 +205,13 @@ def main() -> None:
     grid = hparams.grid(
         prediction.PredictionHParams, {"gamma": list(GAMMAS), "lr": list(LRS), "beta": [0.1]}
     )
-    cells = hparams.to_lists(grid)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"predicted_unstable_fraction": {str(g): float(f) for g, f in predicted.items()}}
     curves = {}
-    for label, loss, period in METHODS:
-        config = prediction.PredictionConfig(
-            env_id="Garnet",
-            env_kwargs=GARNET,
-            loss=loss,
-            mode="expected",
-            target_policy=TARGET,
-            behaviour_policy=BEHAVIOUR,
-            num_steps=args.steps,
-        )
-        hp = grid.replace(target_period=np.full_like(grid.target_period, period))
-        train = prediction.make_train(config)
-        over_mdps = jax.vmap(train, (None, None, 0))  # [MDP]
-        over_grid = jax.jit(jax.vmap(over_mdps, (None, 0, None)))  # [H, MDP]
-        _, metrics = over_grid(jax.random.key(0), hparams.to_arrays(hp), stacked)
-        weights, ve = np.asarray(metrics["weights"]), np.asarray(metrics["ve"])  # [H, M, T, ...]
-        with np.errstate(over="ignore", invalid="ignore"):  # diverged runs overflow
-            norm = np.linalg.norm(np.nan_to_num(weights, nan=np.inf), axis=-1)  # [H, M, T]
-        final, half = norm[:, :, -1], norm[:, :, args.steps // 2]
-        # diverged: past the bound, or still growing geometrically (doubling in the last half)
-        diverged = ~(final < BOUND) | (final > 2 * half)
-        np.savez(out / f"{loss}_period{period}.npz", ve=ve, weight_norm=norm)
-        rows = []
-        for i in range(len(cells["lr"])):
-            gamma = min(GAMMAS, key=lambda g, i=i: abs(g - cells["gamma"][i]))
-            ratio = ve[i, ~diverged[i], -1] / floor[gamma][~diverged[i]]
-            stable = ~is_unstable[gamma]
-            stable_ratio = ve[i, stable, -1] / floor[gamma][stable]
-            rows.append(
-                {
-                    "gamma": gamma,
-                    "lr": round(cells["lr"][i], 4),
-                    "diverged_fraction": float(diverged[i].mean()),
-                    "median_ve_over_best_linear_ve": (
-                        float(np.median(ratio)) if ratio.size else None
-                    ),
-                    "median_ve_over_best_linear_ve_where_td_is_stable": float(
-                        np.median(stable_ratio)
-                    ),
-                }
-            )
-        report[label] = rows
-        curves[label] = ve
-        for r in rows:
-            ratio = r["median_ve_over_best_linear_ve"]
-            print(
-                f"{label:34s} γ={r['gamma']:<5} α={r['lr']:<6} diverged "
-                f"{r['diverged_fraction']:5.0%}   median VE / best linear VE: the rest "
-                + ("—" if ratio is None else f"{ratio:.2f}")
-                + f", where TD(0) is stable "
-                f"{r['median_ve_over_best_linear_ve_where_td_is_stable']:.2f}"
-            )
+    for method in METHODS:
+        rows, ve = method_rows(method, args.steps, grid, stacked, floor, is_unstable, out)
+        report[method[0]], curves[method[0]] = rows, ve
     for g, f in predicted.items():
         print(f"A has an eigenvalue with negative real part (γ = {g}): {f:.0%} of the MDPs")
     runs.write_report(out / "experiment.json", report)
@@ -210,7 +224,15 @@ def main() -> None:
             "predicted_unstable_fraction": report["predicted_unstable_fraction"],
         },
     )
+    figure(args, hparams.to_lists(grid), curves, is_unstable, floor, report)
+    print(f"wrote {out}/ and {args.figure}")
 
+
+def figure(
+    args: argparse.Namespace, cells: dict, curves: dict, is_unstable: dict, floor: dict, report
+) -> None:
+    """Left: the median VE over the best linear VE at γ = 0.99, α = 0.01 on the MDPs where
+    expected TD(0) is stable; right: each method's diverged share per grid cell."""
     fig = Figure(figsize=(12, 4), dpi=110)
     axes = fig.subplots(1, 2)
     index = next(
@@ -250,7 +272,6 @@ def main() -> None:
     axes[1].grid(alpha=0.3, axis="y")
     fig.suptitle("Off-policy linear prediction on random Garnet MDPs")
     plots.save(fig, args.figure)
-    print(f"wrote {out}/ and {args.figure}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,65 @@ def arguments(
     return parser
 
 
+def config_entry(
+    h: int,
+    returns: np.ndarray,
+    steps: np.ndarray,
+    seconds: np.ndarray,
+    threshold: float | None,
+) -> dict[str, Any]:
+    """Configuration ``h``'s entry of the report from its greedy returns [S, T] (printed as a
+    line): the IQM curve over seeds, the final IQM with its 95% CI and mean, and (with
+    ``threshold``) the env steps and seconds at which the IQM first reached it."""
+    curve = stats.iqm(returns.T)  # [T]
+    final = stats.describe(returns[:, -1])
+    entry = {
+        "config": h,
+        "iqm_curve": curve.tolist(),
+        "final_iqm": final["iqm"],
+        "final_iqm_ci95": final["iqm_ci95"],
+        "final_mean": final["mean"],
+    }
+    line = f"config {h}: final IQM {final['iqm']:.1f} {np.round(final['iqm_ci95'], 1)}"
+    if threshold is not None:
+        reached = np.flatnonzero(curve >= threshold)
+        first = int(reached[0]) if reached.size else None
+        entry["threshold"] = threshold
+        entry["steps_to_threshold"] = int(steps[first]) if first is not None else None
+        entry["seconds_to_threshold"] = float(seconds[first]) if first is not None else None
+        line += (
+            f"; IQM ≥ {threshold:g} at {entry['steps_to_threshold']:,} env steps, "
+            f"{entry['seconds_to_threshold']:.1f} s after compilation"
+            if first is not None
+            else f"; IQM never reached {threshold:g}"
+        )
+    print(line)
+    return entry
+
+
+def experiment_spec(
+    algo: str, config_defaults: dict[str, Any], hparam_defaults: dict[str, Any], args: Any
+) -> tuple[Any, spec_lib.Spec, int]:
+    """(config, spec, number of runs) of a timed experiment: the defaults overridden by
+    ``args`` (--cfg, --hp, --total-steps), every configuration × seed in one compiled call."""
+    if args.total_steps is not None:
+        config_defaults = {**config_defaults, "total_steps": args.total_steps}
+    algorithm = algos.get(algo)
+    config = cli_args.parse_config(algorithm.config, args.cfg, **config_defaults)
+    hparams_cls = algorithm.hparams_for(config)
+    grid = cli_args.parse_hparams(hparams_cls, args.hp)
+    num_runs = math.prod(len(v) for v in grid.values()) * args.seeds
+    spec = spec_lib.make_spec(
+        config,
+        grid,
+        hparams=hparams_cls(**hparam_defaults),
+        seeds=args.seeds,
+        base_seed=args.seed,
+        lanes=num_runs,  # one compiled call of every run: the clock times one batch
+    )
+    return config, spec, num_runs
+
+
 def run(
     algo: str,
     config_defaults: dict[str, Any],
@@ -79,27 +138,16 @@ def run(
     reached it.
     """
     devices.enable_compilation_cache(not args.no_cache)
-    if args.total_steps is not None:
-        config_defaults = {**config_defaults, "total_steps": args.total_steps}
-    algorithm = algos.get(algo)
-    config = cli_args.parse_config(algorithm.config, args.cfg, **config_defaults)
-    grid = cli_args.parse_hparams(algorithm.hparams, args.hp)
-    num_runs = math.prod(len(v) for v in grid.values()) * args.seeds
-    spec = spec_lib.make_spec(
-        config,
-        grid,
-        hparams=algorithm.hparams(**hparam_defaults),
-        seeds=args.seeds,
-        base_seed=args.seed,
-        lanes=num_runs,  # one compiled call of every run: the clock times one batch
-    )
+    config, spec, num_runs = experiment_spec(algo, config_defaults, hparam_defaults, args)
     clock = progress.EvalClock(config.num_evals)
     runs.prepare(out, spec, overwrite=True)
     result = sweep.execute(spec, out, progress=clock)
     timing = result.summary["timing"]
     seconds = clock.seconds(timing["run_started"])
-    steps = result.metrics["env_steps"][0, 0]
-    returns = result.metrics["eval_return"]  # [H, S, T]
+    steps, returns = (
+        result.metrics["env_steps"][0, 0],
+        result.metrics["eval_return"],
+    )  # [T], [H, S, T]
     report: dict[str, Any] = {
         "algo": spec.algo,
         "env_id": config.env_id,
@@ -115,30 +163,7 @@ def run(
     }
     print(runs.summary_table(spec, result.summary["configs"]))
     for h in range(returns.shape[0]):
-        curve = stats.iqm(returns[h].T)  # [T]
-        final = stats.describe(returns[h, :, -1])
-        entry = {
-            "config": h,
-            "iqm_curve": curve.tolist(),
-            "final_iqm": final["iqm"],
-            "final_iqm_ci95": final["iqm_ci95"],
-            "final_mean": final["mean"],
-        }
-        line = f"config {h}: final IQM {final['iqm']:.1f} {np.round(final['iqm_ci95'], 1)}"
-        if threshold is not None:
-            reached = np.flatnonzero(curve >= threshold)
-            first = int(reached[0]) if reached.size else None
-            entry["threshold"] = threshold
-            entry["steps_to_threshold"] = int(steps[first]) if first is not None else None
-            entry["seconds_to_threshold"] = float(seconds[first]) if first is not None else None
-            line += (
-                f"; IQM ≥ {threshold:g} at {entry['steps_to_threshold']:,} env steps, "
-                f"{entry['seconds_to_threshold']:.1f} s after compilation"
-                if first is not None
-                else f"; IQM never reached {threshold:g}"
-            )
-        report["configs"].append(entry)
-        print(line)
+        report["configs"].append(config_entry(h, returns[h], steps, seconds, threshold))
     print(
         f"{config.env_id}: compile {timing['compile_seconds']:.1f} s; run "
         f"{timing['run_seconds']:.1f} s for {num_runs} runs × {config.actual_total_steps:,} "

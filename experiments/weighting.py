@@ -114,6 +114,48 @@ def forgetting(optimal: np.ndarray) -> tuple[float, float]:
     return float(np.mean(ever)), float(np.mean(lost)) if lost else float("nan")
 
 
+def finite_row(
+    env: str, features: str, name: str, best: float, values: dict, steps: np.ndarray
+) -> dict[str, Any]:
+    """One weighting's row on one task, from its metrics [S, T] (``values``) and the optimal
+    value J* = ``best``: final IQMs of the value errors, the regret J* − J(greedy) and the
+    replay's TV distance, how often it ends near-optimal, and how it forgets."""
+    regret = best - values["greedy_value"]
+    optimal = regret <= NEAR_OPTIMAL * abs(best)
+    ever, lost = forgetting(optimal)
+    final = {m: stats.describe(values[m][:, -1]) for m in FINITE_METRICS}
+    return {
+        "env": env,
+        "features": features,
+        "weighting": name,
+        "j_star": best,
+        "final_ve_behaviour_iqm": final["ve_behaviour"]["iqm"],
+        "final_ve_uniform_iqm": final["ve_uniform"]["iqm"],
+        "final_regret_iqm": float(stats.iqm(regret[:, -1])),
+        "final_replay_tv_iqm": final["replay_tv"]["iqm"],
+        "final_optimal_fraction": float(np.mean(optimal[:, -1])),
+        "ever_optimal_fraction": ever,
+        "lost_after_optimal": lost,
+        "regret_auc_iqm": float(stats.iqm(stats.area_under_curve(steps, regret) / steps[-1])),
+    }
+
+
+def show_finite(task: str, best: float, worst_start: float, rows: list[dict]) -> None:
+    """The task's table of final errors, regret and forgetting, one line per weighting."""
+    print(f"\n{task}: J* = {best:.3f} (worst start {worst_start:.2f})")
+    print(
+        f"{'weighting':<18} {'VE μ_b':>8} {'VE unif':>8} {'J*−J':>7} {'TV':>5} "
+        f"{'opt@end':>7} {'lost':>5}"
+    )
+    for r in rows:
+        print(
+            f"{r['weighting']:<18} {r['final_ve_behaviour_iqm']:8.3f} "
+            f"{r['final_ve_uniform_iqm']:8.3f} {r['final_regret_iqm']:7.3f} "
+            f"{r['final_replay_tv_iqm']:5.2f} {r['final_optimal_fraction']:7.2f} "
+            f"{r['lost_after_optimal']:5.2f}"
+        )
+
+
 def finite(args: argparse.Namespace) -> None:
     rows, figure_rows, labels = [], [], None
     steps = None
@@ -138,40 +180,12 @@ def finite(args: argparse.Namespace) -> None:
         worst_start = float(np.min(curves["greedy_value"][0][:, :, 0]))
         values = {m: np.concatenate(curves[m]) for m in FINITE_METRICS}  # [H, S, T]
         regret = best - values["greedy_value"]
-        optimal = regret <= NEAR_OPTIMAL * abs(best)
-        for h, name in enumerate(names):
-            ever, lost = forgetting(optimal[h])
-            final = {m: stats.describe(values[m][h, :, -1]) for m in FINITE_METRICS}
-            rows.append(
-                {
-                    "env": env,
-                    "features": features,
-                    "weighting": name,
-                    "j_star": best,
-                    "final_ve_behaviour_iqm": final["ve_behaviour"]["iqm"],
-                    "final_ve_uniform_iqm": final["ve_uniform"]["iqm"],
-                    "final_regret_iqm": float(stats.iqm(regret[h, :, -1])),
-                    "final_replay_tv_iqm": final["replay_tv"]["iqm"],
-                    "final_optimal_fraction": float(np.mean(optimal[h, :, -1])),
-                    "ever_optimal_fraction": ever,
-                    "lost_after_optimal": lost,
-                    "regret_auc_iqm": float(
-                        stats.iqm(stats.area_under_curve(steps, regret[h]) / steps[-1])
-                    ),
-                }
-            )
-        print(f"\n{task}: J* = {best:.3f} (worst start {worst_start:.2f})")
-        print(
-            f"{'weighting':<18} {'VE μ_b':>8} {'VE unif':>8} {'J*−J':>7} {'TV':>5} "
-            f"{'opt@end':>7} {'lost':>5}"
-        )
-        for r in rows[-len(names) :]:
-            print(
-                f"{r['weighting']:<18} {r['final_ve_behaviour_iqm']:8.3f} "
-                f"{r['final_ve_uniform_iqm']:8.3f} {r['final_regret_iqm']:7.3f} "
-                f"{r['final_replay_tv_iqm']:5.2f} {r['final_optimal_fraction']:7.2f} "
-                f"{r['lost_after_optimal']:5.2f}"
-            )
+        task_rows = [
+            finite_row(env, features, name, best, {m: v[h] for m, v in values.items()}, steps)
+            for h, name in enumerate(names)
+        ]
+        rows += task_rows
+        show_finite(task, best, worst_start, task_rows)
         figure_rows.append(
             [
                 (f"{task}: VE under on-policy μ", "VE (μ_b)", values["ve_behaviour"]),
@@ -211,6 +225,20 @@ def drop_after_solved(curve: np.ndarray) -> tuple[int | None, float | None, floa
     return first, float(curve[first] - np.min(curve[first:])), below
 
 
+def show_cartpole(rows: list[dict]) -> None:
+    """Each weighting's final IQM, when its IQM first solved CartPole and what it lost after."""
+    print(
+        f"{'weighting':<18} {'final IQM':>9} {'solved at':>9} {'IQM drop':>8} {'seed drop':>9} "
+        f"{'below after':>11}"
+    )
+    for r in rows:
+        at = "never" if r["iqm_first_solved_step"] is None else f"{r['iqm_first_solved_step']:,}"
+        drop = "—" if r["iqm_drop_after_solved"] is None else f"{r['iqm_drop_after_solved']:.1f}"
+        seed = "—" if r["seed_drop_median"] is None else f"{r['seed_drop_median']:.1f}"
+        below = "—" if r["seed_below_after_mean"] is None else f"{r['seed_below_after_mean']:.2f}"
+        print(f"{r['weighting']:<18} {r['final_iqm']:9.1f} {at:>9} {drop:>8} {seed:>9} {below:>11}")
+
+
 def cartpole(args: argparse.Namespace) -> None:
     rows, curves, names, steps = [], [], [], None
     seconds: dict[str, float] = {}
@@ -244,16 +272,7 @@ def cartpole(args: argparse.Namespace) -> None:
             }
         )
     print(f"\nCartPole-v1, {args.seeds} seeds × {int(steps[-1]):,} env steps")
-    print(
-        f"{'weighting':<18} {'final IQM':>9} {'solved at':>9} {'IQM drop':>8} {'seed drop':>9} "
-        f"{'below after':>11}"
-    )
-    for r in rows:
-        at = "never" if r["iqm_first_solved_step"] is None else f"{r['iqm_first_solved_step']:,}"
-        drop = "—" if r["iqm_drop_after_solved"] is None else f"{r['iqm_drop_after_solved']:.1f}"
-        seed = "—" if r["seed_drop_median"] is None else f"{r['seed_drop_median']:.1f}"
-        below = "—" if r["seed_below_after_mean"] is None else f"{r['seed_below_after_mean']:.2f}"
-        print(f"{r['weighting']:<18} {r['final_iqm']:9.1f} {at:>9} {drop:>8} {seed:>9} {below:>11}")
+    show_cartpole(rows)
     fig = plots.learning_curves(
         steps,
         np.stack(curves),

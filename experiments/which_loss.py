@@ -74,7 +74,7 @@ def readme(r: dict[str, Any]) -> list:
     return [record.Table(header, rows, note)]
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartPole-v1", choices=sorted(SUPPORT))
     parser.add_argument("--losses", default=",".join(losses.BUILTIN))
@@ -83,7 +83,48 @@ def main() -> None:
     parser.add_argument("--out", default="runs/which_loss")
     parser.add_argument("--figure", default=None, help="default: experiments/figures/...")
     parser.add_argument("--results", default=None, help="default: experiments/results/...")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def loss_rows(names: list[str], finals: dict, curves: dict, steps: np.ndarray) -> list[dict]:
+    """Per loss: the final greedy return's IQM (95% CI), mean, the IQM of the areas under the
+    curves, and P(a run of it beats a Huber run)."""
+    rows = []
+    for name in names:
+        d = stats.describe(finals[name])
+        rows.append(
+            {
+                "loss": name,
+                "head": losses.HEAD_OF[name],
+                "final_iqm": d["iqm"],
+                "final_iqm_ci95": d["iqm_ci95"],
+                "final_mean": d["mean"],
+                "auc_iqm": float(stats.iqm(stats.area_under_curve(steps, curves[name]))),
+                "p_improvement_over_huber": stats.probability_of_improvement(
+                    finals[name], finals["huber"]
+                ),
+                "final_returns": [float(x) for x in finals[name]],
+            }
+        )
+    return rows
+
+
+def show(args: argparse.Namespace, rows: list[dict], steps: np.ndarray) -> None:
+    """The table of the losses' final returns, best first, and the env's reference."""
+    print(f"\n{args.env}, {args.seeds} seeds × {int(steps[-1]):,} env steps (final greedy return)")
+    print(f"{'loss':<11} {'IQM':>6}  {'95% CI':<16} {'P(> huber)':>10}")
+    for r in sorted(rows, key=lambda r: -r["final_iqm"]):
+        low, high = r["final_iqm_ci95"]
+        print(
+            f"{r['loss']:<11} {r['final_iqm']:6.1f}  [{low:6.1f}, {high:6.1f}]  "
+            f"{r['p_improvement_over_huber']:10.2f}"
+        )
+    if args.env in REFERENCES:
+        print(f"reference: {REFERENCES[args.env]}")
+
+
+def main() -> None:
+    args = arguments()
     names = args.losses.split(",")
     unknown = sorted(set(names) - set(losses.BUILTIN))
     if unknown or "huber" not in names:
@@ -119,33 +160,8 @@ def main() -> None:
             finals[name], curves[name] = returns[i, :, -1], returns[i]
         print(f"{head}: {', '.join(group)} in {seconds[head]:.0f} s")
 
-    rows = []
-    for name in names:
-        d = stats.describe(finals[name])
-        rows.append(
-            {
-                "loss": name,
-                "head": losses.HEAD_OF[name],
-                "final_iqm": d["iqm"],
-                "final_iqm_ci95": d["iqm_ci95"],
-                "final_mean": d["mean"],
-                "auc_iqm": float(stats.iqm(stats.area_under_curve(steps, curves[name]))),
-                "p_improvement_over_huber": stats.probability_of_improvement(
-                    finals[name], finals["huber"]
-                ),
-                "final_returns": [float(x) for x in finals[name]],
-            }
-        )
-    print(f"\n{args.env}, {args.seeds} seeds × {int(steps[-1]):,} env steps (final greedy return)")
-    print(f"{'loss':<11} {'IQM':>6}  {'95% CI':<16} {'P(> huber)':>10}")
-    for r in sorted(rows, key=lambda r: -r["final_iqm"]):
-        low, high = r["final_iqm_ci95"]
-        print(
-            f"{r['loss']:<11} {r['final_iqm']:6.1f}  [{low:6.1f}, {high:6.1f}]  "
-            f"{r['p_improvement_over_huber']:10.2f}"
-        )
-    if args.env in REFERENCES:
-        print(f"reference: {REFERENCES[args.env]}")
+    rows = loss_rows(names, finals, curves, steps)
+    show(args, rows, steps)
     fig = plots.learning_curves(
         steps,
         np.stack([curves[n] for n in names]),

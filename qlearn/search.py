@@ -154,7 +154,9 @@ def expand(
       n_samples: number of random configurations (per static group); requires ``dist``. In a
         random search, hyperparameter grid entries are drawn uniformly from (``choice``).
       search_seed: seed of the random-search draws.
-      base: hyperparameters of the names neither swept nor sampled (default: the defaults).
+      base: hyperparameters of the names neither swept nor sampled (default: the defaults);
+        an instance of the algorithm's own class leaves a loss's own hyperparameters (see
+        :meth:`~qlearn.algos.algorithm.Algorithm.hparams_for`) at their defaults.
 
     Raises:
       SearchError: unknown names, empty value lists, non-numeric hyperparameters, bad
@@ -175,8 +177,9 @@ def expand(
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config with {o}: {e}") from None
     _round_integers(hparams_cls, combos, dist)
-    base = hparams_cls() if base is None else base
-    defaults = {n: float(np.asarray(getattr(base, n))) for n in hp_names}
+    fallback = hparams_cls()  # for the names a base of the algorithm's own class lacks
+    base = fallback if base is None else base
+    defaults = {n: float(np.asarray(getattr(base, n, getattr(fallback, n)))) for n in hp_names}
     group_of = [g for g in range(len(overrides)) for _ in combos]
     columns = {n: [c.get(n, defaults[n]) for _ in overrides for c in combos] for n in hp_names}
     batched = hparams_cls(

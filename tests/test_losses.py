@@ -839,13 +839,17 @@ def test_a_user_loss_declares_a_hyperparameter_that_is_swept_traced_and_stored(t
     hparams_cls = algorithm.hparams_for(config)
     assert hparams.names(hparams_cls)[-1] == "penalty_weight"
     assert algorithm.hparams_for(dqn.DQNConfig(**TINY)) is dqn.DQNHParams
-    run = sweep.run(config, {"penalty_weight": [0.0, 2.0]}, seeds=1, out=tmp_path / "r")
+    base = dqn.DQNHParams(lr=3e-3)  # the algorithm's own class: penalty_weight at its default
+    run = sweep.run(
+        config, {"penalty_weight": [0.0, 2.0]}, hparams=base, seeds=1, out=tmp_path / "r"
+    )
     seen = np.asarray(run.metrics["weight_seen"])[:, 0, -1]
     np.testing.assert_array_equal(seen, [0.0, 2.0])
     loss = np.asarray(run.metrics["loss"])[:, 0]
     assert np.all(loss[1] > loss[0])  # the penalty is in the loss
     stored = runs.load(tmp_path / "r").spec
     assert stored.to_json()["hparams"]["penalty_weight"] == [0.0, 2.0]
+    assert stored.to_json()["hparams"]["lr"] == [0.003, 0.003]
     again = Spec.from_json(stored.to_json())
     assert type(again.batched_hparams()) is hparams_cls
     with pytest.raises(hparams.HParamError, match="penalty_weight"):
