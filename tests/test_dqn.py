@@ -1,5 +1,4 @@
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,7 @@ from user_losses import my_zero_loss
 
 from qlearn import dp, heads, hparams, losses, networks, noisynet, policies, sum_tree, sweep
 from qlearn import return_distributions as rd
-from qlearn.algos import deep_q, dqn, learners, probes, replay_source, rollout
+from qlearn.algos import deep_q, dqn, learners, probes, rollout
 from qlearn.types import ConfigError, Transition
 
 
@@ -641,51 +640,6 @@ def test_noisy_dqn_explores_without_epsilon():
     assert np.all(pairs[0] < pairs[1] - 5) and np.all(final[0] < final[1] - 0.5), (pairs, final)
     sigma = np.asarray(metrics["noise_sigma"])
     assert np.all(np.isfinite(sigma)) and np.all(sigma[1] > sigma[0])
-
-
-def test_coverage_batches_draw_reachable_pairs_uniformly_from_the_model():
-    """Coverage replay on cliff walking: with c = 1 every sample is a model transition at an
-    (s, a) uniform over the 148 reachable pairs (χ² test), with s' ~ p(·|s, a), its reward,
-    termination and next mask; with c = 0.3 about 30% of the samples are replaced."""
-    from scipy import stats
-
-    config = dqn.DQNConfig(env_id="CliffWalking", replay="coverage", hidden_sizes=(8,))
-    prog = deep_q.program(config, None, None)
-    mdp = prog.env_params
-    size = 40_000
-    replayed = Transition(
-        obs=jnp.zeros((size, 48)),
-        action=jnp.full(size, -1, jnp.int32),
-        reward=jnp.zeros(size),
-        next_obs=jnp.zeros((size, 48)),
-        terminated=jnp.zeros(size, bool),
-        truncated=jnp.ones(size, bool),
-        steps=jnp.full(size, 3, jnp.int32),
-        next_action_mask=jnp.zeros((size, 4), bool),
-        state_index=jnp.full(size, -1, jnp.int32),
-    )
-    reachable = dp.reachable_pairs(mdp)
-    draw = jax.jit(functools.partial(replay_source.coverage_batch, prog))
-    hp = dqn.DQNHParams(coverage=1.0)
-    b = jax.tree.map(np.asarray, draw(hp, reachable, replayed, jax.random.key(0)))
-    s, a = b.state_index, b.action
-    assert np.all(np.asarray(reachable)[s, a])
-    counts = np.bincount(s * 4 + a, minlength=48 * 4)[np.asarray(reachable).reshape(-1)]
-    assert stats.chisquare(counts).pvalue > 1e-3
-    np.testing.assert_array_equal(b.obs, np.asarray(mdp.features)[s])
-    s_next = np.argmax(b.next_obs, axis=1)
-    p = np.asarray(mdp.transition_probs)
-    assert np.all(p[s, a, s_next] > 0)
-    np.testing.assert_allclose(b.reward, np.asarray(mdp.transition_rewards)[s, a, s_next])
-    np.testing.assert_array_equal(b.terminated, np.asarray(mdp.terminal)[s_next])
-    np.testing.assert_array_equal(b.next_action_mask, np.asarray(mdp.action_mask)[s_next])
-    assert not b.truncated.any() and np.all(b.steps == 1)
-    part = draw(dqn.DQNHParams(coverage=0.3), reachable, replayed, jax.random.key(1))
-    model = np.asarray(part.action) >= 0
-    assert abs(model.mean() - 0.3) < 0.01
-    assert np.all(np.asarray(part.steps)[~model] == 3)  # the rest is the replayed batch
-    with pytest.raises(ConfigError, match="replay = 'coverage' draws transitions from the model"):
-        dqn.DQNConfig(replay="coverage")
 
 
 def test_coverage_replay_spreads_the_replayed_weight_over_every_reachable_pair():
