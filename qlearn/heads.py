@@ -259,6 +259,5 @@ def check_config(config: Any) -> None:
 def of_config(config: Any) -> Head:
     """The head a config names: ``config.head``, its size from the field the head reads
     (:attr:`Head.size_field`), ``config.dueling``."""
-    cls = make(config.head).__class__
-    size = getattr(config, cls.size_field) if cls.size_field else 1
-    return cls(size, config.dueling)
+    cls = HEADS[config.head]  # the config's check_config has refused an unknown name
+    return cls(getattr(config, cls.size_field) if cls.size_field else 1, config.dueling)

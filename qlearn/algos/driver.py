@@ -126,7 +126,7 @@ def init(agent: Agent, key: jax.Array, hp: Any) -> RunState:
 
 
 def iteration(
-    agent: Agent, parts: Parts, state: RunState, _: Any = None
+    parts: Parts, state: RunState, _: Any = None
 ) -> tuple[RunState, dict[str, jax.Array]]:
     """One ``source.next`` and the updates it plans (metrics: leaves [*source.plan_shape])."""
     source, learner = parts.source, parts.learner
@@ -168,7 +168,7 @@ def interval(
     steps_before = jnp.where(index == 0, 0, loop.env_steps)
     state = state.replace(probes={p.name: p.start(state.probes[p.name]) for p in parts.probes})
     state, m = jax.lax.scan(
-        functools.partial(iteration, agent, parts), state, length=agent.iterations_per_eval
+        functools.partial(iteration, parts), state, length=agent.iterations_per_eval
     )
     loop, params = state.source.loop, state.learner.params
     eval_return, metrics = deep_q.evaluate_interval(prog, hp, params, loop, k_eval_i, m)
