@@ -1,8 +1,9 @@
-"""A replay buffer of transitions: a ring of fixed capacity, pure functions on a pytree, sampled
-uniformly (:func:`sample`) or in proportion to priorities (:func:`sample_prioritized`).
+"""A replay buffer: a ring of fixed capacity over items of any pytree structure, pure functions,
+sampled uniformly (:func:`sample`) or in proportion to priorities (:func:`sample_prioritized`).
 
-Items are stored one transition each (obs, action, reward, next_obs, terminated, truncated), so
-truncation is represented exactly. Measured against flashbax's item buffer in DQN's pattern
+DQN stores one transition per item (obs, action, reward, next_obs, terminated, truncated), so
+truncation is represented exactly, beside whatever its probes count of an item
+(:mod:`qlearn.algos.replay_source`). Measured against flashbax's item buffer in DQN's pattern
 (10 envs added, 5 batches of 100 sampled per step, 8 seeds vmapped, 2 CPU cores) this ring is
 about 2x faster and compiles faster; see the README's notes on performance.
 
@@ -25,11 +26,13 @@ w ≤ 1 (:func:`importance_weights`) in one of two ways:
 
 New items get the largest priority mass given so far, so each is likely replayed once before
 its TD error is known; :func:`update_priorities` sets p_i = priority_i + ε after an update (the
-loss's ``aux["priority"]``: |δ_i| for the scalar TD losses). The masses p_iᵅ live in a
+loss's ``LossOutput.priority``: |δ_i| for the scalar TD losses). The masses p_iᵅ live in a
 :mod:`qlearn.sum_tree`, drawn with an error independent of N.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +50,9 @@ class ReplayBuffer:
     """Buffer state.
 
     Attributes:
-      storage: a Transition whose leaves have a leading axis [capacity]. Items are written in
-        insertion order at ``position``, wrapping around.
+      storage: the items, a pytree (a :class:`~qlearn.types.Transition`, say) whose leaves
+        have a leading axis [capacity]. Items are written in insertion order at ``position``,
+        wrapping around.
       position: int32 [], the index the next item is written to.
       size: int32 [], the number of valid items (≤ capacity).
       priorities: the priority masses pᵅ of the items (:mod:`qlearn.sum_tree`; 0 for a slot
@@ -58,7 +62,7 @@ class ReplayBuffer:
         items get; None for a uniform buffer.
     """
 
-    storage: Transition
+    storage: Any
     position: jax.Array
     size: jax.Array
     priorities: sum_tree.SumTree | None = None
@@ -70,9 +74,9 @@ class ReplayBuffer:
 
 
 def init(
-    example: Transition, capacity: int, *, prioritized: bool = False, track_min: bool = False
+    example: Any, capacity: int, *, prioritized: bool = False, track_min: bool = False
 ) -> ReplayBuffer:
-    """An empty buffer for items shaped like ``example`` (one unbatched transition), with a
+    """An empty buffer for items shaped like ``example`` (one unbatched item), with a
     sum tree of priorities if ``prioritized`` (and its min tree if ``track_min``, which
     ``normalise="buffer"`` sampling needs)."""
     storage = jax.tree.map(
@@ -91,7 +95,7 @@ def words_per_sample(buffer: ReplayBuffer) -> int:
     return sampling.WORDS_PER_INDEX if buffer.priorities is None else buffer.priorities.depth
 
 
-def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True) -> ReplayBuffer:
+def add(buffer: ReplayBuffer, items: Any, valid: jax.Array | bool = True) -> ReplayBuffer:
     """Append a batch of n items (leaves [n, ...]), overwriting the oldest when full.
 
     With ``valid`` false (traced is fine) the items are written where the next ones will go but
@@ -123,7 +127,7 @@ def add(buffer: ReplayBuffer, items: Transition, valid: jax.Array | bool = True)
     )
 
 
-def sample(buffer: ReplayBuffer, words: jax.Array) -> Transition:
+def sample(buffer: ReplayBuffer, words: jax.Array) -> Any:
     """B items drawn uniformly with replacement from the valid ones, exactly uniformly at any
     size (:func:`qlearn.sampling.uniform_index`), from ``words`` uint32 [B, 2]. Taking the
     words rather than a key lets the caller draw those of many updates at once. The buffer
@@ -160,20 +164,20 @@ def importance_weights(
 
 def sample_prioritized(
     buffer: ReplayBuffer, words: jax.Array, beta: jax.Array, normalise: str = "batch"
-) -> tuple[Transition, jax.Array]:
+) -> tuple[Any, jax.Array, jax.Array]:
     """B items drawn with replacement with probability P(i) = p_iᵅ / Σ pᵅ (the tree's
     masses), from ``words`` uint32 [B, depth] (:func:`words_per_sample`).
 
-    Returns (batch, indices int32 [B]); ``batch.weight`` holds the importance-sampling weights
+    Returns (items, indices int32 [B], weights float32 [B]): the importance-sampling weights
     of :func:`importance_weights` (N = ``buffer.size``; normalised by the batch's largest
-    weight, or with ``normalise="buffer"`` by the buffer's). Only the buffer-wide form makes
+    weight, or with ``normalise="buffer"`` by the buffer's), which a loss reads as
+    ``Transition.weight``. Only the buffer-wide form makes
     the weighted loss follow the uniform loss's gradient in expectation at β = 1 (up to a
     positive factor of the step); see the module."""
     tree = buffer.priorities
     idx = sum_tree.sample(tree, words)
     weight = importance_weights(tree, idx, buffer.size, beta, normalise)
-    batch = jax.tree.map(lambda s: s[idx], buffer.storage)
-    return batch.replace(weight=weight), idx
+    return jax.tree.map(lambda s: s[idx], buffer.storage), idx, weight
 
 
 def update_priorities(
@@ -229,5 +233,4 @@ def n_step_transition(window: Transition, gamma: jax.Array) -> Transition:
         next_action_mask=None
         if window.next_action_mask is None
         else at_last(window.next_action_mask),
-        state_index=None if window.state_index is None else window.state_index[0],
     )

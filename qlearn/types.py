@@ -19,22 +19,38 @@ Params = Any
 QFn = Callable[[Params, jax.Array], jax.Array]
 """``q_fn(params, obs[B, *obs_shape]) -> q_values[B, num_actions]``."""
 
-LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-"""``loss(q_fn, online_params, target_params, batch, hparams) -> (scalar, aux)``: the loss
+
+@struct.dataclass
+class LossOutput:
+    """What a loss returns: the scalar it is minimised as, its diagnostics, and (optionally)
+    each sample's new replay priority.
+
+    Attributes:
+      loss: float32 [], the value differentiated (the learner's gradient is ∇_θ ``loss``).
+      metrics: scalar diagnostics, logged per update; the built-in losses report ``q_mean``,
+        ``target_mean``, ``td_abs`` and ``q_abs_max`` (:func:`qlearn.losses.td_diagnostics`).
+      priority: float32 [B], each sample's new priority for prioritised replay (the
+        built-ins: |δ|, or the sample's loss for the distributional ones), or None for a loss
+        that reports none (prioritised replay then refuses it). Not a metric.
+    """
+
+    loss: jax.Array
+    metrics: dict[str, jax.Array] = struct.field(default_factory=dict)
+    priority: jax.Array | None = None
+
+
+LossFn = Callable[..., LossOutput]
+"""``loss(q_fn, online_params, target_params, batch, hparams, key) -> LossOutput``: the loss
 contract of replay algorithms (DQN), ``batch`` a :class:`Transition` batch; the loss computes
-its own targets.
+its own targets, and weighs its samples by ``batch.weight`` when that is not None
+(:func:`qlearn.losses.batch_mean`). ``key`` is a PRNG key, one per update, for a loss whose
+record says it ``samples`` (IQN's quantile levels τ; :class:`qlearn.losses.LossRecord`), and
+None for every other loss."""
 
-``aux`` holds scalar diagnostics; the built-in losses report ``q_mean``, ``target_mean``,
-``td_abs`` and ``q_abs_max``. It may also hold ``priority`` [B], each sample's new replay
-priority (the built-ins: |δ|, or the sample's loss for the distributional ones): prioritised
-replay needs it, and it is not a metric. A loss weighs its samples by ``batch.weight`` when
-that is not None (:func:`qlearn.losses.batch_mean`).
-"""
-
-ReturnLossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-"""``loss(q_fn, params, batch, hparams) -> (scalar, aux)``: the loss contract of λ-return
+ReturnLossFn = Callable[..., LossOutput]
+"""``loss(q_fn, params, batch, hparams, key) -> LossOutput``: the loss contract of λ-return
 algorithms (PQN). The targets of a whole rollout are computed once, before its epochs, and
-``batch`` is a :class:`ReturnBatch` minibatch carrying them; ``aux`` as for :data:`LossFn`."""
+``batch`` is a :class:`ReturnBatch` minibatch carrying them; ``key`` as for :data:`LossFn`."""
 
 
 @struct.dataclass
@@ -58,11 +74,10 @@ class Transition:
         prioritised replay (:func:`qlearn.replay.sample_prioritized`): a loss averages its
         per-sample terms with these weights (:func:`qlearn.losses.batch_mean`). None (not
         stored, and for uniform replay): an unweighted mean.
-      state_index: int32 [], the finite MDP's state of ``obs`` (DQN stores it on finite MDPs,
-        to measure the state-action weighting its replayed batches put on each (s, a)); None
-        elsewhere.
-      key: a PRNG key for a loss that samples (IQN's quantile levels τ), one per batch (not
-        per sample), attached when the batch is drawn; None for every other loss.
+
+    What a transition is not (kept elsewhere, so it does not grow a field per feature): a
+    sampling loss's PRNG key (the loss's ``key`` argument, :data:`LossFn`) and what a probe
+    counts of a batch (the source's :class:`qlearn.algos.sources.Drawn`).
     """
 
     obs: jax.Array
@@ -74,8 +89,6 @@ class Transition:
     steps: jax.Array
     next_action_mask: jax.Array | None = None
     weight: jax.Array | None = None
-    state_index: jax.Array | None = None
-    key: jax.Array | None = None
 
 
 @struct.dataclass

@@ -40,7 +40,7 @@ def test_a_resumed_run_is_bitwise_the_uninterrupted_run(config, tmp_path):
         jax.random.key_data(ref_state.key), jax.random.key_data(state.key)
     )
     np.testing.assert_array_equal(
-        ref_state.source.buffer.storage.obs, state.source.buffer.storage.obs
+        ref_state.source.buffer.storage.transition.obs, state.source.buffer.storage.transition.obs
     )
 
 

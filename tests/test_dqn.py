@@ -122,7 +122,7 @@ def test_truncation_stores_true_final_observation(truncating_run):
     buf = state.source.buffer
     n = int(buf.size)
     assert n == config.actual_total_steps  # nothing overwritten
-    tr = jax.tree.map(lambda x: np.asarray(x[:n]), buf.storage)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), buf.storage.transition)
     env, params = deep_q.make_env(config)
     # Every stored next_obs is the CartPole successor of (obs, action), also at a time limit.
     s = cartpole_state(tr.obs)
@@ -143,7 +143,7 @@ def test_truncation_stores_true_final_observation(truncating_run):
 def test_episode_returns_count_completed_episodes_only(truncating_run):
     config, state, metrics = truncating_run
     n_env, n = config.num_envs, int(state.source.buffer.size)
-    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage.transition)
     reward = tr.reward.reshape(-1, n_env)  # [vector step, env]: insertion order
     done = (tr.terminated | tr.truncated).reshape(-1, n_env)
     # interval k ends after this many vector steps
@@ -199,7 +199,7 @@ def test_dqn_acts_and_bootstraps_over_available_actions_only():
     visits = np.asarray(state.probes["finite_mdp"].visits)
     assert visits.sum() > 3_000 and visits[~mask].sum() == 0
     assert visits[catalog.MAXBIAS_A][mask[catalog.MAXBIAS_A]].min() > 0
-    stored = jax.tree.map(np.asarray, state.source.buffer.storage)
+    stored = jax.tree.map(np.asarray, state.source.buffer.storage.transition)
     np.testing.assert_array_equal(
         stored.next_action_mask[: int(state.source.buffer.size)],
         mask[np.argmax(stored.next_obs[: int(state.source.buffer.size)], -1)],
@@ -327,7 +327,7 @@ def test_on_a_finite_mdp_the_true_error_is_logged_and_falls(replay):
         assert 0.2 * samples < replayed.sum() < samples
     stored = np.zeros_like(replayed)
     buffer = state.source.buffer.storage
-    np.add.at(stored, (np.asarray(buffer.state_index), np.asarray(buffer.action)), 1)
+    np.add.at(stored, (np.asarray(buffer.state), np.asarray(buffer.transition.action)), 1)
     assert np.all(stored[replayed > 0] > 0)
     tv = np.asarray(metrics["replay_tv"])
     assert np.all((tv >= 0) & (tv <= 1)) and np.all(np.isfinite(metrics["ve_replayed"]))
@@ -353,7 +353,7 @@ def test_n_step_replay_stores_discounted_sums_up_to_episode_ends(tiny_config):
     assert np.all(np.isfinite(metrics["loss"]))
     n = int(state.source.buffer.size)
     assert n == config.actual_total_steps - 2 * config.num_envs  # the last 2 steps are pending
-    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage.transition)
     np.testing.assert_allclose(tr.reward, [(1 - 0.9**m) / (1 - 0.9) for m in tr.steps], rtol=1e-6)
     short = tr.steps < 3
     assert short.any() and np.all(tr.terminated[short] | tr.truncated[short])
@@ -423,7 +423,7 @@ def test_the_epsilon_schedule_drives_the_actions_inside_the_loop(tiny_config):
     hp = dqn.DQNHParams(lr=1e-12, eps_start=1.0, eps_end=0.0, eps_decay_fraction=0.2)
     state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(2), hp)
     n = int(state.source.buffer.size)
-    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage)
+    tr = jax.tree.map(lambda x: np.asarray(x[:n]), state.source.buffer.storage.transition)
     greedy = np.asarray(
         jnp.argmax(deep_q.make_network(config, 2, (4,)).apply(state.learner.params, tr.obs), -1)
     )
@@ -509,7 +509,7 @@ def test_prioritized_replay_refuses_bad_input(tiny_config):
         with pytest.raises(hparams.HParamError, match=name):
             hparams.validate(dqn.DQNHParams(**{name: value}))
     config = dataclasses.replace(tiny_config, replay="prioritized", loss=my_zero_loss)
-    with pytest.raises(ConfigError, match=r"needs a loss that reports aux\['priority'\]"):
+    with pytest.raises(ConfigError, match=r"needs a loss that reports LossOutput\.priority"):
         jax.eval_shape(dqn.make_train(config), jax.random.key(0), dqn.DQNHParams())
 
 
@@ -587,13 +587,20 @@ def test_a_noisy_update_differentiates_the_parameters_under_independent_noise():
 
     def step(noise):
         return learners.gradient_step(
-            q_fn, prog.loss, sgd, params, target, sgd.init(params), batch, hp, noise
+            q_fn, prog.loss, sgd, params, target, sgd.init(params), batch, hp, None, noise
         )
 
     new, _, m = step((online_noise, target_noise))
-    loss_at = lambda p, noise: prog.loss(
-        q_fn, noisynet.with_noise(p, noise[0]), noisynet.with_noise(target, noise[1]), batch, hp
-    )[0]
+    loss_at = lambda p, noise: (
+        prog.loss(
+            q_fn,
+            noisynet.with_noise(p, noise[0]),
+            noisynet.with_noise(target, noise[1]),
+            batch,
+            hp,
+            None,
+        ).loss
+    )
     grads = jax.grad(loss_at)(params, (online_noise, target_noise))
     jax.tree.map(
         lambda n, p, g: np.testing.assert_allclose(n, p - 0.1 * g, rtol=1e-5, atol=1e-7),
@@ -601,9 +608,10 @@ def test_a_noisy_update_differentiates_the_parameters_under_independent_noise():
         params,
         grads,
     )
-    np.testing.assert_allclose(m["loss"], loss_at(params, (online_noise, target_noise)), rtol=1e-6)
-    assert not np.isclose(m["loss"], step((online_noise, online_noise))[2]["loss"])
-    assert not np.isclose(m["loss"], step(None)[2]["loss"])
+    loss = m.metrics["loss"]
+    np.testing.assert_allclose(loss, loss_at(params, (online_noise, target_noise)), rtol=1e-6)
+    assert not np.isclose(loss, step((online_noise, online_noise))[2].metrics["loss"])
+    assert not np.isclose(loss, step(None)[2].metrics["loss"])
 
 
 def test_noisy_dqn_explores_without_epsilon():
@@ -668,7 +676,8 @@ def test_coverage_replay_spreads_the_replayed_weight_over_every_reachable_pair()
     assert np.all((replayed[1] > 0) == reachable)
     stored = np.zeros((48, 4))
     storage = state.source.buffer.storage
-    np.add.at(stored, (np.asarray(storage.state_index)[0, 0], np.asarray(storage.action)[0, 0]), 1)
+    states, actions = np.asarray(storage.state)[0, 0], np.asarray(storage.transition.action)[0, 0]
+    np.add.at(stored, (states, actions), 1)
     assert np.all(stored[replayed[0] > 0] > 0) and (replayed[0] > 0).sum() < reachable.sum()
     ve_uniform = np.asarray(metrics["ve_uniform"])[:, 0, -1]
     assert ve_uniform[1] < 0.5 * ve_uniform[0], ve_uniform

@@ -24,7 +24,10 @@ def counting_probe() -> probes.Probe:
         init=lambda: {"steps": jnp.int32(0), "batches": jnp.int32(0)},
         start=lambda counts: {"steps": counts["steps"], "batches": jnp.int32(0)},
         on_steps=on_steps,
-        on_batch=lambda counts, batch: {"steps": counts["steps"], "batches": counts["batches"] + 1},
+        on_batch=lambda counts, batch, drawn: {
+            "steps": counts["steps"],
+            "batches": counts["batches"] + 1,
+        },
     )
 
 

@@ -51,6 +51,18 @@ def setup():
     return net.apply, online, target, batch
 
 
+def value_and_grad(loss_fn, q_fn, online, *rest):
+    """(the loss's :class:`~qlearn.types.LossOutput`, ∇ of its ``loss`` w.r.t. the online
+    params) for a loss called as ``loss_fn(q_fn, online, *rest)``."""
+
+    def objective(p):
+        out = loss_fn(q_fn, p, *rest)
+        return out.loss, out
+
+    (_, out), grad = jax.value_and_grad(objective, has_aux=True)(online)
+    return out, grad
+
+
 def analytic_mse_gradient(q_fn, params, batch, y):
     """−2 · mean_i (y_i − q̂_i) ∇q̂_i with y fixed (a numpy array, no graph)."""
 
@@ -76,7 +88,7 @@ def test_semi_gradient_equals_analytic(setup, use_target_network, variant):
     bootstrap = target if use_target_network else online
     loss = functools.partial(losses.semi_gradient_td_loss, regression=losses.mse)
     grad = variant(
-        jax.grad(lambda p: loss(q_fn, p, target if use_target_network else p, batch, hp)[0])
+        jax.grad(lambda p: loss(q_fn, p, target if use_target_network else p, batch, hp).loss)
     )(online)
     y = numpy_targets(q_fn, bootstrap, batch, 0.9)
     expected = analytic_mse_gradient(q_fn, online, batch, y)
@@ -88,7 +100,7 @@ def test_semi_gradient_equals_analytic(setup, use_target_network, variant):
         # Without the stop_gradient the target's dependence on θ enters the gradient: the
         # residual gradient differs, so the check above really detects a missing stop_gradient.
         def residual(p):
-            return losses.residual_gradient_td_loss(q_fn, p, p, batch, hp)[0]
+            return losses.residual_gradient_td_loss(q_fn, p, p, batch, hp).loss
 
         differs = jax.tree.map(
             lambda g, r: not np.allclose(g, r, atol=1e-6), grad, jax.grad(residual)(online)
@@ -99,7 +111,7 @@ def test_semi_gradient_equals_analytic(setup, use_target_network, variant):
 def test_huber_gradient_clips_td_error(setup, variant):
     q_fn, online, target, batch = setup
     hp = HParams(gamma=0.9, huber_delta=0.05)
-    loss = lambda p: losses.semi_gradient_td_loss(q_fn, p, target, batch, hp)[0]
+    loss = lambda p: losses.semi_gradient_td_loss(q_fn, p, target, batch, hp).loss
     grad = variant(jax.grad(loss))(online)
     y = numpy_targets(q_fn, target, batch, 0.9)
     q = np.asarray(q_fn(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
@@ -141,7 +153,7 @@ def test_targets_never_bootstrap_from_a_masked_action(setup, double_q):
     unmasked = losses.td_targets(q_fn, online, target, batch, hp, double_q=double_q)
     assert not np.allclose(y, unmasked)
     # the residual-gradient loss's bootstrap too
-    _, aux = losses.residual_gradient_td_loss(q_fn, online, target, masked_batch, hp)
+    aux = losses.residual_gradient_td_loss(q_fn, online, target, masked_batch, hp).metrics
     own = np.asarray(q_fn(online, batch.next_obs))
     own_min = own[np.arange(B), np.where(mask, own, np.inf).argmin(1)]
     np.testing.assert_allclose(
@@ -161,7 +173,8 @@ def test_double_q_selects_with_online_evaluates_with_target(setup):
 
 def test_aux_diagnostics(setup):
     q_fn, online, target, batch = setup
-    loss, aux = losses.semi_gradient_td_loss(q_fn, online, target, batch, HParams())
+    out = losses.semi_gradient_td_loss(q_fn, online, target, batch, HParams())
+    loss, aux = out.loss, out.metrics
     assert set(aux) >= {"q_mean", "target_mean", "td_abs", "q_abs_max"}
     q = np.asarray(q_fn(online, batch.obs))
     np.testing.assert_allclose(
@@ -172,9 +185,9 @@ def test_aux_diagnostics(setup):
 
 
 def test_resolve():
-    assert losses.resolve(my_zero_loss, double_q=True) is my_zero_loss
-    assert losses.resolve("user_losses:my_zero_loss", double_q=False) is my_zero_loss
-    assert losses.resolve("mse", double_q=True).keywords == {
+    assert losses.resolve(my_zero_loss, double_q=True).__wrapped__ is my_zero_loss
+    assert losses.resolve("user_losses:my_zero_loss", double_q=False).__wrapped__ is my_zero_loss
+    assert losses.resolve("mse", double_q=True).__wrapped__.keywords == {
         "regression": losses.mse,
         "double_q": True,
     }
@@ -185,11 +198,51 @@ def test_resolve():
     assert losses.spec_name(my_zero_loss) == "user_losses:my_zero_loss"
 
 
+def test_a_loss_of_another_contract_is_refused_by_name(setup):
+    """A loss without the ``key`` argument is refused when the config is made (before any
+    compile), naming the loss and the arguments; one returning the old (loss, aux) tuple is
+    refused when traced, naming the loss and LossOutput."""
+    from qlearn.algos import dqn
+    from qlearn.types import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'user_losses:my_old_loss' must take \(q_fn, "):
+        dqn.DQNConfig(loss="user_losses:my_old_loss")
+    q_fn, online, target, batch = setup
+    loss_fn = losses.resolve("user_losses:my_tuple_loss", double_q=True)
+    with pytest.raises(TypeError, match=r"'user_losses:my_tuple_loss' returned tuple.*LossOutput"):
+        loss_fn(q_fn, online, target, batch, HParams(), None)
+
+
+def test_a_loss_that_samples_gets_a_fresh_key_per_update_and_others_get_none():
+    """A record with ``samples=True`` gets the update's key of the ``loss`` stream (its
+    random half-batch mask differs from update to update, and the run is reproducible); a
+    loss without it is called with key None."""
+    from conftest import TINY
+
+    from qlearn.algos import dqn
+
+    seen = []
+
+    def no_key(q_fn, online, target, batch, hp, key):
+        seen.append(key)
+        return losses.semi_gradient_td_loss(q_fn, online, target, batch, hp, key)
+
+    train = jax.jit(dqn.make_train(dqn.DQNConfig(**TINY, loss="user_losses:SAMPLING")))
+    _, m = train(jax.random.key(0), dqn.DQNHParams())
+    kept = np.asarray(m["kept"])
+    assert np.all((kept > 0.2) & (kept < 0.8)) and np.unique(kept).size == kept.size
+    np.testing.assert_array_equal(train(jax.random.key(0), dqn.DQNHParams())[1]["kept"], kept)
+    jax.eval_shape(
+        dqn.make_train(dqn.DQNConfig(**TINY, loss=no_key)), jax.random.key(0), dqn.DQNHParams()
+    )
+    assert seen and all(k is None for k in seen)
+
+
 def test_residual_gradient_includes_the_bootstrap_gradient(setup):
     """∇L = −2/B Σ δ_i (∇q̂(s_i, a_i) − γ_i ∇q̂(s'_i, a*_i)), a* = argmax q̂(s'_i, ·)."""
     q_fn, online, target, batch = setup
     hp = HParams(gamma=0.9)
-    grad = jax.grad(lambda p: losses.residual_gradient_td_loss(q_fn, p, target, batch, hp)[0])(
+    grad = jax.grad(lambda p: losses.residual_gradient_td_loss(q_fn, p, target, batch, hp).loss)(
         online
     )
     discount = 0.9 * (1.0 - np.asarray(batch.terminated, np.float32))
@@ -221,30 +274,30 @@ def test_switch_runs_the_indexed_loss_and_vmaps_over_the_index(setup):
     singles = [losses.resolve(s, double_q=False) for s in specs]
     for k, single in enumerate(singles):
         hp = HParams(gamma=0.9, loss_index=k)
-        (loss, aux), grad = jax.value_and_grad(switched, argnums=1, has_aux=True)(
-            q_fn, online, target, batch, hp
-        )
-        (loss_k, aux_k), grad_k = jax.value_and_grad(single, argnums=1, has_aux=True)(
-            q_fn, online, target, batch, hp
-        )
-        np.testing.assert_allclose(loss, loss_k, rtol=1e-6)
+        out, grad = value_and_grad(switched, q_fn, online, target, batch, hp, None)
+        out_k, grad_k = value_and_grad(single, q_fn, online, target, batch, hp, None)
+        np.testing.assert_allclose(out.loss, out_k.loss, rtol=1e-6)
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grad, grad_k
         )
-        assert set(aux) == {"q_mean", "target_mean", "td_abs", "q_abs_max", "my_stat", "priority"}
-        for name, value in aux.items():
-            if name in aux_k:
-                np.testing.assert_allclose(value, aux_k[name], rtol=1e-6)
+        assert set(out.metrics) == {"q_mean", "target_mean", "td_abs", "q_abs_max", "my_stat"}
+        for name, value in out.metrics.items():
+            if name in out_k.metrics:
+                np.testing.assert_allclose(value, out_k.metrics[name], rtol=1e-6)
             else:
                 assert np.all(np.isnan(value))
+        if out_k.priority is None:  # my_zero_loss: NaN priorities of the others' shape
+            assert out.priority.shape == (B,) and np.all(np.isnan(out.priority))
+        else:
+            np.testing.assert_allclose(out.priority, out_k.priority, rtol=1e-6)
     hps = hparams.to_arrays(hparams.grid(HParams, {"gamma": [0.9], "loss_index": [0, 1, 2]}))
-    vmapped = jax.vmap(lambda hp: switched(q_fn, online, target, batch, hp)[0])(hps)
-    expected = [f(q_fn, online, target, batch, HParams(gamma=0.9))[0] for f in singles]
+    vmapped = jax.vmap(lambda hp: switched(q_fn, online, target, batch, hp, None).loss)(hps)
+    expected = [f(q_fn, online, target, batch, HParams(gamma=0.9), None).loss for f in singles]
     np.testing.assert_allclose(vmapped, expected, rtol=1e-6)
 
 
 def test_resolve_names_and_tuples():
-    assert losses.resolve("residual", double_q=True) is losses.residual_gradient_td_loss
+    assert losses.resolve("residual", double_q=True).__wrapped__ is losses.residual_gradient_td_loss
     assert losses.spec_name(("huber", my_zero_loss)) == ["huber", "user_losses:my_zero_loss"]
 
 
@@ -351,7 +404,8 @@ def test_c51_loss_is_the_mean_of_rlax_per_sample_losses(dist_setup, double_q, va
     q_fn = linear_q_function("categorical")
     hp = HParams(gamma=0.9, v_min=-3.0, v_max=3.0)
     fn = functools.partial(losses.categorical_td_loss, q_fn, double_q=double_q)
-    loss, aux = variant(fn)(online, target, batch, hp)
+    out = variant(fn)(online, target, batch, hp)
+    loss, aux = out.loss, out.metrics
     z = q_fn.support
     discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
     logits_tm1, logits_t = q_fn.outputs(online, batch.obs), q_fn.outputs(target, batch.next_obs)
@@ -373,7 +427,8 @@ def test_qr_loss_is_the_mean_of_rlax_per_sample_losses(dist_setup, double_q, var
     q_fn = linear_q_function("quantile")
     hp = HParams(gamma=0.9, huber_delta=1.0)
     fn = functools.partial(losses.quantile_td_loss, q_fn, double_q=double_q)
-    loss, aux = variant(fn)(online, target, batch, hp)
+    out = variant(fn)(online, target, batch, hp)
+    loss, aux = out.loss, out.metrics
     discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
     dist_tm1, dist_t = q_fn.outputs(online, batch.obs), q_fn.outputs(target, batch.next_obs)
     sel_net = online if double_q else target
@@ -411,12 +466,12 @@ def test_the_new_losses_pass_no_gradient_into_their_targets(dist_setup, kind, lo
     hp = HParams(gamma=0.9, v_min=-3.0, v_max=3.0)
     for double_q in (False, True):
         fn = functools.partial(loss_fn, double_q=double_q)
-        g_target = jax.grad(lambda t, f=fn: f(q_fn, online, t, batch, hp)[0])(target)
+        g_target = jax.grad(lambda t, f=fn: f(q_fn, online, t, batch, hp).loss)(target)
         np.testing.assert_array_equal(g_target, np.zeros_like(g_target))
     # bootstrapping from θ itself (no target network): the gradient is the one with the target
     # distribution frozen — the semi-gradient, not the full gradient through the bootstrap
-    semi = jax.grad(lambda p: loss_fn(q_fn, p, p, batch, hp)[0])(online)
-    frozen = jax.grad(lambda p: loss_fn(q_fn, p, jax.lax.stop_gradient(online), batch, hp)[0])(
+    semi = jax.grad(lambda p: loss_fn(q_fn, p, p, batch, hp).loss)(online)
+    frozen = jax.grad(lambda p: loss_fn(q_fn, p, jax.lax.stop_gradient(online), batch, hp).loss)(
         online
     )
     np.testing.assert_allclose(semi, frozen, rtol=1e-6, atol=1e-7)
@@ -438,8 +493,10 @@ def test_distributional_losses_never_bootstrap_from_a_masked_action(dist_setup):
         boosted = networks.QFunction(lambda p, obs, b=boost: obs @ p + b, q_fn.head, q_fn.support)
         assert np.all(np.argmax(boosted(target, batch.next_obs), -1) == 0)
         masked = batch.replace(reward=jnp.zeros(B), terminated=jnp.zeros(B, bool))
-        _, aux = loss_fn(boosted, online, target, masked, hp)
-        _, all_actions = loss_fn(boosted, online, target, masked.replace(next_action_mask=None), hp)
+        aux = loss_fn(boosted, online, target, masked, hp).metrics
+        all_actions = loss_fn(
+            boosted, online, target, masked.replace(next_action_mask=None), hp
+        ).metrics
         # without the mask every row bootstraps from action 0's huge value; with it, half do
         expected = 0.9 ** masked.steps.astype(jnp.float32)
         top = 3.0 if kind == "categorical" else None
@@ -491,7 +548,8 @@ def test_classification_losses_are_the_cross_entropy_against_the_encoded_td_targ
     q_fn = linear_q_function("histogram")
     hp = HParams(gamma=0.9, hl_gauss_sigma=0.75)
     fn = functools.partial(losses.classification_td_loss, q_fn, encode=encode, double_q=True)
-    loss, aux = variant(fn)(online, target, batch, hp)
+    out = variant(fn)(online, target, batch, hp)
+    loss, aux = out.loss, out.metrics
     # by hand: y from the expectations (Double-Q over the available actions), then the label
     c = np.asarray(q_fn.support)
     y = np.asarray(losses.td_targets(q_fn, online, target, batch, hp, double_q=True))
@@ -518,10 +576,10 @@ def test_dqn_reg_is_the_squared_td_error_plus_a_value_penalty(setup, variant):
     loss_fn = functools.partial(losses.dqn_reg_loss, double_q=False)
     y = numpy_targets(q_fn, target, batch, 0.9)
     q = np.asarray(q_fn(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
-    loss, _ = variant(functools.partial(loss_fn, q_fn))(online, target, batch, hp)
+    loss = variant(functools.partial(loss_fn, q_fn))(online, target, batch, hp).loss
     np.testing.assert_allclose(loss, np.mean(0.3 * q + (y - q) ** 2), rtol=1e-5)
     # its gradient: mean_i (w − 2 δ_i) ∇q̂_i, y fixed (the MSE semi-gradient plus w ∇q̂)
-    grad = jax.grad(lambda p: loss_fn(q_fn, p, target, batch, hp)[0])(online)
+    grad = jax.grad(lambda p: loss_fn(q_fn, p, target, batch, hp).loss)(online)
     mse_part = analytic_mse_gradient(q_fn, online, batch, y)
 
     def mean_q(p):
@@ -539,7 +597,7 @@ def test_dqn_reg_is_the_squared_td_error_plus_a_value_penalty(setup, variant):
 @pytest.mark.parametrize("name", [n for n in losses.BUILTIN if n != "iqn"])
 def test_importance_weights_weigh_each_sample_and_priorities_are_per_sample(dist_setup, name):
     """Prioritised replay's contract, for every built-in loss: with ``batch.weight`` w the loss
-    (and its gradient) is mean_i w_i·L_i, L_i the loss of sample i alone; ``aux["priority"]``
+    (and its gradient) is mean_i w_i·L_i, L_i the loss of sample i alone; ``out.priority``
     is |δ_i| for the scalar losses and L_i for the distributional ones. (IQN draws its levels
     per batch, so a sample alone gets others: its weights are checked against rlax below.)"""
     online, target, batch = dist_setup
@@ -551,33 +609,31 @@ def test_importance_weights_weigh_each_sample_and_priorities_are_per_sample(dist
     loss_fn = losses.resolve(name, double_q=True)
     weight = jnp.linspace(0.1, 1.0, B)
     weighted = batch.replace(weight=weight)
-    (loss, aux), grad = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-        q_fn, online, target, weighted, hp
-    )
+    out, grad = value_and_grad(loss_fn, q_fn, online, target, weighted, hp, None)
     singles = [
-        jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-            q_fn, online, target, jax.tree.map(lambda x, i=i: x[i : i + 1], batch), hp
+        value_and_grad(
+            loss_fn, q_fn, online, target, jax.tree.map(lambda x, i=i: x[i : i + 1], batch), hp
         )
         for i in range(B)
     ]
-    per_sample = np.array([float(s[0][0]) for s in singles])
-    np.testing.assert_allclose(loss, np.mean(np.asarray(weight) * per_sample), rtol=1e-5)
+    per_sample = np.array([float(s[0].loss) for s in singles])
+    np.testing.assert_allclose(out.loss, np.mean(np.asarray(weight) * per_sample), rtol=1e-5)
     expected_grad = sum(float(w) * s[1] for w, s in zip(weight, singles, strict=True)) / B
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
-    expected = per_sample if kind != "scalar" else [float(s[0][1]["td_abs"]) for s in singles]
-    assert aux["priority"].shape == (B,)
-    np.testing.assert_allclose(aux["priority"], expected, rtol=1e-5, atol=1e-7)
-    unweighted, _ = loss_fn(q_fn, online, target, batch, hp)
+    expected = per_sample if kind != "scalar" else [float(s[0].metrics["td_abs"]) for s in singles]
+    assert out.priority.shape == (B,)
+    np.testing.assert_allclose(out.priority, expected, rtol=1e-5, atol=1e-7)
+    unweighted = loss_fn(q_fn, online, target, batch, hp, None).loss
     np.testing.assert_allclose(unweighted, per_sample.mean(), rtol=1e-5)
 
 
 def test_switch_fills_a_missing_priority_with_nan_of_its_shape(setup):
     q_fn, online, target, batch = setup
     switched = losses.resolve(("huber", "user_losses:my_zero_loss"), double_q=False)
-    _, aux = switched(q_fn, online, target, batch, HParams(loss_index=1))
-    assert aux["priority"].shape == (B,) and np.all(np.isnan(aux["priority"]))
-    _, aux = switched(q_fn, online, target, batch, HParams(loss_index=0))
-    assert np.all(np.isfinite(aux["priority"]))
+    out = switched(q_fn, online, target, batch, HParams(loss_index=1), None)
+    assert out.priority.shape == (B,) and np.all(np.isnan(out.priority))
+    out = switched(q_fn, online, target, batch, HParams(loss_index=0), None)
+    assert np.all(np.isfinite(out.priority))
 
 
 def numpy_log_softmax(x):
@@ -622,7 +678,7 @@ def test_munchausen_loss_is_huber_on_the_papers_target(dist_setup, double_q, var
     log_pi = np.array([numpy_log_softmax(q_s[i])[int(batch.action[i])] for i in range(B)])
     assert np.any(log_pi < hp.munchausen_clip) and np.any(log_pi > hp.munchausen_clip)
     loss_fn = functools.partial(losses.munchausen_td_loss, double_q=double_q)
-    loss, _ = variant(loss_fn, static_argnums=0)(q_fn, online, target, batch, hp)
+    loss = variant(loss_fn, static_argnums=0)(q_fn, online, target, batch, hp).loss
     q_sa = np.asarray(q_fn(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
     td = y - q_sa
     huber = np.where(np.abs(td) <= 1.0, 0.5 * td**2, np.abs(td) - 0.5)
@@ -657,15 +713,16 @@ def iqn_setup(dist_setup):
 
 @pytest.mark.parametrize("double_q", [False, True])
 def test_iqn_loss_is_rlax_quantile_q_learning_at_its_sampled_levels(iqn_setup, double_q, variant):
-    """IQN: the quantile Huber loss at levels τ ~ U(0, 1) drawn from batch.key (fresh τ' for
+    """IQN: the quantile Huber loss at levels τ ~ U(0, 1) drawn from its key (fresh τ' for
     the target), each sample equal to rlax.quantile_q_learning with those levels; the next
     action maximises the head's midpoint expectation, over the available actions."""
     q_fn, online, target, batch = iqn_setup
-    batch = batch.replace(key=jax.random.key(3))
+    key = jax.random.key(3)
     hp = HParams(gamma=0.9, huber_delta=1.0)
     fn = functools.partial(losses.iqn_td_loss, q_fn, double_q=double_q)
-    loss, aux = variant(fn)(online, target, batch, hp)
-    k_online, k_target = jax.random.split(batch.key)
+    out = variant(fn)(online, target, batch, hp, key)
+    loss = out.loss
+    k_online, k_target = jax.random.split(key)
     tau, tau_t = jax.random.uniform(k_online, (B, K)), jax.random.uniform(k_target, (B, K))
     discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
     dist_tm1 = q_fn.outputs(online, batch.obs, tau)
@@ -684,16 +741,16 @@ def test_iqn_loss_is_rlax_quantile_q_learning_at_its_sampled_levels(iqn_setup, d
         1.0,
     )
     np.testing.assert_allclose(loss, jnp.mean(theirs), rtol=1e-5)
-    np.testing.assert_allclose(aux["priority"], theirs, rtol=1e-5)
+    np.testing.assert_allclose(out.priority, theirs, rtol=1e-5)
     weight = jnp.linspace(0.1, 1.0, B)
-    weighted, _ = fn(online, target, batch.replace(weight=weight), hp)
+    weighted = fn(online, target, batch.replace(weight=weight), hp, key).loss
     np.testing.assert_allclose(weighted, jnp.mean(weight * theirs), rtol=1e-5)
-    g_target = jax.grad(lambda t: fn(online, t, batch, hp)[0])(target)
+    g_target = jax.grad(lambda t: fn(online, t, batch, hp, key).loss)(target)
     assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(g_target))
-    other, _ = fn(online, target, batch.replace(key=jax.random.key(4)), hp)
+    other = fn(online, target, batch, hp, jax.random.key(4)).loss
     assert float(other) != float(loss)  # the levels come from the key
-    with pytest.raises(ValueError, match=r"needs batch\.key"):
-        fn(online, target, batch.replace(key=None), hp)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        fn(online, target, batch, hp)
 
 
 @pytest.mark.parametrize("next_policy", ["target", "online"])
@@ -714,7 +771,8 @@ def test_the_munchausen_loss_a_config_names_uses_the_target_network_unless_asked
     kwargs = {} if next_policy == "target" else {"munchausen_next_policy": next_policy}
     for double_q in (True, False):
         loss_fn = losses.resolve("munchausen", double_q=double_q, **kwargs)
-        loss, aux = loss_fn(q_fn, online, target, batch, hp)
+        out = loss_fn(q_fn, online, target, batch, hp, None)
+        loss, aux = out.loss, out.metrics
         np.testing.assert_allclose(loss, huber, rtol=1e-5)
         np.testing.assert_allclose(aux["target_mean"], y.mean(), rtol=1e-5, atol=1e-6)
     other = numpy_munchausen_targets(q_fn, online, target, batch, hp, next_policy == "target")
@@ -757,24 +815,25 @@ def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, d
     double_q); by default N' = N and a* is chosen at the N midpoints. The loss equals
     rlax.quantile_q_learning at exactly those levels."""
     q_fn, online, target, batch = iqn_setup
-    batch = batch.replace(key=jax.random.key(3))
+    key = jax.random.key(3)
     hp = HParams(gamma=0.9, huber_delta=1.0)
     selecting = online if double_q else target
     log = []
-    losses.iqn_td_loss(recording(q_fn, log), online, target, batch, hp, double_q=double_q)
+    losses.iqn_td_loss(recording(q_fn, log), online, target, batch, hp, key, double_q=double_q)
     assert [(p is target, s) for p, s in log[:1]] == [(True, (B, K))]  # τ' [B, N'] = [B, N]
     assert (log[1][0] is selecting, log[1][1]) == (True, (B, K))  # a*: midpoints [B, N]
     assert (log[-1][0] is online, log[-1][1]) == (True, (B, K))  # τ [B, N]
     log.clear()
     fn = functools.partial(losses.iqn_td_loss, double_q=double_q, num_target=5, num_select=9)
-    loss, aux = fn(recording(q_fn, log), online, target, batch, hp)
+    out = fn(recording(q_fn, log), online, target, batch, hp, key)
+    loss = out.loss
     shapes = [(p is online, p is target, s) for p, s in log]
     assert shapes[0] == (False, True, (B, 5))  # the target's N' = 5 levels
     assert shapes[1] == (double_q, not double_q, (B, 9))  # a* at K = 9 levels
     assert shapes[-1] == (True, False, (B, K))  # the online network's N levels
-    k_online, k_target = jax.random.split(batch.key)
+    k_online, k_target = jax.random.split(key)
     tau, tau_t = jax.random.uniform(k_online, (B, K)), jax.random.uniform(k_target, (B, 5))
-    tau_select = jax.random.uniform(jax.random.fold_in(batch.key, 1), (B, 9))
+    tau_select = jax.random.uniform(jax.random.fold_in(key, 1), (B, 9))
     discount = 0.9 ** batch.steps.astype(jnp.float32) * (1.0 - batch.terminated)
     selector = reference_selector(
         jnp.mean(q_fn.outputs(selecting, batch.next_obs, tau_select), -1), batch.next_action_mask
@@ -790,10 +849,12 @@ def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, d
         1.0,
     )
     np.testing.assert_allclose(loss, jnp.mean(theirs), rtol=1e-5)
-    np.testing.assert_allclose(aux["priority"], theirs, rtol=1e-5)
-    default = losses.iqn_td_loss(q_fn, online, target, batch, hp, double_q=double_q)[0]
-    same = losses.iqn_td_loss(q_fn, online, target, batch, hp, double_q=double_q, num_target=K)
-    assert float(same[0]) == float(default)  # N' = N explicitly: the default's numbers
+    np.testing.assert_allclose(out.priority, theirs, rtol=1e-5)
+    default = losses.iqn_td_loss(q_fn, online, target, batch, hp, key, double_q=double_q).loss
+    same = losses.iqn_td_loss(
+        q_fn, online, target, batch, hp, key, double_q=double_q, num_target=K
+    ).loss
+    assert float(same) == float(default)  # N' = N explicitly: the default's numbers
 
 
 def test_sampled_levels_give_the_mean_of_the_quantile_function_in_expectation():
@@ -873,6 +934,6 @@ def test_a_registered_loss_is_one_entry_and_needs_its_head():
         with pytest.raises(ConfigError, match=r"needs config\.head = 'categorical'"):
             dqn.DQNConfig(loss="test_categorical_probe")
         config = dqn.DQNConfig(loss="test_categorical_probe", head="categorical")
-        assert losses.resolve(config.loss, **config.loss_options) is my_zero_loss
+        assert losses.resolve(config.loss, **config.loss_options).__wrapped__ is my_zero_loss
     finally:
         del losses.TABLE["transition"]["test_categorical_probe"]

@@ -73,13 +73,15 @@ def test_the_custom_loss_examples_run_and_their_losses_have_gradients():
     q_next_max = jnp.max(net.apply(params, obs), axis=-1)
     cases = [  # (loss of the parameters, its targets y)
         (
-            lambda p: scope["log_cosh_td_loss"](net.apply, p, params, tr, hp)[0],
+            lambda p: scope["log_cosh_td_loss"](net.apply, p, params, tr, hp, None).loss,
             1.0 + hp.gamma * q_next_max,
         ),
         (
-            lambda p: scope["log_cosh_return_loss"](
-                net.apply, p, ReturnBatch(obs, action, jnp.full(8, 3.0)), hp
-            )[0],
+            lambda p: (
+                scope["log_cosh_return_loss"](
+                    net.apply, p, ReturnBatch(obs, action, jnp.full(8, 3.0)), hp, None
+                ).loss
+            ),
             jnp.full(8, 3.0),
         ),
     ]
@@ -89,9 +91,11 @@ def test_the_custom_loss_examples_run_and_their_losses_have_gradients():
 
     penalised = scope["penalised_td_loss"]  # its penalty is w · mean q̂², read from hp
     hp_class = scope["dqn"].ALGORITHM.hparams_for(penalty_spec.base_config())
-    at = {w: penalised(net.apply, params, params, tr, hp_class(penalty=w))[0] for w in (0.0, 0.5)}
+    at = {w: penalised(net.apply, params, params, tr, hp_class(penalty=w), None) for w in (0, 0.5)}
+    np.testing.assert_array_equal(at[0.5].priority, at[0].priority)  # Huber's |δ|, kept
+    at = {w: out.loss for w, out in at.items()}
     q_squared = jnp.mean(net.apply(params, obs) ** 2)
-    np.testing.assert_allclose(at[0.5] - at[0.0], 0.5 * q_squared, rtol=1e-5)
+    np.testing.assert_allclose(at[0.5] - at[0], 0.5 * q_squared, rtol=1e-5)
     for loss, y in cases:
         weight = jnp.tanh(y - q_sa(params))
         expected = jax.grad(lambda p, w=weight: -jnp.mean(w * q_sa(p)))(params)

@@ -22,7 +22,7 @@ def test_coverage_batches_draw_reachable_pairs_uniformly_from_the_model():
     prog = deep_q.program(config, None, None)
     mdp = prog.env_params
     size = 40_000
-    replayed = Transition(
+    transition = Transition(
         obs=jnp.zeros((size, 48)),
         action=jnp.full(size, -1, jnp.int32),
         reward=jnp.zeros(size),
@@ -31,13 +31,14 @@ def test_coverage_batches_draw_reachable_pairs_uniformly_from_the_model():
         truncated=jnp.ones(size, bool),
         steps=jnp.full(size, 3, jnp.int32),
         next_action_mask=jnp.zeros((size, 4), bool),
-        state_index=jnp.full(size, -1, jnp.int32),
     )
+    replayed = replay_source.Item(transition, jnp.full(size, -1, jnp.int32))
     reachable = dp.reachable_pairs(mdp)
     draw = jax.jit(functools.partial(replay_source.coverage_batch, prog))
     hp = dqn.DQNHParams(coverage=1.0)
-    b = jax.tree.map(np.asarray, draw(hp, reachable, replayed, jax.random.key(0)))
-    s, a = b.state_index, b.action
+    item = jax.tree.map(np.asarray, draw(hp, reachable, replayed, jax.random.key(0)))
+    b, s = item.transition, item.state
+    a = b.action
     assert np.all(np.asarray(reachable)[s, a])
     counts = np.bincount(s * 4 + a, minlength=48 * 4)[np.asarray(reachable).reshape(-1)]
     assert stats.chisquare(counts).pvalue > 1e-3
@@ -50,8 +51,9 @@ def test_coverage_batches_draw_reachable_pairs_uniformly_from_the_model():
     np.testing.assert_array_equal(b.next_action_mask, np.asarray(mdp.action_mask)[s_next])
     assert not b.truncated.any() and np.all(b.steps == 1)
     part = draw(dqn.DQNHParams(coverage=0.3), reachable, replayed, jax.random.key(1))
-    model = np.asarray(part.action) >= 0
+    model = np.asarray(part.transition.action) >= 0
+    np.testing.assert_array_equal(np.asarray(part.state) >= 0, model)  # states go with items
     assert abs(model.mean() - 0.3) < 0.01
-    assert np.all(np.asarray(part.steps)[~model] == 3)  # the rest is the replayed batch
+    assert np.all(np.asarray(part.transition.steps)[~model] == 3)  # the rest is the replayed batch
     with pytest.raises(ConfigError, match="replay = 'coverage' draws transitions from the model"):
         dqn.DQNConfig(replay="coverage")

@@ -330,7 +330,7 @@ LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
 def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, jax.Array]:
     """Reduce the per-update metrics of an interval (leaves [iterations, updates]).
 
-    ``q_abs_max`` is a max, everything else (including a user loss's own aux entries) a mean;
+    ``q_abs_max`` is a max, everything else (including a user loss's own metrics) a mean;
     the standard entries a loss does not report are NaN. ``diverged``: a non-finite loss, or
     |Q| above ``bound`` (inf included), in any update of the interval. A NaN ``q_abs_max`` is
     no verdict: it is what a loss that does not report it gets inside a tuple of losses

@@ -16,7 +16,7 @@ One iteration (:func:`iteration`) is::
 
     source.next      act in the envs, and plan the iteration's U updates
     split_streams    the named per-update PRNG keys the parts asked for
-    U × (source.batch -> learner.update -> source.feedback, probes see the batch)
+    U × (source.batch -> learner.update -> source.feedback, probes see the batch drawn)
 
 and the random streams are split in one place, in one order (:func:`run_keys`,
 :func:`split_streams`), so a part that needs no key moves no other part's numbers.
@@ -137,10 +137,12 @@ def iteration(
 
     def update(carry: tuple, x: dict[str, Any]) -> tuple[tuple, dict[str, jax.Array]]:
         src, lrn, probe_states = carry
-        batch, ctx = source.batch(src, x)
+        batch, drawn = source.batch(src, x)
         lrn, out = learner.update(lrn, batch, x)
-        src = source.feedback(src, ctx, out)
-        probe_states = {p.name: p.on_batch(probe_states[p.name], batch) for p in parts.probes}
+        src = source.feedback(src, drawn, out)
+        probe_states = {
+            p.name: p.on_batch(probe_states[p.name], batch, drawn) for p in parts.probes
+        }
         return (src, lrn, probe_states), out.metrics
 
     (src, lrn, probes), m = jax.lax.scan(

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlearn import noisynet
+from qlearn import losses, noisynet
 from qlearn.algos import deep_q
-from qlearn.types import LossFn, Params, QFn, Transition
+from qlearn.types import LossFn, LossOutput, Params, QFn, Transition
 
 TD_FIELDS: dict[str, tuple[Any, str]] = {
     "target_network": (
@@ -85,8 +85,9 @@ class TargetLearnerState(LearnerState):
 
 @struct.dataclass
 class Update:
-    """What one update reports: ``metrics`` (``loss`` and the loss's aux scalars) and
-    ``priority`` [B], each sample's new replay priority, or None where the loss reports none."""
+    """What one update reports: ``metrics`` (``loss`` and the loss's own metrics) and
+    ``priority`` [B], each sample's new replay priority, or None where the loss reports none
+    (:class:`~qlearn.types.LossOutput`)."""
 
     metrics: dict[str, jax.Array]
     priority: jax.Array | None = None
@@ -125,24 +126,31 @@ def gradient_step(
     opt_state: optax.OptState,
     batch: Transition,
     hp: Any,
+    key: jax.Array | None = None,
     noise: tuple[Any, Any] | None = None,
-) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
+) -> tuple[Params, optax.OptState, Update]:
     """One optimiser step on ``loss_fn``'s gradient with respect to the online params.
 
-    ``noise``: (online, target) noise collections of a noisy network
-    (:func:`qlearn.noisynet.sample_noise`), applied beside ``params`` and ``target_params``;
-    the loss sees the noisy networks' variables, the gradient is the parameters' only.
-    Returns (new params, new optimiser state, {"loss": ..., **aux}).
+    ``key``: the loss's PRNG key (a loss that samples; else None). ``noise``: (online, target)
+    noise collections of a noisy network (:func:`qlearn.noisynet.sample_noise`), applied
+    beside ``params`` and ``target_params``; the loss sees the noisy networks' variables, the
+    gradient is the parameters' only. Returns (new params, new optimiser state, the
+    :class:`Update`: ``{"loss": ..., **metrics}`` and the priorities).
     """
     online_noise, target_noise = (None, None) if noise is None else noise
     bootstrap = noisynet.with_noise(target_params, target_noise)
 
-    def objective(p: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return loss_fn(q_fn, noisynet.with_noise(p, online_noise), bootstrap, batch, hp)
+    def objective(p: Params) -> tuple[jax.Array, LossOutput]:
+        out = loss_fn(q_fn, noisynet.with_noise(p, online_noise), bootstrap, batch, hp, key)
+        return out.loss, out
 
-    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, {"loss": loss, **aux}
+    return (
+        optax.apply_updates(params, updates),
+        opt_state,
+        Update({"loss": loss, **out.metrics}, out.priority),
+    )
 
 
 def update_target(params: Params, target_params: Params, updates: jax.Array, hp: Any) -> Params:
@@ -155,12 +163,11 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
     """DQN's learner: ``prog.loss`` (a :data:`~qlearn.types.LossFn`) bootstrapping from the
     target network θ⁻ (or from θ itself without ``target_network``), θ⁻ updated after each
     step (:func:`update_target`). A noisy network draws fresh online and target noise per
-    update (stream ``noise``); a head that takes levels (``iqn``) gets the update's ``loss``
-    key on its batch (the loss samples its levels τ from it)."""
+    update (stream ``noise``); a loss that samples (``iqn``: its levels τ) gets the update's
+    key of the stream ``loss`` as its ``key`` argument."""
     q_fn, optimizer = prog.q_function(hp), make_optimizer(hp)
-    streams = (("loss",) if prog.head.takes_levels else ()) + (
-        ("noise",) if prog.noise is not None else ()
-    )
+    samples = losses.samples(prog.config.loss, "transition")
+    streams = (("loss",) if samples else ()) + (("noise",) if prog.noise is not None else ())
 
     def init(key: jax.Array) -> TargetLearnerState:
         variables = prog.network.init(key, jnp.zeros((1, *prog.obs_shape)))
@@ -180,18 +187,24 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
                 noisynet.sample_noise(prog.noise, k_online),
                 noisynet.sample_noise(prog.noise, k_target),
             )
-        if "loss" in keys:
-            batch = batch.replace(key=keys["loss"])
         bootstrap = state.target_params if target_network else state.params
-        params, opt_state, m = gradient_step(
-            q_fn, prog.loss, optimizer, state.params, bootstrap, state.opt_state, batch, hp, noise
+        params, opt_state, out = gradient_step(
+            q_fn,
+            prog.loss,
+            optimizer,
+            state.params,
+            bootstrap,
+            state.opt_state,
+            batch,
+            hp,
+            keys.get("loss"),
+            noise,
         )
-        priority = m.pop("priority", None)  # per sample: not a metric
         updates = state.updates + 1
         target = state.target_params
         if target_network:
             target = update_target(params, target, updates, hp)
-        return TargetLearnerState(params, opt_state, updates, target), Update(m, priority)
+        return TargetLearnerState(params, opt_state, updates, target), out
 
     return Learner(init, update, streams)
 
@@ -199,8 +212,10 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
 def return_learner(prog: deep_q.Program, hp: Any, decay_updates: int) -> Learner:
     """PQN's learner: one optimiser step per minibatch on ``prog.loss`` (a
     :data:`~qlearn.types.ReturnLossFn` of the precomputed λ-targets), no target network; the
-    step size decays linearly over ``decay_updates`` (:func:`make_optimizer`)."""
+    step size decays linearly over ``decay_updates`` (:func:`make_optimizer`); a loss that
+    samples gets the update's key of the stream ``loss``."""
     q_fn, optimizer = prog.q_function(hp), make_optimizer(hp, decay_updates)
+    streams = ("loss",) if losses.samples(prog.config.loss, "return") else ()
 
     def init(key: jax.Array) -> LearnerState:
         params = prog.network.init(key, jnp.zeros((1, *prog.obs_shape)))
@@ -209,11 +224,14 @@ def return_learner(prog: deep_q.Program, hp: Any, decay_updates: int) -> Learner
     def update(
         state: LearnerState, batch: Any, keys: dict[str, jax.Array]
     ) -> tuple[LearnerState, Update]:
-        (loss, aux), grads = jax.value_and_grad(prog.loss, argnums=1, has_aux=True)(
-            q_fn, state.params, batch, hp
-        )
+        def objective(p: Params) -> tuple[jax.Array, LossOutput]:
+            out = prog.loss(q_fn, p, batch, hp, keys.get("loss"))
+            return out.loss, out
+
+        (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return LearnerState(params, opt_state, state.updates + 1), Update({"loss": loss, **aux})
+        metrics = {"loss": loss, **out.metrics}
+        return LearnerState(params, opt_state, state.updates + 1), Update(metrics, out.priority)
 
-    return Learner(init, update)
+    return Learner(init, update, streams)

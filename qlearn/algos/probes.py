@@ -5,7 +5,7 @@ A probe is a record of pure functions (:class:`Probe`) over its own state:
     init() -> state
     start(state) -> state                   # at the start of each evaluation interval
     on_steps(state, trace) -> state         # the source's env steps (a StepTrace, or None)
-    on_batch(state, batch) -> state         # each update's batch
+    on_batch(state, batch, drawn) -> state  # each update's batch, and where it came from
     metrics(state, params, env_steps) -> dict   # at each evaluation point
 
 Two probes: :func:`finite_mdp_probe` (a finite MDP's exact value errors, visits and the
@@ -26,7 +26,7 @@ from flax import struct
 from qlearn import dp, envs, noisynet, policies
 from qlearn import return_distributions as rd
 from qlearn.algos import deep_q
-from qlearn.algos.sources import StepTrace
+from qlearn.algos.sources import Drawn, StepTrace
 from qlearn.types import Params
 
 
@@ -45,7 +45,7 @@ class Probe:
     init: Callable[[], Any] = tuple
     start: Callable[[Any], Any] = _same
     on_steps: Callable[[Any, StepTrace | None], Any] = _same
-    on_batch: Callable[[Any, Any], Any] = _same
+    on_batch: Callable[[Any, Any, Drawn], Any] = _same
 
 
 def noise_probe() -> Probe:
@@ -109,7 +109,7 @@ def finite_mdp_probe(prog: deep_q.Program, hp: Any, truth: dict[str, jax.Array])
     interval's replayed batches; the greedy policy's value and return) and, where ``truth``
     has ``eta``, :func:`qlearn.return_distributions.distance_metrics` of the learned return
     distributions (an iqn head at its midpoints τ̂). The source must trace its steps and
-    store each item's state index (``record_states``)."""
+    keep each item's state index (``record_states``: :attr:`Drawn.state`)."""
     mdp, q_fn = prog.env_params, prog.q_function(hp)
     shape = mdp.rewards.shape
 
@@ -122,11 +122,9 @@ def finite_mdp_probe(prog: deep_q.Program, hp: Any, truth: dict[str, jax.Array])
     def on_steps(counts: FiniteCounts, trace: StepTrace | None) -> FiniteCounts:
         return counts.replace(visits=counts.visits.at[trace.state, trace.action].add(1.0))
 
-    def on_batch(counts: FiniteCounts, batch: Any) -> FiniteCounts:
+    def on_batch(counts: FiniteCounts, batch: Any, drawn: Drawn) -> FiniteCounts:
         weight = jnp.ones(batch.action.shape) if batch.weight is None else batch.weight
-        return counts.replace(
-            replayed=counts.replayed.at[batch.state_index, batch.action].add(weight)
-        )
+        return counts.replace(replayed=counts.replayed.at[drawn.state, batch.action].add(weight))
 
     def metrics(counts: FiniteCounts, params: Params, env_steps: jax.Array) -> dict:
         q_all = q_fn(params, mdp.features)  # every state, [S, A]

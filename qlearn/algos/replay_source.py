@@ -16,7 +16,7 @@ from flax import struct
 from qlearn import envs, policies, replay
 from qlearn.algos import deep_q, rollout, sources
 from qlearn.algos.learners import Update
-from qlearn.algos.sources import EnvLoop, Source, StepTrace, act, start_envs
+from qlearn.algos.sources import Drawn, EnvLoop, Source, StepTrace, act, start_envs
 from qlearn.envs.finite import FiniteMDPState
 from qlearn.types import ConfigError, Params, Transition
 
@@ -48,8 +48,8 @@ REPLAY_FIELDS: dict[str, tuple[Any, str]] = {
     "replay": (
         "uniform",
         "'uniform', 'prioritized' (proportional, Schaul et al. 2016: hparams per_alpha, "
-        "per_beta, per_eps, config per_normalise; the loss must report aux['priority'], as "
-        "the built-ins do) or "
+        "per_beta, per_eps, config per_normalise; the loss must report LossOutput.priority, "
+        "as the built-ins do) or "
         "'coverage' (finite MDPs: uniform replay with a fraction hparam coverage of each batch "
         "drawn from the model at (s, a) uniform over the reachable pairs)",
     ),
@@ -83,7 +83,7 @@ REPLAY_HPARAMS: dict[str, dict[str, Any]] = {
         default=1e-6,
         low=0,
         low_open=True,
-        help="prioritised replay: p_i = ℓ_i + ε, ℓ_i the loss's aux['priority']: |δ_i| for "
+        help="prioritised replay: p_i = ℓ_i + ε, ℓ_i the loss's priority: |δ_i| for "
         "huber, mse, residual, dqn_reg, munchausen; the sample's cross-entropy for c51, "
         "hl_gauss, two_hot; its quantile Huber loss for qr, iqn",
     ),
@@ -163,9 +163,18 @@ def check_replay_config(config: Any) -> None:
 
 
 @struct.dataclass
+class Item:
+    """What a replay source stores per slot: the transition and, where it records states (a
+    finite MDP's probe), the state index of its ``obs`` (int32 []; else None)."""
+
+    transition: Transition
+    state: jax.Array | None = None
+
+
+@struct.dataclass
 class ReplayState:
-    """A replay source's state: its envs, the buffer, and for n-step items the last ``n``
-    one-step transitions of each env (leaves [n, N, ...]; an empty tuple for n = 1)."""
+    """A replay source's state: its envs, the buffer of :class:`Item` s, and for n-step items
+    the last ``n`` one-step items of each env (leaves [n, N, ...]; an empty tuple for n = 1)."""
 
     loop: EnvLoop
     buffer: replay.ReplayBuffer
@@ -181,17 +190,18 @@ def replay_step(
     state, key = carry
     n_step, before = prog.config.n_step, state.loop.env_state
     key, loop, tr = act(prog, hp, params, state.loop, key)
-    trace = None
+    trace, item = None, Item(tr)
     if record_states:
         trace = StepTrace(before.state, tr.action)
-        tr = tr.replace(state_index=before.state)
+        item = Item(tr, before.state)
     if n_step > 1:
-        window = jax.tree.map(lambda w, x: jnp.concatenate([w[1:], x[None]]), state.window, tr)
+        window = jax.tree.map(lambda w, x: jnp.concatenate([w[1:], x[None]]), state.window, item)
         full = state.loop.env_steps >= (n_step - 1) * prog.num_envs
-        item = replay.n_step_transition(window, hp.gamma)
+        oldest = jax.tree.map(lambda w: w[0], window.state)
+        item = Item(replay.n_step_transition(window.transition, hp.gamma), oldest)
         state = state.replace(window=window, buffer=replay.add(state.buffer, item, full))
     else:
-        state = state.replace(buffer=replay.add(state.buffer, tr))
+        state = state.replace(buffer=replay.add(state.buffer, item))
     return (state.replace(loop=loop), key), trace
 
 
@@ -201,7 +211,7 @@ def empty_replay(prog: deep_q.Program, loop: EnvLoop, record_states: bool) -> Re
     empty window of the last n one-step transitions of each env (oldest first)."""
     config = prog.config
     masks = envs.action_masks(prog.env, prog.env_params, loop.env_state)
-    example = Transition(
+    transition = Transition(
         obs=loop.obs[0],
         action=jnp.int32(0),
         reward=jnp.float32(0),
@@ -210,8 +220,8 @@ def empty_replay(prog: deep_q.Program, loop: EnvLoop, record_states: bool) -> Re
         truncated=jnp.bool_(False),
         steps=jnp.int32(1),
         next_action_mask=None if masks is None else masks[0],
-        state_index=jnp.int32(0) if record_states else None,
     )
+    example = Item(transition, jnp.int32(0) if record_states else None)
     window: Any = ()
     if config.n_step > 1:
         window = jax.tree.map(
@@ -228,30 +238,35 @@ def empty_replay(prog: deep_q.Program, loop: EnvLoop, record_states: bool) -> Re
 
 def replay_batch(
     prog: deep_q.Program, hp: Any, reachable: Any, state: ReplayState, x: dict[str, Any]
-) -> tuple[Transition, Any]:
+) -> tuple[Transition, Drawn]:
     """One update's batch from its words ``x["plan"]``: uniform (with ``x["model"]``, coverage
     replay's model samples over the ``reachable`` pairs, :func:`coverage_batch`), or
     prioritised (β annealed from ``hp.per_beta`` to 1 over the run, the weights normalised as
-    ``per_normalise`` says; its ``ctx`` the sampled indices)."""
+    ``per_normalise`` says, the sampled slots in :attr:`Drawn.index`)."""
     config = prog.config
     if config.replay != "prioritized":
         items = replay.sample(state.buffer, x["plan"])
         if "model" in x:
             items = coverage_batch(prog, hp, reachable, items, x["model"])
-        return items, None
+        return items.transition, Drawn(state=items.state)
     beta = policies.linear_schedule(state.loop.env_steps, hp.per_beta, 1.0, config.total_steps)
-    return replay.sample_prioritized(state.buffer, x["plan"], beta, config.per_normalise)
+    items, idx, weight = replay.sample_prioritized(
+        state.buffer, x["plan"], beta, config.per_normalise
+    )
+    return items.transition.replace(weight=weight), Drawn(idx, items.state)
 
 
-def priority_feedback(hp: Any, state: ReplayState, idx: Any, update: Update) -> ReplayState:
-    """A prioritised replay's feedback: the sampled items ``idx`` get the update's per-sample
-    priorities (p = |ℓ| + ε, to the power α)."""
+def priority_feedback(hp: Any, state: ReplayState, drawn: Drawn, update: Update) -> ReplayState:
+    """A prioritised replay's feedback: the sampled slots ``drawn.index`` get the update's
+    per-sample priorities (p = |ℓ| + ε, to the power α)."""
     if update.priority is None:
         raise ConfigError(
-            "config.replay = 'prioritized' needs a loss that reports aux['priority'] [B], "
+            "config.replay = 'prioritized' needs a loss that reports LossOutput.priority [B], "
             "each sample's new priority (the built-in losses do); this one does not"
         )
-    buffer = replay.update_priorities(state.buffer, idx, update.priority, hp.per_alpha, hp.per_eps)
+    buffer = replay.update_priorities(
+        state.buffer, drawn.index, update.priority, hp.per_alpha, hp.per_eps
+    )
     return state.replace(buffer=buffer)
 
 
@@ -298,16 +313,16 @@ def coverage_batch(
     prog: deep_q.Program,
     hp: Any,
     reachable: jax.Array,
-    batch: Transition,
+    items: Item,
     key: jax.Array,
-) -> Transition:
-    """Coverage replay on a finite MDP: each sample of the replay ``batch`` is replaced, with
+) -> Item:
+    """Coverage replay on a finite MDP: each sample of the replayed ``items`` is replaced, with
     probability ``hp.coverage``, by a one-step transition drawn from the model at (s, a)
     uniform over the ``reachable`` pairs [S, A] (:func:`qlearn.dp.reachable_pairs`) — the
     loss's weighting becomes μ_r = (1 − c)·μ_buffer + c·uniform, mass on pairs the behaviour
     policy may never visit. The model's step is the env's own (``step_env``: s' ~ p(·|s, a),
     its reward and termination; never truncated)."""
-    mdp, env = prog.env_params, prog.env
+    mdp, env, batch = prog.env_params, prog.env, items.transition
     size = batch.action.shape[0]
     k_pair, k_step, k_mix = jax.random.split(key, 3)
     flat = reachable.reshape(-1).astype(jnp.float32)
@@ -328,11 +343,10 @@ def coverage_batch(
         next_action_mask=None
         if batch.next_action_mask is None
         else mdp.action_mask[next_state.state],
-        state_index=s,
     )
     use = jax.random.uniform(k_mix, (size,)) < hp.coverage
 
     def mix(m: jax.Array, b: jax.Array) -> jax.Array:
         return jnp.where(use.reshape(-1, *([1] * (b.ndim - 1))), m.astype(b.dtype), b)
 
-    return jax.tree.map(mix, model, batch)
+    return jax.tree.map(mix, Item(model, None if items.state is None else s), items)

@@ -11,7 +11,7 @@ from flax import struct
 
 from qlearn import policies, targets
 from qlearn.algos import deep_q
-from qlearn.algos.sources import EnvLoop, Source, act, start_envs
+from qlearn.algos.sources import Drawn, EnvLoop, Source, act, start_envs
 from qlearn.types import Params, ReturnBatch, Transition
 
 
@@ -93,7 +93,7 @@ def rollout_source(prog: deep_q.Program, hp: Any) -> Source:
         order = orders.reshape(epochs * minibatches, size // minibatches)
         return RolloutState(loop), key, jax.tree.map(lambda v: v[order], data), None
 
-    def batch(state: RolloutState, x: dict[str, Any]) -> tuple[ReturnBatch, None]:
-        return x["plan"], None
+    def batch(state: RolloutState, x: dict[str, Any]) -> tuple[ReturnBatch, Drawn]:
+        return x["plan"], Drawn()
 
     return Source(init, next_, batch, (epochs, minibatches))

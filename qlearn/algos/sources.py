@@ -9,9 +9,10 @@ hyperparameters, like an optax ``GradientTransformation``:
     next(state, params, loop_key) -> (state, loop_key, plan, trace)
         act in the envs with the learner's ``params``, and plan the iteration's U updates
         (``plan``: leaves [U, ...], the driver scans over it);
-    batch(state, x) -> (batch, ctx)
-        the batch of one update, from its slice ``x["plan"]`` of the plan and its keys;
-    feedback(state, ctx, update) -> state
+    batch(state, x) -> (batch, drawn)
+        the batch of one update, from its slice ``x["plan"]`` of the plan and its keys, and
+        what the source knows of where it came from (:class:`Drawn`);
+    feedback(state, drawn, update) -> state
         what the update tells the source (a prioritised replay's new priorities).
 
 ``trace`` is what the env steps show the probes (:mod:`qlearn.algos.probes`): a
@@ -58,7 +59,20 @@ class StepTrace:
     action: jax.Array
 
 
-def no_feedback(state: Any, ctx: Any, update: Update) -> Any:
+@struct.dataclass
+class Drawn:
+    """What a source knows of a batch it drew beyond the batch itself (its fields None where
+    the source does not keep them)."""
+
+    index: jax.Array | None = None
+    """int32 [B]: the replay slot of each sample (prioritised replay's feedback sets their
+    priorities)."""
+    state: jax.Array | None = None
+    """int32 [B]: the finite MDP's state of each sample's ``obs``, kept where the source
+    records states (the finite-MDP probe counts the replayed weighting by it)."""
+
+
+def no_feedback(state: Any, drawn: Drawn, update: Update) -> Any:
     """The default :attr:`Source.feedback`: the updates tell the source nothing."""
     return state
 
@@ -69,11 +83,11 @@ class Source:
 
     init: Callable[[Params, jax.Array, jax.Array], tuple[Any, jax.Array, StepTrace | None]]
     next: Callable[[Any, Params, jax.Array], tuple[Any, jax.Array, Any, StepTrace | None]]
-    batch: Callable[[Any, dict[str, Any]], tuple[Any, Any]]
+    batch: Callable[[Any, dict[str, Any]], tuple[Any, Drawn]]
     plan_shape: tuple[int, ...]
     """how the U updates of an iteration are arranged, for their metrics (PQN: epochs ×
     minibatches)."""
-    feedback: Callable[[Any, Any, Update], Any] = no_feedback
+    feedback: Callable[[Any, Drawn, Update], Any] = no_feedback
     streams: tuple[str, ...] = ()
     """the per-update key streams ``batch`` reads."""
 

@@ -9,13 +9,17 @@ label:
 
 Replay losses (DQN) have one signature (:data:`qlearn.types.LossFn`)::
 
-    loss(q_fn, online_params, target_params, batch, hparams) -> (scalar, aux)
+    loss(q_fn, online_params, target_params, batch, hparams, key) -> LossOutput
 
 and compute their own targets from a :class:`~qlearn.types.Transition` batch. λ-return losses
 (PQN) have another (:data:`qlearn.types.ReturnLossFn`), because the Q(λ) targets of a rollout
 are computed once, before its epochs::
 
-    loss(q_fn, params, batch, hparams) -> (scalar, aux)  # ReturnBatch(obs, action, target)
+    loss(q_fn, params, batch, hparams, key) -> LossOutput  # ReturnBatch(obs, action, target)
+
+:class:`LossOutput` ``(loss, metrics, priority)`` holds the scalar that is differentiated, the
+scalar diagnostics logged per update, and each sample's new replay priority [B] (or None).
+``key`` is a PRNG key for a loss whose :class:`LossRecord` says it ``samples`` (IQN), else None.
 
 A user-written loss with the algorithm's signature plugs into ``make_train`` unchanged: pass the
 function itself, or its import path ``"package.module:function"``, as ``config.loss``. Built-in
@@ -77,6 +81,7 @@ from qlearn.losses.registry import (
     declared_hparams,
     register,
     resolve_spec,
+    samples,
     spec_name,
 )
 from qlearn.losses.td import (
@@ -96,38 +101,44 @@ from qlearn.losses.td import (
     td_errors,
     td_targets,
 )
-from qlearn.types import ConfigError, LossFn
+from qlearn.types import ConfigError, LossFn, LossOutput
 
 
 def switch(loss_fns: Sequence[Callable]) -> Callable:
     """One loss that runs ``loss_fns[hparams.loss_index]`` (``lax.switch`` on a traced index),
-    for either contract (``hparams`` is the last argument of both).
+    for either contract (both end with ``hparams, key``).
 
     Every branch is compiled into the program, so vmapping over ``loss_index`` compares K
-    losses in one compile. The aux dicts are unified: an entry a branch does not report is NaN.
-    ``loss_index`` must be in [0, K): ``lax.switch`` would clamp anything else, so callers
-    validate it (see ``DQNConfig.validate_hparams``). (A non-scalar entry, such as the
-    per-sample ``priority`` [B], is NaN of its shape.)
+    losses in one compile. The branches' outputs are unified: a metric a branch does not
+    report is NaN, and so are the priorities [B] of a branch that reports none while another
+    does. ``loss_index`` must be in [0, K): ``lax.switch`` would clamp anything else, so
+    callers validate it (see ``DQNConfig.validate_hparams``).
     """
     loss_fns = tuple(loss_fns)
     if not loss_fns:
         raise ValueError("switch needs at least one loss")
 
     def switched(q_fn, *args):
-        hparams = args[-1]
-        shapes = [jax.eval_shape(functools.partial(f, q_fn), *args)[1] for f in loss_fns]
-        shape_of = {k: jnp.shape(v) for aux in reversed(shapes) for k, v in aux.items()}
-        keys = sorted(shape_of)
+        hparams = args[-2]
+        shapes = [jax.eval_shape(functools.partial(f, q_fn), *args) for f in loss_fns]
+        shape_of = {k: jnp.shape(v) for out in reversed(shapes) for k, v in out.metrics.items()}
+        priority = next((out.priority for out in shapes if out.priority is not None), None)
+
+        def nan(shape: tuple[int, ...]) -> jax.Array:
+            return jnp.full(shape, jnp.nan, jnp.float32)
 
         def branch(f: Callable) -> Callable:
             def run(*operands):
-                loss, aux = f(q_fn, *operands)
-                return loss, {
-                    k: jnp.asarray(aux[k], jnp.float32)
-                    if k in aux
-                    else jnp.full(shape_of[k], jnp.nan, jnp.float32)
-                    for k in keys
+                out = f(q_fn, *operands)
+                metrics = {
+                    k: jnp.asarray(out.metrics[k], jnp.float32) if k in out.metrics else nan(v)
+                    for k, v in shape_of.items()
                 }
+                if priority is None:
+                    return LossOutput(out.loss, metrics)
+                own = out.priority
+                own = nan(priority.shape) if own is None else own.astype(jnp.float32)
+                return LossOutput(out.loss, metrics, own)
 
             return run
 
@@ -237,6 +248,7 @@ for _record in (
             num_select=o.iqn_action_quantiles,
         ),
         head="iqn",
+        samples=True,
         summary="IQN (Dabney et al. 2018b)",
     ),
     LossRecord(
@@ -340,6 +352,7 @@ __all__ = [
     "TABLE",
     "LinearBatch",
     "LossOptions",
+    "LossOutput",
     "LossRecord",
     "Regression",
     "batch_mean",
@@ -367,6 +380,7 @@ __all__ = [
     "resolve",
     "resolve_return_loss",
     "return_regression_loss",
+    "samples",
     "semi_gradient_td_loss",
     "spec_name",
     "switch",

@@ -12,23 +12,24 @@ import optax
 
 from qlearn import heads, policies, targets
 from qlearn.losses.td import batch_mean, bootstrap_discount, td_diagnostics, td_targets
-from qlearn.types import Params, QFn, Transition
+from qlearn.types import LossOutput, Params, QFn, Transition
 
 
 def cross_entropy_loss(
     q_fn: QFn, params: Params, batch: Transition, labels: jax.Array, target: jax.Array
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """−mean_i Σ_k labels_ik log softmax(ℓ(s_i, a_i; θ))_k for the logits of a categorical or
     histogram head (``q_fn.outputs``) and fixed ``labels`` [B, K] (weighted by
     ``batch.weight`` under prioritised replay); ``target`` [B] is the labels' value (for the
-    aux diagnostics, on the head's expectations). ``priority`` is each sample's cross-entropy."""
+    metrics, on the head's expectations). ``priority`` is each sample's cross-entropy."""
     logits = q_fn.outputs(params, batch.obs)  # [B, A, K]
     logits_sa = jnp.take_along_axis(logits, batch.action[:, None, None], axis=1)[:, 0]
     per_sample = -jnp.sum(labels * jax.nn.log_softmax(logits_sa, axis=-1), axis=-1)
     q_all = jax.nn.softmax(logits, axis=-1) @ q_fn.support
     q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-    aux = td_diagnostics(q_all, q_sa, target) | {"priority": per_sample}
-    return batch_mean(per_sample, batch), aux
+    return LossOutput(
+        batch_mean(per_sample, batch), td_diagnostics(q_all, q_sa, target), per_sample
+    )
 
 
 def categorical_td_loss(
@@ -37,9 +38,10 @@ def categorical_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     double_q: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """C51 (Bellemare et al. 2017): the cross-entropy of the online distribution of (s, a)
     against the projected target distribution m (:func:`qlearn.targets.categorical_q_learning`),
 
@@ -50,8 +52,9 @@ def categorical_td_loss(
     the next action is chosen by the target distribution's expectation, or with ``double_q`` by
     the online network's, over the actions available at ``next_obs``.
 
-    Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations: q_mean, td_abs and
-    q_abs_max of Σ p z, target_mean of Σ m z.
+    Returns a :class:`~qlearn.types.LossOutput` like :func:`semi_gradient_td_loss`, on
+    expectations: q_mean, td_abs and q_abs_max of Σ p z, target_mean of Σ m z; ``priority``
+    each sample's cross-entropy.
     """
     z = q_fn.support
     discount_t = bootstrap_discount(batch, hparams.gamma)
@@ -71,10 +74,11 @@ def classification_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     encode: str = "hl_gauss",
     double_q: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """Value learning as classification (Farebrother et al. 2024): the scalar TD target y of
     :func:`td_targets` (from the head's expectations), encoded as a label over the histogram
     head's bins — ``"hl_gauss"`` (:func:`qlearn.targets.hl_gauss`, σ =
@@ -84,7 +88,8 @@ def classification_td_loss(
         L(θ) = −mean_i Σ_k sg(label(y_i))_k log softmax(ℓ(s_i, a_i; θ))_k.
 
     ``q_fn`` is a :class:`~qlearn.networks.QFunction` with a histogram head (``support`` its
-    bin centres). Returns (loss, aux) like :func:`semi_gradient_td_loss`, on expectations."""
+    bin centres). Returns a :class:`~qlearn.types.LossOutput` like
+    :func:`semi_gradient_td_loss`, on expectations."""
     y = td_targets(q_fn, online_params, target_params, batch, hparams, double_q=double_q)
     y = jax.lax.stop_gradient(y)  # the label is fixed: semi-gradient
     centres = q_fn.support
@@ -123,12 +128,13 @@ def quantile_regression_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     double_q: bool,
     tau: jax.Array | None = None,
     tau_t: jax.Array | None = None,
     tau_select: jax.Array | None = None,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """What QR-DQN and IQN share: the quantile Huber loss (:func:`quantile_huber_loss`, κ =
     ``hparams.huber_delta``, not divided by κ) of the online values θ(s, a) at the levels
     ``tau`` [B, N] (None: a quantile head's midpoints τ̂) against the target samples
@@ -137,8 +143,8 @@ def quantile_regression_td_loss(
     target network's expected value, or with ``double_q`` the online network's, over the
     actions available at ``next_obs``; the expected value is the head's (q_fn: an iqn head's
     mean at its midpoints τ̂), or with ``tau_select`` [B, K] the mean of the outputs at those
-    K levels (IQN's sampled action selection). Returns (loss, aux) like
-    :func:`semi_gradient_td_loss`, on expectations; ``priority`` is each sample's loss."""
+    K levels (IQN's sampled action selection). Returns a :class:`~qlearn.types.LossOutput`
+    like :func:`semi_gradient_td_loss`, on expectations; ``priority`` is each sample's loss."""
     discount_t = bootstrap_discount(batch, hparams.gamma)
     dist_t = q_fn.outputs(target_params, batch.next_obs, tau_t)  # [B, A, N']
     if tau_select is not None:  # the mean at K sampled levels, of the selecting network
@@ -159,8 +165,8 @@ def quantile_regression_td_loss(
     )
     q_all = jnp.mean(dist, axis=-1) if tau is None else q_fn(online_params, batch.obs)
     q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-    aux = td_diagnostics(q_all, q_sa, target.mean(-1))
-    return batch_mean(per_sample, batch), aux | {"priority": per_sample}
+    metrics = td_diagnostics(q_all, q_sa, target.mean(-1))
+    return LossOutput(batch_mean(per_sample, batch), metrics, per_sample)
 
 
 def quantile_td_loss(
@@ -169,14 +175,16 @@ def quantile_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     double_q: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """QR-DQN (Dabney et al. 2018): :func:`quantile_regression_td_loss` of a quantile head's
     N quantiles θ(s, a) at the midpoints τ̂ against the target quantiles r + γ θ⁻(s', a*).
     ``q_fn`` is a :class:`~qlearn.networks.QFunction` with a quantile head.
 
-    Returns (loss, aux) like :func:`semi_gradient_td_loss`, on the quantiles' means.
+    Returns a :class:`~qlearn.types.LossOutput` like :func:`semi_gradient_td_loss`, on the
+    quantiles' means.
     """
     return quantile_regression_td_loss(
         q_fn, online_params, target_params, batch, hparams, double_q=double_q
@@ -189,34 +197,35 @@ def iqn_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     double_q: bool = False,
     num_target: int | None = None,
     num_select: int | None = None,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """IQN (Dabney et al. 2018b): :func:`quantile_regression_td_loss` of the online values
     Z_τ(s, a; θ) at N levels τ ~ U(0, 1) against the target samples r + γ Z_τ'(s', a*; θ⁻)
-    at N' fresh levels τ', the levels drawn per sample from ``batch.key``: N = ``q_fn.head.size``
+    at N' fresh levels τ', the levels drawn per sample from ``key``: N = ``q_fn.head.size``
     (DQN's ``num_quantiles``), N' = ``num_target`` (None: N). a* maximises the mean of Z(s', ·)
     (the target network's, the online one's with ``double_q``): at the head's midpoints τ̂
     when ``num_select`` is None (deterministic), else at ``num_select`` = K levels τ̃ ~ U(0, 1)
     drawn per sample, an unbiased estimate of ∫₀¹ Z_τ dτ. The paper uses N = N' = 64, K = 32.
-    The τ, τ' keys are ``jax.random.split(batch.key)`` (whatever N', K), τ̃'s is
-    ``fold_in(batch.key, 1)``.
+    The τ, τ' keys are ``jax.random.split(key)`` (whatever N', K), τ̃'s is
+    ``fold_in(key, 1)``.
 
-    Returns (loss, aux) like :func:`quantile_td_loss`.
+    Returns a :class:`~qlearn.types.LossOutput` like :func:`quantile_td_loss`.
     """
-    if batch.key is None:
-        raise ValueError("the iqn loss samples quantile levels: it needs batch.key (a PRNG key)")
+    if key is None:
+        raise ValueError("the iqn loss samples quantile levels: it needs a PRNG key")
     size = batch.action.shape[0]
     num_online = q_fn.head.size
     num_target = num_online if num_target is None else num_target
-    k_online, k_target = jax.random.split(batch.key)
+    k_online, k_target = jax.random.split(key)
     tau = heads.sample_levels(k_online, size, num_online)
     tau_t = heads.sample_levels(k_target, size, num_target)
     tau_select = None
     if num_select is not None:
-        k_select = jax.random.fold_in(batch.key, 1)
+        k_select = jax.random.fold_in(key, 1)
         tau_select = heads.sample_levels(k_select, size, num_select)
     return quantile_regression_td_loss(
         q_fn,

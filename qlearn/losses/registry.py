@@ -13,12 +13,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from qlearn.types import LossOutput
 
 BATCHES = ("transition", "return")
 """The batch kinds: ``transition`` (replay, :data:`~qlearn.types.LossFn`) and ``return``
 (λ-returns, :data:`~qlearn.types.ReturnLossFn`)."""
+
+ARGUMENTS = {
+    "transition": ("q_fn", "online_params", "target_params", "batch", "hparams", "key"),
+    "return": ("q_fn", "params", "batch", "hparams", "key"),
+}
+"""The positional arguments a loss of each batch kind is called with."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +54,8 @@ class LossRecord:
       batch: the batch it takes, one of :data:`BATCHES`.
       hparams: a ``flax.struct`` dataclass of the hyperparameters of its own (None: it reads
         only the algorithm's).
+      samples: it draws random numbers, so the learner passes it a fresh PRNG key per update
+        as its ``key`` argument (the stream ``loss``); else its ``key`` is None.
       summary: one line for ``--help`` and the docs.
     """
 
@@ -53,6 +64,7 @@ class LossRecord:
     head: str | None = "scalar"
     batch: str = "transition"
     hparams: type | None = None
+    samples: bool = False
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -128,6 +140,12 @@ def _imported(path: str) -> Any:
     return found
 
 
+def samples(spec: Any, batch: str) -> bool:
+    """Whether a loss of ``spec`` samples (:attr:`LossRecord.samples`): the learner then draws
+    a key per update for it."""
+    return any(record.samples for record in records(spec, batch))
+
+
 def declared_hparams(spec: Any, batch: str) -> tuple[type, ...]:
     """The hyperparameter classes the losses of ``spec`` declare (each once, in order)."""
     out: list[type] = []
@@ -178,25 +196,63 @@ def help_text(batch: str, lead: str = "") -> str:
 
 
 def resolve_spec(spec: Any, batch: str, options: LossOptions, switch: Callable) -> Callable:
-    """The loss function of ``spec`` with ``options``; a tuple becomes ``switch`` over its
-    entries."""
+    """The loss function of ``spec`` with ``options``, its arguments checked now
+    (:func:`check_arguments`) and its output when it is traced (:func:`output_of`); a tuple
+    becomes ``switch`` over its entries."""
     if isinstance(spec, tuple | list):
         return switch([resolve_spec(s, batch, options, switch) for s in spec])
     (record,) = records(spec, batch)
-    return record.make(options)
+    fn = record.make(options)
+    check_arguments(fn, record.name, batch)
+
+    @functools.wraps(fn)
+    def checked(*args: Any) -> LossOutput:
+        return output_of(fn(*args), record.name)
+
+    return checked
+
+
+def check_arguments(fn: Callable, name: str, batch: str) -> None:
+    """Raise ValueError naming the loss unless ``fn`` can be called with the positional
+    arguments of its batch kind (:data:`ARGUMENTS`)."""
+    wanted = ARGUMENTS[batch]
+    try:
+        inspect.signature(fn).bind(*wanted)
+    except TypeError as e:
+        raise ValueError(
+            f"config.loss = '{name}' must take ({', '.join(wanted)}) and return a "
+            f"qlearn.losses.LossOutput: {e}"
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin or C function): let it run
+        pass
+
+
+def output_of(out: Any, name: str) -> LossOutput:
+    """``out`` if it is a :class:`~qlearn.types.LossOutput`; else a TypeError naming the loss
+    (a loss of the old contract returned a (loss, aux) tuple)."""
+    if not isinstance(out, LossOutput):
+        raise TypeError(
+            f"loss '{name}' returned {type(out).__name__}; a loss returns "
+            "qlearn.losses.LossOutput(loss, metrics, priority)"
+        )
+    return out
 
 
 __all__: Sequence[str] = (
+    "ARGUMENTS",
     "BATCHES",
     "TABLE",
     "LossOptions",
     "LossRecord",
     "builtin",
+    "check_arguments",
     "check_heads",
     "declared_hparams",
     "help_text",
+    "output_of",
     "records",
     "register",
     "resolve_spec",
+    "samples",
     "spec_name",
 )

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from qlearn import policies, targets
-from qlearn.types import Params, QFn, ReturnBatch, Transition
+from qlearn.types import LossOutput, Params, QFn, ReturnBatch, Transition
 
 Regression = Callable[[jax.Array, Any], jax.Array]
 """``regression(td_error[B], hparams) -> per-sample loss[B]``."""
@@ -149,10 +149,11 @@ def semi_gradient_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     regression: Regression = huber,
     double_q: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """Semi-gradient TD loss  L(θ) = mean_i ℓ(sg(y_i) − q̂(s_i, a_i; θ))  (weighted by
     ``batch.weight`` under prioritised replay, :func:`batch_mean`).
 
@@ -162,18 +163,20 @@ def semi_gradient_td_loss(
       target_params: θ⁻, used for the bootstrap (pass ``online_params`` for no target network).
       batch: a :class:`~qlearn.types.Transition` batch with leading axis B.
       hparams: provides ``gamma`` (and ``huber_delta`` for Huber regression).
+      key: unused (the loss does not sample).
       regression: ℓ, per-sample loss of the TD error (:func:`mse` or :func:`huber`).
       double_q: use the Double Q-learning target.
 
     Returns:
-      (scalar loss, aux) with aux = {q_mean: mean q̂(s,a), target_mean: mean y,
-      td_abs: mean |y − q̂|, q_abs_max: max |q̂(s, ·)| over the batch, priority: |δ| [B]}.
+      :class:`~qlearn.types.LossOutput`: the loss, the metrics of :func:`td_diagnostics`
+      (q_mean: mean q̂(s,a), target_mean: mean y, td_abs: mean |y − q̂|, q_abs_max: max
+      |q̂(s, ·)| over the batch) and the priorities |δ| [B].
     """
     td_error, q_tm1, q_sa, y = td_errors(
         q_fn, online_params, target_params, batch, hparams, double_q=double_q
     )
     loss = batch_mean(regression(td_error, hparams), batch)
-    return loss, td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
+    return LossOutput(loss, td_diagnostics(q_tm1, q_sa, y), jnp.abs(td_error))
 
 
 def munchausen_td_loss(
@@ -182,14 +185,16 @@ def munchausen_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     double_q: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """Munchausen DQN (Vieillard et al. 2020): the semi-gradient Huber loss (κ =
     ``hparams.huber_delta``) on the targets of :func:`munchausen_targets`, held fixed; with
     ``double_q`` False (the default, and the paper's) π' at s' is the target network's, with
     True the online network's. n-step transitions drop the intermediate log-policy terms
-    (:func:`munchausen_targets`). Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    (:func:`munchausen_targets`). Returns a :class:`~qlearn.types.LossOutput` like
+    :func:`semi_gradient_td_loss`."""
     td_error, q_tm1, q_sa, y = td_errors(
         q_fn,
         online_params,
@@ -200,7 +205,7 @@ def munchausen_td_loss(
         target_fn=munchausen_targets,
     )
     loss = batch_mean(huber(td_error, hparams), batch)
-    return loss, td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
+    return LossOutput(loss, td_diagnostics(q_tm1, q_sa, y), jnp.abs(td_error))
 
 
 def residual_gradient_td_loss(
@@ -209,7 +214,8 @@ def residual_gradient_td_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+    key: jax.Array | None = None,
+) -> LossOutput:
     """Residual-gradient loss (Baird 1995): the mean squared Bellman error with NO stop-gradient,
 
         L(θ) = mean_i (r_i + γ_i max_a q̂(s'_i, a; θ) − q̂(s_i, a_i; θ))²,
@@ -219,7 +225,7 @@ def residual_gradient_td_loss(
     semi-gradient again). With stochastic transitions one sample of s' gives a biased gradient
     of the true Bellman error (the double-sampling problem).
 
-    Returns (loss, aux) like :func:`semi_gradient_td_loss`.
+    Returns a :class:`~qlearn.types.LossOutput` like :func:`semi_gradient_td_loss`.
     """
     del target_params
     discount_t = bootstrap_discount(batch, hparams.gamma)
@@ -228,8 +234,8 @@ def residual_gradient_td_loss(
     q_tm1 = q_fn(online_params, batch.obs)
     q_sa = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
     td_error = y - q_sa
-    aux = td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
-    return batch_mean(jnp.square(td_error), batch), aux
+    loss = batch_mean(jnp.square(td_error), batch)
+    return LossOutput(loss, td_diagnostics(q_tm1, q_sa, y), jnp.abs(td_error))
 
 
 def dqn_reg_loss(
@@ -238,18 +244,19 @@ def dqn_reg_loss(
     target_params: Params,
     batch: Transition,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     double_q: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """DQNReg (Co-Reyes et al. 2021, the loss their search evolved): the squared TD error plus
     a penalty on the value itself, L(θ) = mean_i (w·q̂(s_i, a_i; θ) + (sg(y_i) − q̂(s_i, a_i;
     θ))²), w = ``hparams.dqn_reg_weight`` (0.1 in the paper), y of :func:`td_targets`.
-    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    Returns a :class:`~qlearn.types.LossOutput` like :func:`semi_gradient_td_loss`."""
     td_error, q_tm1, q_sa, y = td_errors(
         q_fn, online_params, target_params, batch, hparams, double_q=double_q
     )
     loss = batch_mean(hparams.dqn_reg_weight * q_sa + jnp.square(td_error), batch)
-    return loss, td_diagnostics(q_tm1, q_sa, y) | {"priority": jnp.abs(td_error)}
+    return LossOutput(loss, td_diagnostics(q_tm1, q_sa, y), jnp.abs(td_error))
 
 
 def return_regression_loss(
@@ -257,21 +264,23 @@ def return_regression_loss(
     params: Params,
     batch: ReturnBatch,
     hparams: Any,
+    key: jax.Array | None = None,
     *,
     regression: Regression = mse,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> LossOutput:
     """The semi-gradient loss of a λ-return algorithm, L(θ) = mean_i ℓ(sg(G_i) − q̂(s_i, a_i; θ))
     on a :class:`~qlearn.types.ReturnBatch` (its targets G precomputed over the rollout).
-    Returns (loss, aux) like :func:`semi_gradient_td_loss`."""
+    Returns a :class:`~qlearn.types.LossOutput` like :func:`semi_gradient_td_loss`, without
+    priorities."""
     q_all = q_fn(params, batch.obs)
     q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
     target = jax.lax.stop_gradient(batch.target)  # semi-gradient: G is a label
     td_error = target - q_sa
-    return jnp.mean(regression(td_error, hparams)), td_diagnostics(q_all, q_sa, target)
+    return LossOutput(jnp.mean(regression(td_error, hparams)), td_diagnostics(q_all, q_sa, target))
 
 
 def td_diagnostics(q_all: jax.Array, q_sa: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
-    """The aux entries every built-in loss reports, from q̂(s, ·) [B, A], q̂(s, a) [B] and the
+    """The metrics every built-in loss reports, from q̂(s, ·) [B, A], q̂(s, a) [B] and the
     targets y [B]: q_mean = mean q̂(s,a), target_mean = mean y, td_abs = mean |y − q̂(s,a)|,
     q_abs_max = max |q̂(s, ·)| (what divergence detection watches)."""
     return {
