@@ -150,6 +150,7 @@ def demo_readme(r: dict[str, Any]) -> list[Any]:
 BENCHMARKS = ROOT / "benchmarks" / "results"
 FROM_BENCHMARKS = (
     "throughput",
+    "diagnostics_cost",
     "peers",
     "loss_cost",
     "loss_cost_breakout",

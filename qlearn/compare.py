@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from qlearn import runs, stats
+from qlearn import diagnostics, runs, stats
 
 RANDOM_EPISODES = 1000
 
@@ -81,6 +81,9 @@ class Task:
     random: float = float("nan")
     reference: float = float("nan")
     reference_source: str = ""
+    diagnostics: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    """method -> headline diagnostic -> [runs] at the last evaluation (runs with diagnostics
+    only; :data:`qlearn.diagnostics.HEADLINE`)."""
 
     def normalised(self, method: str) -> np.ndarray:
         """[runs] normalised scores, a diverged run counted as the random policy's (0)."""
@@ -111,6 +114,7 @@ def load_tasks(paths: Sequence[str | Path]) -> list[Task]:
             raise CompareError(f"{path}: its config names no env")
         task = tasks.setdefault(env_id, Task(env_id, {}, {}))
         final = run.spec.algorithm.final_returns(run.metrics)
+        measured = diagnostics.final_values(runs.mask_diverged(dict(run.metrics)))
         for c, method in enumerate(method_names(run.spec)):
             if method in task.scores:
                 raise CompareError(
@@ -119,6 +123,10 @@ def load_tasks(paths: Sequence[str | Path]) -> list[Task]:
                 )
             task.scores[method] = np.asarray(final[c], np.float64)
             task.sources[method] = str(path)
+            if measured:
+                task.diagnostics[method] = {
+                    k: np.asarray(v[c], np.float64) for k, v in measured.items()
+                }
     return list(tasks.values())
 
 
@@ -261,6 +269,11 @@ def compare(
             "reference_source": t.reference_source,
             "runs": {m: t.sources[m] for m in methods},
             "final_iqm": {m: float(stats.describe(t.scores[m])["iqm"]) for m in methods},
+            "diagnostics": {
+                m: {k: stats.describe(v) for k, v in t.diagnostics[m].items()}
+                for m in methods
+                if m in t.diagnostics
+            },
         }
         for t in tasks
     }
@@ -328,4 +341,28 @@ def markdown_table(result: Mapping[str, Any], methods: Sequence[str]) -> str:
     if result["improvement"]:
         lines += ["", "| P(X > Y) | value [95% CI] |", "|---|---|"]
         lines += [f"| {k} | {_interval(v)} |" for k, v in result["improvement"].items()]
+    for env_id, t in tasks.items():
+        lines += diagnostics_table(env_id, t.get("diagnostics", {}))
     return "\n".join(lines) + "\n"
+
+
+def diagnostics_table(env_id: str, measured: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The Markdown lines of a task's diagnostics at the last evaluation: IQM [95% CI] over
+    each method's runs, one row per diagnostic (none where no run has diagnostics)."""
+    if not measured:
+        return []
+    methods = list(measured)
+    names = [n for n in diagnostics.HEADLINE if any(n in measured[m] for m in methods)]
+    lines = ["", f"Diagnostics on {env_id} at the last evaluation, IQM [95% CI] over runs:", ""]
+    lines += ["| diagnostic | " + " | ".join(methods) + " |", "|---" * (1 + len(methods)) + "|"]
+    for name in names:
+        cells = []
+        for m in methods:
+            d = measured[m].get(name)
+            cells.append(
+                "–"
+                if d is None
+                else f"{d['iqm']:.3g} [{d['iqm_ci95'][0]:.3g}, {d['iqm_ci95'][1]:.3g}]"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines

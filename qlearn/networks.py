@@ -83,6 +83,21 @@ def last_layer(
     return output_layer(x, num_actions, head, noisy)
 
 
+class Activation(nn.Module):
+    """A hidden layer's nonlinearity, h = fn(x), that sows h into the ``intermediates``
+    collection (as ``features``) when that collection is mutable — how the diagnostics read
+    each layer's units (:func:`qlearn.diagnostics.captured_activations`); otherwise nothing
+    is stored and the program is that of ``fn`` alone."""
+
+    fn: Callable[[jax.Array], jax.Array]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.fn(x)
+        self.sow("intermediates", "features", h)
+        return h
+
+
 def hidden_layers(
     x: jax.Array,
     widths: Sequence[int],
@@ -98,7 +113,7 @@ def hidden_layers(
         x = dense(width, noisy)(x)
         if layer_norm:
             x = nn.LayerNorm()(x)
-        x = activation(x)
+        x = Activation(activation)(x)
     return x
 
 
@@ -258,7 +273,7 @@ class ConvQNetwork(nn.Module):
             x = Conv2D(features, (size, size), (stride, stride))(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
-            x = nn.relu(x)
+            x = Activation(nn.relu)(x)
         x = x.reshape(obs.shape[0], -1)
         x = hidden_layers(x, self.hidden_sizes, nn.relu, self.layer_norm, self.noisy)
         return last_layer(x, tau, self.num_actions, self.head, self.noisy)

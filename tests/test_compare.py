@@ -82,9 +82,10 @@ def test_stratified_resamples_stay_within_each_task():
 # -- the report over run directories ------------------------------------------------------
 
 
-def fake_run(path, env_id, finals, *, lrs=(1e-3, 3e-3), diverged=None):
+def fake_run(path, env_id, finals, *, lrs=(1e-3, 3e-3), diverged=None, dormant=None):
     """A finished run directory of DQN on ``env_id``: configurations lr ∈ ``lrs``, final
-    greedy returns ``finals`` [config, seed] (a flat curve up to them)."""
+    greedy returns ``finals`` [config, seed] (a flat curve up to them); with ``dormant``
+    [config, seed], a run with diagnostics whose dormant fraction ends there (and srank 3)."""
     finals = np.asarray(finals, np.float32)
     config = dqn.DQNConfig(**(TINY | {"env_id": env_id}))
     spec = make_spec(config, {"lr": list(lrs)}, seeds=finals.shape[1])
@@ -98,7 +99,36 @@ def fake_run(path, env_id, finals, *, lrs=(1e-3, 3e-3), diverged=None):
     }
     if diverged is not None:
         metrics["diverged"][(*diverged, slice(t - 1, None))] = True
+    if dormant is not None:
+        metrics["dormant"] = np.repeat(np.asarray(dormant, np.float32)[..., None], t, axis=-1)
+        metrics["srank"] = np.full((*finals.shape, t), 3.0, np.float32)
+        metrics["dormant_layer0"] = metrics["dormant"]  # per layer: metrics.npz only
     return runs.write(path, spec, metrics)
+
+
+def test_diagnostics_reach_the_summary_and_the_comparison(tmp_path):
+    """A run with diagnostics: each configuration's summary has the headline diagnostics'
+    statistics at the last evaluation (not the per-layer ones); ``qlearn compare`` reports
+    their IQM per method and task, in compare.json and table.md; a run without them has
+    neither."""
+    dormant = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]]
+    finals = [[500, 400, 450, 480], [100, 200, 150, 120]]
+    run = fake_run(tmp_path / "d", "CartPole-v1", finals, dormant=dormant)
+    rows = run.summary["configs"]
+    assert set(rows[0]["diagnostics"]) == {"dormant", "srank"}
+    assert rows[0]["diagnostics"]["dormant"]["iqm"] == pytest.approx(0.25)
+    assert rows[1]["diagnostics"]["srank"]["iqm"] == 3.0
+    result = compare.compare([run.path], tmp_path / "out")
+    measured = result["tasks"]["CartPole-v1"]["diagnostics"]
+    assert measured["dqn lr=0.001"]["dormant"]["iqm"] == pytest.approx(0.25)
+    assert measured["dqn lr=0.003"]["dormant"]["iqm"] == pytest.approx(0.5)
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| dormant | 0.25 [" in table and "dormant_layer0" not in table
+    plain = fake_run(tmp_path / "p", "CartPole-v1", finals)
+    assert "diagnostics" not in plain.summary["configs"][0]
+    assert "Diagnostics" not in compare.markdown_table(
+        compare.compare([plain.path], tmp_path / "out2"), ["dqn lr=0.001"]
+    )
 
 
 @pytest.fixture(scope="module")

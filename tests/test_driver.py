@@ -16,7 +16,7 @@ def counting_probe() -> probes.Probe:
 
     return probes.Probe(
         "count",
-        metrics=lambda counts, params, env_steps: {
+        metrics=lambda counts, learner, env_steps: {
             "probe_steps": counts["steps"],
             "probe_batches": counts["batches"],
             "probe_env_steps": env_steps,

@@ -80,3 +80,41 @@ def test_what_an_env_reports_at_an_episodes_end_is_read_from_the_state_it_ended_
     np.testing.assert_allclose(means["length"], mean)
     plain, none = rollout.evaluate_episodes(balance, 2.0, CartPole(), env_params, key, 8)
     assert none == {} and plain == mean
+
+
+def numpy_overestimation(values, rewards, gamma, cut_value=None):
+    """mean_t (v_t − G_t) of one episode by a backward pass in float64: G_t = r_t + γ G_{t+1},
+    from γ·v_T at a time limit (``cut_value`` v_T), 0 at a termination."""
+    g = 0.0 if cut_value is None else cut_value
+    gaps = []
+    for v, r in zip(values[::-1], rewards[::-1], strict=True):
+        g = r + gamma * g
+        gaps.append(v - g)
+    return np.mean(gaps)
+
+
+def test_overestimation_is_q_minus_the_discounted_return_on_a_chain():
+    """Chain(6), deterministic, q̂(s, ·) = W[s] on one-hot states: going right, the episode
+    terminates after 5 steps with reward 1 (G_t = γ^(4−t)); going left it is cut by the time
+    limit at T = 12, every G_t = γ^(T−t) q̂(0, left), the bootstrap of a truncation. The
+    greedy episodes' overestimation equals the backward numpy computation, and their returns
+    are those of the plain evaluation."""
+    env, env_params = envs.make("Chain", n_states=6, max_steps_in_episode=12)
+    rng = np.random.default_rng(0)
+    gamma = 0.9
+    for go_right in (True, False):
+        w = rng.uniform(0.0, 1.0, (6, 2)).astype(np.float32)
+        w[:, 1 if go_right else 0] += 2.0  # the greedy action everywhere
+        q_fn = lambda params, obs: obs @ params
+        key = jax.random.key(4)
+        mean, ends = rollout.evaluate_episodes(q_fn, jnp.asarray(w), env, env_params, key, 3, gamma)
+        plain, _ = rollout.evaluate_episodes(q_fn, jnp.asarray(w), env, env_params, key, 3)
+        assert float(mean) == float(plain)
+        if go_right:
+            values, rewards = w[np.arange(5), 1], [0, 0, 0, 0, 1.0]
+            expected = numpy_overestimation(values, rewards, gamma)
+        else:
+            values = np.full(12, w[0, 0])
+            expected = numpy_overestimation(values, np.zeros(12), gamma, cut_value=w[0, 0])
+        np.testing.assert_allclose(ends["overestimation"], expected, rtol=1e-5)
+        assert "value_gap" not in ends and "steps" not in ends

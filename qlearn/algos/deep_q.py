@@ -359,10 +359,12 @@ def evaluate_interval(
     train_episodes, epsilon, the loss metrics of :func:`interval_loss_metrics` of the
     per-update metrics ``updates``, and the means over the greedy episodes of what the env
     reports at an episode's end (:func:`qlearn.algos.rollout.evaluate_episodes`: Craftax's
-    ``achievement_<name>`` rates and ``achievements``). Returns (eval_return, metrics)."""
+    ``achievement_<name>`` rates and ``achievements``; with ``config.diagnostics`` the greedy
+    episodes' ``overestimation``). Returns (eval_return, metrics)."""
     config = prog.config
+    gamma = hp.gamma if config.diagnostics else None
     eval_return, ends = rollout.evaluate_episodes(
-        prog.q_function(hp), params, prog.env, prog.env_params, key, config.eval_episodes
+        prog.q_function(hp), params, prog.env, prog.env_params, key, config.eval_episodes, gamma
     )
     metrics = {
         "env_steps": loop.env_steps,

@@ -8,16 +8,10 @@ target updates: ``make_train(config) -> train(key, hparams) -> (final_state, met
     run = jax.jit(jax.vmap(jax.vmap(train, (0, None)), (None, 0)))
     final_state, metrics = run(seed_keys, hparam_batch)      # metrics[k]: [H, S, T]
 
-runs every hyperparameter configuration × seed in ONE compiled program.
-
-One run, all inside one ``lax.scan``:
-  1. warm-up: ``learning_starts`` env steps with the ε schedule, filling the replay buffer;
-  2. ``num_evals`` intervals, each of equal length. An interval is a scan of iterations; an
-     iteration steps the ``num_envs`` envs ``train_every`` times, then does
-     ``updates_per_train`` gradient updates on replay batches (uniform, or prioritised:
-     ``replay="prioritized"``);
-  3. at the end of each interval: greedy evaluation on fresh envs and the interval's metrics.
-Metrics therefore have a fixed length T = ``num_evals``: memory does not grow with steps.
+runs every hyperparameter configuration × seed in ONE compiled program. A run is a warm-up of
+``learning_starts`` env steps, then ``num_evals`` equal intervals of iterations (``train_every``
+steps of the ``num_envs`` envs, then ``updates_per_train`` updates on replay batches), each
+ending in a greedy evaluation (:mod:`qlearn.algos.driver`): metrics have T = ``num_evals``.
 """
 
 from __future__ import annotations
@@ -75,6 +69,10 @@ class DQNConfig(deep_q.DeepQConfig):
     num_evals: int = table_field(deep_q.SHARED_FIELDS, "num_evals")
     eval_episodes: int = table_field(deep_q.SHARED_FIELDS, "eval_episodes")
     divergence_bound: float = table_field(deep_q.SHARED_FIELDS, "divergence_bound")
+    diagnostics: bool = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics")
+    diagnostics_batch: int = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics_batch")
+    intervention: str = table_field(learners.INTERVENTION_FIELDS, "intervention")
+    reset_layers: int = table_field(learners.INTERVENTION_FIELDS, "reset_layers")
 
     def validate_hparams(self, hp: DQNHParams) -> None:
         """Checks of hyperparameters against this config (before anything compiles)."""
@@ -88,6 +86,9 @@ class DQNConfig(deep_q.DeepQConfig):
         deep_q.check_shared(self, self.value_head, self.noisy)
         replay_source.check_replay_config(self)
         losses.check_config(self, masks_actions=deep_q.masks_actions(self))
+        updates = self.iters_per_eval * self.updates_per_train
+        probes.check_diagnostics(self, updates, self.batch_size)
+        learners.check_intervention(self)
 
     @property
     def loss_options(self) -> dict[str, Any]:
@@ -163,12 +164,19 @@ class DQNHParams:
     per_eps: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_eps")
     coverage: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "coverage")
     noisy_sigma0: float = hparams.table_field(noisynet.NOISY_HPARAMS, "noisy_sigma0")
+    dormant_tau: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "dormant_tau")
+    srank_delta: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "srank_delta")
+    intervention_period: int = hparams.table_field(
+        learners.INTERVENTION_HPARAMS, "intervention_period"
+    )
+    shrink: float = hparams.table_field(learners.INTERVENTION_HPARAMS, "shrink")
+    perturb: float = hparams.table_field(learners.INTERVENTION_HPARAMS, "perturb")
 
 
 def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> driver.Agent:
-    """DQN as the driver runs it: a replay source (:func:`~qlearn.algos.replay_source.
-    replay_source`), a TD learner with a target network (:func:`~qlearn.algos.learners.
-    td_learner`), and the probes that apply (noisy layers' σ; a finite MDP's exact errors)."""
+    """DQN as the driver runs it: a replay source, a TD learner with a target network
+    (:func:`~qlearn.algos.learners.td_learner`), and the probes that apply (noisy layers' σ;
+    a finite MDP's exact errors; the diagnostics)."""
     loss_fn = losses.resolve(config.loss, **config.loss_options)
     prog = deep_q.program(
         config, loss_fn, progress, config.value_head, config.noisy, config.iqn_action_quantiles
@@ -180,10 +188,13 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
         source = replay_source.replay_source(
             prog, hp, record_states=finite, reachable=truth.get("reachable")
         )
+        learner = learners.td_learner(prog, hp, config.target_network)
+        learner = learners.with_intervention(learner, prog, hp)
         measured = (probes.noise_probe(),) if config.noisy else ()
         if finite:
-            measured += (probes.finite_mdp_probe(prog, hp, truth),)
-        return driver.Parts(source, learners.td_learner(prog, hp, config.target_network), measured)
+            measured += (probes.finite_mdp_probe(prog, hp, truth, config.diagnostics),)
+        measured += probes.diagnosed(prog, hp, source, learner)
+        return driver.Parts(source, learner, measured)
 
     return driver.Agent(prog, build, config.iters_per_eval)
 
@@ -192,24 +203,14 @@ def make_train(
     config: DQNConfig, *, progress: deep_q.ProgressFn | None = None
 ) -> Callable[[jax.Array, DQNHParams], tuple[driver.RunState, dict[str, jax.Array]]]:
     """Build the pure training function of ``config`` (:func:`qlearn.algos.driver.make_train`
-    of :func:`agent`).
-
-    Args:
-      config: the static configuration.
-      progress: optional host callback, called once per evaluation interval and run with
-        (env steps in the interval, greedy return); None compiles no callback at all.
+    of :func:`agent`); ``progress``: a host callback called once per evaluation interval and
+    run with (env steps in the interval, greedy return), or None (no callback compiled).
 
     Returns:
       ``train(key, hparams) -> (final_state, metrics)``; every metric has shape [num_evals]:
-      env_steps, eval_return (greedy, ε = 0), train_return (mean over episodes completed in the
-      interval, NaN if none), train_episodes, epsilon, loss, q_mean, target_mean, td_abs
-      (means over the interval's updates), q_abs_max (max), diverged (NaN/inf or |Q| above
-      ``divergence_bound`` in the interval); on a finite MDP also the true errors of
-      :func:`qlearn.dp.error_metrics` (ve_behaviour, ve_empirical, greedy_value, greedy_return,
-      and for the interval's replayed batches ve_replayed and replay_tv), with a
-      categorical or quantile head and ``n_step`` = 1 return_cramer or return_w1
-      (:func:`qlearn.algos.probes.ground_truth`), and with noisy layers noise_sigma (the mean
-      |σ| of their noise, :func:`qlearn.noisynet.mean_noise_scale`).
+      those of :func:`qlearn.algos.deep_q.evaluate_interval` (returns, ε, the loss's metrics,
+      diverged), and the probes' (a finite MDP's true errors, noisy layers' noise_sigma, the
+      diagnostics); the table of them is in docs/algorithms/dqn.md.
     """
     return driver.make_train(agent(config, progress))
 

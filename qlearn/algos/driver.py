@@ -39,10 +39,11 @@ from qlearn.algos.learners import Learner
 from qlearn.algos.probes import Probe
 from qlearn.algos.sources import Source
 
-STREAMS = ("loss", "noise", "model")
+STREAMS = ("loss", "noise", "model", "reinit")
 """The per-update key streams, in the order they are split off the loop key after the
 source's own split: ``loss`` (a sampling loss's key, IQN's τ), ``noise`` (a noisy network's
-online and target noise), ``model`` (coverage replay's model samples)."""
+online and target noise), ``model`` (coverage replay's model samples), ``reinit`` (an
+intervention's fresh parameters)."""
 
 
 class RunKeys(NamedTuple):
@@ -175,7 +176,7 @@ def interval(
     loop, params = state.source.loop, state.learner.params
     eval_return, metrics = deep_q.evaluate_interval(prog, hp, params, loop, k_eval_i, m)
     for probe in parts.probes:
-        metrics |= probe.metrics(state.probes[probe.name], params, loop.env_steps)
+        metrics |= probe.metrics(state.probes[probe.name], state.learner, loop.env_steps)
     deep_q.report(prog, key, hp, index, loop.env_steps - steps_before, eval_return, metrics)
     loop = loop.replace(episodes=rollout.clear_completed(loop.episodes))
     return state.replace(source=state.source.replace(loop=loop)), metrics

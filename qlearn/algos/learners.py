@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlearn import losses, noisynet
+from qlearn import diagnostics, interventions, losses, noisynet
 from qlearn.algos import deep_q
-from qlearn.types import LossFn, LossOutput, Params, QFn, Transition
+from qlearn.types import ConfigError, LossFn, LossOutput, Params, QFn, Transition
 
 TD_FIELDS: dict[str, tuple[Any, str]] = {
     "target_network": (
@@ -85,12 +85,15 @@ class TargetLearnerState(LearnerState):
 
 @struct.dataclass
 class Update:
-    """What one update reports: ``metrics`` (``loss`` and the loss's own metrics) and
+    """What one update reports: ``metrics`` (``loss`` and the loss's own metrics),
     ``priority`` [B], each sample's new replay priority, or None where the loss reports none
-    (:class:`~qlearn.types.LossOutput`)."""
+    (:class:`~qlearn.types.LossOutput`), and ``grads``, the loss's gradient with respect to
+    the parameters before clipping (what the diagnostics measure; the driver keeps none of
+    it)."""
 
     metrics: dict[str, jax.Array]
     priority: jax.Array | None = None
+    grads: Params = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +152,7 @@ def gradient_step(
     return (
         optax.apply_updates(params, updates),
         opt_state,
-        Update({"loss": loss, **out.metrics}, out.priority),
+        Update({"loss": loss, **out.metrics}, out.priority, grads),
     )
 
 
@@ -232,6 +235,100 @@ def return_learner(prog: deep_q.Program, hp: Any, decay_updates: int) -> Learner
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, **out.metrics}
-        return LearnerState(params, opt_state, state.updates + 1), Update(metrics, out.priority)
+        update = Update(metrics, out.priority, grads)
+        return LearnerState(params, opt_state, state.updates + 1), update
 
     return Learner(init, update, streams)
+
+
+INTERVENTION_FIELDS: dict[str, tuple[Any, str]] = {
+    "intervention": (
+        "none",
+        "every intervention_period updates: 'none', 'redo' (ReDo, Sokar et al. 2023: the "
+        "dormant units at τ = dormant_tau re-initialised, their outgoing weights zeroed), "
+        "'reset' (the last reset_layers layers re-initialised, Nikishin et al. 2022) or "
+        "'shrink_perturb' (θ ← shrink·θ + perturb·θ_fresh, Ash & Adams 2020); Adam's moments "
+        "of what changed restart, the replay is kept",
+    ),
+    "reset_layers": (1, "intervention='reset': how many of the last layers are reset"),
+}
+"""The static fields of a learner's intervention (name -> (default, help))."""
+
+
+INTERVENTION_HPARAMS: dict[str, dict[str, Any]] = {
+    "intervention_period": dict(
+        default=10_000, low=1, integer=True, help="gradient updates between interventions"
+    ),
+    "shrink": dict(default=0.8, low=0, high=1, help="shrink_perturb: λ of θ ← λθ + σθ_fresh"),
+    "perturb": dict(default=0.2, low=0, help="shrink_perturb: σ of θ ← λθ + σθ_fresh"),
+}
+"""The hyperparameters of a learner's intervention (name -> :func:`qlearn.hparams.field`
+keywords)."""
+
+
+def with_intervention(learner: Learner, prog: deep_q.Program, hp: Any) -> Learner:
+    """``learner`` with ``prog.config.intervention`` applied after every
+    ``hp.intervention_period``-th update (:mod:`qlearn.interventions`; the fresh parameters
+    from the update's key of the stream ``reinit``; ReDo scores the units on the update's
+    batch). The target network is left to follow as it does. ``learner`` itself for 'none'."""
+    kind = prog.config.intervention
+    if kind == "none":
+        return learner
+
+    def intervene(state: LearnerState, batch: Any, key: jax.Array) -> LearnerState:
+        fresh = learner.init(key).params
+        if kind == "redo":
+            acts = diagnostics.captured_activations(prog.network.apply, state.params, batch.obs)
+            params, opt_state = interventions.redo(
+                state.params, state.opt_state, fresh, acts, hp.dormant_tau
+            )
+        elif kind == "reset":
+            params, opt_state = interventions.reset_last(
+                state.params, state.opt_state, fresh, prog.config.reset_layers
+            )
+        else:
+            params = interventions.shrink_perturb(state.params, fresh, hp.shrink, hp.perturb)
+            opt_state = state.opt_state
+        return state.replace(params=params, opt_state=opt_state)
+
+    def update(state: LearnerState, batch: Any, keys: dict[str, jax.Array]) -> tuple:
+        state, out = learner.update(state, batch, keys)
+        due = state.updates % hp.intervention_period == 0
+        state = jax.lax.cond(due, lambda s: intervene(s, batch, keys["reinit"]), lambda s: s, state)
+        return state, out
+
+    return Learner(learner.init, update, (*learner.streams, "reinit"))
+
+
+def check_intervention(config: Any) -> None:
+    """Raise :class:`~qlearn.types.ConfigError` unless ``config.intervention`` is known and
+    fits the config's network: ``reset_layers`` between 1 and its number of layers, ReDo on
+    a chain of layers it can recycle (:func:`qlearn.interventions.check_recyclable`)."""
+    if config.intervention not in interventions.INTERVENTIONS:
+        raise ConfigError(
+            f"config.intervention = '{config.intervention}' must be one of "
+            f"{', '.join(interventions.INTERVENTIONS)}"
+        )
+    if config.intervention == "none":
+        return
+    env, env_params = deep_q.make_env(config)
+    shape = env.observation_space(env_params).shape
+    network = deep_q.make_network(
+        config, env.action_space(env_params).n, shape, config.value_head, config.noisy
+    )
+    obs = jnp.zeros((1, *shape))
+    params = jax.eval_shape(network.init, jax.random.key(0), obs)
+    layers = interventions.layer_names(params)
+    if config.intervention == "reset" and not 1 <= config.reset_layers <= len(layers):
+        raise ConfigError(
+            f"config.reset_layers = {config.reset_layers} must be between 1 and the "
+            f"network's {len(layers)} layers ({', '.join(layers)})"
+        )
+    if config.intervention == "redo":
+        acts = jax.eval_shape(
+            lambda p: diagnostics.captured_activations(network.apply, p, obs), params
+        )
+        try:
+            interventions.check_recyclable(params, len(acts))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None

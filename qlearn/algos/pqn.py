@@ -27,7 +27,7 @@ import jax
 from flax import struct
 
 from qlearn import hparams, losses
-from qlearn.algos import deep_q, driver, learners, rollout_source
+from qlearn.algos import deep_q, driver, learners, probes, rollout_source
 from qlearn.types import ConfigError, ReturnLossFn, config_field, table_field
 
 
@@ -53,6 +53,8 @@ class PQNConfig(deep_q.DeepQConfig):
     num_evals: int = table_field(deep_q.SHARED_FIELDS, "num_evals")
     eval_episodes: int = table_field(deep_q.SHARED_FIELDS, "eval_episodes")
     divergence_bound: float = table_field(deep_q.SHARED_FIELDS, "divergence_bound")
+    diagnostics: bool = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics")
+    diagnostics_batch: int = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics_batch")
 
     def _validate(self) -> None:
         def fail(msg: str) -> None:
@@ -79,6 +81,8 @@ class PQNConfig(deep_q.DeepQConfig):
             losses.resolve_return_loss(self.loss)
         except ValueError as e:
             fail(str(e))
+        updates = self.iterations_per_eval * self.num_epochs * self.num_minibatches
+        probes.check_diagnostics(self, updates, self.batch_size // self.num_minibatches)
 
     @property
     def batch_size(self) -> int:
@@ -117,6 +121,8 @@ class PQNHParams:
     )
     huber_delta: float = hparams.table_field(deep_q.SHARED_HPARAMS, "huber_delta")
     loss_index: int = hparams.table_field(deep_q.SHARED_HPARAMS, "loss_index")
+    dormant_tau: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "dormant_tau")
+    srank_delta: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "srank_delta")
 
 
 def agent(config: PQNConfig, progress: deep_q.ProgressFn | None = None) -> driver.Agent:
@@ -128,7 +134,8 @@ def agent(config: PQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
 
     def build(hp: PQNHParams) -> driver.Parts:
         learner = learners.return_learner(prog, hp, config.total_updates)
-        return driver.Parts(rollout_source.rollout_source(prog, hp), learner)
+        source = rollout_source.rollout_source(prog, hp)
+        return driver.Parts(source, learner, probes.diagnosed(prog, hp, source, learner))
 
     return driver.Agent(prog, build, config.iterations_per_eval)
 

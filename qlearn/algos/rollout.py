@@ -105,17 +105,38 @@ def evaluate(
 
 
 def evaluate_episodes(
-    q_fn: QFn, params: Params, env: Any, env_params: Any, key: jax.Array, num_episodes: int
+    q_fn: QFn,
+    params: Params,
+    env: Any,
+    env_params: Any,
+    key: jax.Array,
+    num_episodes: int,
+    gamma: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """:func:`evaluate`'s mean return, and the mean over its episodes of what the env reports
     of an episode at its end (``env.episode_metrics(state)``, e.g. a Craftax achievement's
-    rate; none for most envs): (mean return [], {name: mean []})."""
+    rate; none for most envs): (mean return [], {name: mean []}).
+
+    With ``gamma``, also ``overestimation``: the mean over every (s_t, a_t) the greedy
+    episodes visit of q̂(s_t, a_t) − G_t, G_t the γ-discounted return obtained from s_t (van
+    Hasselt et al. 2016's measurement), computed in the same episodes
+    (:func:`episode_outcomes`); the episodes and their returns are the same as without it."""
 
     def greedy(_: jax.Array, obs: jax.Array, mask: jax.Array | None) -> jax.Array:
         return policies.greedy(q_fn(params, obs), mask)
 
-    returns, ends = episode_outcomes(greedy, env, env_params, key, num_episodes)
-    return jnp.mean(returns), {k: jnp.mean(v) for k, v in ends.items()}
+    if gamma is None:
+        returns, ends = episode_outcomes(greedy, env, env_params, key, num_episodes)
+        return jnp.mean(returns), {k: jnp.mean(v) for k, v in ends.items()}
+
+    def valued(_: jax.Array, obs: jax.Array, mask: jax.Array | None) -> tuple:
+        q = policies.masked(q_fn(params, obs), mask)
+        return jnp.argmax(q, axis=-1).astype(jnp.int32), jnp.max(q, axis=-1)
+
+    returns, ends = episode_outcomes(valued, env, env_params, key, num_episodes, gamma)
+    gap, steps = ends.pop("value_gap"), ends.pop("steps")
+    out = {k: jnp.mean(v) for k, v in ends.items()}
+    return jnp.mean(returns), out | {"overestimation": jnp.sum(gap) / jnp.sum(steps)}
 
 
 def random_policy_returns(
@@ -146,11 +167,12 @@ def episode_returns(
 
 
 def episode_outcomes(
-    act: Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array],
+    act: Callable[[jax.Array, jax.Array, jax.Array | None], Any],
     env: Any,
     env_params: Any,
     key: jax.Array,
     num_episodes: int,
+    gamma: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The undiscounted returns [num_episodes] of the policy ``act(key, obs [N, ...], mask) ->
     actions [N]`` on fresh envs, and what the env reports of each episode at its end: where
@@ -162,6 +184,13 @@ def episode_outcomes(
     (no auto-reset: an ended episode's env is never used again), which spares the reset state
     gymnax's ``step`` draws at every step. ``act``'s key is folded off the step's, so a policy
     that ignores it leaves every random stream as it is.
+
+    With ``gamma``, ``act`` returns (actions, v [N]), v its own estimate of the value of the
+    action it takes, and each episode also reports ``steps`` (its length T) and ``value_gap``
+    = Σ_{t<T} (v_t − G_t), G_t = Σ_{k≥t} γ^{k−t} r_k its discounted return from step t — summed
+    forward, as Σ_t G_t = Σ_k r_k Σ_{j≤k} γʲ. An episode cut by the time limit completes each
+    G_t with γ^{T−t} v_T, v_T the policy's estimate at the state it was cut in (a truncation
+    bootstraps, as in training); a terminated one is the Monte-Carlo return alone.
     """
     k_reset, k_loop = jax.random.split(key)
     obs, state = reset_envs(env, env_params, k_reset, num_episodes)
@@ -171,24 +200,76 @@ def episode_outcomes(
     truncated = jax.vmap(env.is_truncated, (0, None))
     at_end = jax.vmap(env.episode_metrics) if hasattr(env, "episode_metrics") else None
     ends = {} if at_end is None else at_end(state)
+    sums = None if gamma is None else ValueGap.zeros(num_episodes)
 
     def cond(carry):
-        *_, done, _, t = carry
+        *_, done, _, _, t = carry
         return jnp.logical_and(~jnp.all(done), t <= env_params.max_steps_in_episode)
 
     def body(carry):
-        key, obs, state, returns, done, ends, t = carry
+        key, obs, state, returns, done, ends, sums, t = carry
         keys = jax.random.split(key, num_episodes + 1)  # one draw: next key and N step keys
         mask = envs.action_masks(env, env_params, state)
         action = act(jax.random.fold_in(keys[0], 1), obs, mask)
+        if sums is not None:
+            action, value = action
         obs, state, reward, terminated, _ = step(keys[1:], state, action, env_params)
         returns = returns + jnp.where(done, 0.0, reward.astype(jnp.float32))
         ended = ~done & (terminated | truncated(state, env_params))
+        if sums is not None:
+            sums = sums.step(value, reward, done, ended & ~terminated, gamma)
         if at_end is not None:  # the state an episode ends in, kept from then on
             now = at_end(state)
             ends = {k: jnp.where(ended, now[k], v) for k, v in ends.items()}
-        return keys[0], obs, state, returns, done | ended, ends, t + 1
+        return keys[0], obs, state, returns, done | ended, ends, sums, t + 1
 
-    carry = (k_loop, obs, state, zeros, done, ends, jnp.zeros((), jnp.int32))
-    _, _, _, returns, _, ends, _ = jax.lax.while_loop(cond, body, carry)
+    carry = (k_loop, obs, state, zeros, done, ends, sums, jnp.zeros((), jnp.int32))
+    key, obs, state, returns, _, ends, sums, _ = jax.lax.while_loop(cond, body, carry)
+    if sums is not None:  # the episodes cut at the last step: their final states' estimates
+        _, value = act(key, obs, envs.action_masks(env, env_params, state))
+        sums = sums.settle(value)
+        ends = ends | {"value_gap": sums.gap, "steps": sums.steps}
     return returns, ends
+
+
+@struct.dataclass
+class ValueGap:
+    """The forward sums of :func:`episode_outcomes`'s ``value_gap``, per episode [N]: the gap
+    Σ_t v_t − Σ_k r_k c_k − (the truncation bootstraps Σ_t γ^{T−t} v_T), c_k = Σ_{j≤k} γʲ
+    (``discounts``, of the last step), the steps, and of an episode cut at the last step its
+    bootstrap's weight γ·c_{T−1} until v_T is known (``pending``)."""
+
+    gap: jax.Array
+    steps: jax.Array
+    discounts: jax.Array
+    pending: jax.Array
+
+    @classmethod
+    def zeros(cls, n: int) -> ValueGap:
+        z = jnp.zeros(n, jnp.float32)
+        return cls(z, z, z, z)
+
+    def settle(self, value: jax.Array) -> ValueGap:
+        """The bootstraps of the episodes cut at the previous step, v_T = ``value``."""
+        return self.replace(gap=self.gap - self.pending * value, pending=jnp.zeros_like(value))
+
+    def step(
+        self,
+        value: jax.Array,
+        reward: jax.Array,
+        done: jax.Array,
+        cut: jax.Array,
+        gamma: jax.Array,
+    ) -> ValueGap:
+        """One step of every env: the value ``value`` of the action taken, its ``reward``,
+        the envs already ``done`` before it (not counted) and those ``cut`` by the time limit
+        at it (an episode cut at the previous step takes ``value`` as its v_T first)."""
+        live = (~done).astype(jnp.float32)
+        discounts = 1.0 + gamma * self.discounts  # c_k
+        gap = value * (live - self.pending) - live * reward.astype(jnp.float32) * discounts
+        return ValueGap(
+            gap=self.gap + gap,
+            steps=self.steps + live,
+            discounts=discounts,
+            pending=jnp.where(cut, gamma * discounts, 0.0),
+        )

@@ -117,3 +117,15 @@ def act(
         rollout.record(loop.episodes, tr.reward, done),
     )
     return key, loop, tr
+
+
+def example_batch(source: Source, learner: Any) -> Any:
+    """The shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) of one batch ``source`` gives
+    ``learner``: traced, never run (what a probe that keeps batches allocates)."""
+    key = jax.random.key(0)
+    params = jax.eval_shape(learner.init, key).params
+    state = jax.eval_shape(lambda p: source.init(p, key, key)[0], params)
+    plan = jax.eval_shape(lambda s, p: source.next(s, p, key)[2], state, params)
+    x = {"plan": jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape[1:], v.dtype), plan)}
+    x |= {name: key for name in source.streams}
+    return jax.eval_shape(lambda s, x: source.batch(s, x)[0], state, x)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from qlearn import diagnostics, stats
 from qlearn import hparams as hparams_lib
-from qlearn import stats
 from qlearn.spec import Spec, jsonable
 
 
@@ -73,8 +73,11 @@ def curve_stats(spec: Spec, metrics: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 def summarize(spec: Spec, metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """Per configuration: its values, final / best / AUC statistics (mean, median, IQM, 95% CI
-    of the IQM) over the runs that did not diverge, and how many runs diverged and when."""
+    of the IQM) over the runs that did not diverge, and how many runs diverged and when; for a
+    run with diagnostics, ``diagnostics``: the same statistics of each headline diagnostic at
+    the last evaluation (:data:`qlearn.diagnostics.HEADLINE`)."""
     curve = curve_stats(spec, metrics)
+    final = diagnostics.final_values(metrics)
     diverged_at = metrics.get("diverged_at")
     rows = []
     for h, values in enumerate(spec.config_values()):
@@ -94,6 +97,8 @@ def summarize(spec: Spec, metrics: dict[str, np.ndarray]) -> list[dict[str, Any]
             ]
         else:
             row["diverged"] = 0
+        if final:
+            row["diagnostics"] = {k: stats.describe(v[h], seed=h) for k, v in final.items()}
         rows.append(row)
     return rows
 

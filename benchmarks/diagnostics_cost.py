@@ -1,0 +1,198 @@
+"""What the learning-dynamics diagnostics cost: DQN on CartPole-v1 (MLP) and MinAtar Breakout
+(the CNN) with ``diagnostics`` on, as a ratio to the same runs without them, at 1 and 8 runs,
+at the experiments' evaluation schedule (the env steps of one evaluation interval of
+``experiments/cartpole_dqn.py`` and ``experiments/minatar_dqn.py``: the diagnostics are
+computed once per evaluation point, so their share is per interval).
+
+Every (env, runs) pair runs in a child process of its own, which compiles the runs with and
+without diagnostics and times calls of the two alternately (the machine's speed drifts by tens
+of per cent between processes here, less within one); each time is the median over calls and
+rounds. It also checks that the training metrics with diagnostics equal those without
+(bitwise).
+
+    python benchmarks/diagnostics_cost.py                   # prints a table, writes JSON
+    python benchmarks/diagnostics_cost.py --rounds 3 --envs cartpole
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+from common import child_json, jit_runs, write_report
+
+sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/experiments")
+
+ENVS = {  # name -> (the experiment's config module and attribute, intervals timed, calls)
+    "cartpole": ("cartpole_dqn", "TUNED_CONFIG", 40, 5),  # the whole experiment: 100k steps
+    "breakout": ("minatar_dqn", "CONFIG", 1, 1),  # one of its 20 intervals (≈ 30k steps)
+}
+
+
+def config_of(env: str, diagnostics: bool) -> Any:
+    """The experiment's config with its evaluation interval kept and ``intervals`` of them
+    run (``total_steps`` = warm-up + intervals × the experiment's env steps per interval)."""
+    import importlib
+
+    from qlearn.algos import dqn
+
+    module, attribute, intervals, _ = ENVS[env]
+    fields = dict(getattr(importlib.import_module(module), attribute))
+    fields.setdefault("env_id", "Breakout-MinAtar")
+    full = dqn.DQNConfig(**fields)
+    per_interval = full.steps_per_eval
+    fields |= {
+        "total_steps": fields["learning_starts"] + intervals * per_interval,
+        "num_evals": intervals,
+        "diagnostics": diagnostics,
+    }
+    return dqn.DQNConfig(**fields)
+
+
+def measure(env: str, runs: int, calls: int) -> dict:
+    """In this process: compile ``runs`` runs with and without diagnostics, then time
+    ``calls`` calls of each, alternating (so a drift of the machine's speed hits both alike);
+    each time is the median of its calls."""
+    import jax
+    import numpy as np
+
+    from qlearn import sweep
+    from qlearn.algos import dqn
+
+    hp = dqn.DQNHParams()
+    keys = sweep.seed_keys(0, runs)
+    compiled, seconds, training = {}, {False: [], True: []}, {}
+    for on in (False, True):
+        config = config_of(env, on)
+        compiled[on] = jit_runs(dqn.make_train(config)).lower(keys, hp).compile()
+    for _ in range(calls):
+        for on in (False, True):
+            start = time.perf_counter()
+            _, metrics = jax.block_until_ready(compiled[on](keys, hp))
+            seconds[on].append(time.perf_counter() - start)
+            training[on] = {k: np.asarray(metrics[k]).tobytes().hex() for k in TRAINING}
+    return {
+        "env": config.env_id,
+        "runs": runs,
+        "seconds_without": statistics.median(seconds[False]),
+        "seconds_with": statistics.median(seconds[True]),
+        "calls": calls,
+        "env_steps": runs * config.actual_total_steps,
+        "steps_per_eval": config.steps_per_eval,
+        "evaluations": config.num_evals,
+        "training_metrics_equal": training[False] == training[True],
+    }
+
+
+TRAINING = ("eval_return", "train_return", "loss", "q_mean", "td_abs", "env_steps")
+"""The metrics a run has with or without diagnostics, compared bitwise."""
+
+
+def readme(r: dict[str, Any]) -> list:
+    """benchmarks/diagnostics_cost.py: training time with diagnostics on, relative to off."""
+    import record  # experiments/record.py (benchmarks/common.py puts it on the path)
+
+    sizes = sorted({row["runs"] for row in r["rows"]})
+    header = ["env", "env steps per evaluation"]
+    header += [f"× without, {n} run{'s' if n > 1 else ''}" for n in sizes]
+    by = {(row["env"], row["runs"]): row for row in r["rows"]}
+    envs = list(dict.fromkeys(row["env"] for row in r["rows"]))
+    rows = [
+        [env, f"{by[(env, sizes[0])]['steps_per_eval']:,}"]
+        + [f"{by[(env, n)]['ratio']:.3f}" for n in sizes]
+        for env in envs
+    ]
+    note = (
+        f"DQN, the experiments' configs, medians over {r['rounds']} rounds of alternating "
+        "calls (CartPole: the whole experiment, 5 calls; Breakout: one of its intervals, 1 "
+        "call); training "
+        f"metrics with diagnostics bitwise equal to without: {r['training_metrics_equal']}; "
+        f"{record.at(r)}"
+    )
+    return [record.Table(header, rows, note)]
+
+
+def measure_rounds(args: argparse.Namespace, envs: list[str], sizes: list[int]) -> list[dict]:
+    """Every (env, runs) in a child process of its own, ``args.rounds`` rounds."""
+    measured = []
+    for r in range(args.rounds):
+        for env in envs:
+            for runs in sizes:
+                calls = str(args.calls or ENVS[env][3])
+                cmd = [sys.executable, __file__, "--one", env, str(runs), calls]
+                measured.append(child_json(cmd) | {"round": r})
+                m = measured[-1]
+                print(
+                    f"  round {r}: {env} {runs} run(s) without {m['seconds_without']:7.2f} s, "
+                    f"with {m['seconds_with']:7.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return measured
+
+
+def median_rows(measured: list[dict]) -> list[dict]:
+    """Per (env, runs): the medians over the rounds, off and on, and their ratio."""
+    rows = []
+    for env, runs in dict.fromkeys((m["env"], m["runs"]) for m in measured):
+        same = [m for m in measured if m["env"] == env and m["runs"] == runs]
+        off = statistics.median(m["seconds_without"] for m in same)
+        on = statistics.median(m["seconds_with"] for m in same)
+        rows.append(
+            {
+                "env": env,
+                "runs": runs,
+                "steps_per_eval": same[0]["steps_per_eval"],
+                "evaluations": same[0]["evaluations"],
+                "seconds_without": off,
+                "seconds_with": on,
+                "ratio": on / off,
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,8")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--envs", default=",".join(ENVS))
+    parser.add_argument("--out", default="benchmarks/results/diagnostics_cost.json")
+    parser.add_argument("--calls", type=int, default=0, help="timed calls of each per round")
+    parser.add_argument("--one", nargs=3, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:  # child process: one (env, runs, calls)
+        env, runs, calls = args.one
+        print(json.dumps(measure(env, int(runs), int(calls))))
+        return
+    envs, sizes = args.envs.split(","), [int(s) for s in args.sizes.split(",")]
+    measured = measure_rounds(args, envs, sizes)
+    equal = all(m["training_metrics_equal"] for m in measured)
+    rows = median_rows(measured)
+    print(f"{'env':<18} {'runs':>4} {'without s':>9} {'with s':>8} {'ratio':>6}")
+    for row in rows:
+        print(
+            f"{row['env']:<18} {row['runs']:>4} {row['seconds_without']:>9.2f} "
+            f"{row['seconds_with']:>8.2f} {row['ratio']:>6.3f}"
+        )
+    print(f"training metrics bitwise equal with and without: {equal}")
+    import jax
+
+    report = {
+        "benchmark": "diagnostics_cost",
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+        "rounds": args.rounds,
+        "calls": args.calls,
+        "training_metrics_equal": equal,
+        "rows": rows,
+        "runs": measured,
+    }
+    write_report(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
