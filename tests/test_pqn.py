@@ -191,7 +191,7 @@ def test_the_built_in_losses_are_the_semi_gradient_regression_on_the_targets():
 
     def total(p, target):
         batch = ReturnBatch(obs=obs, action=action, target=target)
-        return losses.resolve_return_loss("huber")(net.apply, p, batch, hp)[0]
+        return losses.resolve_return_loss("huber")(net.apply, p, batch, hp, None).loss
 
     target = jnp.linspace(-2.0, 2.0, 16)
     assert float(jnp.abs(jax.grad(total, argnums=1)(params, target)).max()) == 0.0

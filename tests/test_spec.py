@@ -31,8 +31,8 @@ def test_a_spec_rebuilds_the_same_objects_through_json():
 
 
 def test_a_loss_defined_in_this_process_travels_with_the_spec_not_beside_it():
-    def my_loss(q, target):  # not importable by its name
-        return losses.mse(q, target)
+    def my_loss(q_fn, online_params, target_params, batch, hparams, key):  # not importable
+        return losses.semi_gradient_td_loss(q_fn, online_params, target_params, batch, hparams)
 
     config = dqn.DQNConfig(loss=("huber", my_loss))
     spec = make_spec(config, {"loss_index": [0, 1]}, seeds=1)
