@@ -130,8 +130,8 @@ def evaluate_episodes(
         return jnp.mean(returns), {k: jnp.mean(v) for k, v in ends.items()}
 
     def valued(_: jax.Array, obs: jax.Array, mask: jax.Array | None) -> tuple:
-        q = policies.masked(q_fn(params, obs), mask)
-        return jnp.argmax(q, axis=-1).astype(jnp.int32), jnp.max(q, axis=-1)
+        q = q_fn(params, obs)
+        return policies.greedy(q, mask), jnp.max(policies.masked(q, mask), axis=-1)
 
     returns, ends = episode_outcomes(valued, env, env_params, key, num_episodes, gamma)
     gap, steps = ends.pop("value_gap"), ends.pop("steps")
