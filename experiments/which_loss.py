@@ -44,6 +44,9 @@ SUPPORT = {  # v_min, v_max of the categorical and histogram heads (returns-to-g
     "Breakout-MinAtar": (0.0, 20.0),
 }
 MINATAR_HPARAMS = dict(lr=3e-4, target_tau=0.01, eps_decay_fraction=0.2)
+DIAGNOSTICS = ("dormant", "srank", "churn_update", "churn_target", "overestimation")
+"""The diagnostics (docs/diagnostics.md) a row reports: each run's value at the last evaluation
+and its mean over the run's evaluations, averaged over the seeds."""
 REFERENCES = {
     "CartPole-v1": "CleanRL (500k steps): C51 491.07 ± 9.70, DQN 498.38 ± 2.29",
 }
@@ -71,7 +74,34 @@ def readme(r: dict[str, Any]) -> list:
         for row in sorted(r["rows"], key=lambda row: -row["final_iqm"])
     ]
     note = f"DQN on {r['env']}, {r['seeds']} seeds × {r['env_steps']:,} env steps; {record.at(r)}"
-    return [record.Table(header, rows, note)]
+    return [record.Table(header, rows, note), *diagnostics_readme(r)]
+
+
+def diagnostics_readme(r: dict[str, Any]) -> list:
+    """The diagnostics of each loss (when the run measured them), in the order of the returns:
+    each a mean over seeds of the run's mean over its evaluations."""
+    measured = [row for row in r["rows"] if row.get("diagnostics")]
+    if not measured:
+        return []
+    header = [
+        "loss",
+        "dormant (τ = 0.1)",
+        "srank",
+        "churn / update",
+        "churn vs target",
+        "over-estimation",
+    ]
+    rows = [
+        [f"`{row['loss']}`"]
+        + [f"{row['diagnostics'][name]['run_mean']:.3g}" for name in DIAGNOSTICS]
+        for row in sorted(measured, key=lambda row: -row["final_iqm"])
+    ]
+    note = (
+        f"the diagnostics of the same runs, each the mean over {r['seeds']} seeds of a run's "
+        f"mean over its {r['evaluations']} evaluations; over-estimation: q̂(s₀, a) − the "
+        "discounted return the greedy episode obtained"
+    )
+    return [record.Text("\n"), record.Table(header, rows, note)]
 
 
 def arguments() -> argparse.Namespace:
@@ -80,15 +110,24 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--losses", default=",".join(losses.BUILTIN))
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--total-steps", type=int, default=None)
+    parser.add_argument(
+        "--diagnostics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the learning dynamics (docs/diagnostics.md; training is unchanged)",
+    )
     parser.add_argument("--out", default="runs/which_loss")
     parser.add_argument("--figure", default=None, help="default: experiments/figures/...")
     parser.add_argument("--results", default=None, help="default: experiments/results/...")
     return parser.parse_args()
 
 
-def loss_rows(names: list[str], finals: dict, curves: dict, steps: np.ndarray) -> list[dict]:
+def loss_rows(
+    names: list[str], finals: dict, curves: dict, steps: np.ndarray, diagnosed: dict
+) -> list[dict]:
     """Per loss: the final greedy return's IQM (95% CI), mean, the IQM of the areas under the
-    curves, and P(a run of it beats a Huber run)."""
+    curves, P(a run of it beats a Huber run), and its :data:`DIAGNOSTICS` (``diagnosed``:
+    loss -> name -> [seeds, T]) at the last evaluation and over the run, means over seeds."""
     rows = []
     for name in names:
         d = stats.describe(finals[name])
@@ -104,6 +143,10 @@ def loss_rows(names: list[str], finals: dict, curves: dict, steps: np.ndarray) -
                     finals[name], finals["huber"]
                 ),
                 "final_returns": [float(x) for x in finals[name]],
+                "diagnostics": {
+                    k: {"final": float(np.mean(v[:, -1])), "run_mean": float(np.mean(v))}
+                    for k, v in diagnosed.get(name, {}).items()
+                },
             }
         )
     return rows
@@ -123,6 +166,26 @@ def show(args: argparse.Namespace, rows: list[dict], steps: np.ndarray) -> None:
         print(f"reference: {REFERENCES[args.env]}")
 
 
+def diagnosed_path(figure: str) -> str:
+    """The diagnostics figure's path beside the returns figure ``figure``."""
+    path = Path(figure)
+    return str(path.with_name(f"{path.stem}_diagnostics{path.suffix}"))
+
+
+def diagnostics_figure(
+    args: argparse.Namespace, names: list[str], curves: dict, diagnosed: dict, steps: np.ndarray
+) -> Any:
+    """Returns and the :data:`DIAGNOSTICS` over training, one panel each, every loss a colour."""
+    panels = [("greedy return", "return", np.stack([curves[n] for n in names]))]
+    panels += [
+        (name, name, np.stack([diagnosed[n][name] for n in names]))
+        for name in DIAGNOSTICS
+        if all(name in diagnosed[n] for n in names)
+    ]
+    rows = [panels[:3], panels[3:]]
+    return plots.panels(steps, rows, names)
+
+
 def main() -> None:
     args = arguments()
     names = args.losses.split(",")
@@ -135,12 +198,13 @@ def main() -> None:
     if results is None:
         results = f"experiments/results/which_loss_{slug}.json"
     base = dict(CARTPOLE) if args.env == "CartPole-v1" else dict(MINATAR, env_id=args.env)
+    base["diagnostics"] = args.diagnostics
     if args.total_steps:
         base["total_steps"] = args.total_steps
     v_min, v_max = SUPPORT[args.env]
     hp = dict(v_min=v_min, v_max=v_max) | (MINATAR_HPARAMS if args.env != "CartPole-v1" else {})
 
-    finals, curves, steps, seconds = {}, {}, None, {}
+    finals, curves, steps, seconds, diagnosed = {}, {}, None, {}, {}
     for head, group in groups(names).items():
         config = dqn.DQNConfig(**base, head=head, loss=tuple(group))
         start = time.perf_counter()
@@ -158,9 +222,10 @@ def main() -> None:
         steps = run.metrics["env_steps"][0, 0]
         for i, name in enumerate(group):
             finals[name], curves[name] = returns[i, :, -1], returns[i]
+            diagnosed[name] = {k: run.metrics[k][i] for k in DIAGNOSTICS if k in run.metrics}
         print(f"{head}: {', '.join(group)} in {seconds[head]:.0f} s")
 
-    rows = loss_rows(names, finals, curves, steps)
+    rows = loss_rows(names, finals, curves, steps, diagnosed)
     show(args, rows, steps)
     fig = plots.learning_curves(
         steps,
@@ -170,6 +235,10 @@ def main() -> None:
     )
     if figure:
         plots.save(fig, figure)
+        if any(diagnosed.values()):
+            plots.save(
+                diagnostics_figure(args, names, curves, diagnosed, steps), diagnosed_path(figure)
+            )
     record.save(
         results,
         {
@@ -177,6 +246,7 @@ def main() -> None:
             "env": args.env,
             "seeds": args.seeds,
             "env_steps": int(steps[-1]),
+            "evaluations": len(steps),
             "support": [v_min, v_max],
             "seconds_per_head": seconds,
             "reference": REFERENCES.get(args.env),
