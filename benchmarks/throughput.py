@@ -173,11 +173,7 @@ def training(name: str, runs: int, repeats: int, steps: int | None, evaluate: bo
     config, hp, keys, compiled, compile_s = compiled_training(name, runs, steps, evaluate)
     seconds = timed_calls(compiled, (keys, hp), repeats)
     memory = compiled.memory_analysis()
-    updates = (
-        config.total_updates
-        if hasattr(config, "total_updates")
-        else config.num_evals * config.iters_per_eval * config.updates_per_train
-    )
+    updates = config.total_updates if hasattr(config, "total_updates") else config.updates_per_run
     return {
         "config": config,
         "seconds": seconds,

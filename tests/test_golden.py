@@ -29,7 +29,10 @@ A new machine (CI's, a session's) gets its set by ``python tests/test_golden.py 
 committed alone: the tiny sweeps by today's code (after check 3 passed there), the legacy
 directories by running their recorded command at 2cb18d0 in a git worktree, never by today's
 code. ``--write`` rewrites the specs and this machine's tiny sweeps, only when a change of the
-format is intended and said in its commit.
+format is intended and said in its commit. ``--add-fields`` is for a new config field whose
+default changes no program: it rewrites the specs, and every set's tiny-sweep ``spec.json``,
+``summary.json`` and ``records.csv`` (derived again from the stored metrics, which it never
+touches), and refuses unless the only change to any spec is new keys.
 """
 
 from __future__ import annotations
@@ -253,6 +256,39 @@ def write(machine_set: bool) -> None:
     (d / "machine.json").write_text(dumps(machine()))
 
 
+def only_additions(old: object, new: object, where: str) -> None:
+    """Exit unless ``new`` is ``old`` with keys added (at any depth of nested dicts)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k, v in old.items():
+            if k not in new:
+                sys.exit(f"{where}: {k} was removed")
+            only_additions(v, new[k], f"{where}.{k}")
+    elif old != new:
+        sys.exit(f"{where}: {old!r} became {new!r}")
+
+
+def add_fields() -> None:
+    """``--add-fields``: the specs, and every set's tiny-sweep spec and what is derived from
+    its stored metrics, rebuilt by today's code; only added keys allowed."""
+    for name, spec in specs().items():
+        path = GOLDEN / f"spec_{name}.json"
+        only_additions(json.loads(path.read_text()), spec, path.name)
+        path.write_text(dumps(spec))
+    for machine_set in machine_sets():
+        for name, (config, grid, seeds, lanes) in tiny_runs().items():
+            d = machine_set / f"run_{name}"
+            spec = make_spec(config, grid, seeds=seeds, lanes=lanes).to_json()
+            only_additions(json.loads((d / "spec.json").read_text()), spec, str(d))
+            summary, records = derived(Spec.from_json(spec), load_metrics(d / "metrics.npz"))
+            only_additions(
+                json.loads((d / "summary.json").read_text()), json.loads(summary), str(d)
+            )
+            if records != (d / "records.csv").read_text():
+                sys.exit(f"{d}: records.csv would change")
+            (d / "spec.json").write_text(dumps(spec))
+            (d / "summary.json").write_text(summary)
+
+
 @pytest.fixture(scope="module")
 def tiny_dqn_grid() -> tuple[dict, dict[str, np.ndarray]]:
     """This machine's tiny DQN grid, trained once for the checks that compare it."""
@@ -349,9 +385,13 @@ def test_a_run_directory_written_before_the_reorganisation_reproduces_bitwise(na
 
 if __name__ == "__main__":
     flags = {"--write": False, "--write-machine": True}
-    if len(sys.argv) != 2 or sys.argv[1] not in flags:
+    if len(sys.argv) == 2 and sys.argv[1] == "--add-fields":
+        add_fields()
+    elif len(sys.argv) != 2 or sys.argv[1] not in flags:
         sys.exit(
             "usage: python tests/test_golden.py --write          (specs and this machine's tiny"
             " sweeps)\n       python tests/test_golden.py --write-machine  (a new machine's set)"
+            "\n       python tests/test_golden.py --add-fields     (a new config field's key)"
         )
-    write(flags[sys.argv[1]])
+    else:
+        write(flags[sys.argv[1]])

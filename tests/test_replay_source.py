@@ -57,3 +57,58 @@ def test_coverage_batches_draw_reachable_pairs_uniformly_from_the_model():
     assert np.all(np.asarray(part.transition.steps)[~model] == 3)  # the rest is the replayed batch
     with pytest.raises(ConfigError, match="replay = 'coverage' draws transitions from the model"):
         dqn.DQNConfig(replay="coverage")
+
+
+@pytest.mark.parametrize(
+    ("ratio", "num_envs", "expected"),
+    [(0.25, 10, (2, 5)), (0.25, 1, (4, 1)), (4, 1, (1, 4)), (4, 10, (1, 40)), (1 / 3, 2, (3, 2))],
+)
+def test_a_replay_ratio_is_a_block_of_whole_steps_then_whole_updates(ratio, num_envs, expected):
+    """r updates per env step over N envs: q vectorised steps (q·N env steps), then p updates,
+    with p / (q·N) = r exactly."""
+    config = dqn.DQNConfig(replay_ratio=ratio, num_envs=num_envs)
+    steps, updates = replay_source.schedule(config)
+    assert (steps, updates) == expected
+    assert updates / (steps * num_envs) == pytest.approx(ratio, rel=1e-12)
+    after_warmup = config.actual_total_steps - replay_source.warmup_steps(config) * num_envs
+    assert config.updates_per_run == pytest.approx(ratio * after_warmup, rel=1e-12)
+
+
+def test_a_replay_ratio_trains_the_program_its_steps_and_updates_name():
+    """replay_ratio = 0.25 over 2 envs is train_every = 2, updates_per_train = 1: the same
+    metrics, bitwise; and replay_ratio = 2 (4 updates per vectorised step) learns otherwise."""
+    from conftest import TINY
+
+    fields = {k: v for k, v in TINY.items() if k not in ("train_every", "updates_per_train")}
+    key, hp = jax.random.key(3), dqn.DQNHParams()
+
+    def metrics(**change):
+        return jax.jit(dqn.make_train(dqn.DQNConfig(**fields, **change)))(key, hp)[1]
+
+    by_ratio, by_block = metrics(replay_ratio=0.25), metrics(train_every=2)
+    for name in ("eval_return", "loss", "q_mean", "env_steps"):
+        np.testing.assert_array_equal(by_ratio[name], by_block[name], err_msg=name)
+    higher = metrics(replay_ratio=2.0)
+    np.testing.assert_array_equal(higher["env_steps"], metrics(train_every=1)["env_steps"])
+    assert not np.array_equal(higher["loss"], by_ratio["loss"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"replay_ratio": 0}, r"config\.replay_ratio = 0 must be a number > 0"),
+        ({"replay_ratio": -1.0}, r"config\.replay_ratio = -1\.0 must be a number > 0"),
+        ({"replay_ratio": float("nan")}, r"config\.replay_ratio = nan must be a number > 0"),
+        ({"replay_ratio": "4"}, r"config\.replay_ratio = '4' must be a number > 0"),
+        ({"replay_ratio": 1.0, "train_every": 2}, "leave them at 1 .they are 2 and 1."),
+        ({"replay_ratio": 1.0, "updates_per_train": 4}, "leave them at 1 .they are 1 and 4."),
+        ({"replay_ratio": 1e-6}, r"must be a ratio p/q of whole updates p to q ≤ 1000"),
+        ({"replay_ratio": 0.1234567}, r"must be a ratio p/q of whole updates p to q ≤ 1000"),
+    ],
+)
+def test_a_bad_replay_ratio_is_refused_naming_the_field(change, message):
+    from conftest import TINY
+
+    fields = {k: v for k, v in TINY.items() if k not in ("train_every", "updates_per_train")}
+    with pytest.raises(ConfigError, match=message):
+        dqn.DQNConfig(**{**fields, **change})

@@ -45,6 +45,7 @@ class DQNConfig(deep_q.DeepQConfig):
     train_every: int = table_field(replay_source.REPLAY_FIELDS, "train_every")
     n_step: int = table_field(replay_source.REPLAY_FIELDS, "n_step")
     updates_per_train: int = table_field(replay_source.REPLAY_FIELDS, "updates_per_train")
+    replay_ratio: float | None = table_field(replay_source.REPLAY_FIELDS, "replay_ratio")
     network: str = config_field(
         "mlp", "'linear' (no bias: tabular on one-hot observations), " + deep_q.NETWORKS_HELP
     )
@@ -86,8 +87,7 @@ class DQNConfig(deep_q.DeepQConfig):
         deep_q.check_shared(self, self.value_head, self.noisy)
         replay_source.check_replay_config(self)
         losses.check_config(self, masks_actions=deep_q.masks_actions(self))
-        updates = self.iters_per_eval * self.updates_per_train
-        probes.check_diagnostics(self, updates, self.batch_size)
+        probes.check_diagnostics(self, self.updates_per_run // self.num_evals, self.batch_size)
         learners.check_intervention(self)
 
     @property
@@ -107,14 +107,14 @@ class DQNConfig(deep_q.DeepQConfig):
 
     @property
     def iters_per_eval(self) -> int:
-        """Iterations (``train_every`` env steps + ``updates_per_train`` updates) per interval."""
+        """Iterations (:func:`~qlearn.algos.replay_source.schedule`) per interval."""
         vector_steps = self.total_steps // self.num_envs - replay_source.warmup_steps(self)
-        return vector_steps // self.train_every // self.num_evals
+        return vector_steps // replay_source.schedule(self).train_every // self.num_evals
 
     @property
     def steps_per_eval(self) -> int:
         """Env steps per evaluation interval (after warm-up)."""
-        return self.iters_per_eval * self.train_every * self.num_envs
+        return self.iters_per_eval * replay_source.schedule(self).train_every * self.num_envs
 
     @property
     def actual_total_steps(self) -> int:
@@ -125,7 +125,7 @@ class DQNConfig(deep_q.DeepQConfig):
 
     @property
     def updates_per_run(self) -> int:
-        return self.num_evals * self.iters_per_eval * self.updates_per_train
+        return self.num_evals * self.iters_per_eval * replay_source.schedule(self).updates_per_train
 
 
 @struct.dataclass

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from fractions import Fraction
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,13 @@ REPLAY_FIELDS: dict[str, tuple[Any, str]] = {
     "updates_per_train": (
         1,
         "gradient updates per block",
+    ),
+    "replay_ratio": (
+        None,
+        "gradient updates per env step (summed over the envs; ≥ 1 or fractional), or None: "
+        "train_every and updates_per_train say it. When set, leave those at 1: r·num_envs = "
+        "p/q in lowest terms gives blocks of q vectorised steps and p updates (0.25 with 10 "
+        "envs: 2 steps, then 5 updates)",
     ),
     "replay": (
         "uniform",
@@ -109,6 +117,47 @@ def warmup_steps(config: Any) -> int:
     return math.ceil(config.learning_starts / config.num_envs)
 
 
+MAX_STEPS_PER_BLOCK = 1000
+"""The most vectorised env steps a block of a ``replay_ratio`` may take (its q)."""
+
+
+class Schedule(NamedTuple):
+    """A replay source's iteration: ``train_every`` vectorised env steps, then
+    ``updates_per_train`` updates; updates per env step = updates_per_train / (train_every ·
+    num_envs)."""
+
+    train_every: int
+    updates_per_train: int
+
+
+def schedule(config: Any) -> Schedule:
+    """The iteration of ``config``: its ``train_every`` and ``updates_per_train``, or, where
+    ``replay_ratio`` r is set, q steps and p updates with r·num_envs = p/q in lowest terms."""
+    if config.replay_ratio is None:
+        return Schedule(config.train_every, config.updates_per_train)
+    ratio = Fraction(config.replay_ratio * config.num_envs).limit_denominator(MAX_STEPS_PER_BLOCK)
+    return Schedule(ratio.denominator, ratio.numerator)
+
+
+def _check_replay_ratio(config: Any) -> None:
+    ratio = config.replay_ratio
+    if ratio is None:
+        return
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio < math.inf:
+        raise ConfigError(f"config.replay_ratio = {ratio!r} must be a number > 0 (or None)")
+    if (config.train_every, config.updates_per_train) != (1, 1):
+        raise ConfigError(
+            f"config.replay_ratio = {ratio} sets train_every and updates_per_train; leave them "
+            f"at 1 (they are {config.train_every} and {config.updates_per_train})"
+        )
+    steps, updates = schedule(config)
+    if updates < 1 or not math.isclose(updates / steps, ratio * config.num_envs, rel_tol=1e-9):
+        raise ConfigError(
+            f"config.replay_ratio = {ratio} × num_envs = {config.num_envs} must be a ratio p/q "
+            f"of whole updates p to q ≤ {MAX_STEPS_PER_BLOCK} vectorised env steps"
+        )
+
+
 def check_replay_config(config: Any) -> None:
     """Raise :class:`~qlearn.types.ConfigError` unless the replay fields of ``config``
     (:data:`REPLAY_FIELDS`) are consistent with each other and with its env and budget (its
@@ -120,6 +169,8 @@ def check_replay_config(config: Any) -> None:
     counts = ("total_steps", "buffer_size", "batch_size", "train_every", "updates_per_train")
     deep_q.check_counts(config, (*counts, "n_step"))
     deep_q.check_counts(config, ("learning_starts",), minimum=0)
+    _check_replay_ratio(config)
+    train_every = schedule(config).train_every
     if config.replay not in REPLAYS:
         fail(f"config.replay = '{config.replay}' must be one of {', '.join(REPLAYS)}")
     if config.per_normalise not in replay.NORMALISATIONS:
@@ -141,11 +192,11 @@ def check_replay_config(config: Any) -> None:
             f"config.num_envs × n_step = {config.num_envs * config.n_step} must be ≤ "
             f"buffer_size = {config.buffer_size}"
         )
-    if config.n_step > 1 and warmup_steps(config) + config.train_every < config.n_step:
+    if config.n_step > 1 and warmup_steps(config) + train_every < config.n_step:
         fail(
             f"config.learning_starts = {config.learning_starts} leaves the replay buffer "
             f"without a whole {config.n_step}-step item at the first update: it must be ≥ "
-            f"{(config.n_step - config.train_every) * config.num_envs} (n_step − train_every) "
+            f"{(config.n_step - train_every) * config.num_envs} (n_step − train_every) "
             "× num_envs"
         )
     if config.learning_starts >= config.total_steps:
@@ -154,7 +205,7 @@ def check_replay_config(config: Any) -> None:
             f"total_steps = {config.total_steps}"
         )
     if config.iters_per_eval < 1:
-        need = (warmup_steps(config) + config.num_evals * config.train_every) * config.num_envs
+        need = (warmup_steps(config) + config.num_evals * train_every) * config.num_envs
         fail(
             f"config.total_steps = {config.total_steps} does not cover one update per "
             f"evaluation interval: it must be ≥ {need} (learning_starts + num_evals × "
@@ -281,6 +332,7 @@ def replay_source(
     (:func:`priority_feedback`). With ``record_states`` (a finite MDP) each item stores the
     state index of its ``obs`` and every step is traced for the probes."""
     config = prog.config
+    train_every, updates_per_train = schedule(config)
     step = functools.partial(replay_step, prog, hp, record_states)
 
     def init(params: Params, reset_key: jax.Array, key: jax.Array) -> tuple:
@@ -293,10 +345,10 @@ def replay_source(
 
     def next_(state: ReplayState, params: Params, key: jax.Array) -> tuple:
         (state, key), trace = jax.lax.scan(
-            lambda c, _: step(params, c), (state, key), length=config.train_every
+            lambda c, _: step(params, c), (state, key), length=train_every
         )
         key, k_sample = jax.random.split(key)
-        shape = (config.updates_per_train, config.batch_size)
+        shape = (updates_per_train, config.batch_size)
         words_per_sample = replay.words_per_sample(state.buffer)
         words = jax.random.bits(k_sample, (*shape, words_per_sample), jnp.uint32)
         return state, key, words, trace
@@ -306,7 +358,7 @@ def replay_source(
     if config.replay == "prioritized":
         feedback = functools.partial(priority_feedback, hp)
     streams = ("model",) if config.replay == "coverage" else ()
-    return Source(init, next_, batch, (config.updates_per_train,), feedback, streams)
+    return Source(init, next_, batch, (updates_per_train,), feedback, streams)
 
 
 def coverage_batch(

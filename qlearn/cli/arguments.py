@@ -56,8 +56,10 @@ def _parse_config_value(field: dataclasses.Field, text: str) -> Any:
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return lowered in ("true", "1", "yes")
+        if text.lower() == "none" and "None" in kind:
+            return None
         if kind.startswith("int"):
-            return None if text.lower() == "none" and "None" in kind else int(text)
+            return int(text)
         if kind.startswith("float"):
             return float(text)
     except ValueError:
