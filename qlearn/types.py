@@ -7,6 +7,8 @@ bootstraps from the true final observation (``next_obs``); only termination cuts
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +112,17 @@ class ReturnBatch:
 
 class ConfigError(ValueError):
     """A static config field has a value that is not accepted; the message names the field."""
+
+
+def imported(path: str, field: str) -> Any:
+    """The object an import path ``"package.module:attribute"`` names, for the config field
+    ``field`` (a user's loss, diagnostic, ...); ValueError naming the field if it cannot be
+    imported."""
+    module_name, _, attr = path.partition(":")
+    try:
+        return functools.reduce(getattr, attr.split("."), importlib.import_module(module_name))
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"config.{field} = '{path}' cannot be imported: {e}") from None
 
 
 def config_field(default: Any, help: str) -> Any:

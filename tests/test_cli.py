@@ -122,11 +122,14 @@ def test_env_kwargs_parse_as_name_value_pairs():
     assert config.env_kwargs == (("n_states", 5), ("seed", 2))
 
 
-def test_a_replay_ratio_parses_as_a_number_or_none_and_grids_as_compiled_groups():
+def test_a_replay_ratio_and_custom_diagnostics_parse_from_the_command_line():
     from qlearn.algos.dqn import DQNConfig, DQNHParams
 
     assert arguments.parse_config(DQNConfig, ["replay_ratio=0.25"]).replay_ratio == 0.25
     assert arguments.parse_config(DQNConfig, ["replay_ratio=None"]).replay_ratio is None
+    paths = ["diagnostics=true", "custom_diagnostics=test_probes:action_gap"]
+    config = arguments.parse_config(DQNConfig, paths, num_evals=4)
+    assert config.custom_diagnostics == ("test_probes:action_gap",)
     grid = arguments.parse_grid(DQNConfig, DQNHParams, ["replay_ratio=0.25,1,4"])
     assert grid == {"replay_ratio": [0.25, 1.0, 4.0]}
 

@@ -81,6 +81,67 @@ def test_the_last_evaluations_diagnostics_equal_a_recomputation_from_the_final_s
     np.testing.assert_allclose(m["churn_target"][-1], churn)
 
 
+def action_gap(q_fn, params, obs, learner_state):
+    """A user's diagnostic: the mean gap between the best and the worst action's value on the
+    probe states, the probe's size, and the target network's mean |Q|."""
+    q = q_fn(params, obs)
+    q_target = q_fn(learner_state.target_params, obs)
+    return {
+        "action_gap": jnp.mean(q.max(-1) - q.min(-1)),
+        "probe_rows": obs.shape[0],
+        "target_q_abs": jnp.mean(jnp.abs(q_target)),
+    }
+
+
+def test_a_custom_diagnostic_plugs_into_the_channel_without_changing_training(dqn_runs):
+    """Named by its import path, measured on the same 32 probe states at every evaluation;
+    the last value equals numpy's from the final state, and training is unchanged."""
+    config = dqn.DQNConfig(
+        **TINY,
+        diagnostics=True,
+        diagnostics_batch=32,
+        custom_diagnostics=("test_probes:action_gap",),
+    )
+    state, m = jax.jit(dqn.make_train(config))(jax.random.key(0), dqn.DQNHParams())
+    _, built_in = dqn_runs[True]
+    for name, values in built_in.items():
+        np.testing.assert_array_equal(m[name], values, err_msg=name)
+    np.testing.assert_array_equal(m["probe_rows"], np.full(TINY["num_evals"], 32.0))
+    obs = np.asarray(state.probes["diagnostics"].batches.obs).reshape(-1, 4)[:32]
+    net = networks.build("mlp", 2, (4,), hidden_sizes=config.hidden_sizes, layer_norm=True)
+    q = np.asarray(net.apply(state.learner.params, obs), np.float64)
+    q_target = np.asarray(net.apply(state.learner.target_params, obs), np.float64)
+    np.testing.assert_allclose(m["action_gap"][-1], np.mean(q.max(-1) - q.min(-1)), rtol=1e-5)
+    np.testing.assert_allclose(m["target_q_abs"][-1], np.mean(np.abs(q_target)), rtol=1e-5)
+
+
+def test_bad_custom_diagnostics_are_refused_by_name():
+    base = dict(TINY, diagnostics=True, diagnostics_batch=32)
+    for value, message in (
+        (("test_probes:action_gap",), None),
+        ((action_gap,), None),
+        (("test_probes:nothing",), r"custom_diagnostics = 'test_probes:nothing' cannot be imp"),
+        (("no_such_module:f",), r"custom_diagnostics = 'no_such_module:f' cannot be imported"),
+        ((3,), r"custom_diagnostics: 3 is not a function"),
+        (action_gap, r"must be a tuple of functions or import paths"),
+    ):
+        if message is None:
+            dqn.DQNConfig(**base, custom_diagnostics=value)
+            continue
+        with pytest.raises(ConfigError, match=message):
+            dqn.DQNConfig(**base, custom_diagnostics=value)
+    with pytest.raises(ConfigError, match=r"custom_diagnostics are measured with diagnostics"):
+        dqn.DQNConfig(**TINY, custom_diagnostics=(action_gap,))
+    for fn, message in (
+        (lambda q_fn, params, obs, state: 1.0, r"returned float, not a dict"),
+        (lambda q_fn, params, obs, state: {"srank": 1.0}, r"'srank' must be a new name"),
+        (lambda q_fn, params, obs, state: {"qs": q_fn(params, obs)}, r"shape \(32, 2\)"),
+    ):
+        config = dqn.DQNConfig(**base, custom_diagnostics=(fn,))
+        with pytest.raises(ValueError, match=message):
+            jax.eval_shape(dqn.make_train(config), jax.random.key(0), dqn.DQNHParams())
+
+
 def numpy_policy_values(mdp, policy, gamma):
     """q^π by numpy's solve of (I − γ P_π) q = r on the live model (terminal states absorb)."""
     p = np.asarray(mdp.transition_probs, np.float64)

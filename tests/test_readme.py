@@ -130,3 +130,25 @@ def test_make_demo_writes_only_under_runs():
         ["git", "check-ignore", "-q", "runs/demo/demo.json"], cwd=ROOT, check=False
     )
     assert ignored.returncode == 0
+
+
+def test_the_custom_diagnostic_example_plugs_into_the_metrics():
+    """The README's custom diagnostic, executed as written, on the tiny config: the metric it
+    names comes out of the compiled program, one value per evaluation."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    from conftest import TINY
+
+    from qlearn.algos import dqn
+
+    section = README.split("## Why did it win?", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    block = [b for b in blocks if "custom_diagnostics" in b]
+    assert len(block) == 1
+    scope: dict = {"jnp": jnp, "dqn": dqn}
+    exec(block[0], scope)
+    config = dataclasses.replace(scope["config"], **TINY, diagnostics_batch=32)
+    _, metrics = jax.eval_shape(dqn.make_train(config), jax.random.key(0), dqn.DQNHParams())
+    assert metrics["action_gap"].shape == (TINY["num_evals"],)

@@ -80,14 +80,16 @@ keywords, declared by each hyperparameters class with :func:`qlearn.hparams.tabl
 @dataclasses.dataclass(frozen=True)
 class DeepQConfig(envs.EnvConfig):
     """What every deep-Q config does on construction: normalise the fields given as lists
-    (``hidden_sizes``, a tuple ``loss``, ``env_kwargs``) and validate (``_validate``,
-    raising :class:`~qlearn.types.ConfigError` naming the field); and what its hyperparameters
-    are checked against before anything compiles (:meth:`validate_hparams`)."""
+    (``hidden_sizes``, a tuple ``loss``, ``env_kwargs``, ``custom_diagnostics``) and validate
+    (``_validate``, raising :class:`~qlearn.types.ConfigError` naming the field); and what its
+    hyperparameters are checked against before anything compiles (:meth:`validate_hparams`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(w) for w in self.hidden_sizes))
         if isinstance(self.loss, list):
             object.__setattr__(self, "loss", tuple(self.loss))
+        if isinstance(self.custom_diagnostics, list):
+            object.__setattr__(self, "custom_diagnostics", tuple(self.custom_diagnostics))
         object.__setattr__(self, "env_kwargs", envs.kwargs_tuple(self.env_kwargs))
         self._validate()
 

@@ -72,6 +72,9 @@ class DQNConfig(deep_q.DeepQConfig):
     divergence_bound: float = table_field(deep_q.SHARED_FIELDS, "divergence_bound")
     diagnostics: bool = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics")
     diagnostics_batch: int = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics_batch")
+    custom_diagnostics: tuple[str | Callable, ...] = table_field(
+        probes.DIAGNOSTIC_FIELDS, "custom_diagnostics"
+    )
     intervention: str = table_field(learners.INTERVENTION_FIELDS, "intervention")
     reset_layers: int = table_field(learners.INTERVENTION_FIELDS, "reset_layers")
 
@@ -193,8 +196,7 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
         measured = (probes.noise_probe(),) if config.noisy else ()
         if finite:
             measured += (probes.finite_mdp_probe(prog, hp, truth, config.diagnostics),)
-        measured += probes.diagnosed(prog, hp, source, learner)
-        return driver.Parts(source, learner, measured)
+        return driver.Parts(source, learner, measured + probes.diagnosed(prog, hp, source, learner))
 
     return driver.Agent(prog, build, config.iters_per_eval)
 
@@ -218,8 +220,7 @@ def make_train(
 def make_stages(
     config: DQNConfig, *, progress: deep_q.ProgressFn | None = None
 ) -> tuple[Callable, Callable]:
-    """``(init, run_intervals)`` of ``config``, the resumable form of ``train``
-    (:func:`qlearn.algos.driver.make_stages`)."""
+    """``(init, run_intervals)``: resumable ``train`` (:func:`qlearn.algos.driver.make_stages`)."""
     return driver.make_stages(agent(config, progress))
 
 

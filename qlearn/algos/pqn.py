@@ -55,6 +55,9 @@ class PQNConfig(deep_q.DeepQConfig):
     divergence_bound: float = table_field(deep_q.SHARED_FIELDS, "divergence_bound")
     diagnostics: bool = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics")
     diagnostics_batch: int = table_field(probes.DIAGNOSTIC_FIELDS, "diagnostics_batch")
+    custom_diagnostics: tuple[str | Callable, ...] = table_field(
+        probes.DIAGNOSTIC_FIELDS, "custom_diagnostics"
+    )
 
     def _validate(self) -> None:
         def fail(msg: str) -> None:

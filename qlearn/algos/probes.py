@@ -28,7 +28,7 @@ from qlearn import diagnostics, dp, envs, noisynet, policies
 from qlearn import return_distributions as rd
 from qlearn.algos import deep_q
 from qlearn.algos.sources import Drawn, Source, StepTrace, example_batch
-from qlearn.types import ConfigError
+from qlearn.types import ConfigError, imported
 
 
 def _same(state: Any, *_: Any) -> Any:
@@ -185,6 +185,12 @@ DIAGNOSTIC_FIELDS: dict[str, tuple[Any, str]] = {
         "probe states the diagnostics are measured on: the last ones the learner was trained "
         "on (replayed or rollout batches)",
     ),
+    "custom_diagnostics": (
+        (),
+        "your own diagnostics, measured with the built-in ones (diagnostics=true) on the same "
+        "probe states: functions fn(q_fn, params, obs, learner_state) -> {name: scalar} (obs "
+        "the diagnostics_batch probe states), or their import paths 'package.module:function'",
+    ),
 }
 """The static fields of the diagnostics probe (name -> (default, help)), declared by a config
 with :func:`qlearn.types.table_field`."""
@@ -214,12 +220,39 @@ DIAGNOSTICS_SEED = 0x0D1A6
 noise in the hypothetical update), folded with the env steps: never a training stream."""
 
 
+def custom_diagnostics(config: Any) -> tuple[Callable, ...]:
+    """The functions ``config.custom_diagnostics`` names (imported where given as paths);
+    :class:`~qlearn.types.ConfigError` naming the field for anything else."""
+    out = []
+    for entry in config.custom_diagnostics:
+        try:
+            fn = imported(entry, "custom_diagnostics") if isinstance(entry, str) else entry
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not callable(fn):
+            raise ConfigError(
+                f"config.custom_diagnostics: {entry!r} is not a function "
+                "fn(q_fn, params, obs, learner_state) -> {name: scalar} nor its import path"
+            )
+        out.append(fn)
+    return tuple(out)
+
+
 def check_diagnostics(config: Any, updates_per_interval: int, batch_size: int) -> None:
-    """Raise :class:`~qlearn.types.ConfigError` unless ``diagnostics_batch`` ≥ 1 and, with
+    """Raise :class:`~qlearn.types.ConfigError` unless ``diagnostics_batch`` ≥ 1, the
+    ``custom_diagnostics`` are functions (and ask for ``diagnostics``) and, with
     ``diagnostics`` on, an evaluation interval's updates (``updates_per_interval`` batches of
     ``batch_size``) give at least that many probe states before the first evaluation."""
     if config.diagnostics_batch < 1:
         raise ConfigError(f"config.diagnostics_batch = {config.diagnostics_batch} must be ≥ 1")
+    if not isinstance(config.custom_diagnostics, tuple):
+        raise ConfigError(
+            f"config.custom_diagnostics = {config.custom_diagnostics!r} must be a tuple of "
+            "functions or import paths"
+        )
+    custom_diagnostics(config)
+    if config.custom_diagnostics and not config.diagnostics:
+        raise ConfigError("config.custom_diagnostics are measured with diagnostics=true")
     batches = -(-config.diagnostics_batch // batch_size)
     if config.diagnostics and updates_per_interval < batches:
         raise ConfigError(
@@ -327,4 +360,24 @@ def diagnose(
     if getattr(prog.config, "target_network", False):
         q_target = per_batch(lambda o: q_fn(state.target_params, o))
         out["churn_target"] = diagnostics.churn(q_now, q_target)
+    for fn in custom_diagnostics(prog.config):
+        out |= custom_values(fn, fn(q_fn, params, flat, state), out)
+    return out
+
+
+def custom_values(fn: Callable, values: Any, built_in: dict) -> dict[str, jax.Array]:
+    """A custom diagnostic's ``values`` as float32 scalars, or a ValueError naming ``fn`` if
+    they are not a dict of new names to scalars."""
+    name = getattr(fn, "__qualname__", repr(fn))
+    if not isinstance(values, dict):
+        raise ValueError(f"custom diagnostic {name} returned {type(values).__name__}, not a dict")
+    out = {}
+    for k, v in values.items():
+        v = jnp.asarray(v, jnp.float32)
+        if k in built_in or v.shape != ():
+            raise ValueError(
+                f"custom diagnostic {name}: '{k}' must be a new name with a scalar value "
+                f"(got shape {v.shape}{', a built-in name' if k in built_in else ''})"
+            )
+        out[k] = v
     return out

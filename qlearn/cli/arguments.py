@@ -49,6 +49,8 @@ def _parse_config_value(field: dataclasses.Field, text: str) -> Any:
             if any(len(p) != 2 for p in pairs):
                 raise ValueError
             return tuple((k.strip(), _number(v)) for k, v in pairs)
+        if kind.startswith("tuple[str"):  # import paths, e.g. my_module:fn,other:g
+            return tuple(x.strip() for x in text.split(",") if x.strip())
         if kind.startswith("tuple"):
             return tuple(int(x) for x in text.split(",") if x.strip())
         if kind.startswith("bool"):

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qlearn.types import LossOutput
+from qlearn.types import LossOutput, imported
 
 BATCHES = ("transition", "return")
 """The batch kinds: ``transition`` (replay, :data:`~qlearn.types.LossFn`) and ``return``
@@ -130,11 +129,7 @@ def records(spec: Any, batch: str) -> tuple[LossRecord, ...]:
 def _imported(path: str) -> Any:
     """The object an import path ``"package.module:attribute"`` names (a function or a
     record)."""
-    module_name, _, attr = path.partition(":")
-    try:
-        found = functools.reduce(getattr, attr.split("."), importlib.import_module(module_name))
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"config.loss = '{path}' cannot be imported: {e}") from None
+    found = imported(path, "loss")
     if not callable(found) and not isinstance(found, LossRecord):
         raise ValueError(f"config.loss = '{path}' is not callable")
     return found
