@@ -37,14 +37,18 @@ RESULTS = ROOT / "experiments" / "results"
 BLOCK = re.compile(r"(<!-- results (\w+) -->\n)(.*?)(<!-- /results -->)", re.S)
 
 
-def save(path: str | Path | None, report: dict[str, Any]) -> Path | None:
+def save(
+    path: str | Path | None, report: dict[str, Any], provenance: dict[str, Any] | None = None
+) -> Path | None:
     """Write ``report`` with its provenance (command, commit, versions, backend) as a results
-    file, atomically; ``path`` '' or None writes nothing (a run that is not the documented one)."""
+    file, atomically; ``path`` '' or None writes nothing (a run that is not the documented one).
+    ``provenance``: :func:`qlearn.runs.provenance` taken when the experiment started (the
+    commit it ran), else taken now."""
     if not path:
         return None
     from qlearn import runs
 
-    return runs.write_report(Path(path), _stamped(runs.provenance(), report))
+    return runs.write_report(Path(path), _stamped(provenance or runs.provenance(), report))
 
 
 def _stamped(provenance: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:

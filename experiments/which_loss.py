@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import record
 
-from qlearn import losses, plots, stats, sweep
+from qlearn import losses, plots, runs, stats, sweep
 from qlearn.algos import dqn
 
 CARTPOLE = dict(env_id="CartPole-v1", total_steps=100_000, num_evals=20)
@@ -91,15 +91,17 @@ def diagnostics_readme(r: dict[str, Any]) -> list:
         "churn vs target",
         "over-estimation",
     ]
+    digits = {"srank": 1, "overestimation": 1}
     rows = [
         [f"`{row['loss']}`"]
-        + [f"{row['diagnostics'][name]['run_mean']:.3g}" for name in DIAGNOSTICS]
+        + [f"{row['diagnostics'][n]['run_mean']:.{digits.get(n, 3)}f}" for n in DIAGNOSTICS]
         for row in sorted(measured, key=lambda row: -row["final_iqm"])
     ]
     note = (
         f"the diagnostics of the same runs, each the mean over {r['seeds']} seeds of a run's "
-        f"mean over its {r['evaluations']} evaluations; over-estimation: q̂(s₀, a) − the "
-        "discounted return the greedy episode obtained"
+        f"mean over its {r['evaluations']} evaluations; over-estimation: the mean of "
+        "q̂(s_t, a_t) − G_t over the greedy evaluation episodes' steps, G_t the discounted "
+        "return they obtained from s_t"
     )
     return [record.Text("\n"), record.Table(header, rows, note)]
 
@@ -188,6 +190,7 @@ def diagnostics_figure(
 
 def main() -> None:
     args = arguments()
+    started = runs.provenance()  # the commit this experiment runs
     names = args.losses.split(",")
     unknown = sorted(set(names) - set(losses.BUILTIN))
     if unknown or "huber" not in names:
@@ -252,6 +255,7 @@ def main() -> None:
             "reference": REFERENCES.get(args.env),
             "rows": rows,
         },
+        started,
     )
 
 

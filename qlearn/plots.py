@@ -86,7 +86,7 @@ def panels(
       log_y: the y labels whose panels get a log scale.
     """
     width = max(len(r) for r in rows)
-    fig = Figure(figsize=(3.6 * width, 2.9 * len(rows)), dpi=110)
+    fig = Figure(figsize=(3.6 * width, 2.9 * len(rows)), dpi=110, layout="constrained")
     axes = np.asarray(fig.subplots(len(rows), width, squeeze=False))
     for row, row_axes in zip(rows, axes, strict=True):
         for (title, ylabel, values), ax in zip(row, row_axes, strict=False):
