@@ -17,8 +17,10 @@ last evaluation the dormant fraction (τ = 0.1), srank and the churn of one upda
 mean over seeds; one figure per env of all of them over training.
 
     python experiments/plasticity.py                  # both envs, ≈ 50 min on 2 CPU cores
-    python experiments/plasticity.py --envs CartPole-v1 --seeds 2 --scale 0.2 \\
-        --results '' --out /tmp/plasticity          # a smoke run
+    python experiments/plasticity.py --envs CartPole-v1 --no-layer-norm \\
+        --results experiments/results/plasticity_no_layernorm.json   # Sokar et al.'s nets
+    python experiments/plasticity.py --envs CartPole-v1 --seeds 1 --scale 0.34 \\
+        --results '' --figures '' --out /tmp/plasticity   # a smoke run
 
 Writes runs/plasticity/<env>/rr<r>_<intervention>/, experiments/figures/plasticity_<env>.png
 and experiments/results/plasticity.json (the README quotes it).
@@ -73,6 +75,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply every env's total_steps by this"
     )
+    parser.add_argument(
+        "--layer-norm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="LayerNorm after each hidden layer (qlearn's default; Sokar et al. had none)",
+    )
     parser.add_argument("--out", default="runs/plasticity")
     parser.add_argument("--figures", default="experiments/figures", help="'' for none")
     parser.add_argument("--results", default="experiments/results/plasticity.json")
@@ -97,7 +105,7 @@ def intervention_period(config: dqn.DQNConfig, intervention: str) -> int:
 def cell(env: str, ratio: float, intervention: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one (ratio, intervention) of ``env`` over the seeds: its row and its curves."""
     fields, hp = ENVS[env]
-    fields = dict(fields, env_id=env, diagnostics=True)
+    fields = dict(fields, env_id=env, diagnostics=True, layer_norm=args.layer_norm)
     fields["total_steps"] = int(fields["total_steps"] * args.scale)
     config = dqn.DQNConfig(**fields, replay_ratio=ratio, intervention=intervention)
     period = intervention_period(config, intervention)
@@ -107,7 +115,9 @@ def cell(env: str, ratio: float, intervention: str, args: argparse.Namespace) ->
         hparams=dqn.DQNHParams(**hp, intervention_period=period),
         seeds=args.seeds,
         lanes=args.seeds,
-        out=Path(args.out) / env / f"rr{ratio:g}_{intervention}",
+        out=Path(args.out)
+        / env
+        / f"rr{ratio:g}_{intervention}{'' if args.layer_norm else '_no_ln'}",
         overwrite=True,
         progress=True,
     )
@@ -182,9 +192,10 @@ def readme(r: dict[str, Any]) -> list:
         for row in r["rows"]
     ]
     budgets = ", ".join(f"{env} {steps:,}" for env, steps in r["env_steps"].items())
+    norm = "with" if r.get("layer_norm", True) else "without"
     note = (
-        f"DQN, {r['seeds']} seeds; env steps per run: {budgets}; diagnostics at the last "
-        f"evaluation, means over seeds; {record.at(r)}"
+        f"DQN {norm} LayerNorm, {r['seeds']} seeds; env steps per run: {budgets}; "
+        f"diagnostics at the last evaluation, means over seeds; {record.at(r)}"
     )
     return [record.Table(header, rows, note)]
 
@@ -203,12 +214,14 @@ def main() -> None:
         env_steps[env] = rows[-1]["env_steps"]
         if args.figures:
             slug = env.split("-")[0].lower()
-            plots.save(figure(env, cells), Path(args.figures) / f"plasticity_{slug}.png")
+            suffix = "" if args.layer_norm else "_no_layernorm"
+            plots.save(figure(env, cells), Path(args.figures) / f"plasticity_{slug}{suffix}.png")
     record.save(
         args.results or None,
         {
             "experiment": "plasticity",
             "seeds": args.seeds,
+            "layer_norm": args.layer_norm,
             "env_steps": env_steps,
             "redo_period": REDO_PERIOD,
             "resets_per_run": RESETS,
