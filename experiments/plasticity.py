@@ -135,6 +135,7 @@ def cell(env: str, ratio: float, intervention: str, args: argparse.Namespace) ->
         "final_iqm": d["iqm"],
         "final_iqm_ci95": d["iqm_ci95"],
         "final_returns": [float(x) for x in m["eval_return"][:, -1]],
+        "diverged": int(np.sum(m["diverged"][:, -1])),
         "auc_iqm": float(stats.iqm(stats.area_under_curve(m["env_steps"][0], m["eval_return"]))),
     }
     row |= {f"final_{k}": float(np.mean(m[k][:, -1])) for k in (*SHOWN, "dormant_zero")}
@@ -167,6 +168,16 @@ def figure(env: str, cells: dict[tuple[float, str], dict]) -> Any:
     return plots.panels(steps, rows, [f"replay ratio {r:g}" for r in RATIOS])
 
 
+def final_return(row: dict[str, Any], seeds: int) -> str:
+    """'IQM [CI]' of the runs that did not diverge, and how many did (a diverged run's
+    metrics are NaN: :mod:`qlearn.algos.deep_q`)."""
+    diverged = row.get("diverged", 0)
+    if diverged == seeds:
+        return f"diverged ({seeds}/{seeds})"
+    text = f"{row['final_iqm']:.1f} " + record.ci1(row["final_iqm_ci95"])
+    return text + (f", {diverged}/{seeds} diverged" if diverged else "")
+
+
 def readme(r: dict[str, Any]) -> list:
     """experiments/plasticity.py: per env, replay ratio and intervention, the final return and
     diagnostics."""
@@ -184,7 +195,7 @@ def readme(r: dict[str, Any]) -> list:
             row["env"],
             f"{row['replay_ratio']:g}",
             row["intervention"],
-            f"{row['final_iqm']:.1f} " + record.ci1(row["final_iqm_ci95"]),
+            final_return(row, r["seeds"]),
             f"{row['final_dormant']:.3f}",
             f"{row['final_srank']:.1f}",
             f"{row['final_churn_update']:.3f}",
