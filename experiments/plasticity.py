@@ -16,7 +16,7 @@ key in every one. Reported per cell: the final greedy return's IQM with its 95% 
 last evaluation the dormant fraction (τ = 0.1), srank and the churn of one update, each the
 mean over seeds; one figure per env of all of them over training.
 
-    python experiments/plasticity.py                  # both envs, ≈ 50 min on 2 CPU cores
+    python experiments/plasticity.py                  # both envs, ≈ 56 min on 2 CPU cores
     python experiments/plasticity.py --envs CartPole-v1 --no-layer-norm \\
         --results experiments/results/plasticity_no_layernorm.json   # Sokar et al.'s nets
     python experiments/plasticity.py --envs CartPole-v1 --seeds 1 --scale 0.34 \\
@@ -196,9 +196,10 @@ def readme(r: dict[str, Any]) -> list:
             f"{row['replay_ratio']:g}",
             row["intervention"],
             final_return(row, r["seeds"]),
-            f"{row['final_dormant']:.3f}",
-            f"{row['final_srank']:.1f}",
-            f"{row['final_churn_update']:.3f}",
+            *(
+                "—" if np.isnan(row[f"final_{name}"]) else f"{row[f'final_{name}']:.{digits}f}"
+                for name, digits in (("dormant", 3), ("srank", 1), ("churn_update", 3))
+            ),
         ]
         for row in r["rows"]
     ]
