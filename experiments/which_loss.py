@@ -188,25 +188,12 @@ def diagnostics_figure(
     return plots.panels(steps, rows, names)
 
 
-def main() -> None:
-    args = arguments()
-    started = runs.provenance()  # the commit this experiment runs
-    names = args.losses.split(",")
-    unknown = sorted(set(names) - set(losses.BUILTIN))
-    if unknown or "huber" not in names:
-        raise SystemExit(f"--losses: built-in names including huber, from {losses.BUILTIN}")
-    slug = "cartpole" if args.env == "CartPole-v1" else args.env.split("-")[0].lower()
-    figure = args.figure or f"experiments/figures/which_loss_{slug}.png"
-    results = args.results
-    if results is None:
-        results = f"experiments/results/which_loss_{slug}.json"
-    base = dict(CARTPOLE) if args.env == "CartPole-v1" else dict(MINATAR, env_id=args.env)
-    base["diagnostics"] = args.diagnostics
-    if args.total_steps:
-        base["total_steps"] = args.total_steps
-    v_min, v_max = SUPPORT[args.env]
-    hp = dict(v_min=v_min, v_max=v_max) | (MINATAR_HPARAMS if args.env != "CartPole-v1" else {})
-
+def run_heads(
+    args: argparse.Namespace, names: list[str], base: dict, hp: dict, slug: str
+) -> tuple[dict, dict, np.ndarray, dict, dict]:
+    """One sweep per head over its losses (a traced ``loss_index``): per loss its final
+    returns [seeds] and curves [seeds, T] and its :data:`DIAGNOSTICS` (name -> [seeds, T]);
+    the evaluation points' env steps [T] and the seconds of each head."""
     finals, curves, steps, seconds, diagnosed = {}, {}, None, {}, {}
     for head, group in groups(names).items():
         config = dqn.DQNConfig(**base, head=head, loss=tuple(group))
@@ -227,7 +214,29 @@ def main() -> None:
             finals[name], curves[name] = returns[i, :, -1], returns[i]
             diagnosed[name] = {k: run.metrics[k][i] for k in DIAGNOSTICS if k in run.metrics}
         print(f"{head}: {', '.join(group)} in {seconds[head]:.0f} s")
+    return finals, curves, steps, seconds, diagnosed
 
+
+def main() -> None:
+    args = arguments()
+    started = runs.provenance()  # the commit this experiment runs
+    names = args.losses.split(",")
+    unknown = sorted(set(names) - set(losses.BUILTIN))
+    if unknown or "huber" not in names:
+        raise SystemExit(f"--losses: built-in names including huber, from {losses.BUILTIN}")
+    slug = "cartpole" if args.env == "CartPole-v1" else args.env.split("-")[0].lower()
+    figure = args.figure or f"experiments/figures/which_loss_{slug}.png"
+    results = args.results
+    if results is None:
+        results = f"experiments/results/which_loss_{slug}.json"
+    base = dict(CARTPOLE) if args.env == "CartPole-v1" else dict(MINATAR, env_id=args.env)
+    base["diagnostics"] = args.diagnostics
+    if args.total_steps:
+        base["total_steps"] = args.total_steps
+    v_min, v_max = SUPPORT[args.env]
+    hp = dict(v_min=v_min, v_max=v_max) | (MINATAR_HPARAMS if args.env != "CartPole-v1" else {})
+
+    finals, curves, steps, seconds, diagnosed = run_heads(args, names, base, hp, slug)
     rows = loss_rows(names, finals, curves, steps, diagnosed)
     show(args, rows, steps)
     fig = plots.learning_curves(
