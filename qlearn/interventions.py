@@ -43,16 +43,17 @@ def norm_of(layer: str, params: Any) -> str | None:
     return name if name in diagnostics.layer_groups(params) else None
 
 
-def check_recyclable(params: Any, num_activations: int) -> None:
-    """Raise ValueError unless the network is a chain of layers ReDo can recycle: as many
-    hidden layers as activations, and one output layer after them (not a dueling, noisy or
-    IQN head)."""
+def check_recyclable(params: Any, num_activations: int, intervention: str = "redo") -> None:
+    """Raise ValueError unless the network is a chain of layers that ReDo can recycle and a
+    reset can count from the end: as many hidden layers as activations, and one output layer
+    after them (not a dueling, noisy or IQN head, whose layers are not one chain)."""
     layers = layer_names(params)
     groups = diagnostics.layer_groups(params)
     extra = [n for n in groups if not re.fullmatch(r"(Conv2D|Dense|LayerNorm)_\d+", n)]
     if extra or len(layers) != num_activations + 1:
         raise ValueError(
-            "config.intervention = 'redo' needs a chain of hidden layers and one output layer "
+            f"config.intervention = '{intervention}' needs a chain of hidden layers and one "
+            "output layer "
             f"(mlp, cnn or nature_cnn without dueling, noisy or iqn heads); this network has "
             f"layers {list(groups)}"
         )

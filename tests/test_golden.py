@@ -30,9 +30,9 @@ committed alone: the tiny sweeps by today's code (after check 3 passed there), t
 directories by running their recorded command at 2cb18d0 in a git worktree, never by today's
 code. ``--write`` rewrites the specs and this machine's tiny sweeps, only when a change of the
 format is intended and said in its commit. ``--add-fields`` is for a new config field whose
-default changes no program: it rewrites the specs, and every set's tiny-sweep ``spec.json``,
-``summary.json`` and ``records.csv`` (derived again from the stored metrics, which it never
-touches), and refuses unless the only change to any spec is new keys.
+default changes no program: it rewrites the specs, and every set's tiny-sweep ``spec.json``
+and ``summary.json`` (derived again from the stored metrics, which it never touches), and
+refuses, writing nothing, unless the only change is new keys and ``records.csv`` stays.
 """
 
 from __future__ import annotations
@@ -268,12 +268,14 @@ def only_additions(old: object, new: object, where: str) -> None:
 
 
 def add_fields() -> None:
-    """``--add-fields``: the specs, and every set's tiny-sweep spec and what is derived from
-    its stored metrics, rebuilt by today's code; only added keys allowed."""
+    """``--add-fields``: the specs, and every set's tiny-sweep spec and summary (derived from
+    its stored metrics), rebuilt by today's code; every file is checked (only added keys;
+    records.csv unchanged) before any is written."""
+    writes = {}
     for name, spec in specs().items():
         path = GOLDEN / f"spec_{name}.json"
         only_additions(json.loads(path.read_text()), spec, path.name)
-        path.write_text(dumps(spec))
+        writes[path] = dumps(spec)
     for machine_set in machine_sets():
         for name, (config, grid, seeds, lanes) in tiny_runs().items():
             d = machine_set / f"run_{name}"
@@ -285,8 +287,9 @@ def add_fields() -> None:
             )
             if records != (d / "records.csv").read_text():
                 sys.exit(f"{d}: records.csv would change")
-            (d / "spec.json").write_text(dumps(spec))
-            (d / "summary.json").write_text(summary)
+            writes[d / "spec.json"], writes[d / "summary.json"] = dumps(spec), summary
+    for path, text in writes.items():
+        path.write_text(text)
 
 
 @pytest.fixture(scope="module")

@@ -169,6 +169,8 @@ def test_bad_interventions_are_refused_by_name():
         dqn.DQNConfig(intervention="reset", reset_layers=0)
     with pytest.raises(ConfigError, match="intervention = 'redo' needs a chain"):
         dqn.DQNConfig(intervention="redo", dueling=True)
+    with pytest.raises(ConfigError, match="intervention = 'reset' needs a chain"):
+        dqn.DQNConfig(intervention="reset", dueling=True)  # its last layers are two streams
     with pytest.raises(hparams.HParamError, match="intervention_period"):
         hparams.validate(dqn.DQNHParams(intervention_period=0))
     base = dqn.DQNConfig(**TINY)

@@ -136,6 +136,10 @@ def test_bad_custom_diagnostics_are_refused_by_name():
         (lambda q_fn, params, obs, state: 1.0, r"returned float, not a dict"),
         (lambda q_fn, params, obs, state: {"srank": 1.0}, r"'srank' must be a new name"),
         (lambda q_fn, params, obs, state: {"qs": q_fn(params, obs)}, r"shape \(32, 2\)"),
+        (  # a name another part of the run reports is refused, not overwritten
+            lambda q_fn, params, obs, state: {"eval_return": 0.0},
+            r"probe 'diagnostics' reports \['eval_return'\], which the run already has",
+        ),
     ):
         config = dqn.DQNConfig(**base, custom_diagnostics=(fn,))
         with pytest.raises(ValueError, match=message):

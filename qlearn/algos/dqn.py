@@ -191,12 +191,12 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
         source = replay_source.replay_source(
             prog, hp, record_states=finite, reachable=truth.get("reachable")
         )
-        learner = learners.td_learner(prog, hp, config.target_network)
-        learner = learners.with_intervention(learner, prog, hp)
+        td = learners.td_learner(prog, hp, config.target_network)
+        learner = learners.with_intervention(td, prog, hp)
         measured = (probes.noise_probe(),) if config.noisy else ()
         if finite:
             measured += (probes.finite_mdp_probe(prog, hp, truth, config.diagnostics),)
-        return driver.Parts(source, learner, measured + probes.diagnosed(prog, hp, source, learner))
+        return driver.Parts(source, learner, measured + probes.diagnosed(prog, hp, source, td))
 
     return driver.Agent(prog, build, config.iters_per_eval)
 

@@ -176,7 +176,10 @@ def interval(
     loop, params = state.source.loop, state.learner.params
     eval_return, metrics = deep_q.evaluate_interval(prog, hp, params, loop, k_eval_i, m)
     for probe in parts.probes:
-        metrics |= probe.metrics(state.probes[probe.name], state.learner, loop.env_steps)
+        measured = probe.metrics(state.probes[probe.name], state.learner, loop.env_steps)
+        if clash := sorted(set(measured) & set(metrics)):
+            raise ValueError(f"probe '{probe.name}' reports {clash}, which the run already has")
+        metrics |= measured
     deep_q.report(prog, key, hp, index, loop.env_steps - steps_before, eval_return, metrics)
     loop = loop.replace(episodes=rollout.clear_completed(loop.episodes))
     return state.replace(source=state.source.replace(loop=loop)), metrics

@@ -324,11 +324,11 @@ def check_intervention(config: Any) -> None:
             f"config.reset_layers = {config.reset_layers} must be between 1 and the "
             f"network's {len(layers)} layers ({', '.join(layers)})"
         )
-    if config.intervention == "redo":
+    if config.intervention in ("redo", "reset"):
         acts = jax.eval_shape(
             lambda p: diagnostics.captured_activations(network.apply, p, obs), params
         )
         try:
-            interventions.check_recyclable(params, len(acts))
+            interventions.check_recyclable(params, len(acts), config.intervention)
         except ValueError as e:
             raise ConfigError(str(e)) from None
