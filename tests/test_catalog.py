@@ -188,3 +188,78 @@ def test_make_rejects_unknown_builder_argument():
         envs.make("Bairdd")
     with pytest.raises(envs.FiniteMDPError, match="branching"):
         envs.make("Garnet", n_states=3, branching=5)
+
+
+# --- T-maze ------------------------------------------------------------------------------------
+
+
+def py_tmaze(length, cue, x, a):
+    """(next position or None at the end, reward, observation index of (cue, x)) by maze
+    logic: forward/back along the corridor, up/down end the episode at the junction only."""
+    seen = cue if x == 0 else (2 if x < length else 3)
+    if a == 0:
+        return min(x + 1, length), 0.0, seen
+    if a == 1:
+        return max(x - 1, 0), 0.0, seen
+    if x < length:
+        return x, 0.0, seen
+    return None, (1.0 if (a == 2) == (cue == 0) else -1.0), seen
+
+
+@pytest.mark.parametrize("length", [1, 4])
+def test_tmaze_arrays_match_maze_logic_and_hide_the_cue(length):
+    _, params = envs.make("TMaze", length=length)
+    cells, end = length + 1, 2 * (length + 1)
+    for cue in (0, 1):
+        for x in range(cells):
+            s = cue * cells + x
+            for a in range(4):
+                nxt, reward, seen = py_tmaze(length, cue, x, a)
+                assert params.transition_probs[s, a, end if nxt is None else cue * cells + nxt] == 1
+                assert params.rewards[s, a] == reward
+            assert np.argmax(params.features[s]) == seen
+    # the cue shows at the start only: every other observation is the same under both cues
+    np.testing.assert_array_equal(params.features[1:cells], params.features[cells + 1 : end])
+    assert not np.array_equal(params.features[0], params.features[cells])
+    assert params.initial_distribution[0] == params.initial_distribution[cells] == 0.5
+
+
+def test_tmaze_optimum_is_q_star_at_the_start():
+    from qlearn import dp
+
+    length, gamma = 6, 0.9
+    _, params = envs.make("TMaze", length=length)
+    q_star = dp.value_iteration(params, gamma)[0]
+    for start in (0, length + 1):
+        np.testing.assert_allclose(
+            q_star[start].max(), catalog.tmaze_optimal_return(length, gamma), rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_tmaze_memoryless_bound_is_the_best_policy_of_the_observation(gamma):
+    """Every deterministic policy of the observation alone (4 observations → 4⁴ policies),
+    evaluated exactly over the hidden states (dp.policy_value, the episodes' time limit): the
+    best reaches the closed-form bound and none passes it (a stochastic one cannot either: the
+    bound is linear in each observation's action probabilities)."""
+    import itertools
+
+    from qlearn import dp
+
+    length = 3
+    _, params = envs.make("TMaze", length=length)
+    seen = np.argmax(np.asarray(params.features), axis=1)  # observation of each state
+    values = []
+    for choice in itertools.product(range(4), repeat=4):
+        policy = np.eye(4)[np.asarray(choice)[seen]]
+        values.append(float(dp.policy_value(params, jnp.asarray(policy), gamma)))
+    bound = catalog.tmaze_memoryless_bound(length, gamma)
+    assert max(values) == pytest.approx(bound, abs=1e-5)
+    assert bound < catalog.tmaze_optimal_return(length, gamma)
+
+
+def test_tmaze_rejects_bad_lengths():
+    with pytest.raises(ValueError, match="length"):
+        envs.make("TMaze", length=0)
+    with pytest.raises(ValueError, match="max_steps_in_episode"):
+        envs.make("TMaze", length=5, max_steps_in_episode=5)

@@ -1,7 +1,8 @@
 """Environments: ``make(env_id)`` returns a gymnax ``(env, env_params)`` pair.
 
 Every gymnax id is served; qlearn's finite MDPs with exact dynamics (:mod:`.finite`,
-:mod:`.catalog`): ``Baird``, ``CliffWalking``, ``MaximizationBias``, ``Chain``, ``Garnet``; and
+:mod:`.catalog`): ``Baird``, ``CliffWalking``, ``MaximizationBias``, ``Chain``, ``Garnet``,
+``TMaze`` (a finite POMDP); and
 the ids of the optional suites Navix, Craftax, XLand-MiniGrid and Jumanji as
 ``"<suite>:<id>"`` (:mod:`.suites`), e.g. ``"navix:Navix-DoorKey-5x5-v0"``.
 gymnax ≥ 1.0 environments return ``(obs, state, reward, terminated, truncated, info)`` from

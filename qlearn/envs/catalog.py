@@ -213,11 +213,91 @@ def garnet(
     return FiniteMDP(params, name), params
 
 
+# --- T-maze (after Bakker 2001): a finite POMDP --------------------------------------------
+TMAZE_FORWARD, TMAZE_BACK, TMAZE_UP, TMAZE_DOWN = 0, 1, 2, 3
+TMAZE_CUE_UP, TMAZE_CUE_DOWN, TMAZE_CORRIDOR, TMAZE_JUNCTION = 0, 1, 2, 3
+"""The four observations of the T-maze (one-hot features): the two cues, the corridor, the
+junction."""
+
+
+def tmaze(
+    length: int = 5, max_steps_in_episode: int | None = None
+) -> tuple[FiniteMDP, FiniteMDPParams]:
+    """A T-maze of corridor length N = ``length`` (after Bakker 2001): a partially observable
+    task whose answer must be remembered for N steps.
+
+    Hidden states s = cue·(N + 1) + x: the cue (0: the goal is up, 1: down), drawn uniformly
+    at the start, and the position x = 0..N (N the junction); state 2(N + 1) is terminal.
+    Actions forward (0), back (1), up (2), down (3): forward and back move along the corridor
+    (never past its ends); up and down do nothing before the junction and end the episode at
+    it, paying +1 if they match the cue and −1 if not. Every other step pays 0.
+
+    The observation is one of four one-hot features: the cue at x = 0 (up or down), the
+    corridor for 0 < x < N, the junction at x = N — the same under both cues everywhere but at
+    the start, so the state is hidden. Closed forms: :func:`tmaze_optimal_return` (an agent
+    that remembers the cue) and :func:`tmaze_memoryless_bound` (the best any policy of the
+    current observation alone can do). ``max_steps_in_episode`` (default 4(N + 1)) truncates.
+    """
+    if length < 1:
+        raise FiniteMDPError(f"length = {length} must be ≥ 1")
+    horizon = 4 * (length + 1) if max_steps_in_episode is None else max_steps_in_episode
+    if horizon < length + 1:
+        raise FiniteMDPError(
+            f"max_steps_in_episode = {horizon} must be ≥ length + 1 = {length + 1} (the steps "
+            "to the junction and the choice)"
+        )
+    cells = length + 1
+    n, end = 2 * cells + 1, 2 * cells
+    p = np.zeros((n, 4, n))
+    r = np.zeros((n, 4))
+    phi = np.zeros((n, 4))
+    for cue in (0, 1):
+        for x in range(cells):
+            s = cue * cells + x
+            p[s, TMAZE_FORWARD, cue * cells + min(x + 1, length)] = 1.0
+            p[s, TMAZE_BACK, cue * cells + max(x - 1, 0)] = 1.0
+            for a, goal in ((TMAZE_UP, 0), (TMAZE_DOWN, 1)):
+                if x < length:
+                    p[s, a, s] = 1.0
+                else:
+                    p[s, a, end] = 1.0
+                    r[s, a] = 1.0 if cue == goal else -1.0
+            seen = cue if x == 0 else (TMAZE_CORRIDOR if x < length else TMAZE_JUNCTION)
+            phi[s, seen] = 1.0
+    p[end, :, end] = 1.0  # never acted in
+    start = np.zeros(n)
+    start[[0, cells]] = 0.5
+    terminal = np.eye(n, dtype=bool)[end]
+    params = finite_mdp_params(
+        p, r, start, terminal=terminal, features=phi, max_steps_in_episode=horizon
+    )
+    return FiniteMDP(params, f"TMaze{length}"), params
+
+
+def tmaze_optimal_return(length: int, gamma: float = 1.0) -> float:
+    """The optimal expected return of the T-maze of ``length`` N for an agent that remembers
+    the cue: N steps forward, then the cue's direction: γ^N (1 undiscounted)."""
+    return float(gamma**length)
+
+
+def tmaze_memoryless_bound(length: int, gamma: float = 1.0) -> float:
+    """The best expected return of any policy of the current observation alone (memoryless,
+    stochastic allowed) in the T-maze of ``length`` N: γ^N / 2.
+
+    At the junction such a policy picks up with some probability q whatever the cue; if it
+    reaches the junction with probability a_c under cue c (it can tell the cues apart only at
+    the start, e.g. walk on under one and stay under the other), its expected return is
+    ½ (a_0 − a_1)(2q − 1) ≤ ½, at best reached in N steps; the bound is attained by going on
+    under one cue only and choosing that cue's side."""
+    return float(gamma**length / 2)
+
+
 CATALOG: dict[str, Callable[..., tuple[FiniteMDP, FiniteMDPParams]]] = {
     "Baird": baird,
     "CliffWalking": cliff_walking,
     "MaximizationBias": maximization_bias,
     "Chain": chain,
     "Garnet": garnet,
+    "TMaze": tmaze,
 }
 """qlearn's own env ids -> builder(**kwargs)."""
