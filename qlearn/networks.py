@@ -268,15 +268,22 @@ class ConvQNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
-        x = obs.astype(jnp.float32)
-        for features, size, stride in self.torso:
-            x = Conv2D(features, (size, size), (stride, stride))(x)
-            if self.layer_norm:
-                x = nn.LayerNorm()(x)
-            x = Activation(nn.relu)(x)
+        x = conv_layers(obs.astype(jnp.float32), self.torso, self.layer_norm)
         x = x.reshape(obs.shape[0], -1)
         x = hidden_layers(x, self.hidden_sizes, nn.relu, self.layer_norm, self.noisy)
         return last_layer(x, tau, self.num_actions, self.head, self.noisy)
+
+
+def conv_layers(x: jax.Array, torso: Sequence[tuple[int, int, int]], layer_norm: bool) -> jax.Array:
+    """The convolutions of ``torso`` ((channels, kernel size, stride) each, :class:`Conv2D`)
+    on images x [B, H, W, C], each followed by LayerNorm (with ``layer_norm``) and ReLU. Called
+    inside a network's compact ``__call__``, so the layers are the network's own."""
+    for features, size, stride in torso:
+        x = Conv2D(features, (size, size), (stride, stride))(x)
+        if layer_norm:
+            x = nn.LayerNorm()(x)
+        x = Activation(nn.relu)(x)
+    return x
 
 
 KINDS = ("mlp", "linear", "cnn", "nature_cnn")

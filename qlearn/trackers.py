@@ -5,7 +5,7 @@ Two ways in, one set of values:
 
 - **live** (``qlearn train/sweep ... --tensorboard DIR`` or ``--wandb PROJECT``): the deep-Q
   loops send every evaluation point to the host through the callback the progress bar uses
-  (:func:`qlearn.algos.deep_q.report`); :class:`Live` says whose point it is (the run's key
+  (:func:`qlearn.algos.evaluation.report`); :class:`Live` says whose point it is (the run's key
   bits and hyperparameters, matched against the lanes of the chunk running) and passes it on.
   Algorithms that send no points (tabular, prediction: short runs) are logged when each chunk
   is finished, from the chunk's metrics.

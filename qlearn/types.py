@@ -108,6 +108,11 @@ class ReturnBatch:
     obs: jax.Array
     action: jax.Array
     target: jax.Array
+    memory: Any = None
+    """of a recurrent network's batch of n whole sequences of T steps (rows time-major, row
+    t·n + b step t of sequence b): (the carry at their start [n, ...], bool [T, n]: the step
+    starts an episode), what :func:`qlearn.recurrent.sequence_q_function` unrolls from; None
+    for a feed-forward network's batch of single steps."""
 
 
 class ConfigError(ValueError):

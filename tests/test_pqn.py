@@ -226,3 +226,34 @@ def test_a_pqn_directory_written_before_loss_index_is_the_same_run(mse_run, caps
     assert sweep.prepare(out, spec) is True  # finished: nothing to do, nothing refused
     assert cli.main(["reproduce", "--quiet", str(out)]) == 0
     assert "reproduced: all" in capsys.readouterr().out
+
+
+def test_pqn_rnn_remembers_the_tmaze_cue_and_reproduces_by_seed():
+    """A GRU core reaches the T-maze's optimum (every greedy episode at the cue's side: mean
+    return 1), beyond the ½ no policy of the observation can pass; the run is bitwise the same
+    from the same key."""
+    from qlearn.envs import catalog
+
+    length = 4
+    config = pqn.PQNConfig(
+        env_id="TMaze",
+        env_kwargs={"length": length},
+        core="gru",
+        memory_size=32,
+        hidden_sizes=(32,),
+        num_envs=16,
+        rollout_steps=16,
+        num_minibatches=4,
+        total_steps=61_440,
+        num_evals=4,
+        eval_episodes=32,
+    )
+    train = jax.jit(pqn.make_train(config))
+    hp = pqn.PQNHParams(gamma=0.9)  # experiments/memory.py's (at γ = 0.99 it stalls here)
+    _, metrics = train(jax.random.key(0), hp)
+    _, again = train(jax.random.key(0), hp)
+    returns = np.asarray(metrics["eval_return"])
+    assert returns[-1] == catalog.tmaze_optimal_return(length), returns
+    assert catalog.tmaze_memoryless_bound(length) < returns[-1]
+    for name, values in metrics.items():
+        np.testing.assert_array_equal(values, again[name], err_msg=name)

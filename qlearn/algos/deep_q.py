@@ -9,6 +9,7 @@ Neither algorithm imports the other; both import this module.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlearn import envs, heads, hparams, losses, networks, noisynet, policies
+from qlearn import envs, heads, hparams, losses, networks, noisynet, policies, recurrent
 from qlearn.algos import rollout
 from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, Transition
@@ -198,17 +199,27 @@ def make_network(
     noisy: bool = False,
 ) -> Any:
     """The Q-network of a deep-Q config (see :func:`qlearn.networks.build`): A·K outputs for
-    a head of K outputs per action, noisy fully connected layers with ``noisy``."""
-    return networks.build(
-        config.network,
-        num_actions,
-        obs_shape,
+    a head of K outputs per action, noisy fully connected layers with ``noisy``; recurrent
+    with a memory ``config.core`` (:func:`qlearn.recurrent.build`; PQN's field, DQN has
+    none yet)."""
+    kwargs = dict(
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
         layer_norm=config.layer_norm,
         head=head,
         noisy=noisy,
     )
+    core = getattr(config, "core", "none")
+    if core != "none":
+        return recurrent.build(
+            config.network,
+            num_actions,
+            obs_shape,
+            core=core,
+            memory_size=config.memory_size,
+            **kwargs,
+        )
+    return networks.build(config.network, num_actions, obs_shape, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +254,15 @@ class Program:
         return self.env.observation_space(self.env_params).shape
 
     @property
+    def recurrent(self) -> bool:
+        """Whether the network carries a memory (:mod:`qlearn.recurrent`)."""
+        return isinstance(self.network, recurrent.RecurrentQNetwork)
+
+    def init_params(self, key: jax.Array) -> Any:
+        """The network's initial variables from ``key``."""
+        return recurrent.init_params(self.network, key, self.obs_shape)
+
+    @property
     def num_envs(self) -> int:
         return self.config.num_envs
 
@@ -263,7 +283,8 @@ def program(
     network = make_network(config, env.action_space(env_params).n, obs_shape, head, noisy)
     noise = None
     if noisy:
-        shapes = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *obs_shape)))
+        init = functools.partial(recurrent.init_params, network, obs_shape=obs_shape)
+        shapes = jax.eval_shape(init, jax.random.key(0))
         noise = noisynet.split_variables(shapes)[1]
     return Program(config, env, env_params, network, loss, progress, head, noise, action_quantiles)
 
@@ -287,13 +308,16 @@ def explore_step(
     env_state: Any,
     obs: jax.Array,
     epsilon: jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition]:
+    memory: recurrent.Memory | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array, Any, Transition, recurrent.Memory | None]:
     """One ε-greedy step of N envs (auto-reset) in ``env_state`` from observations ``obs``
     [N, ...] with the Q-network's ``params``: ``(key', action [N], obs', env_state',
-    transition)``. The actions are masked to the available ones where the env has masks. A
-    noisy network acts with fresh noise for each env at each step, an ``iqn`` head with
-    ``prog.action_quantiles`` = K on its mean at K fresh levels τ per env and step (keys split
-    off only then, so no other random stream moves)."""
+    transition, memory')``. The actions are masked to the available ones where the env has
+    masks. A noisy network acts with fresh noise for each env at each step, an ``iqn`` head
+    with ``prog.action_quantiles`` = K on its mean at K fresh levels τ per env and step (keys
+    split off only then, so no other random stream moves). A recurrent network acts with its
+    ``memory`` (:data:`qlearn.recurrent.Memory`) and returns the one after the step (its carry
+    reset where ``obs'`` starts an episode); None for a feed-forward one."""
     env, env_params, q_fn = prog.env, prog.env_params, prog.q_function(hp)
     num_envs = obs.shape[0]
     key, k_act, k_step = jax.random.split(key, 3)
@@ -308,106 +332,25 @@ def explore_step(
         key, k_tau = jax.random.split(key)
         tau = heads.sample_levels(k_tau, num_envs, prog.action_quantiles)
 
-    def values(p: Any, o: jax.Array, levels: jax.Array | None) -> jax.Array:
-        return q_fn(p, o) if levels is None else q_fn.mean_at(p, o, levels)
+    def values(p: Any, o: jax.Array, levels: jax.Array | None, mem: Any) -> tuple:
+        if mem is not None:
+            return recurrent.step_values(q_fn, p, mem, o, levels)
+        return (q_fn(p, o) if levels is None else q_fn.mean_at(p, o, levels)), None
 
     if noise is None:
-        q_values = values(params, obs, tau)
+        q_values, carry = values(params, obs, tau, memory)
     else:
-        q_values = jax.vmap(
-            lambda n, o, t: values(
-                noisynet.with_noise(params, n), o[None], None if t is None else t[None]
-            )[0]
-        )(noise, obs, tau)
+
+        def one(n: Any, o: jax.Array, t: jax.Array | None, m: Any) -> tuple:
+            row = jax.tree.map(lambda x: x[None], (o, t, m))
+            out = values(noisynet.with_noise(params, n), *row)
+            return jax.tree.map(lambda x: x[0], out)
+
+        q_values, carry = jax.vmap(one)(noise, obs, tau, memory)
     action = policies.epsilon_greedy(words, q_values, epsilon, mask)
     next_obs, env_state, tr = rollout.step_envs(env, env_params, step_keys, env_state, obs, action)
-    return key, action, next_obs, env_state, tr
-
-
-# -- metrics ------------------------------------------------------------------------------
-
-LOSS_METRICS = ("loss", "q_mean", "target_mean", "td_abs", "q_abs_max")
-
-
-def interval_loss_metrics(m: dict[str, jax.Array], bound: float) -> dict[str, jax.Array]:
-    """Reduce the per-update metrics of an interval (leaves [iterations, updates]).
-
-    ``q_abs_max`` is a max, everything else (including a user loss's own metrics) a mean;
-    the standard entries a loss does not report are NaN. ``diverged``: a non-finite loss, or
-    |Q| above ``bound`` (inf included), in any update of the interval. A NaN ``q_abs_max`` is
-    no verdict: it is what a loss that does not report it gets inside a tuple of losses
-    (:func:`qlearn.losses.switch`), and a NaN Q makes the loss NaN anyway.
-    """
-    nan = jnp.full((), jnp.nan)
-    out = {k: jnp.max(v) if k == "q_abs_max" else jnp.mean(v) for k, v in m.items()}
-    out = {k: out.get(k, nan) for k in LOSS_METRICS} | out
-    unstable = ~jnp.isfinite(m["loss"])
-    if "q_abs_max" in m:
-        unstable |= m["q_abs_max"] > bound
-    return out | {"diverged": jnp.any(unstable)}
-
-
-def evaluate_interval(
-    prog: Program,
-    hp: Any,
-    params: Any,
-    loop: Any,
-    key: jax.Array,
-    updates: dict[str, jax.Array],
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The end of an evaluation interval: the greedy return of ``params`` on fresh envs
-    (``key``) and the interval's metrics, with ``loop`` the training envs'
-    :class:`~qlearn.algos.sources.EnvLoop` — env_steps, eval_return, train_return,
-    train_episodes, epsilon, the loss metrics of :func:`interval_loss_metrics` of the
-    per-update metrics ``updates``, and the means over the greedy episodes of what the env
-    reports at an episode's end (:func:`qlearn.algos.rollout.evaluate_episodes`: Craftax's
-    ``achievement_<name>`` rates and ``achievements``; with ``config.diagnostics`` the greedy
-    episodes' ``overestimation``). Returns (eval_return, metrics)."""
-    config = prog.config
-    gamma = hp.gamma if config.diagnostics else None
-    eval_return, ends = rollout.evaluate_episodes(
-        prog.q_function(hp), params, prog.env, prog.env_params, key, config.eval_episodes, gamma
-    )
-    metrics = {
-        "env_steps": loop.env_steps,
-        "eval_return": eval_return,
-        "train_return": rollout.mean_completed_return(loop.episodes),
-        "train_episodes": loop.episodes.completed_count,
-        "epsilon": epsilon_schedule(config, hp)(loop.env_steps),
-        **interval_loss_metrics(updates, config.divergence_bound),
-        **ends,  # what the env reports of its greedy episodes (Craftax's achievements)
-    }
-    return eval_return, metrics
-
-
-def key_bits(key: jax.Array) -> jax.Array:
-    """A PRNG key's raw uint32 words (a typed key's ``key_data``; a raw key as it is)."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key)
-    return key
-
-
-def report(
-    prog: Program,
-    key: jax.Array,
-    hp: Any,
-    index: jax.Array,
-    done: jax.Array,
-    eval_return: jax.Array,
-    metrics: dict[str, jax.Array],
-) -> None:
-    """Report evaluation point ``index`` of the run of ``key`` and ``hp`` to ``prog.progress``
-    (nothing is compiled without one): ``progress(done, eval_return)``, and where the callable
-    ``wants_points``, ``progress(done, eval_return, point)`` with ``point = {"key": key bits,
-    "hp": hp, "index": index, "metrics": metrics}``. The callback only reads values the run
-    computes anyway, so the run's arithmetic is the same with or without it."""
-    if prog.progress is None:
-        return
-    if getattr(prog.progress, "wants_points", False):
-        point = {"key": key_bits(key), "hp": hp, "index": index, "metrics": metrics}
-        jax.debug.callback(prog.progress, done, eval_return, point)
-    else:
-        jax.debug.callback(prog.progress, done, eval_return)
+    memory = None if memory is None else (carry, tr.terminated | tr.truncated)
+    return key, action, next_obs, env_state, tr, memory
 
 
 FINAL_STATISTIC = "greedy evaluation return at the final evaluation point, over seeds"

@@ -210,7 +210,7 @@ def make_train(
 
     Returns:
       ``train(key, hparams) -> (final_state, metrics)``; every metric has shape [num_evals]:
-      those of :func:`qlearn.algos.deep_q.evaluate_interval` (returns, ε, the loss's metrics,
+      those of :func:`qlearn.algos.evaluation.evaluate_interval` (returns, ε, the loss's metrics,
       diverged), and the probes' (a finite MDP's true errors, noisy layers' noise_sigma, the
       diagnostics); the table of them is in docs/algorithms/dqn.md.
     """

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from qlearn import hparams as hparams_lib
-from qlearn.algos import deep_q, rollout
+from qlearn.algos import deep_q, evaluation, rollout
 from qlearn.algos.learners import Learner
 from qlearn.algos.probes import Probe
 from qlearn.algos.sources import Source
@@ -163,7 +163,7 @@ def interval(
 ) -> tuple[RunState, dict[str, jax.Array]]:
     """One evaluation interval of the run of ``key``: ``iterations_per_eval`` iterations, then
     the greedy evaluation with key ``xs[0]``, the probes' metrics and the report
-    (:func:`deep_q.report`); ``xs[1]`` is the interval's index (the first one counts the steps
+    (:func:`evaluation.report`); ``xs[1]`` is the interval's index (the first one counts the steps
     the source took before it, DQN's warm-up)."""
     prog = agent.prog
     k_eval_i, index = xs
@@ -174,13 +174,13 @@ def interval(
         functools.partial(iteration, parts), state, length=agent.iterations_per_eval
     )
     loop, params = state.source.loop, state.learner.params
-    eval_return, metrics = deep_q.evaluate_interval(prog, hp, params, loop, k_eval_i, m)
+    eval_return, metrics = evaluation.evaluate_interval(prog, hp, params, loop, k_eval_i, m)
     for probe in parts.probes:
         measured = probe.metrics(state.probes[probe.name], state.learner, loop.env_steps)
         if clash := sorted(set(measured) & set(metrics)):
             raise ValueError(f"probe '{probe.name}' reports {clash}, which the run already has")
         metrics |= measured
-    deep_q.report(prog, key, hp, index, loop.env_steps - steps_before, eval_return, metrics)
+    evaluation.report(prog, key, hp, index, loop.env_steps - steps_before, eval_return, metrics)
     loop = loop.replace(episodes=rollout.clear_completed(loop.episodes))
     return state.replace(source=state.source.replace(loop=loop)), metrics
 

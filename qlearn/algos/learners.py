@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qlearn import diagnostics, interventions, losses, noisynet
+from qlearn import diagnostics, interventions, losses, noisynet, recurrent
 from qlearn.algos import deep_q
 from qlearn.types import ConfigError, LossFn, LossOutput, Params, QFn, Transition
 
@@ -173,7 +173,7 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
     streams = (("loss",) if samples else ()) + (("noise",) if prog.noise is not None else ())
 
     def init(key: jax.Array) -> TargetLearnerState:
-        variables = prog.network.init(key, jnp.zeros((1, *prog.obs_shape)))
+        variables = prog.init_params(key)
         params, _ = noisynet.split_variables(variables)
         if prog.noise is not None:
             params = noisynet.scale_noise(params, hp.noisy_sigma0)
@@ -221,14 +221,17 @@ def return_learner(prog: deep_q.Program, hp: Any, decay_updates: int) -> Learner
     streams = ("loss",) if losses.samples(prog.config.loss, "return") else ()
 
     def init(key: jax.Array) -> LearnerState:
-        params = prog.network.init(key, jnp.zeros((1, *prog.obs_shape)))
+        params = prog.init_params(key)
         return LearnerState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
     def update(
         state: LearnerState, batch: Any, keys: dict[str, jax.Array]
     ) -> tuple[LearnerState, Update]:
+        sequences = batch.memory is not None  # a recurrent network's whole sequences
+        fn = recurrent.sequence_q_function(q_fn, *batch.memory) if sequences else q_fn
+
         def objective(p: Params) -> tuple[jax.Array, LossOutput]:
-            out = prog.loss(q_fn, p, batch, hp, keys.get("loss"))
+            out = prog.loss(fn, p, batch, hp, keys.get("loss"))
             return out.loss, out
 
         (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(state.params)

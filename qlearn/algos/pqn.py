@@ -14,8 +14,12 @@ One iteration:
      bootstrap, a truncation cuts the recursion but bootstraps from the final observation;
   3. ``num_epochs`` epochs of ``num_minibatches`` minibatches of the semi-gradient loss
      mean ℓ(sg(G) − Q(s, a; θ)) over the N·T transitions (shuffled each epoch).
-Two of the three public implementations bootstrapped from the wrong state (purejaxql #12,
-rejax #34); the targets here are tested against a numpy loop and rlax at every index.
+With ``core`` 'gru' or 'lstm' the network carries a memory (PQN-RNN, Gallici et al. 2024;
+purejaxql's ``pqn_rnn``): it acts with it, reset at each episode's start, and each minibatch
+is whole env sequences unrolled from the carry they started the rollout with
+(:mod:`qlearn.recurrent`). Two of the three public implementations bootstrapped from the
+wrong state (purejaxql #12, rejax #34); the targets here are tested against a numpy loop and
+rlax at every index.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Callable
 import jax
 from flax import struct
 
-from qlearn import hparams, losses
+from qlearn import hparams, losses, recurrent
 from qlearn.algos import deep_q, driver, learners, probes, rollout_source
 from qlearn.types import ConfigError, ReturnLossFn, config_field, table_field
 
@@ -47,6 +51,8 @@ class PQNConfig(deep_q.DeepQConfig):
     hidden_sizes: tuple[int, ...] = table_field(deep_q.SHARED_FIELDS, "hidden_sizes", (128, 128))
     activation: str = table_field(deep_q.SHARED_FIELDS, "activation")
     layer_norm: bool = table_field(deep_q.SHARED_FIELDS, "layer_norm")
+    core: str = table_field(recurrent.FIELDS, "core")
+    memory_size: int = table_field(recurrent.FIELDS, "memory_size")
     loss: str | ReturnLossFn | tuple[str | ReturnLossFn, ...] = config_field(
         "mse", losses.registry.help_text("return", "λ-return losses (qlearn.types.ReturnLossFn): ")
     )
@@ -74,6 +80,16 @@ class PQNConfig(deep_q.DeepQConfig):
             fail(
                 f"config.num_minibatches = {self.num_minibatches} must divide the rollout batch "
                 f"num_envs × rollout_steps = {self.batch_size}"
+            )
+        if self.core != "none" and self.num_envs % self.num_minibatches:
+            fail(
+                f"config.num_minibatches = {self.num_minibatches} must divide num_envs = "
+                f"{self.num_envs}: a recurrent network trains on whole sequences of the envs"
+            )
+        if self.core != "none" and self.diagnostics:
+            fail(
+                "config.diagnostics are not measured for a recurrent network yet (its probe "
+                "states would need their carries): set diagnostics=false or core='none'"
             )
         if self.iterations_per_eval < 1:
             fail(

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qlearn import envs, policies
+from qlearn import envs, policies, recurrent
 from qlearn.types import Params, QFn, Transition
 
 
@@ -112,28 +112,40 @@ def evaluate_episodes(
     key: jax.Array,
     num_episodes: int,
     gamma: jax.Array | None = None,
+    memory: recurrent.Memory | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """:func:`evaluate`'s mean return, and the mean over its episodes of what the env reports
     of an episode at its end (``env.episode_metrics(state)``, e.g. a Craftax achievement's
-    rate; none for most envs): (mean return [], {name: mean []}).
+    rate; none for most envs): (mean return [], {name: mean []}). A recurrent ``q_fn`` acts
+    with its ``memory`` from the episodes' start (:data:`qlearn.recurrent.Memory`, [N] =
+    ``num_episodes``).
 
     With ``gamma``, also ``overestimation``: the mean over every (s_t, a_t) the greedy
     episodes visit of q̂(s_t, a_t) − G_t, G_t the γ-discounted return obtained from s_t (van
     Hasselt et al. 2016's measurement), computed in the same episodes
     (:func:`episode_outcomes`); the episodes and their returns are the same as without it."""
 
-    def greedy(_: jax.Array, obs: jax.Array, mask: jax.Array | None) -> jax.Array:
-        return policies.greedy(q_fn(params, obs), mask)
+    def values(obs: jax.Array, mem: Any) -> tuple[jax.Array, Any]:
+        if mem is None:
+            return q_fn(params, obs), None
+        q, carry = recurrent.step_values(q_fn, params, mem, obs)
+        return q, (carry, jnp.zeros_like(mem[1]))  # no auto-reset: one episode per env
+
+    def greedy(_: jax.Array, obs: jax.Array, mask: jax.Array | None, mem: Any = None) -> Any:
+        q, mem = values(obs, mem)
+        action = policies.greedy(q, mask)
+        return action if memory is None else (action, mem)
 
     if gamma is None:
-        returns, ends = episode_outcomes(greedy, env, env_params, key, num_episodes)
+        returns, ends = episode_outcomes(greedy, env, env_params, key, num_episodes, None, memory)
         return jnp.mean(returns), {k: jnp.mean(v) for k, v in ends.items()}
 
-    def valued(_: jax.Array, obs: jax.Array, mask: jax.Array | None) -> tuple:
-        q = q_fn(params, obs)
-        return policies.greedy(q, mask), jnp.max(policies.masked(q, mask), axis=-1)
+    def valued(_: jax.Array, obs: jax.Array, mask: jax.Array | None, mem: Any = None) -> tuple:
+        q, mem = values(obs, mem)
+        out = policies.greedy(q, mask), jnp.max(policies.masked(q, mask), axis=-1)
+        return out if memory is None else (out, mem)
 
-    returns, ends = episode_outcomes(valued, env, env_params, key, num_episodes, gamma)
+    returns, ends = episode_outcomes(valued, env, env_params, key, num_episodes, gamma, memory)
     gap, steps = ends.pop("value_gap"), ends.pop("steps")
     out = {k: jnp.mean(v) for k, v in ends.items()}
     return jnp.mean(returns), out | {"overestimation": jnp.sum(gap) / jnp.sum(steps)}
@@ -173,9 +185,12 @@ def episode_outcomes(
     key: jax.Array,
     num_episodes: int,
     gamma: jax.Array | None = None,
+    memory: Any = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The undiscounted returns [num_episodes] of the policy ``act(key, obs [N, ...], mask) ->
-    actions [N]`` on fresh envs, and what the env reports of each episode at its end: where
+    actions [N]`` on fresh envs (with a ``memory``, the policy's state from the episodes'
+    start: ``act(key, obs, mask, memory) -> (actions, memory')``), and what the env reports of
+    each episode at its end: where
     the env has ``episode_metrics(state) -> {name: []}``, those of the state each episode ended
     in ({name: [num_episodes]}), else {}.
 
@@ -203,14 +218,17 @@ def episode_outcomes(
     sums = None if gamma is None else ValueGap.zeros(num_episodes)
 
     def cond(carry):
-        *_, done, _, _, t = carry
+        *_, done, _, _, t, _ = carry
         return jnp.logical_and(~jnp.all(done), t <= env_params.max_steps_in_episode)
 
+    def policy(k: jax.Array, obs: jax.Array, mask: Any, mem: Any) -> tuple[Any, Any]:
+        return (act(k, obs, mask), None) if mem is None else act(k, obs, mask, mem)
+
     def body(carry):
-        key, obs, state, returns, done, ends, sums, t = carry
+        key, obs, state, returns, done, ends, sums, t, mem = carry
         keys = jax.random.split(key, num_episodes + 1)  # one draw: next key and N step keys
         mask = envs.action_masks(env, env_params, state)
-        action = act(jax.random.fold_in(keys[0], 1), obs, mask)
+        action, mem = policy(jax.random.fold_in(keys[0], 1), obs, mask, mem)
         if sums is not None:
             action, value = action
         obs, state, reward, terminated, _ = step(keys[1:], state, action, env_params)
@@ -221,12 +239,12 @@ def episode_outcomes(
         if at_end is not None:  # the state an episode ends in, kept from then on
             now = at_end(state)
             ends = {k: jnp.where(ended, now[k], v) for k, v in ends.items()}
-        return keys[0], obs, state, returns, done | ended, ends, sums, t + 1
+        return keys[0], obs, state, returns, done | ended, ends, sums, t + 1, mem
 
-    carry = (k_loop, obs, state, zeros, done, ends, sums, jnp.zeros((), jnp.int32))
-    key, obs, state, returns, _, ends, sums, _ = jax.lax.while_loop(cond, body, carry)
+    carry = (k_loop, obs, state, zeros, done, ends, sums, jnp.zeros((), jnp.int32), memory)
+    key, obs, state, returns, _, ends, sums, _, mem = jax.lax.while_loop(cond, body, carry)
     if sums is not None:  # the episodes cut at the last step: their final states' estimates
-        _, value = act(key, obs, envs.action_masks(env, env_params, state))
+        (_, value), _ = policy(key, obs, envs.action_masks(env, env_params, state), mem)
         sums = sums.settle(value)
         ends = ends | {"value_gap": sums.gap, "steps": sums.steps}
     return returns, ends

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qlearn import policies, targets
+from qlearn import policies, recurrent, targets
 from qlearn.algos import deep_q
 from qlearn.algos.sources import Drawn, EnvLoop, Source, act, start_envs
 from qlearn.types import Params, ReturnBatch, Transition
@@ -64,13 +64,70 @@ def rollout_batch(prog: deep_q.Program, hp: Any, params: Params, tr: Transition)
     )
 
 
+def sequence_batch(
+    prog: deep_q.Program,
+    hp: Any,
+    params: Params,
+    tr: Transition,
+    memory: recurrent.Memory,
+    first: jax.Array,
+) -> ReturnBatch:
+    """:func:`rollout_batch` of a recurrent network: the rollout's N sequences of T steps
+    (leaves [T, N, ...], unflattened) with their Q(λ) targets and ``memory`` = (the carry at
+    the rollout's start [N, ...], ``first`` [T, N]: step t starts an episode). The value of
+    each next state is the network's one step on it from the carry that has seen o_0..o_t —
+    for a step that ended an episode, on the final observation, before any reset."""
+    q_fn, steps, num_envs = prog.q_function(hp), *first.shape
+
+    def advance(carry: Any, xs: tuple[jax.Array, jax.Array]) -> tuple[Any, Any]:
+        carry, _ = q_fn.apply(params, carry, *xs)
+        return carry, carry
+
+    _, seen = jax.lax.scan(advance, memory[0], (tr.obs, first))  # the carry after each step
+
+    def flat(x: jax.Array) -> jax.Array:
+        return x.reshape(steps * num_envs, *x.shape[2:])
+
+    stay = jnp.zeros((steps * num_envs,), bool)
+    q_next, _ = recurrent.step_values(
+        q_fn, params, (jax.tree.map(flat, seen), stay), flat(tr.next_obs)
+    )
+    if tr.next_action_mask is not None:
+        q_next = policies.masked(q_next, flat(tr.next_action_mask))
+    q_next_max = jnp.max(q_next, axis=-1).reshape(steps, num_envs)
+    g = q_lambda_targets(tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam)
+    return ReturnBatch(tr.obs, tr.action, g, (memory[0], first))
+
+
+def sequence_minibatches(data: ReturnBatch, order: jax.Array) -> ReturnBatch:
+    """The minibatches of whole sequences ``order`` [U, n] (env indices) picks from a rollout's
+    :func:`sequence_batch` ``data``: leaves [U, T·n, ...] (time-major rows), the carries
+    [U, n, ...] and the first flags [U, T, n]."""
+    steps, count = data.action.shape[0], order.shape[1]
+
+    def pick(x: jax.Array) -> jax.Array:  # [T, N, ...] -> [U, T·n, ...]
+        x = jnp.moveaxis(x[:, order], 1, 0)
+        return x.reshape(order.shape[0], steps * count, *x.shape[3:])
+
+    carry, first = data.memory
+    return ReturnBatch(
+        pick(data.obs),
+        pick(data.action),
+        pick(data.target),
+        (jax.tree.map(lambda c: c[order], carry), jnp.moveaxis(first[:, order], 1, 0)),
+    )
+
+
 def rollout_source(prog: deep_q.Program, hp: Any) -> Source:
     """PQN's source. ``next``: a rollout of T = ``rollout_steps`` ε-greedy steps of the N
     envs with the learner's parameters, its Q(λ) targets under the same parameters
     (:func:`rollout_batch`), and ``num_epochs`` shuffles of its N·T pairs, each cut into
     ``num_minibatches`` minibatches M: the plan is the minibatches themselves, leaves
     [epochs·M, N·T / M, ...] (every epoch's copy at once: the updates read them as scan
-    slices, which keeps the arithmetic of nested epoch and minibatch loops bitwise)."""
+    slices, which keeps the arithmetic of nested epoch and minibatch loops bitwise). With a
+    recurrent network, each minibatch is N / M of the envs' whole sequences instead, with the
+    carry each started the rollout with (:func:`sequence_batch`, :func:`sequence_minibatches`;
+    PQN-RNN, Gallici et al. 2024)."""
     config = prog.config
     size = config.num_envs * config.rollout_steps
     epochs, minibatches = config.num_epochs, config.num_minibatches
@@ -79,18 +136,25 @@ def rollout_source(prog: deep_q.Program, hp: Any) -> Source:
         return RolloutState(start_envs(prog, reset_key)), key, None
 
     def next_(state: RolloutState, params: Params, key: jax.Array) -> tuple:
-        def step(carry: tuple, _: Any) -> tuple[tuple, Transition]:
+        def step(carry: tuple, _: Any) -> tuple[tuple, tuple]:
             loop, key = carry
+            first = None if loop.memory is None else loop.memory[1]
             key, loop, tr = act(prog, hp, params, loop, key)
-            return (loop, key), tr
+            return (loop, key), (tr, first)
 
-        (loop, key), tr = jax.lax.scan(step, (state.loop, key), length=config.rollout_steps)
-        data = rollout_batch(prog, hp, params, tr)
+        (loop, key), (tr, first) = jax.lax.scan(
+            step, (state.loop, key), length=config.rollout_steps
+        )
         key, k_epochs = jax.random.split(key)
-        orders = jax.vmap(lambda k: jax.random.permutation(k, size))(
+        rows = size if first is None else config.num_envs  # transitions or whole sequences
+        orders = jax.vmap(lambda k: jax.random.permutation(k, rows))(
             jax.random.split(k_epochs, epochs)
         )
-        order = orders.reshape(epochs * minibatches, size // minibatches)
+        order = orders.reshape(epochs * minibatches, rows // minibatches)
+        if first is not None:
+            data = sequence_batch(prog, hp, params, tr, state.loop.memory, first)
+            return RolloutState(loop), key, sequence_minibatches(data, order), None
+        data = rollout_batch(prog, hp, params, tr)
         return RolloutState(loop), key, jax.tree.map(lambda v: v[order], data), None
 
     def batch(state: RolloutState, x: dict[str, Any]) -> tuple[ReturnBatch, Drawn]:

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from qlearn import recurrent
 from qlearn.algos import deep_q, rollout
 from qlearn.algos.learners import Update
 from qlearn.types import Params, Transition
@@ -43,12 +44,16 @@ from qlearn.types import Params, Transition
 @struct.dataclass
 class EnvLoop:
     """The envs a source acts in: their state, the observations to act on [N, ...], the env
-    steps taken (summed over the envs) and the training episodes' returns."""
+    steps taken (summed over the envs), the training episodes' returns and the agent's memory
+    of each env."""
 
     env_state: Any
     obs: jax.Array
     env_steps: jax.Array
     episodes: rollout.EpisodeStats
+    memory: recurrent.Memory | None = None
+    """a recurrent network's memory of each env (:data:`qlearn.recurrent.Memory`); None for a
+    feed-forward one."""
 
 
 @struct.dataclass
@@ -93,11 +98,15 @@ class Source:
 
 
 def start_envs(prog: deep_q.Program, key: jax.Array) -> EnvLoop:
-    """``prog.config.num_envs`` fresh envs, nothing counted yet."""
+    """``prog.config.num_envs`` fresh envs, nothing counted yet (a recurrent network's memory
+    at its initial carry, every env at an episode's start)."""
     num_envs = prog.config.num_envs
     obs, env_state = rollout.reset_envs(prog.env, prog.env_params, key, num_envs)
     zero = jnp.zeros((), jnp.int32)
-    return EnvLoop(env_state, obs, zero, rollout.init_episode_stats(num_envs))
+    memory = None
+    if prog.recurrent:
+        memory = (recurrent.initial_carry(prog.network, num_envs), jnp.ones((num_envs,), bool))
+    return EnvLoop(env_state, obs, zero, rollout.init_episode_stats(num_envs), memory)
 
 
 def act(
@@ -106,8 +115,8 @@ def act(
     """One ε-greedy step of the envs at ε(``loop.env_steps``) (:func:`deep_q.explore_step`):
     ``(key', loop', transitions [N])``."""
     epsilon = deep_q.epsilon_schedule(prog.config, hp)(loop.env_steps)
-    key, _, obs, env_state, tr = deep_q.explore_step(
-        prog, hp, params, key, loop.env_state, loop.obs, epsilon
+    key, _, obs, env_state, tr, memory = deep_q.explore_step(
+        prog, hp, params, key, loop.env_state, loop.obs, epsilon, loop.memory
     )
     done = tr.terminated | tr.truncated
     loop = EnvLoop(
@@ -115,6 +124,7 @@ def act(
         obs,
         loop.env_steps + prog.num_envs,
         rollout.record(loop.episodes, tr.reward, done),
+        memory,
     )
     return key, loop, tr
 
