@@ -47,7 +47,7 @@ def test_an_explore_step_is_greedy_at_epsilon_zero_and_steps_every_env():
         return jnp.stack([o[:, 0], -o[:, 0]], axis=-1)  # action 0 iff x > 0
 
     prog = deep_q.Program(None, env, env_params, SimpleNamespace(apply=q_fn), None, None)
-    key, action, next_obs, _, tr = deep_q.explore_step(
+    key, action, next_obs, _, tr, memory = deep_q.explore_step(
         prog, None, None, jax.random.key(1), state, obs, jnp.float32(0.0)
     )
     np.testing.assert_array_equal(action, np.where(obs[:, 0] > 0, 0, 1))
@@ -55,6 +55,7 @@ def test_an_explore_step_is_greedy_at_epsilon_zero_and_steps_every_env():
     np.testing.assert_array_equal(tr.obs, obs)
     assert next_obs.shape == obs.shape
     assert not np.array_equal(jax.random.key_data(key), jax.random.key_data(jax.random.key(1)))
+    assert memory is None  # a feed-forward network carries none
 
 
 def test_a_noisy_network_acts_with_fresh_noise_for_each_env():
@@ -72,7 +73,7 @@ def test_a_noisy_network_acts_with_fresh_noise_for_each_env():
         prog = deep_q.program(config, None, None, config.value_head, noisy)
         variables = prog.network.init(jax.random.key(1), obs[:1])
         params, _ = noisynet.split_variables(variables)
-        _, action, _, _, _ = deep_q.explore_step(
+        _, action, *_ = deep_q.explore_step(
             prog, None, params, jax.random.key(2), state, obs, jnp.float32(0.0)
         )
         actions[noisy] = np.asarray(action)
