@@ -24,16 +24,24 @@ experiments/results/memory.json (the README quotes it).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import record
+# Twice in four runs at bdc9d86 a PQN-RNN cell hung for good here: every XLA:CPU worker idle
+# in Eigen's pool, the main thread waiting for the program (gdb, jax 0.10.2; the same wedge as
+# PyAutoFit#1530). One-threaded Eigen avoids it; set before jax is imported.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+).strip()
 
-from qlearn import plots, runs, stats, sweep
-from qlearn.algos import pqn
-from qlearn.envs import catalog
+import numpy as np  # noqa: E402
+import record  # noqa: E402
+
+from qlearn import plots, runs, stats, sweep  # noqa: E402
+from qlearn.algos import pqn  # noqa: E402
+from qlearn.envs import catalog  # noqa: E402
 
 LENGTHS = (4, 8, 16, 20)
 CORES = ("none", "gru")
