@@ -36,12 +36,12 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
 ).strip()
 
-import numpy as np  # noqa: E402
-import record  # noqa: E402
+import numpy as np
+import record
 
-from qlearn import plots, runs, stats, sweep  # noqa: E402
-from qlearn.algos import pqn  # noqa: E402
-from qlearn.envs import catalog  # noqa: E402
+from qlearn import plots, runs, stats, sweep
+from qlearn.algos import pqn
+from qlearn.envs import catalog
 
 LENGTHS = (4, 8, 16, 20)
 CORES = ("none", "gru")
