@@ -24,17 +24,9 @@ experiments/results/memory.json (the README quotes it).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
-
-# Twice in four runs at bdc9d86 a PQN-RNN cell hung for good here: every XLA:CPU worker idle
-# in Eigen's pool, the main thread waiting for the program (gdb, jax 0.10.2; the same wedge as
-# PyAutoFit#1530). One-threaded Eigen avoids it; set before jax is imported.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-).strip()
 
 import numpy as np
 import record

@@ -42,6 +42,14 @@ FIELDS: dict[str, tuple[Any, str]] = {
 """The static fields of a recurrent Q-network (name -> (default, help)), declared by a config
 with :func:`qlearn.types.table_field`."""
 
+RECURRENT_INIT = nn.initializers.lecun_normal()
+"""The initialiser of the cores' recurrent kernels (those of the inputs are flax's default,
+LeCun normal, too). Not flax's orthogonal default: that draws a QR decomposition per run, and
+under ``vmap`` jaxlib 0.10's batched QR splits its batch over XLA:CPU's thread pool and waits
+for it there — with several drawn at once (a GRU has three recurrent kernels) every worker
+waited and the program never finished (gdb: each in ``ParallelBatchMap``'s
+``BlockingCounter::Wait`` under ``lapack_sgeqrf_ffi``, 2 cores)."""
+
 Memory = tuple[Any, jax.Array]
 """What an agent with a recurrent network carries between env steps: (the carry [N, ...], bool
 [N]: the observation it acts on next is the first of an episode)."""
@@ -86,11 +94,8 @@ class RecurrentQNetwork(nn.Module):
             x, self.hidden_sizes, ACTIVATIONS[self.activation], self.layer_norm, self.noisy
         )
         carry = jax.tree.map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), carry)
-        cell = (
-            nn.GRUCell(self.memory_size)
-            if self.core == "gru"
-            else nn.OptimizedLSTMCell(self.memory_size)
-        )
+        kind = nn.GRUCell if self.core == "gru" else nn.OptimizedLSTMCell
+        cell = kind(self.memory_size, recurrent_kernel_init=RECURRENT_INIT)
         carry, y = cell(carry, x)
         return carry, last_layer(y, tau, self.num_actions, self.head, self.noisy)
 

@@ -1,6 +1,8 @@
 """Recurrent Q-networks: the reset contract, sequence unrolling for the losses, the values a
 recurrent agent acts on, and the checks of its fields."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,3 +137,14 @@ def test_recurrent_fields_are_refused_by_name():
         pqn.PQNConfig(**base, num_minibatches=2, diagnostics=True)
     with pytest.raises(ValueError, match=r"config\.core"):
         pqn.PQNConfig(**(base | {"core": "transformer"}), num_minibatches=2)
+
+
+@pytest.mark.parametrize("core", recurrent.CORES)
+def test_initialising_runs_vmapped_draws_no_qr_decomposition(core):
+    """A sweep initialises its runs' networks inside one vmapped program; a batched QR there
+    (flax's orthogonal recurrent kernels) deadlocked XLA:CPU's thread pool, so the cores'
+    recurrent kernels are drawn without one (recurrent.RECURRENT_INIT)."""
+    net = recurrent.build("mlp", ACTIONS, OBS, core=core, memory_size=8, hidden_sizes=(16,))
+    keys = jax.random.split(jax.random.key(0), 4)
+    jaxpr = jax.make_jaxpr(jax.vmap(lambda k: recurrent.init_params(net, k, OBS)))(keys)
+    assert not re.search(r"\b(qr|geqrf|householder_product)\b", str(jaxpr))
