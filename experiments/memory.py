@@ -13,7 +13,7 @@ every one. Reported per cell: the final greedy return's IQM with its 95% CI over
 run's return the mean of 32 greedy episodes), how many runs ended at the optimum, and the two
 bounds; one figure of the learning curves.
 
-    python experiments/memory.py                      # ≈ 25 min on 2 CPU cores
+    python experiments/memory.py                      # ≈ 5 min on 2 CPU cores
     python experiments/memory.py --lengths 4 --seeds 1 --scale 0.3 \\
         --results '' --figure '' --out /tmp/memory    # a smoke run
 
