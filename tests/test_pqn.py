@@ -239,12 +239,12 @@ def test_pqn_rnn_remembers_the_tmaze_cue_and_reproduces_by_seed():
         env_id="TMaze",
         env_kwargs={"length": length},
         core="gru",
-        memory_size=32,
-        hidden_sizes=(32,),
+        memory_size=64,
+        hidden_sizes=(64,),
         num_envs=16,
         rollout_steps=16,
         num_minibatches=4,
-        total_steps=61_440,
+        total_steps=97_280,  # experiments/memory.py's budget and network at this length
         num_evals=4,
         eval_episodes=32,
     )
