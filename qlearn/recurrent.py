@@ -173,6 +173,12 @@ def initial_carry(network: RecurrentQNetwork, batch: int) -> Any:
     return zeros if network.core == "gru" else (zeros, zeros)
 
 
+def initial_memory(network: RecurrentQNetwork, batch: int) -> Memory:
+    """The :data:`Memory` of ``batch`` envs about to start their episodes: the initial carry,
+    every observation the first of an episode."""
+    return initial_carry(network, batch), jnp.ones((batch,), bool)
+
+
 def unroll(
     apply: Any, params: Any, carry: Any, obs: jax.Array, reset: jax.Array, *per_step: jax.Array
 ) -> tuple[Any, jax.Array]:
@@ -212,6 +218,7 @@ __all__ = [
     "build",
     "init_params",
     "initial_carry",
+    "initial_memory",
     "sequence_q_function",
     "step_values",
     "unroll",

@@ -52,10 +52,9 @@ def evaluate_interval(
     episodes' ``overestimation``). Returns (eval_return, metrics)."""
     config = prog.config
     gamma = hp.gamma if config.diagnostics else None
-    memory = None
-    if prog.recurrent:  # every greedy episode starts from the initial carry
-        n = config.eval_episodes
-        memory = (recurrent.initial_carry(prog.network, n), jnp.ones((n,), bool))
+    memory = None  # a recurrent network's greedy episodes start from the initial carry
+    if prog.recurrent:
+        memory = recurrent.initial_memory(prog.network, config.eval_episodes)
     eval_return, ends = rollout.evaluate_episodes(
         prog.q_function(hp),
         params,

@@ -103,9 +103,7 @@ def start_envs(prog: deep_q.Program, key: jax.Array) -> EnvLoop:
     num_envs = prog.config.num_envs
     obs, env_state = rollout.reset_envs(prog.env, prog.env_params, key, num_envs)
     zero = jnp.zeros((), jnp.int32)
-    memory = None
-    if prog.recurrent:
-        memory = (recurrent.initial_carry(prog.network, num_envs), jnp.ones((num_envs,), bool))
+    memory = recurrent.initial_memory(prog.network, num_envs) if prog.recurrent else None
     return EnvLoop(env_state, obs, zero, rollout.init_episode_stats(num_envs), memory)
 
 
