@@ -11,7 +11,9 @@ initial one (zeros, :func:`initial_carry`) before the step, so what a run output
 never depends on what came before the episode began. :func:`unroll` applies it along sequences
 [T, B, ...]; :func:`sequence_q_function` makes a :class:`~qlearn.networks.QFunction` of a
 batch of sequences whose ``apply`` takes their T·B observations flattened, so every loss and
-head works on a recurrent network unchanged.
+head works on a recurrent network unchanged. :func:`rows_q_function` does the same for replayed
+sequences (:class:`SequenceBatch`): a burn-in that passes no gradient, and the values one step
+ahead that n-step targets bootstrap from.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from qlearn import networks
 from qlearn.heads import Head
 from qlearn.networks import ACTIVATIONS, QFunction, conv_layers, hidden_layers, last_layer
+from qlearn.types import Transition
 
 CORES = ("gru", "lstm")
 """The memory cores a network can have (``config.core``; 'none': a feed-forward network)."""
@@ -210,15 +214,90 @@ def sequence_q_function(q_fn: QFunction, carry: Any, reset: jax.Array) -> QFunct
     return dataclasses.replace(q_fn, apply=apply)
 
 
+@struct.dataclass
+class Sequences:
+    """B replayed sequences of L steps, time-major, that a recurrent network is unrolled over
+    from the carry it had at their first step."""
+
+    obs: jax.Array
+    """[L, B, ...]: the observations acted on."""
+    next_obs: jax.Array
+    """[L, B, ...]: the observations each step reached (at an episode's end its last one)."""
+    reset: jax.Array
+    """bool [L, B]: ``obs`` is the first of an episode (the carry is reset before it)."""
+    carry: Any
+    """[B, ...]: the carry before the first step, as it was stored while acting."""
+    burn_in: int = struct.field(pytree_node=False, default=0)
+    """the first steps, unrolled only to warm the carry up (no gradient passes through them)."""
+
+
+@struct.dataclass
+class SequenceBatch:
+    """What a sequence replay gives a TD learner: the trained steps as rows of a
+    :class:`~qlearn.types.Transition` whose ``obs`` and ``next_obs`` are row numbers of
+    :func:`rows_q_function` of ``sequences``, so every replay loss runs on it unchanged."""
+
+    transition: Transition
+    sequences: Sequences
+
+
+def rows_q_function(q_fn: QFunction, seqs: Sequences) -> QFunction:
+    """``q_fn`` (of a recurrent network) over replayed sequences: its ``apply(params,
+    rows int32 [R], *levels)`` gives the outputs of the rows asked for, where for the T = L −
+    burn_in trained steps (t counted from the burn-in's end, b the sequence)
+
+        row t·B + b          is q̂(h_t, ·): the network unrolled over obs from the stored carry;
+        row T·B + t·B + b    is the step ahead: one step on next_obs[t] from the carry after
+                             obs[t], not reset — q̂ of the state step t reached, the same as the
+                             unroll's row t + 1 inside an episode, and its final observation's
+                             value at a time limit (what n-step targets bootstrap from).
+
+    The burn-in steps are unrolled first and their carry held fixed
+    (``jax.lax.stop_gradient``): no gradient reaches them or the stored carry. An iqn head's
+    levels [R, K] are placed at the rows asked for (the others' are discarded)."""
+    burn_in = seqs.burn_in
+    steps = seqs.reset.shape[0] - burn_in
+    batch = seqs.reset.shape[1]
+    size = steps * batch
+
+    def apply(params: Any, rows: jax.Array, *levels: jax.Array) -> jax.Array:
+        carry = seqs.carry
+        if burn_in:
+            carry, _ = unroll(q_fn.apply, params, carry, seqs.obs[:burn_in], seqs.reset[:burn_in])
+            carry = jax.lax.stop_gradient(carry)
+        step_levels, ahead_levels = (), ()
+        if levels:
+            placed = jnp.zeros((2 * size, levels[0].shape[-1])).at[rows].set(levels[0])
+            step_levels = (placed[:size].reshape(steps, batch, -1),)
+            ahead_levels = (placed[size:],)
+
+        def step(c: Any, xs: tuple) -> tuple[Any, tuple]:
+            c, out = q_fn.apply(params, c, *xs)
+            return c, (out, c)
+
+        xs = (seqs.obs[burn_in:], seqs.reset[burn_in:], *step_levels)
+        _, (out, after) = jax.lax.scan(step, carry, xs)
+        after = jax.tree.map(lambda c: c.reshape(size, *c.shape[2:]), after)
+        next_obs = seqs.next_obs[burn_in:]
+        next_obs = next_obs.reshape(size, *next_obs.shape[2:])
+        _, ahead = q_fn.apply(params, after, next_obs, jnp.zeros(size, bool), *ahead_levels)
+        return jnp.concatenate([out.reshape(size, *out.shape[2:]), ahead])[rows]
+
+    return dataclasses.replace(q_fn, apply=apply)
+
+
 __all__ = [
     "CORES",
     "FIELDS",
     "Memory",
     "RecurrentQNetwork",
+    "SequenceBatch",
+    "Sequences",
     "build",
     "init_params",
     "initial_carry",
     "initial_memory",
+    "rows_q_function",
     "sequence_q_function",
     "step_values",
     "unroll",

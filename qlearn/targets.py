@@ -7,6 +7,8 @@ Per-transition targets (:func:`q_learning`, :func:`double_q_learning`, :func:`sa
 :func:`categorical_projection`) and :func:`quantile_q_learning` (QR-DQN: quantile values);
 :func:`two_hot` and :func:`hl_gauss` turn a scalar target into the label of a classification
 loss.
+:func:`signed_hyperbolic` and :func:`signed_parabolic` are R2D2's invertible value rescaling h
+and its inverse h⁻¹ (Pohlen et al. 2018; Kapturowski et al. 2019).
 Sequence targets (:func:`n_step_bootstrapped_returns`, :func:`lambda_returns`) take a
 trajectory of length T and return the target of every step of it.
 
@@ -98,6 +100,34 @@ def expected_sarsa(
     """
     chex.assert_rank([r_t, discount_t, q_t, probs_a_t], [0, 0, 1, 1])
     return r_t + discount_t * jnp.dot(probs_a_t, q_t)
+
+
+RESCALING_EPS = 1e-3
+"""ε of the value rescaling h (:func:`signed_hyperbolic`): Pohlen et al.'s and R2D2's 10⁻³."""
+
+
+def signed_hyperbolic(x: jax.Array, eps: float = RESCALING_EPS) -> jax.Array:
+    """The value rescaling h(x) = sign(x)(√(|x| + 1) − 1) + εx (Pohlen et al. 2018), elementwise:
+    strictly increasing, so argmax is unchanged; it squashes large returns like √|x|, with the
+    εx term keeping h⁻¹ Lipschitz. R2D2 regresses q̂ on h(r + γⁿ h⁻¹(q⁻(s′, a*))). Computed as
+    |x| / (√(|x| + 1) + 1), which is √(|x| + 1) − 1 without its cancellation near 0 (rlax
+    subtracts, losing float32's relative precision there)."""
+    magnitude = jnp.abs(x)
+    return jnp.sign(x) * magnitude / (jnp.sqrt(magnitude + 1.0) + 1.0) + eps * x
+
+
+def signed_parabolic(x: jax.Array, eps: float = RESCALING_EPS) -> jax.Array:
+    """h⁻¹, the inverse of :func:`signed_hyperbolic`, elementwise: with u = √(|y| + 1) − 1 ≥ 0,
+    h(y) = x means εu² + (1 + 2ε)u − |x| = 0, so
+
+        u = 2|x| / (1 + 2ε + √((1 + 2ε)² + 4ε|x|)),   h⁻¹(x) = sign(x) · u(u + 2),
+
+    the root and (u + 1)² − 1 in forms without cancellation, so h⁻¹(h(y)) = y to float32
+    precision at every magnitude (``tests/test_targets.py``)."""
+    magnitude = jnp.abs(x)
+    b = 1.0 + 2.0 * eps
+    u = 2.0 * magnitude / (b + jnp.sqrt(b * b + 4.0 * eps * magnitude))
+    return jnp.sign(x) * u * (u + 2.0)
 
 
 def n_step_bootstrapped_returns(

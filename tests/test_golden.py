@@ -31,14 +31,17 @@ directories by running their recorded command at 2cb18d0 in a git worktree, neve
 code. ``--write`` rewrites the specs and this machine's tiny sweeps, only when a change of the
 format is intended and said in its commit. ``--add-fields`` is for a new config field whose
 default changes no program: it rewrites the specs, and every set's tiny-sweep ``spec.json``
-and ``summary.json`` (derived again from the stored metrics, which it never touches), and
-refuses, writing nothing, unless the only change is new keys and ``records.csv`` stays.
+and ``summary.json`` and ``records.csv`` (derived again from the stored metrics, which it
+never touches), and refuses, writing nothing, unless the only change is new keys and new
+columns.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -257,20 +260,34 @@ def write(machine_set: bool) -> None:
 
 
 def only_additions(old: object, new: object, where: str) -> None:
-    """Exit unless ``new`` is ``old`` with keys added (at any depth of nested dicts)."""
+    """Exit unless ``new`` is ``old`` with keys added (at any depth of nested dicts, and of
+    lists of the same length)."""
     if isinstance(old, dict) and isinstance(new, dict):
         for k, v in old.items():
             if k not in new:
                 sys.exit(f"{where}: {k} was removed")
             only_additions(v, new[k], f"{where}.{k}")
-    elif old != new:
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (o, n) in enumerate(zip(old, new, strict=True)):
+            only_additions(o, n, f"{where}[{i}]")
+    elif old != new and not (old != old and new != new):  # NaN stays NaN
         sys.exit(f"{where}: {old!r} became {new!r}")
+
+
+def only_added_columns(old: str, new: str, where: str) -> None:
+    """Exit unless the CSV ``new`` is ``old`` with columns added (a new hyperparameter's)."""
+    old_rows, new_rows = (list(csv.DictReader(io.StringIO(t))) for t in (old, new))
+    columns = next(csv.reader(io.StringIO(old)))
+    if len(old_rows) != len(new_rows) or any(
+        {c: n.get(c) for c in columns} != o for o, n in zip(old_rows, new_rows, strict=True)
+    ):
+        sys.exit(f"{where}: records.csv would change beyond added columns")
 
 
 def add_fields() -> None:
     """``--add-fields``: the specs, and every set's tiny-sweep spec and summary (derived from
     its stored metrics), rebuilt by today's code; every file is checked (only added keys;
-    records.csv unchanged) before any is written."""
+    records.csv only gains columns, a new hyperparameter's) before any is written."""
     writes = {}
     for name, spec in specs().items():
         path = GOLDEN / f"spec_{name}.json"
@@ -285,9 +302,9 @@ def add_fields() -> None:
             only_additions(
                 json.loads((d / "summary.json").read_text()), json.loads(summary), str(d)
             )
-            if records != (d / "records.csv").read_text():
-                sys.exit(f"{d}: records.csv would change")
+            only_added_columns((d / "records.csv").read_text(), records, str(d))
             writes[d / "spec.json"], writes[d / "summary.json"] = dumps(spec), summary
+            writes[d / "records.csv"] = records
     for path, text in writes.items():
         path.write_text(text)
 

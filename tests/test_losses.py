@@ -190,6 +190,7 @@ def test_resolve():
     assert losses.resolve("mse", double_q=True).__wrapped__.keywords == {
         "regression": losses.mse,
         "double_q": True,
+        "rescale": False,
     }
     with pytest.raises(ValueError, match="not one of"):
         losses.resolve("l1", double_q=True)
@@ -937,3 +938,64 @@ def test_a_registered_loss_is_one_entry_and_needs_its_head():
         assert losses.resolve(config.loss, **config.loss_options).__wrapped__ is my_zero_loss
     finally:
         del losses.TABLE["transition"]["test_categorical_probe"]
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_value_rescaled_targets_equal_a_numpy_reference_and_rlax(setup, double_q):
+    """R2D2's rescaled target y = h(r + γ^m(1 − terminated)·h⁻¹(q⁻(s′, a*))) on n-step rows
+    (m = 1..3), a* the online (Double-Q) or target network's argmax, in float64 numpy; for
+    m = 1 without Double-Q rlax's transformed n-step Q-learning (n = 1) gives the same δ."""
+    apply, online, target, batch = setup
+    batch = batch.replace(steps=jnp.arange(B, dtype=jnp.int32) % 3 + 1)
+    hp = HParams(gamma=0.9)
+    loss_fn = losses.resolve("huber", double_q=double_q, value_rescaling=True)
+    out = loss_fn(apply, online, target, batch, hp)
+
+    def h(x):
+        return np.sign(x) * (np.sqrt(np.abs(x) + 1) - 1) + 1e-3 * x
+
+    def h_inv(x):
+        return np.sign(x) * (((np.sqrt(1 + 4e-3 * (np.abs(x) + 1 + 1e-3)) - 1) / 2e-3) ** 2 - 1)
+
+    q_next = np.asarray(apply(target, batch.next_obs), np.float64)
+    selector = np.asarray(apply(online if double_q else target, batch.next_obs))
+    best = q_next[np.arange(B), selector.argmax(-1)]
+    discount = 0.9 ** np.asarray(batch.steps) * (1 - np.asarray(batch.terminated))
+    y = h(np.asarray(batch.reward, np.float64) + discount * h_inv(best))
+    q_sa = np.asarray(apply(online, batch.obs))[np.arange(B), np.asarray(batch.action)]
+    np.testing.assert_allclose(out.priority, np.abs(y - q_sa), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(
+        losses.resolve("huber", double_q=double_q)(apply, online, target, batch, hp).priority,
+        out.priority,
+    )
+    if not double_q:
+        one = batch.replace(steps=jnp.ones(B, jnp.int32))
+        delta = jax.vmap(
+            lambda q, a, r, d, qt: rlax.transformed_n_step_q_learning(
+                q[None],
+                a[None],
+                qt[None],
+                jnp.argmax(qt)[None],
+                r[None],
+                d[None],
+                1,
+                tx_pair=rlax.SIGNED_HYPERBOLIC_PAIR,
+            )[0]
+        )(
+            apply(online, one.obs),
+            one.action,
+            one.reward,
+            0.9 * (1.0 - one.terminated.astype(jnp.float32)),
+            apply(target, one.next_obs),
+        )
+        ours = loss_fn(apply, online, target, one, hp).priority
+        np.testing.assert_allclose(ours, np.abs(delta), rtol=1e-4, atol=1e-5)
+
+
+def test_value_rescaling_is_refused_by_losses_that_do_not_take_it():
+    from qlearn.algos import dqn
+    from qlearn.types import ConfigError
+
+    with pytest.raises(ConfigError, match=r"value_rescaling.*'c51'"):
+        dqn.DQNConfig(loss="c51", head="categorical", value_rescaling=True)
+    dqn.DQNConfig(loss=("huber", "dqn_reg"), value_rescaling=True)

@@ -152,3 +152,30 @@ def test_the_custom_diagnostic_example_plugs_into_the_metrics():
     config = dataclasses.replace(scope["config"], **TINY, diagnostics_batch=32)
     _, metrics = jax.eval_shape(dqn.make_train(config), jax.random.key(0), dqn.DQNHParams())
     assert metrics["action_gap"].shape == (TINY["num_evals"],)
+
+
+def test_the_memory_examples_build_the_programs_they_describe():
+    """The README's "Memory" code blocks, executed as written with ``sweep.run`` recording its
+    arguments instead of training: each config is valid and its program traces (PQN-RNN, and
+    R2D2-style DQN with a recurrent core and the sequence source)."""
+    import jax
+
+    from qlearn import algos, sweep
+
+    section = README.split("## Memory: recurrent Q-networks", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    calls = []
+    scope: dict = {}
+    original = sweep.run
+    sweep.run = lambda config, **kw: calls.append((config, kw))
+    try:
+        for block in blocks:
+            exec(block, scope)
+    finally:
+        sweep.run = original
+    assert [c.core for c, _ in calls] == ["gru", "gru"]
+    for config, kw in calls:
+        algo = algos.of(config)
+        _, metrics = jax.eval_shape(algo.make_train(config), jax.random.key(0), kw["hparams"])
+        assert metrics["eval_return"].shape == (config.num_evals,)

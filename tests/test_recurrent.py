@@ -64,6 +64,74 @@ def test_sequence_q_function_unrolls_time_major_rows_and_passes_gradients():
     assert any(np.any(g != 0) for g in core_grad)  # the memory itself is trained
 
 
+def stream(steps, batch, key):
+    """A stream of observations with its resets and next observations: an episode of each
+    sequence ends at step 3 (env 0 truncated, its final observation new), where the next
+    observation begins a new episode."""
+    k = jax.random.split(jax.random.key(key), 3)
+    obs = jax.random.normal(k[0], (steps + 1, batch, *OBS))
+    reset = jnp.zeros((steps + 1, batch), bool).at[4].set(True)
+    next_obs = obs[1:].at[3].set(jax.random.normal(k[1], (batch, *OBS)))
+    return obs[:steps], next_obs, reset[:steps], obs[steps]
+
+
+@pytest.mark.parametrize("burn_in", [0, 2])
+def test_rows_q_function_gives_the_unroll_and_the_step_ahead(burn_in):
+    """Rows t·B + b are the unroll after the burn-in; the rows ahead equal the unroll's next
+    row inside an episode, and at the episode's end the old carry's value of its final
+    observation (not the reset row)."""
+    net, params = make("gru")
+    q_fn = networks.QFunction(net.apply)
+    steps, batch = 7, 3
+    obs, next_obs, reset, _ = stream(steps, batch, 6)
+    carry = recurrent.initial_carry(net, batch) + 0.3
+    seqs = recurrent.Sequences(obs, next_obs, reset, carry, burn_in)
+    rows_fn = recurrent.rows_q_function(q_fn, seqs)
+    trained = steps - burn_in
+    size = trained * batch
+    _, ref = recurrent.unroll(net.apply, params, carry, obs, reset)
+    np.testing.assert_allclose(
+        rows_fn.apply(params, jnp.arange(size)), ref[burn_in:].reshape(size, -1), rtol=1e-5
+    )
+    ahead = np.asarray(rows_fn.apply(params, size + jnp.arange(size))).reshape(trained, batch, -1)
+    for t in range(burn_in, steps - 1):
+        if t != 3:  # inside an episode: the next row of the unroll
+            np.testing.assert_allclose(ahead[t - burn_in], ref[t + 1], rtol=1e-5)
+    carry_3, _ = recurrent.unroll(net.apply, params, carry, obs[:4], reset[:4])
+    _, final = net.apply(params, carry_3, next_obs[3], jnp.zeros(batch, bool))
+    np.testing.assert_allclose(ahead[3 - burn_in], final, rtol=1e-5)
+    assert not np.allclose(ahead[3 - burn_in], ref[4])
+    table = np.concatenate([ref[burn_in:].reshape(size, -1), ahead.reshape(size, -1)])
+    rows = np.array([size + 2, 1, 0, 2 * size - 1])  # any rows, in any order
+    np.testing.assert_allclose(rows_fn.apply(params, jnp.asarray(rows)), table[rows], rtol=1e-5)
+
+
+def test_burn_in_passes_no_gradient_into_the_burnt_in_steps():
+    """The loss's gradient with respect to the burn-in observations and the stored carry is
+    zero, and not zero without a burn-in; the trained steps' observations get a gradient."""
+    net, params = make("lstm")
+    q_fn = networks.QFunction(net.apply)
+    steps, batch, burn_in = 6, 2, 3
+    obs, next_obs, reset, _ = stream(steps, batch, 7)
+    carry = jax.tree.map(lambda c: c + 0.2, recurrent.initial_carry(net, batch))
+
+    def grads(burn, params=params):
+        def loss(obs, carry):
+            seqs = recurrent.Sequences(obs, next_obs, reset, carry, burn)
+            size = (steps - burn) * batch
+            return jnp.sum(recurrent.rows_q_function(q_fn, seqs)(params, jnp.arange(size)) ** 2)
+
+        return jax.grad(loss, (0, 1))(obs, carry)
+
+    g_obs, g_carry = grads(burn_in)
+    assert np.all(np.asarray(g_obs[:burn_in]) == 0)
+    assert all(np.all(np.asarray(c) == 0) for c in jax.tree.leaves(g_carry))
+    assert np.all(np.abs(np.asarray(g_obs[burn_in:])).sum(axis=-1) > 0)
+    g_obs, g_carry = grads(0)
+    assert np.abs(np.asarray(g_obs[:burn_in])).sum() > 0
+    assert any(np.abs(np.asarray(c)).sum() > 0 for c in jax.tree.leaves(g_carry))
+
+
 def test_step_values_are_the_heads_expected_values():
     head = heads.Categorical(11)
     net, params = make("lstm", head)

@@ -200,8 +200,7 @@ def make_network(
 ) -> Any:
     """The Q-network of a deep-Q config (see :func:`qlearn.networks.build`): A·K outputs for
     a head of K outputs per action, noisy fully connected layers with ``noisy``; recurrent
-    with a memory ``config.core`` (:func:`qlearn.recurrent.build`; PQN's field, DQN has
-    none yet)."""
+    with a memory ``config.core`` (:func:`qlearn.recurrent.build`)."""
     kwargs = dict(
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
@@ -209,7 +208,7 @@ def make_network(
         head=head,
         noisy=noisy,
     )
-    core = getattr(config, "core", "none")
+    core = getattr(config, "core", "none")  # a tabular config has no core
     if core != "none":
         return recurrent.build(
             config.network,

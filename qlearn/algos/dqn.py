@@ -12,6 +12,11 @@ runs every hyperparameter configuration × seed in ONE compiled program. A run i
 ``learning_starts`` env steps, then ``num_evals`` equal intervals of iterations (``train_every``
 steps of the ``num_envs`` envs, then ``updates_per_train`` updates on replay batches), each
 ending in a greedy evaluation (:mod:`qlearn.algos.driver`): metrics have T = ``num_evals``.
+
+With ``core`` 'gru' or 'lstm' the network carries a memory and DQN becomes R2D2-style
+(Kapturowski et al. 2019): sequences replayed with their stored carry and a burn-in
+(:mod:`qlearn.algos.sequence_source`); :data:`R2D2` and :data:`R2D2_HPARAMS` hold the paper's
+settings.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from typing import Any
 import jax
 from flax import struct
 
-from qlearn import dp, envs, heads, hparams, losses, noisynet
-from qlearn.algos import deep_q, driver, learners, probes, replay_source
+from qlearn import dp, envs, heads, hparams, losses, noisynet, recurrent
+from qlearn.algos import deep_q, driver, learners, probes, replay_source, sequence_source
 from qlearn.losses import LossRecord
 from qlearn.types import LossFn, config_field, table_field
 
@@ -50,6 +55,11 @@ class DQNConfig(deep_q.DeepQConfig):
         "mlp", "'linear' (no bias: tabular on one-hot observations), " + deep_q.NETWORKS_HELP
     )
     hidden_sizes: tuple[int, ...] = table_field(deep_q.SHARED_FIELDS, "hidden_sizes")
+    core: str = table_field(recurrent.FIELDS, "core")
+    memory_size: int = table_field(recurrent.FIELDS, "memory_size")
+    sequence_length: int = table_field(sequence_source.SEQUENCE_FIELDS, "sequence_length")
+    burn_in: int = table_field(sequence_source.SEQUENCE_FIELDS, "burn_in")
+    sequence_overlap: int = table_field(sequence_source.SEQUENCE_FIELDS, "sequence_overlap")
     activation: str = table_field(deep_q.SHARED_FIELDS, "activation")
     layer_norm: bool = table_field(deep_q.SHARED_FIELDS, "layer_norm")
     target_network: bool = table_field(learners.TD_FIELDS, "target_network")
@@ -65,6 +75,7 @@ class DQNConfig(deep_q.DeepQConfig):
         "huber", losses.registry.help_text("transition")
     )
     munchausen_next_policy: str = table_field(losses.OPTION_FIELDS, "munchausen_next_policy")
+    value_rescaling: bool = table_field(losses.OPTION_FIELDS, "value_rescaling")
     replay: str = table_field(replay_source.REPLAY_FIELDS, "replay")
     per_normalise: str = table_field(replay_source.REPLAY_FIELDS, "per_normalise")
     num_evals: int = table_field(deep_q.SHARED_FIELDS, "num_evals")
@@ -89,6 +100,8 @@ class DQNConfig(deep_q.DeepQConfig):
         heads.check_config(self)
         deep_q.check_shared(self, self.value_head, self.noisy)
         replay_source.check_replay_config(self)
+        if self.core != "none":
+            sequence_source.check_sequence_config(self)
         losses.check_config(self, masks_actions=deep_q.masks_actions(self))
         probes.check_diagnostics(self, self.updates_per_run // self.num_evals, self.batch_size)
         learners.check_intervention(self)
@@ -101,6 +114,7 @@ class DQNConfig(deep_q.DeepQConfig):
             "munchausen_next_policy": self.munchausen_next_policy,
             "iqn_target_quantiles": self.iqn_target_quantiles,
             "iqn_action_quantiles": self.iqn_action_quantiles,
+            "value_rescaling": self.value_rescaling,
         }
 
     @property
@@ -165,6 +179,7 @@ class DQNHParams:
     per_alpha: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_alpha")
     per_beta: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_beta")
     per_eps: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_eps")
+    per_eta: float = hparams.table_field(sequence_source.SEQUENCE_HPARAMS, "per_eta")
     coverage: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "coverage")
     noisy_sigma0: float = hparams.table_field(noisynet.NOISY_HPARAMS, "noisy_sigma0")
     dormant_tau: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "dormant_tau")
@@ -176,10 +191,44 @@ class DQNHParams:
     perturb: float = hparams.table_field(learners.INTERVENTION_HPARAMS, "perturb")
 
 
+R2D2 = dict(
+    core="lstm",
+    memory_size=512,
+    network="nature_cnn",
+    dueling=True,
+    batch_size=64,
+    sequence_length=80,
+    burn_in=40,
+    sequence_overlap=40,
+    n_step=5,
+    value_rescaling=True,
+    replay="prioritized",
+)
+"""Kapturowski et al. (2019)'s R2D2 settings that are config fields, for
+``DQNConfig(**R2D2, env_id=...)``. Not in it: the 4M-observation replay (``buffer_size`` is the
+user's to fit in memory) and the replay ratio of 256 distributed actors; each actor's fixed ε
+is an ε schedule here (:data:`R2D2_HPARAMS`)."""
+
+R2D2_HPARAMS = dict(
+    lr=1e-4,
+    gamma=0.997,
+    per_alpha=0.9,
+    per_beta=0.6,
+    per_eta=0.9,
+    target_tau=1.0,
+    target_period=2500,
+    max_grad_norm=float("inf"),
+)
+"""R2D2's hyperparameters (Adam 10⁻⁴, γ = 0.997, priority exponent 0.9, importance-sampling
+exponent 0.6, η = 0.9, a hard target update every 2,500 updates, no gradient clipping), for
+``DQNHParams(**R2D2_HPARAMS)``. Adam's ε (10⁻³ in the paper) is optax's default 10⁻⁸ here."""
+
+
 def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> driver.Agent:
-    """DQN as the driver runs it: a replay source, a TD learner with a target network
-    (:func:`~qlearn.algos.learners.td_learner`), and the probes that apply (noisy layers' σ;
-    a finite MDP's exact errors; the diagnostics)."""
+    """DQN as the driver runs it: a replay source (a sequence source for a recurrent core), a
+    TD learner with a target network (:func:`~qlearn.algos.learners.td_learner`), and the
+    probes that apply (noisy layers' σ; a finite MDP's exact errors, feed-forward only; the
+    diagnostics)."""
     loss_fn = losses.resolve(config.loss, **config.loss_options)
     prog = deep_q.program(
         config, loss_fn, progress, config.value_head, config.noisy, config.iqn_action_quantiles
@@ -187,15 +236,18 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
     finite = envs.is_finite(config.env_id)
 
     def build(hp: DQNHParams) -> driver.Parts:
-        truth = probes.ground_truth(prog, hp)
-        source = replay_source.replay_source(
-            prog, hp, record_states=finite, reachable=truth.get("reachable")
-        )
+        measured = (probes.noise_probe(),) if config.noisy else ()
+        if prog.recurrent:  # q̂ depends on the history, not on a state: no per-state errors
+            source = sequence_source.sequence_source(prog, hp)
+        else:
+            truth = probes.ground_truth(prog, hp)
+            source = replay_source.replay_source(
+                prog, hp, record_states=finite, reachable=truth.get("reachable")
+            )
+            if finite:
+                measured += (probes.finite_mdp_probe(prog, hp, truth, config.diagnostics),)
         td = learners.td_learner(prog, hp, config.target_network)
         learner = learners.with_intervention(td, prog, hp)
-        measured = (probes.noise_probe(),) if config.noisy else ()
-        if finite:
-            measured += (probes.finite_mdp_probe(prog, hp, truth, config.diagnostics),)
         return driver.Parts(source, learner, measured + probes.diagnosed(prog, hp, source, td))
 
     return driver.Agent(prog, build, config.iters_per_eval)

@@ -165,9 +165,10 @@ def update_target(params: Params, target_params: Params, updates: jax.Array, hp:
 def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
     """DQN's learner: ``prog.loss`` (a :data:`~qlearn.types.LossFn`) bootstrapping from the
     target network θ⁻ (or from θ itself without ``target_network``), θ⁻ updated after each
-    step (:func:`update_target`). A noisy network draws fresh online and target noise per
-    update (stream ``noise``); a loss that samples (``iqn``: its levels τ) gets the update's
-    key of the stream ``loss`` as its ``key`` argument."""
+    step (:func:`update_target`); on a :class:`~qlearn.recurrent.SequenceBatch` the loss sees
+    its rows through :func:`qlearn.recurrent.rows_q_function`. A noisy network draws fresh
+    online and target noise per update (stream ``noise``); a loss that samples (``iqn``: its
+    levels τ) gets the update's key of the stream ``loss`` as its ``key`` argument."""
     q_fn, optimizer = prog.q_function(hp), make_optimizer(hp)
     samples = losses.samples(prog.config.loss, "transition")
     streams = (("loss",) if samples else ()) + (("noise",) if prog.noise is not None else ())
@@ -181,8 +182,13 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
         return TargetLearnerState(params, optimizer.init(params), zero, params)
 
     def update(
-        state: TargetLearnerState, batch: Transition, keys: dict[str, jax.Array]
+        state: TargetLearnerState,
+        batch: Transition | recurrent.SequenceBatch,
+        keys: dict[str, jax.Array],
     ) -> tuple[TargetLearnerState, Update]:
+        fn = q_fn
+        if isinstance(batch, recurrent.SequenceBatch):  # replayed sequences of a recurrent net
+            fn, batch = recurrent.rows_q_function(q_fn, batch.sequences), batch.transition
         noise = None
         if "noise" in keys:
             k_online, k_target = jax.random.split(keys["noise"])
@@ -192,7 +198,7 @@ def td_learner(prog: deep_q.Program, hp: Any, target_network: bool) -> Learner:
             )
         bootstrap = state.target_params if target_network else state.params
         params, opt_state, out = gradient_step(
-            q_fn,
+            fn,
             prog.loss,
             optimizer,
             state.params,

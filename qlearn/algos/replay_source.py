@@ -256,13 +256,11 @@ def replay_step(
     return (state.replace(loop=loop), key), trace
 
 
-def empty_replay(prog: deep_q.Program, loop: EnvLoop, record_states: bool) -> ReplayState:
-    """An empty replay of ``prog.config``'s kind (prioritised, with a min tree for
-    ``per_normalise = 'buffer'``) for the transitions of the envs ``loop``, and for n > 1 an
-    empty window of the last n one-step transitions of each env (oldest first)."""
-    config = prog.config
+def example_transition(prog: deep_q.Program, loop: EnvLoop) -> Transition:
+    """A one-step transition shaped like those the envs ``loop`` give (zeros; what an empty
+    buffer is built from)."""
     masks = envs.action_masks(prog.env, prog.env_params, loop.env_state)
-    transition = Transition(
+    return Transition(
         obs=loop.obs[0],
         action=jnp.int32(0),
         reward=jnp.float32(0),
@@ -272,7 +270,14 @@ def empty_replay(prog: deep_q.Program, loop: EnvLoop, record_states: bool) -> Re
         steps=jnp.int32(1),
         next_action_mask=None if masks is None else masks[0],
     )
-    example = Item(transition, jnp.int32(0) if record_states else None)
+
+
+def empty_replay(prog: deep_q.Program, loop: EnvLoop, record_states: bool) -> ReplayState:
+    """An empty replay of ``prog.config``'s kind (prioritised, with a min tree for
+    ``per_normalise = 'buffer'``) for the transitions of the envs ``loop``, and for n > 1 an
+    empty window of the last n one-step transitions of each env (oldest first)."""
+    config = prog.config
+    example = Item(example_transition(prog, loop), jnp.int32(0) if record_states else None)
     window: Any = ()
     if config.n_step > 1:
         window = jax.tree.map(
@@ -307,14 +312,20 @@ def replay_batch(
     return items.transition.replace(weight=weight), Drawn(idx, items.state)
 
 
-def priority_feedback(hp: Any, state: ReplayState, drawn: Drawn, update: Update) -> ReplayState:
-    """A prioritised replay's feedback: the sampled slots ``drawn.index`` get the update's
-    per-sample priorities (p = |ℓ| + ε, to the power α)."""
+def check_priority(update: Update) -> None:
+    """Raise :class:`~qlearn.types.ConfigError` (while tracing) unless the update reports the
+    per-sample priorities prioritised replay needs."""
     if update.priority is None:
         raise ConfigError(
             "config.replay = 'prioritized' needs a loss that reports LossOutput.priority [B], "
             "each sample's new priority (the built-in losses do); this one does not"
         )
+
+
+def priority_feedback(hp: Any, state: ReplayState, drawn: Drawn, update: Update) -> ReplayState:
+    """A prioritised replay's feedback: the sampled slots ``drawn.index`` get the update's
+    per-sample priorities (p = |ℓ| + ε, to the power α)."""
+    check_priority(update)
     buffer = replay.update_priorities(
         state.buffer, drawn.index, update.priority, hp.per_alpha, hp.per_eps
     )

@@ -76,24 +76,14 @@ def sequence_batch(
     (leaves [T, N, ...], unflattened) with their Q(λ) targets and ``memory`` = (the carry at
     the rollout's start [N, ...], ``first`` [T, N]: step t starts an episode). The value of
     each next state is the network's one step on it from the carry that has seen o_0..o_t —
-    for a step that ended an episode, on the final observation, before any reset."""
+    for a step that ended an episode, on the final observation, before any reset (the rows
+    ahead of :func:`qlearn.recurrent.rows_q_function`)."""
     q_fn, steps, num_envs = prog.q_function(hp), *first.shape
-
-    def advance(carry: Any, xs: tuple[jax.Array, jax.Array]) -> tuple[Any, Any]:
-        carry, _ = q_fn.apply(params, carry, *xs)
-        return carry, carry
-
-    _, seen = jax.lax.scan(advance, memory[0], (tr.obs, first))  # the carry after each step
-
-    def flat(x: jax.Array) -> jax.Array:
-        return x.reshape(steps * num_envs, *x.shape[2:])
-
-    stay = jnp.zeros((steps * num_envs,), bool)
-    q_next, _ = recurrent.step_values(
-        q_fn, params, (jax.tree.map(flat, seen), stay), flat(tr.next_obs)
-    )
+    size = steps * num_envs
+    seqs = recurrent.Sequences(tr.obs, tr.next_obs, first, memory[0])
+    q_next = recurrent.rows_q_function(q_fn, seqs)(params, size + jnp.arange(size))
     if tr.next_action_mask is not None:
-        q_next = policies.masked(q_next, flat(tr.next_action_mask))
+        q_next = policies.masked(q_next, tr.next_action_mask.reshape(size, -1))
     q_next_max = jnp.max(q_next, axis=-1).reshape(steps, num_envs)
     g = q_lambda_targets(tr.reward, tr.terminated, tr.truncated, q_next_max, hp.gamma, hp.lam)
     return ReturnBatch(tr.obs, tr.action, g, (memory[0], first))

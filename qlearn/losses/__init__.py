@@ -147,6 +147,9 @@ def switch(loss_fns: Sequence[Callable]) -> Callable:
     return switched
 
 
+RESCALABLE = ("huber", "mse", "dqn_reg")
+"""The built-in losses that take ``value_rescaling`` (R2D2's h on their scalar TD target)."""
+
 MUNCHAUSEN_NEXT_POLICIES = ("target", "online")
 """Which network's softmax is π' at s' in the ``munchausen`` loss (:func:`resolve`)."""
 
@@ -158,6 +161,12 @@ OPTION_FIELDS: dict[str, tuple[Any, str]] = {
         "'target' (q⁻; Vieillard et "
         "al. 2020 use the target network for the log-policy bonus at s and for π′) or 'online' "
         "(q, Double-Q style: what loss=munchausen did with double_q=true before this field)",
+    ),
+    "value_rescaling": (
+        False,
+        "R2D2's invertible value rescaling (Pohlen et al. 2018): the network's values are "
+        "h(q), the target h(r + γⁿ h⁻¹(q⁻(s′, a*))), h(x) = sign(x)(√(|x| + 1) − 1) + 10⁻³x; "
+        "losses huber, mse, dqn_reg",
     ),
 }
 """The static fields that specialise built-in losses (:class:`LossOptions`; name -> (default,
@@ -201,7 +210,7 @@ HPARAMS: dict[str, dict[str, Any]] = {
 
 def _semi_gradient(regression: Regression) -> Callable[[LossOptions], LossFn]:
     return lambda o: functools.partial(
-        semi_gradient_td_loss, regression=regression, double_q=o.double_q
+        semi_gradient_td_loss, regression=regression, double_q=o.double_q, rescale=o.value_rescaling
     )
 
 
@@ -217,7 +226,7 @@ for _record in (
     ),
     LossRecord(
         "dqn_reg",
-        lambda o: functools.partial(dqn_reg_loss, double_q=o.double_q),
+        lambda o: functools.partial(dqn_reg_loss, double_q=o.double_q, rescale=o.value_rescaling),
         summary="DQN-Reg (Co-Reyes et al. 2021): + dqn_reg_weight · q̂",
     ),
     LossRecord(
@@ -288,6 +297,7 @@ def resolve(
     munchausen_next_policy: str = "target",
     iqn_target_quantiles: int | None = None,
     iqn_action_quantiles: int | None = None,
+    value_rescaling: bool = False,
 ) -> LossFn:
     """The replay loss (:data:`~qlearn.types.LossFn`) a config names: a name of
     :data:`~qlearn.losses.registry.TABLE` (the built-ins: ``"huber"``, ``"mse"``,
@@ -304,6 +314,8 @@ def resolve(
       iqn_target_quantiles: N', the target's sampled levels in ``iqn`` (None: N).
       iqn_action_quantiles: K, the sampled levels ``iqn`` chooses the target's a* by (None:
         the head's midpoints).
+      value_rescaling: R2D2's rescaled targets h(r + γⁿ h⁻¹(q⁻)) in the losses of
+        :data:`RESCALABLE` (others refuse it: :func:`check_config`).
     """
     if munchausen_next_policy not in MUNCHAUSEN_NEXT_POLICIES:
         raise ValueError(
@@ -311,7 +323,11 @@ def resolve(
             f"{', '.join(MUNCHAUSEN_NEXT_POLICIES)}"
         )
     options = LossOptions(
-        double_q, munchausen_next_policy, iqn_target_quantiles, iqn_action_quantiles
+        double_q,
+        munchausen_next_policy,
+        iqn_target_quantiles,
+        iqn_action_quantiles,
+        value_rescaling,
     )
     return resolve_spec(spec, "transition", options, switch)
 
@@ -327,6 +343,11 @@ def check_config(config: Any, *, masks_actions: bool) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     names = config.loss if isinstance(config.loss, tuple) else (config.loss,)
+    if config.loss_options.get("value_rescaling") and not set(names) <= set(RESCALABLE):
+        raise ConfigError(
+            f"config.value_rescaling rescales the scalar TD target of the losses "
+            f"{', '.join(RESCALABLE)}; config.loss = {config.loss!r} has another"
+        )
     if "munchausen" in names and masks_actions:
         raise ConfigError(
             f"config.loss = 'munchausen' needs the action mask of each replayed state s "
@@ -348,6 +369,7 @@ __all__ = [
     "LINEAR_LOSSES",
     "MUNCHAUSEN_NEXT_POLICIES",
     "REGRESSIONS",
+    "RESCALABLE",
     "RETURN_BUILTIN",
     "TABLE",
     "LinearBatch",

@@ -4,6 +4,7 @@ the targets and diagnostics they share (see :mod:`qlearn.losses` for the contrac
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -49,23 +50,29 @@ def td_targets(
     hparams: Any,
     *,
     double_q: bool,
+    rescale: bool = False,
 ) -> jax.Array:
     """The (not yet stop-gradiented) TD targets y of a batch, shape [B].
 
     discount_t = γ^steps·(1 − terminated): a truncated transition bootstraps from ``next_obs``.
     With ``double_q`` the online network selects the next action and the target network
     evaluates it. The max (or the selection) ranges over the actions available at
-    ``next_obs`` (``batch.next_action_mask``; all when None).
+    ``next_obs`` (``batch.next_action_mask``; all when None). With ``rescale`` the network's
+    values live in R2D2's rescaled space: y = h(r + discount_t · h⁻¹(q⁻(s′, a*)))
+    (:func:`qlearn.targets.signed_hyperbolic`; a* is the same, h being increasing).
     """
     discount_t = bootstrap_discount(batch, hparams.gamma)
     mask = batch.next_action_mask
     q_t_value = q_fn(target_params, batch.next_obs)
+    if rescale:
+        q_t_value = targets.signed_parabolic(q_t_value)
     if double_q:
         q_t_selector = policies.masked(q_fn(online_params, batch.next_obs), mask)
-        return jax.vmap(targets.double_q_learning)(
-            batch.reward, discount_t, q_t_value, q_t_selector
-        )
-    return jax.vmap(targets.q_learning)(batch.reward, discount_t, policies.masked(q_t_value, mask))
+        y = jax.vmap(targets.double_q_learning)(batch.reward, discount_t, q_t_value, q_t_selector)
+    else:
+        q_t_value = policies.masked(q_t_value, mask)
+        y = jax.vmap(targets.q_learning)(batch.reward, discount_t, q_t_value)
+    return targets.signed_hyperbolic(y) if rescale else y
 
 
 def batch_mean(per_sample: jax.Array, batch: Transition) -> jax.Array:
@@ -153,6 +160,7 @@ def semi_gradient_td_loss(
     *,
     regression: Regression = huber,
     double_q: bool = False,
+    rescale: bool = False,
 ) -> LossOutput:
     """Semi-gradient TD loss  L(θ) = mean_i ℓ(sg(y_i) − q̂(s_i, a_i; θ))  (weighted by
     ``batch.weight`` under prioritised replay, :func:`batch_mean`).
@@ -166,14 +174,16 @@ def semi_gradient_td_loss(
       key: unused (the loss does not sample).
       regression: ℓ, per-sample loss of the TD error (:func:`mse` or :func:`huber`).
       double_q: use the Double Q-learning target.
+      rescale: R2D2's value rescaling of the target (:func:`td_targets`).
 
     Returns:
       :class:`~qlearn.types.LossOutput`: the loss, the metrics of :func:`td_diagnostics`
       (q_mean: mean q̂(s,a), target_mean: mean y, td_abs: mean |y − q̂|, q_abs_max: max
       |q̂(s, ·)| over the batch) and the priorities |δ| [B].
     """
+    target_fn = functools.partial(td_targets, rescale=rescale)
     td_error, q_tm1, q_sa, y = td_errors(
-        q_fn, online_params, target_params, batch, hparams, double_q=double_q
+        q_fn, online_params, target_params, batch, hparams, double_q=double_q, target_fn=target_fn
     )
     loss = batch_mean(regression(td_error, hparams), batch)
     return LossOutput(loss, td_diagnostics(q_tm1, q_sa, y), jnp.abs(td_error))
@@ -247,13 +257,16 @@ def dqn_reg_loss(
     key: jax.Array | None = None,
     *,
     double_q: bool = False,
+    rescale: bool = False,
 ) -> LossOutput:
     """DQNReg (Co-Reyes et al. 2021, the loss their search evolved): the squared TD error plus
     a penalty on the value itself, L(θ) = mean_i (w·q̂(s_i, a_i; θ) + (sg(y_i) − q̂(s_i, a_i;
-    θ))²), w = ``hparams.dqn_reg_weight`` (0.1 in the paper), y of :func:`td_targets`.
-    Returns a :class:`~qlearn.types.LossOutput` like :func:`semi_gradient_td_loss`."""
+    θ))²), w = ``hparams.dqn_reg_weight`` (0.1 in the paper), y of :func:`td_targets` (with
+    ``rescale``: R2D2's value rescaling). Returns a :class:`~qlearn.types.LossOutput` like
+    :func:`semi_gradient_td_loss`."""
+    target_fn = functools.partial(td_targets, rescale=rescale)
     td_error, q_tm1, q_sa, y = td_errors(
-        q_fn, online_params, target_params, batch, hparams, double_q=double_q
+        q_fn, online_params, target_params, batch, hparams, double_q=double_q, target_fn=target_fn
     )
     loss = batch_mean(hparams.dqn_reg_weight * q_sa + jnp.square(td_error), batch)
     return LossOutput(loss, td_diagnostics(q_tm1, q_sa, y), jnp.abs(td_error))
