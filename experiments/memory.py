@@ -183,8 +183,7 @@ def figure(cells: dict[tuple, dict], lengths: dict[str, list[int]]) -> Any:
     rows = [
         [
             (
-                f"{TASKS[env_id].title}, length {n} (optimum 1, memoryless "
-                f"{TASKS[env_id].memoryless:g})",
+                f"{TASKS[env_id].title} N = {n} (memoryless {TASKS[env_id].memoryless:g})",
                 "greedy return",
                 np.stack([cells[(env_id, n, *agent)]["curve"] for agent in AGENTS]),
             )
