@@ -14,6 +14,9 @@ change in health; its time limit (10,000 steps) is far beyond these budgets' epi
 
     python experiments/suites.py                        # ≈ 37 min on 2 CPU cores
     python experiments/suites.py --envs navix:Navix-Empty-8x8-v0 --algos pqn --seeds 2
+    python experiments/suites.py --envs craftax:Craftax-Classic-Symbolic-v1 \\
+        --algos pqn,pqn-rnn --results experiments/results/craftax_memory.json \\
+        --figure experiments/figures/craftax_memory.png    # PQN-RNN beside PQN, ≈ 17 min
 
 Writes runs/suites/<env>/<algo>/, experiments/figures/suites.png and
 experiments/results/suites.json (the file the README quotes).
@@ -36,7 +39,7 @@ ENVS = {  # env id -> ({algo: env steps per run}, config fields of this env)
     # ≈ 800 vmapped env steps/s here (benchmarks/suite_throughput.py): a greedy agent that
     # never dies would play 10,000 steps per evaluation episode, so episodes end at 1,000
     "craftax:Craftax-Classic-Symbolic-v1": (
-        {"dqn": 25_000, "pqn": 50_000},
+        {"dqn": 25_000, "pqn": 50_000, "pqn-rnn": 50_000},
         {"max_episode_steps": 1_000, "eval_episodes": 4, "num_evals": 5},
     ),
 }
@@ -44,10 +47,15 @@ CONFIG = {
     "dqn": dict(hidden_sizes=(128, 128), num_envs=8, learning_starts=2_000, num_evals=10),
     "pqn": dict(hidden_sizes=(256, 256), num_envs=32, rollout_steps=32, num_evals=10),
 }
+CONFIG["pqn-rnn"] = CONFIG["pqn"] | dict(core="gru", memory_size=256)
+"""PQN-RNN (Gallici et al. 2024): PQN's settings with a GRU of 256 before the head."""
+ALGORITHM = {"dqn": "dqn", "pqn": "pqn", "pqn-rnn": "pqn"}
+"""Each agent's algorithm."""
 HPARAMS = {
     "dqn": dict(lr=3e-4, eps_decay_fraction=0.3),
     "pqn": dict(lr=3e-4, lr_decay=1.0, eps_decay_fraction=0.3, lam=0.65),
 }
+HPARAMS["pqn-rnn"] = HPARAMS["pqn"]
 REFERENCES = {}
 """env id -> a published baseline to print beside ours (README, "Beyond gymnax")."""
 
@@ -59,7 +67,7 @@ def readme(r: dict[str, Any]) -> list:
     rows = [
         [
             f"`{x['env_id']}`",
-            x["algo"].upper(),
+            x.get("agent", x["algo"]).upper(),
             f"{x['seeds']} × {x['env_steps_per_run']:,}",
             f"{x['configs'][0]['final_iqm']:.2f} " + record.ci2(x["configs"][0]["final_iqm_ci95"]),
             f"{x['configs'][0]['final_mean']:.2f}",
@@ -74,7 +82,9 @@ def readme(r: dict[str, Any]) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default=",".join(ENVS))
-    parser.add_argument("--algos", default="dqn,pqn")
+    parser.add_argument(
+        "--algos", default="dqn,pqn", help=f"of {', '.join(CONFIG)} (an env runs those it budgets)"
+    )
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget")
     parser.add_argument("--out", default="runs/suites")
@@ -88,6 +98,10 @@ def main() -> None:
             raise SystemExit(f"--envs: {env_id} is not one of {', '.join(ENVS)}")
         curves = []
         for algo in args.algos.split(","):
+            if algo not in CONFIG:
+                raise SystemExit(f"--algos: {algo} is not one of {', '.join(CONFIG)}")
+            if algo not in ENVS[env_id][0]:
+                continue
             run_args = argparse.Namespace(
                 seeds=args.seeds, seed=0, total_steps=None, hp=[], cfg=[], no_cache=args.no_cache
             )
@@ -96,10 +110,10 @@ def main() -> None:
             defaults = CONFIG[algo] | fields | {"env_id": env_id, "total_steps": steps}
             slug = env_id.replace(":", "_")
             _, report = timed.run(
-                algo, defaults, HPARAMS[algo], run_args, out=Path(args.out) / slug / algo,
-                save_results=False,
+                ALGORITHM[algo], defaults, HPARAMS[algo], run_args,
+                out=Path(args.out) / slug / algo, save_results=False,
             )  # fmt: skip
-            reports.append(report | {"reference": REFERENCES.get(env_id)})
+            reports.append(report | {"agent": algo, "reference": REFERENCES.get(env_id)})
             curves.append(
                 (
                     f"{algo.upper()} ({args.seeds} seeds)",
@@ -115,7 +129,7 @@ def main() -> None:
     for r in reports:
         c = r["configs"][0]
         print(
-            f"{r['env_id']} {r['algo']}: final IQM {c['final_iqm']:.2f} after "
+            f"{r['env_id']} {r.get('agent', r['algo'])}: final IQM {c['final_iqm']:.2f} after "
             f"{r['env_steps_per_run']:,} env steps, {r['run_seconds']:.0f} s"
         )
     if args.results:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -335,40 +336,60 @@ def priority_feedback(hp: Any, state: ReplayState, drawn: Drawn, update: Update)
 def replay_source(
     prog: deep_q.Program, hp: Any, *, record_states: bool = False, reachable: Any = None
 ) -> Source:
-    """DQN's source. ``init``: an empty replay (:func:`empty_replay`), then
-    ``learning_starts`` env steps (ε-greedy, :func:`replay_step`) into it; ``next``:
-    ``train_every`` env steps, then the random words of the ``updates_per_train`` batches;
-    ``batch``: :func:`replay_batch` (stream ``model`` for coverage replay over the
-    ``reachable`` pairs [S, A]); ``feedback``: the new priorities of prioritised replay
-    (:func:`priority_feedback`). With ``record_states`` (a finite MDP) each item stores the
-    state index of its ``obs`` and every step is traced for the probes."""
+    """DQN's source (:func:`stored_steps_source`): an empty replay (:func:`empty_replay`)
+    filled by ε-greedy env steps (:func:`replay_step`); ``batch``: :func:`replay_batch` (stream
+    ``model`` for coverage replay over the ``reachable`` pairs [S, A]); ``feedback``: the new
+    priorities of prioritised replay (:func:`priority_feedback`). With ``record_states`` (a
+    finite MDP) each item stores the state index of its ``obs`` and every step is traced for
+    the probes."""
+    config = prog.config
+    feedback = sources.no_feedback
+    if config.replay == "prioritized":
+        feedback = functools.partial(priority_feedback, hp)
+    return stored_steps_source(
+        prog,
+        functools.partial(replay_step, prog, hp, record_states),
+        lambda loop: empty_replay(prog, loop, record_states),
+        lambda state: replay.words_per_sample(state.buffer),
+        functools.partial(replay_batch, prog, hp, reachable),
+        feedback,
+        ("model",) if config.replay == "coverage" else (),
+    )
+
+
+def stored_steps_source(
+    prog: deep_q.Program,
+    step: Callable[[Params, tuple], tuple[tuple, StepTrace | None]],
+    empty: Callable[[EnvLoop], Any],
+    words_per_sample: Callable[[Any], int],
+    batch: Callable[[Any, dict[str, Any]], tuple[Any, Drawn]],
+    feedback: Callable[[Any, Drawn, Update], Any],
+    streams: tuple[str, ...] = (),
+) -> Source:
+    """A source that stores its env steps and draws batches from the store (DQN's replay, and
+    R2D2's sequences). ``init``: the store ``empty(loop)`` of fresh envs, then
+    ``learning_starts`` env steps of ``step(params, (state, key)) -> ((state, key), trace)``
+    into it; ``next``: ``train_every`` steps, then the random words [U, batch_size,
+    ``words_per_sample(state)``] of the iteration's U = ``updates_per_train`` batches."""
     config = prog.config
     train_every, updates_per_train = schedule(config)
-    step = functools.partial(replay_step, prog, hp, record_states)
 
     def init(params: Params, reset_key: jax.Array, key: jax.Array) -> tuple:
-        carry = (empty_replay(prog, start_envs(prog, reset_key), record_states), key)
+        carry = (empty(start_envs(prog, reset_key)), key)
         length = warmup_steps(config)
         (state, key), trace = jax.lax.scan(lambda c, _: step(params, c), carry, length=length)
         # the first interval's train_return / train_episodes cover its own episodes only
         loop = state.loop.replace(episodes=rollout.clear_completed(state.loop.episodes))
         return state.replace(loop=loop), key, trace
 
-    def next_(state: ReplayState, params: Params, key: jax.Array) -> tuple:
+    def next_(state: Any, params: Params, key: jax.Array) -> tuple:
         (state, key), trace = jax.lax.scan(
             lambda c, _: step(params, c), (state, key), length=train_every
         )
         key, k_sample = jax.random.split(key)
-        shape = (updates_per_train, config.batch_size)
-        words_per_sample = replay.words_per_sample(state.buffer)
-        words = jax.random.bits(k_sample, (*shape, words_per_sample), jnp.uint32)
-        return state, key, words, trace
+        shape = (updates_per_train, config.batch_size, words_per_sample(state))
+        return state, key, jax.random.bits(k_sample, shape, jnp.uint32), trace
 
-    batch = functools.partial(replay_batch, prog, hp, reachable)
-    feedback = sources.no_feedback
-    if config.replay == "prioritized":
-        feedback = functools.partial(priority_feedback, hp)
-    streams = ("model",) if config.replay == "coverage" else ()
     return Source(init, next_, batch, (updates_per_train,), feedback, streams)
 
 

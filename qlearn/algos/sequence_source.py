@@ -19,9 +19,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from qlearn import policies, recurrent, sequence_replay
-from qlearn.algos import deep_q, replay_source, rollout, sources
+from qlearn.algos import deep_q, replay_source, sources
 from qlearn.algos.learners import Update
-from qlearn.algos.sources import Drawn, EnvLoop, Source, act, start_envs
+from qlearn.algos.sources import Drawn, EnvLoop, Source, act
 from qlearn.types import ConfigError, Params, Transition
 
 SEQUENCE_FIELDS: dict[str, tuple[Any, str]] = {
@@ -191,32 +191,18 @@ def sequence_feedback(
 
 
 def sequence_source(prog: deep_q.Program, hp: Any) -> Source:
-    """R2D2's source. ``init``: an empty sequence replay, then ``learning_starts`` env steps
-    into it; ``next``: ``train_every`` env steps, then the random words of the
-    ``updates_per_train`` batches of ``batch_size`` sequences; ``batch``:
-    :func:`sequence_batch`; ``feedback``: prioritised replay's :func:`sequence_feedback`."""
-    config = prog.config
-    train_every, updates_per_train = replay_source.schedule(config)
-    step = functools.partial(sequence_step, prog, hp)
-
-    def init(params: Params, reset_key: jax.Array, key: jax.Array) -> tuple:
-        carry = (empty_sequences(prog, start_envs(prog, reset_key)), key)
-        length = replay_source.warmup_steps(config)
-        (state, key), _ = jax.lax.scan(lambda c, _: step(params, c), carry, length=length)
-        loop = state.loop.replace(episodes=rollout.clear_completed(state.loop.episodes))
-        return state.replace(loop=loop), key, None
-
-    def next_(state: SequenceState, params: Params, key: jax.Array) -> tuple:
-        (state, key), _ = jax.lax.scan(
-            lambda c, _: step(params, c), (state, key), length=train_every
-        )
-        key, k_sample = jax.random.split(key)
-        words_per_sample = sequence_replay.words_per_sample(state.buffer)
-        shape = (updates_per_train, config.batch_size, words_per_sample)
-        return state, key, jax.random.bits(k_sample, shape, jnp.uint32), None
-
+    """R2D2's source (:func:`qlearn.algos.replay_source.stored_steps_source`): an empty
+    sequence replay filled by ε-greedy env steps with their carries (:func:`sequence_step`);
+    ``batch``: :func:`sequence_batch` (``batch_size`` sequences); ``feedback``: prioritised
+    replay's :func:`sequence_feedback`."""
     feedback = sources.no_feedback
-    if config.replay == "prioritized":
+    if prog.config.replay == "prioritized":
         feedback = functools.partial(sequence_feedback, prog, hp)
-    batch = functools.partial(sequence_batch, prog, hp)
-    return Source(init, next_, batch, (updates_per_train,), feedback)
+    return replay_source.stored_steps_source(
+        prog,
+        functools.partial(sequence_step, prog, hp),
+        functools.partial(empty_sequences, prog),
+        lambda state: sequence_replay.words_per_sample(state.buffer),
+        functools.partial(sequence_batch, prog, hp),
+        feedback,
+    )
