@@ -1,7 +1,8 @@
 """Memory: does a recurrent Q-network solve the T-maze, where no policy of the observation can?
 
 The T-maze of corridor length N (:func:`qlearn.envs.catalog.tmaze`, after Bakker 2001) shows
-which way the goal lies only at its start; the junction looks the same either way. Two closed
+which way the goal lies only at its start; the junction looks the same either way. Its rewards
+are Bakker's (+1 on the cue's side, −0.025 on the other, his +4 and −0.1 scaled). Two closed
 forms bound what an agent can reach (undiscounted): 1 with a memory of the cue
 (:func:`~qlearn.envs.catalog.tmaze_optimal_return`) and ½ for any policy of the current
 observation alone (:func:`~qlearn.envs.catalog.tmaze_memoryless_bound`). Four agents at several
@@ -15,7 +16,7 @@ every one. Reported per cell: the final greedy return's IQM with its 95% CI over
 run's return the mean of 32 greedy episodes), how many runs ended at the optimum, and the two
 bounds; one figure of the learning curves.
 
-    python experiments/memory.py                      # ≈ 20 min on 2 CPU cores
+    python experiments/memory.py                      # ≈ 45 min on 2 CPU cores
     python experiments/memory.py --lengths 4 --seeds 1 --scale 0.3 \\
         --results '' --figure '' --out /tmp/memory    # a smoke run
 
@@ -38,6 +39,9 @@ from qlearn import plots, runs, stats, sweep
 from qlearn.algos import dqn, pqn
 from qlearn.envs import catalog
 
+WRONG_REWARD = -0.025
+"""The T-maze's reward for the wrong side, Bakker (2001)'s −0.1 against +4 at qlearn's scale."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -49,12 +53,16 @@ class Task:
     optimum: float
     memoryless: float
     flag: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    """the env's keywords beside the length."""
 
 
 TASKS = {
+    # Bakker's rewards (+4 right, −0.1 wrong; scaled: 1 and −0.025): a guess at the junction
+    # pays (1 + w)/2 > 0, so walking on pays before the cue is remembered; the bounds hold
     "TMaze": Task(
         "T-maze", "length", (4, 8, 16, 20), catalog.tmaze_optimal_return(1),
-        catalog.tmaze_memoryless_bound(1), "tmaze",
+        catalog.tmaze_memoryless_bound(1), "tmaze", (("wrong_reward", WRONG_REWARD),),
     ),
     # one reward, ±1 for the context bit shown at the first step only: a policy of the current
     # observation guesses it, expected return 0 (num_bits = 1: the query is always bit 0)
@@ -75,7 +83,7 @@ minibatches per 256."""
 CONFIGS = {
     "pqn": dict(
         num_envs=16,
-        rollout_steps=16,
+        rollout_steps=32,
         num_minibatches=4,
         hidden_sizes=(64,),
         memory_size=64,
@@ -86,11 +94,11 @@ CONFIGS = {
         num_envs=8,
         learning_starts=1_000,
         buffer_size=20_000,
-        batch_size=16,
+        batch_size=8,
         n_step=3,
-        sequence_length=20,
+        sequence_length=48,
         burn_in=4,
-        sequence_overlap=10,
+        sequence_overlap=24,
         hidden_sizes=(64,),
         memory_size=64,
         num_evals=20,
@@ -98,11 +106,19 @@ CONFIGS = {
     ),
 }
 """Each algorithm's settings for every cell (the task, its length and the core vary); DQN's
-``batch_size`` counts sequences with a core and transitions without."""
+``batch_size`` counts sequences with a core and transitions without. What a recurrent agent
+trains its memory on covers the longest T-maze's walk (21 steps): PQN-RNN's rollouts of 32
+steps (it unrolls each from the carry at the rollout's start) and R2D2's sequences of 48,
+overlapping by 24 (so every 24-step stretch lies inside one sequence). With 16-step rollouts
+and 20-step sequences neither could pass N = 16 (experiments/results/memory.json before
+this change: 0/4 and 1/4 at N = 20)."""
 ALGORITHMS = {"pqn": (pqn.PQNConfig, pqn.PQNHParams), "dqn": (dqn.DQNConfig, dqn.DQNHParams)}
-HPARAMS = dict(gamma=0.9)
-"""The defaults but γ: at γ = 0.99 PQN-RNN's greedy policy stalled in the corridor (return 0)
-on the 4-long maze at 60k steps, 3 seeds, lr 1e-3 and 3e-3 alike; at γ = 0.9 it reached 1."""
+HPARAMS = {"pqn": dict(gamma=0.9, lr_decay=1.0), "dqn": dict(gamma=0.9)}
+"""The defaults but γ, and PQN's step size decayed to 0 over the run (purejaxql's MinAtar
+setting): at γ = 0.99 PQN-RNN's greedy policy stalled in the corridor (return 0) on the
+4-long maze at 60k steps, 3 seeds, lr 1e-3 and 3e-3 alike; at γ = 0.9 it reached 1. Without
+the decay PQN-RNN's greedy return swung between 1, ½ and 0 from one evaluation to the next
+at N = 20."""
 
 
 def arguments() -> argparse.Namespace:
@@ -137,14 +153,14 @@ def cell(env_id: str, length: int, algo: str, core: str, args: argparse.Namespac
     config = config_cls(
         **CONFIGS[algo],
         env_id=env_id,
-        env_kwargs={task.argument: length},
+        env_kwargs={task.argument: length, **dict(task.kwargs)},
         core=core,
         total_steps=steps,
     )
     start = time.perf_counter()
     run = sweep.run(
         config,
-        hparams=hparams_cls(**HPARAMS),
+        hparams=hparams_cls(**HPARAMS[algo]),
         seeds=args.seeds,
         lanes=args.seeds,
         out=Path(args.out) / f"{task.flag}{length}_{algo}_{core}",
@@ -160,6 +176,7 @@ def cell(env_id: str, length: int, algo: str, core: str, args: argparse.Namespac
         "length": length,
         "algorithm": algo,
         "core": core,
+        "env_kwargs": dict(task.kwargs),
         "env_steps": int(np.asarray(run.metrics["env_steps"])[0, 0, -1]),
         "seconds": seconds,
         "final_iqm": d["iqm"],

@@ -193,7 +193,7 @@ def test_make_rejects_unknown_builder_argument():
 # --- T-maze ------------------------------------------------------------------------------------
 
 
-def py_tmaze(length, cue, x, a):
+def py_tmaze(length, cue, x, a, wrong=-1.0):
     """(next position or None at the end, reward, observation index of (cue, x)) by maze
     logic: forward/back along the corridor, up/down end the episode at the junction only."""
     seen = cue if x == 0 else (2 if x < length else 3)
@@ -203,18 +203,18 @@ def py_tmaze(length, cue, x, a):
         return max(x - 1, 0), 0.0, seen
     if x < length:
         return x, 0.0, seen
-    return None, (1.0 if (a == 2) == (cue == 0) else -1.0), seen
+    return None, (1.0 if (a == 2) == (cue == 0) else wrong), seen
 
 
-@pytest.mark.parametrize("length", [1, 4])
-def test_tmaze_arrays_match_maze_logic_and_hide_the_cue(length):
-    _, params = envs.make("TMaze", length=length)
+@pytest.mark.parametrize("length, wrong", [(1, -1.0), (4, -1.0), (4, -0.025)])
+def test_tmaze_arrays_match_maze_logic_and_hide_the_cue(length, wrong):
+    _, params = envs.make("TMaze", length=length, wrong_reward=wrong)
     cells, end = length + 1, 2 * (length + 1)
     for cue in (0, 1):
         for x in range(cells):
             s = cue * cells + x
             for a in range(4):
-                nxt, reward, seen = py_tmaze(length, cue, x, a)
+                nxt, reward, seen = py_tmaze(length, cue, x, a, wrong)
                 assert params.transition_probs[s, a, end if nxt is None else cue * cells + nxt] == 1
                 assert params.rewards[s, a] == reward
             assert np.argmax(params.features[s]) == seen
@@ -236,8 +236,8 @@ def test_tmaze_optimum_is_q_star_at_the_start():
         )
 
 
-@pytest.mark.parametrize("gamma", [1.0, 0.9])
-def test_tmaze_memoryless_bound_is_the_best_policy_of_the_observation(gamma):
+@pytest.mark.parametrize("gamma, wrong", [(1.0, -1.0), (0.9, -1.0), (0.9, -0.025), (1.0, 0.0)])
+def test_tmaze_memoryless_bound_is_the_best_policy_of_the_observation(gamma, wrong):
     """Every deterministic policy of the observation alone (4 observations → 4⁴ policies),
     evaluated exactly over the hidden states (dp.policy_value, the episodes' time limit): the
     best reaches the closed-form bound and none passes it (a stochastic one cannot either: the
@@ -247,14 +247,13 @@ def test_tmaze_memoryless_bound_is_the_best_policy_of_the_observation(gamma):
     from qlearn import dp
 
     length = 3
-    _, params = envs.make("TMaze", length=length)
+    _, params = envs.make("TMaze", length=length, wrong_reward=wrong)
     seen = np.argmax(np.asarray(params.features), axis=1)  # observation of each state
-    values = []
-    for choice in itertools.product(range(4), repeat=4):
-        policy = np.eye(4)[np.asarray(choice)[seen]]
-        values.append(float(dp.policy_value(params, jnp.asarray(policy), gamma)))
+    choices = np.asarray(list(itertools.product(range(4), repeat=4)))  # [256, observations]
+    policies = jnp.asarray(np.eye(4)[choices[:, seen]])  # [256, S, A]
+    values = jax.jit(jax.vmap(lambda pi: dp.policy_value(params, pi, gamma)))(policies)
     bound = catalog.tmaze_memoryless_bound(length, gamma)
-    assert max(values) == pytest.approx(bound, abs=1e-5)
+    assert float(jnp.max(values)) == pytest.approx(bound, abs=1e-5)
     assert bound < catalog.tmaze_optimal_return(length, gamma)
 
 
@@ -263,3 +262,6 @@ def test_tmaze_rejects_bad_lengths():
         envs.make("TMaze", length=0)
     with pytest.raises(ValueError, match="max_steps_in_episode"):
         envs.make("TMaze", length=5, max_steps_in_episode=5)
+    for wrong in (-1.5, 0.1):
+        with pytest.raises(ValueError, match="wrong_reward"):
+            envs.make("TMaze", length=5, wrong_reward=wrong)

@@ -221,7 +221,7 @@ junction."""
 
 
 def tmaze(
-    length: int = 5, max_steps_in_episode: int | None = None
+    length: int = 5, max_steps_in_episode: int | None = None, wrong_reward: float = -1.0
 ) -> tuple[FiniteMDP, FiniteMDPParams]:
     """A T-maze of corridor length N = ``length`` (after Bakker 2001): a partially observable
     task whose answer must be remembered for N steps.
@@ -230,7 +230,10 @@ def tmaze(
     at the start, and the position x = 0..N (N the junction); state 2(N + 1) is terminal.
     Actions forward (0), back (1), up (2), down (3): forward and back move along the corridor
     (never past its ends); up and down do nothing before the junction and end the episode at
-    it, paying +1 if they match the cue and −1 if not. Every other step pays 0.
+    it, paying +1 if they match the cue and ``wrong_reward`` w (default −1) if not. Every other
+    step pays 0. With w = −1 a guess at the junction is worth 0; Bakker's maze pays +4 and −0.1
+    (w = −0.025 at this scale): there walking on and guessing pays (1 + w)/2 > 0 before the
+    cue is remembered.
 
     The observation is one of four one-hot features: the cue at x = 0 (up or down), the
     corridor for 0 < x < N, the junction at x = N — the same under both cues everywhere but at
@@ -240,6 +243,10 @@ def tmaze(
     """
     if length < 1:
         raise FiniteMDPError(f"length = {length} must be ≥ 1")
+    if not -1.0 <= wrong_reward <= 0.0:
+        raise FiniteMDPError(
+            f"wrong_reward = {wrong_reward} must lie in [-1, 0] (the closed-form bounds assume it)"
+        )
     horizon = 4 * (length + 1) if max_steps_in_episode is None else max_steps_in_episode
     if horizon < length + 1:
         raise FiniteMDPError(
@@ -261,7 +268,7 @@ def tmaze(
                     p[s, a, s] = 1.0
                 else:
                     p[s, a, end] = 1.0
-                    r[s, a] = 1.0 if cue == goal else -1.0
+                    r[s, a] = 1.0 if cue == goal else wrong_reward
             seen = cue if x == 0 else (TMAZE_CORRIDOR if x < length else TMAZE_JUNCTION)
             phi[s, seen] = 1.0
     p[end, :, end] = 1.0  # never acted in
@@ -282,13 +289,16 @@ def tmaze_optimal_return(length: int, gamma: float = 1.0) -> float:
 
 def tmaze_memoryless_bound(length: int, gamma: float = 1.0) -> float:
     """The best expected return of any policy of the current observation alone (memoryless,
-    stochastic allowed) in the T-maze of ``length`` N: γ^N / 2.
+    stochastic allowed) in the T-maze of ``length`` N: γ^N / 2, for every ``wrong_reward`` w
+    in [−1, 0].
 
     At the junction such a policy picks up with some probability q whatever the cue; if it
     reaches the junction with probability a_c under cue c (it can tell the cues apart only at
     the start, e.g. walk on under one and stay under the other), its expected return is
-    ½ (a_0 − a_1)(2q − 1) ≤ ½, at best reached in N steps; the bound is attained by going on
-    under one cue only and choosing that cue's side."""
+    ½ [a_0 (q + (1 − q) w) + a_1 (q w + 1 − q)], at best reached in N steps. Each bracket
+    counts at most max(0, ·), and their sum, piecewise linear in q, peaks at q = 0 or 1 at 1
+    (as w ≤ 0): the bound, attained by going on under one cue only and choosing that cue's
+    side. Walking on under both cues and guessing earns (1 + w)/2 ≤ ½."""
     return float(gamma**length / 2)
 
 
