@@ -6,28 +6,39 @@ import dataclasses
 import numpy as np
 import pytest
 
-from qlearn import algos
-from qlearn.algos import dqn, pqn, tabular
+from qlearn import algos, datasets
+from qlearn.algos import dqn, offline, pqn, tabular
+
+
+@pytest.fixture(scope="module")
+def default_configs(tmp_path_factory):
+    """Each algorithm's default config; the offline one needs a dataset to learn from."""
+    path = tmp_path_factory.mktemp("data") / "cliff.npz"
+    datasets.save(path, datasets.finite_dataset("CliffWalking", "uniform", 100))
+    made = {"offline": offline.OfflineConfig(env_id="CliffWalking", dataset=str(path))}
+    return {name: made.get(name) or a.config() for name, a in algos.ALGOS.items()}
 
 
 @pytest.mark.parametrize("name", sorted(algos.ALGOS))
-def test_each_algorithm_is_found_by_name_and_by_config(name):
-    algorithm = algos.get(name)
+def test_each_algorithm_is_found_by_name_and_by_config(name, default_configs):
+    algorithm, config = algos.get(name), default_configs[name]
     assert algorithm.name == name
-    assert algos.of(algorithm.config()) is algorithm
+    assert algos.of(config) is algorithm
     assert dataclasses.is_dataclass(algorithm.config) and dataclasses.is_dataclass(
         algorithm.hparams
     )
-    total, unit = algorithm.progress_total(algorithm.config())
-    assert total > 0 and unit in ("step", "episode")
-    algorithm.validate_hparams(algorithm.config(), algorithm.hparams())  # defaults are valid
+    total, unit = algorithm.progress_total(config)
+    assert total > 0 and unit in ("step", "episode", "update")
+    algorithm.validate_hparams(config, algorithm.hparams())  # defaults are valid
     for hparam, field in algorithm.indexed_hparams:
         assert hparam in {f.name for f in dataclasses.fields(algorithm.hparams)}
         assert field in {f.name for f in dataclasses.fields(algorithm.config)}
 
 
 def test_unknown_names_and_configs_are_errors_that_list_the_known():
-    with pytest.raises(ValueError, match="unknown algorithm 'sac' \\(known: dqn, pqn, tabular\\)"):
+    with pytest.raises(
+        ValueError, match="unknown algorithm 'sac' \\(known: dqn, pqn, tabular, offline\\)"
+    ):
         algos.get("sac")
     with pytest.raises(TypeError, match="dict is not the config of a known algorithm"):
         algos.of({})

@@ -999,3 +999,78 @@ def test_value_rescaling_is_refused_by_losses_that_do_not_take_it():
     with pytest.raises(ConfigError, match=r"value_rescaling.*'c51'"):
         dqn.DQNConfig(loss="c51", head="categorical", value_rescaling=True)
     dqn.DQNConfig(loss=("huber", "dqn_reg"), value_rescaling=True)
+
+
+# --- offline: CQL's penalty and behaviour cloning ---------------------------------------------
+
+
+@struct.dataclass
+class CQLHParams(HParams):
+    cql_alpha: float = hparams.field(0.5, low=0, help="CQL's α")
+
+
+def test_cql_penalty_and_its_gradient_match_numpy():
+    """On a linear q̂(s, ·) = W x: the penalty mean_i [log Σ_b exp q̂(s_i, b) − q̂(s_i, a_i)] and
+    its gradient mean_i (softmax(q̂(s_i, ·)) − onehot(a_i)) ⊗ x_i, written out in numpy."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(A, OBS)).astype(np.float32)
+    x = rng.normal(size=(B, OBS)).astype(np.float32)
+    a = np.arange(B) % A
+    q = x @ w.T
+    lse = np.log(np.exp(q).sum(1))
+    want = np.mean(lse - q[np.arange(B), a])
+    soft = np.exp(q - lse[:, None])
+    want_grad = ((soft - np.eye(A)[a]).T @ x) / B
+
+    def penalty(w):
+        return jnp.mean(losses.conservative_penalty(jnp.asarray(x) @ w.T, jnp.asarray(a)))
+
+    got, grad = jax.value_and_grad(penalty)(jnp.asarray(w))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
+    assert np.all(np.asarray(losses.conservative_penalty(jnp.asarray(q), jnp.asarray(a))) > 0)
+
+
+def test_conservative_adds_alpha_times_the_penalty_and_is_the_loss_itself_at_alpha_zero(setup):
+    q_fn, online, target, batch = setup
+    huber = losses.resolve("huber", double_q=True)
+    cql = losses.conservative(huber)
+    base, g_base = value_and_grad(huber, q_fn, online, target, batch, CQLHParams(), None)
+    out, g = value_and_grad(cql, q_fn, online, target, batch, CQLHParams(cql_alpha=0.5), None)
+    penalty = jnp.mean(losses.conservative_penalty(q_fn(online, batch.obs), batch.action))
+    np.testing.assert_allclose(out.loss, base.loss + 0.5 * penalty, rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["cql_penalty"], penalty, rtol=1e-6)
+    g_pen = jax.grad(
+        lambda p: jnp.mean(losses.conservative_penalty(q_fn(p, batch.obs), batch.action))
+    )(online)
+    for a, b, c in zip(
+        jax.tree.leaves(g), jax.tree.leaves(g_base), jax.tree.leaves(g_pen), strict=True
+    ):
+        np.testing.assert_allclose(a, b + 0.5 * c, rtol=1e-5, atol=1e-7)
+    zero, g_zero = value_and_grad(cql, q_fn, online, target, batch, CQLHParams(cql_alpha=0.0), None)
+    assert zero.loss == base.loss
+    for a, b in zip(jax.tree.leaves(g_zero), jax.tree.leaves(g_base), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_behaviour_cloning_is_the_cross_entropy_of_the_data_actions(setup):
+    q_fn, online, target, batch = setup
+    bc = losses.resolve("bc", double_q=True)
+    out, grad = value_and_grad(bc, q_fn, online, target, batch, HParams(), None)
+    logits = np.asarray(q_fn(online, batch.obs), np.float64)
+    a = np.asarray(batch.action)
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    np.testing.assert_allclose(out.loss, -np.mean(log_p[np.arange(B), a]), rtol=1e-6)
+    np.testing.assert_allclose(out.priority, -log_p[np.arange(B), a], rtol=1e-5)
+    assert out.metrics["bc_accuracy"] == np.mean(logits.argmax(1) == a)
+    # the gradient of the mean cross-entropy is mean_i (softmax − onehot(a_i)) · ∇q̂(s_i, ·)
+    soft = np.exp(log_p)
+
+    def surrogate(p):
+        weights = jnp.asarray((soft - np.eye(A)[a]) / B, jnp.float32)
+        return jnp.sum(weights * q_fn(p, batch.obs))
+
+    for g, want in zip(
+        jax.tree.leaves(grad), jax.tree.leaves(jax.grad(surrogate)(online)), strict=True
+    ):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-6)

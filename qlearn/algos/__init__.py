@@ -4,10 +4,12 @@ Config and HParams classes and what reports need from its metrics): :func:`get` 
 
 from __future__ import annotations
 
-from qlearn.algos import dqn, pqn, tabular
+from qlearn.algos import dqn, offline, pqn, tabular
 from qlearn.algos.algorithm import Algorithm
 
-ALGOS: dict[str, Algorithm] = {a.name: a for a in (dqn.ALGORITHM, pqn.ALGORITHM, tabular.ALGORITHM)}
+ALGOS: dict[str, Algorithm] = {
+    a.name: a for a in (dqn.ALGORITHM, pqn.ALGORITHM, tabular.ALGORITHM, offline.ALGORITHM)
+}
 
 
 def get(name: str) -> Algorithm:

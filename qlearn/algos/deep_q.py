@@ -242,6 +242,9 @@ class Program:
     action_quantiles: int | None = None
     """K: an ``iqn`` head acts on the mean at K levels τ ~ U(0, 1) drawn per env and step
     (Dabney et al. 2018b); None: on q̂, its mean at the midpoints τ̂."""
+    explores: bool = True
+    """whether the run acts ε-greedily in training envs (an offline learner does not: no
+    ``epsilon`` metric, no ε hyperparameters)."""
 
     def q_function(self, hp: Any) -> networks.QFunction:
         """q̂ of this program's network and head under hyperparameters ``hp`` (a categorical

@@ -97,6 +97,9 @@ class Agent:
     """hyperparameters (arrays) -> the parts, closed over them."""
     iterations_per_eval: int
     """iterations (one ``source.next`` and its updates) per evaluation interval."""
+    count: Callable[[Any], jax.Array] = lambda state: state.source.loop.env_steps
+    """run state -> the units of progress done so far (what ``progress`` is told per
+    interval): env steps, or an offline learner's updates."""
 
 
 @struct.dataclass
@@ -163,12 +166,13 @@ def interval(
 ) -> tuple[RunState, dict[str, jax.Array]]:
     """One evaluation interval of the run of ``key``: ``iterations_per_eval`` iterations, then
     the greedy evaluation with key ``xs[0]``, the probes' metrics and the report
-    (:func:`evaluation.report`); ``xs[1]`` is the interval's index (the first one counts the steps
-    the source took before it, DQN's warm-up)."""
+    (:func:`evaluation.report`) of the progress :attr:`Agent.count` made; ``xs[1]`` is the
+    interval's index (the first one counts the steps the source took before it, DQN's
+    warm-up)."""
     prog = agent.prog
     k_eval_i, index = xs
     loop = state.source.loop
-    steps_before = jnp.where(index == 0, 0, loop.env_steps)
+    done_before = jnp.where(index == 0, 0, agent.count(state))
     state = state.replace(probes={p.name: p.start(state.probes[p.name]) for p in parts.probes})
     state, m = jax.lax.scan(
         functools.partial(iteration, parts), state, length=agent.iterations_per_eval
@@ -180,7 +184,8 @@ def interval(
         if clash := sorted(set(measured) & set(metrics)):
             raise ValueError(f"probe '{probe.name}' reports {clash}, which the run already has")
         metrics |= measured
-    evaluation.report(prog, key, hp, index, loop.env_steps - steps_before, eval_return, metrics)
+    done = agent.count(state) - done_before
+    evaluation.report(prog, key, hp, index, done, eval_return, metrics)
     loop = loop.replace(episodes=rollout.clear_completed(loop.episodes))
     return state.replace(source=state.source.replace(loop=loop)), metrics
 

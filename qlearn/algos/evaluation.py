@@ -70,7 +70,7 @@ def evaluate_interval(
         "eval_return": eval_return,
         "train_return": rollout.mean_completed_return(loop.episodes),
         "train_episodes": loop.episodes.completed_count,
-        "epsilon": epsilon_schedule(config, hp)(loop.env_steps),
+        **({"epsilon": epsilon_schedule(config, hp)(loop.env_steps)} if prog.explores else {}),
         **interval_loss_metrics(updates, config.divergence_bound),
         **ends,  # what the env reports of its greedy episodes (Craftax's achievements)
     }

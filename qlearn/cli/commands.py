@@ -255,3 +255,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(compare.markdown_table(result, list(result["methods"])), end="")
     print(f"wrote {args.out}/ (compare.json, table.md, aggregates, profiles, improvement)")
     return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    import json
+
+    from qlearn import datasets, envs
+
+    kwargs = {}
+    for text in args.env_kwarg:
+        name, _, value = text.partition("=")
+        if not name or not value:
+            raise CLIError(f"--env-kwarg {text!r}: write NAME=VALUE")
+        kwargs[name] = json.loads(value) if value[:1] in "-0123456789[{tf" else value
+    data = datasets.finite_dataset(
+        args.env,
+        args.behaviour,
+        args.size,
+        args.seed,
+        gamma=args.gamma,
+        epsilon=args.epsilon,
+        env_kwargs=kwargs,
+    )
+    path = datasets.save(args.out, data, overwrite=args.overwrite)
+    cover = datasets.coverage(data, envs.make(args.env, **kwargs)[1])
+    print(
+        f"wrote {path}: {len(data):,} transitions of {args.behaviour} on {args.env} "
+        f"(seed {args.seed}); pairs seen {cover['pairs_seen']:.1%}, with μ > 0 "
+        f"{cover['pairs_mu']:.1%}; states seen {cover['states_seen']:.1%}"
+    )
+    return 0

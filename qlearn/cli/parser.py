@@ -64,7 +64,32 @@ def build_parser(algo: str = "dqn") -> argparse.ArgumentParser:
     _tracker_arguments(export)
     export.set_defaults(func=commands.cmd_export)
     _add_compare(sub)
+    _add_dataset(sub)
     return parser
+
+
+def _add_dataset(sub: argparse._SubParsersAction) -> None:
+    from qlearn import datasets
+
+    parser = sub.add_parser(
+        "dataset",
+        help="collect an offline dataset on a finite MDP with a behaviour policy of known "
+        "coverage",
+        description="Writes OUT (.npz, qlearn.datasets) with the behaviour's exact μ(s, a) and "
+        "prints its coverage; `qlearn train --algo offline --cfg dataset=OUT` learns from it.",
+    )
+    parser.add_argument("--env", required=True, help="a finite MDP (CliffWalking, Garnet, ...)")
+    parser.add_argument("--behaviour", required=True, choices=datasets.BEHAVIOURS)
+    parser.add_argument("--size", type=int, required=True, help="transitions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gamma", type=float, default=0.99, help="γ of the q* experts act by")
+    parser.add_argument("--epsilon", type=float, default=0.3, help="eps_greedy's ε")
+    parser.add_argument(
+        "--env-kwarg", action="append", default=[], metavar="NAME=VALUE", help="env argument"
+    )
+    parser.add_argument("--out", required=True, help="the dataset file to write (.npz)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.set_defaults(func=commands.cmd_dataset)
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:

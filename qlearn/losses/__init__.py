@@ -27,8 +27,10 @@ names: ``"huber"`` and ``"mse"`` (semi-gradient; both contracts), ``"residual"``
 (residual-gradient, Baird 1995; replay only), ``"dqn_reg"`` (Co-Reyes et al. 2021),
 ``"munchausen"`` (M-DQN, Vieillard et al. 2020), ``"iqn"`` (Dabney et al. 2018b), the
 distributional ``"c51"`` (Bellemare et al. 2017) and ``"qr"`` (QR-DQN, Dabney et al. 2018),
-and the classification losses ``"hl_gauss"`` and ``"two_hot"`` (Farebrother et al. 2024;
-replay only). The last four read the head's outputs through ``q_fn.outputs``
+the classification losses ``"hl_gauss"`` and ``"two_hot"`` (Farebrother et al. 2024;
+replay only), and ``"bc"`` (behaviour cloning, for offline datasets:
+:mod:`~qlearn.losses.offline`, which also holds CQL's penalty). The distributional and
+classification ones read the head's outputs through ``q_fn.outputs``
 (:class:`qlearn.networks.QFunction`): the contract is the same, the Q-network's head says what
 its outputs are (:data:`HEAD_OF`). A tuple of specs becomes :func:`switch`: one compiled
 program, the loss picked by the traced hyperparameter ``loss_index``, so a sweep vmaps over
@@ -72,6 +74,7 @@ from qlearn.losses.linear import (
     linear_td_error,
     tdc,
 )
+from qlearn.losses.offline import behaviour_cloning_loss, conservative, conservative_penalty
 from qlearn.losses.registry import (
     TABLE,
     LossOptions,
@@ -272,6 +275,12 @@ for _record in (
         head="histogram",
         summary="two-hot classification (Farebrother et al. 2024)",
     ),
+    LossRecord(
+        "bc",
+        lambda o: behaviour_cloning_loss,
+        head=None,
+        summary="behaviour cloning: cross-entropy of the data's actions under softmax(q̂)",
+    ),
     *(
         LossRecord(
             name,
@@ -302,7 +311,7 @@ def resolve(
     """The replay loss (:data:`~qlearn.types.LossFn`) a config names: a name of
     :data:`~qlearn.losses.registry.TABLE` (the built-ins: ``"huber"``, ``"mse"``,
     ``"residual"``, ``"dqn_reg"``, ``"munchausen"``, ``"c51"``, ``"qr"``, ``"iqn"``,
-    ``"hl_gauss"``, ``"two_hot"``), an import path ``"package.module:function"`` (or of a
+    ``"hl_gauss"``, ``"two_hot"``, ``"bc"``), an import path ``"package.module:function"`` (or of a
     :class:`LossRecord`), a loss function or record itself, or a tuple of these
     (:func:`switch` over them, chosen by ``hparams.loss_index``).
 
@@ -378,10 +387,13 @@ __all__ = [
     "LossRecord",
     "Regression",
     "batch_mean",
+    "behaviour_cloning_loss",
     "bootstrap_discount",
     "categorical_td_loss",
     "check_heads",
     "classification_td_loss",
+    "conservative",
+    "conservative_penalty",
     "cross_entropy_loss",
     "declared_hparams",
     "dqn_reg_loss",

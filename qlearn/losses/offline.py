@@ -1,0 +1,76 @@
+"""Losses for learning from a fixed dataset: CQL's conservative penalty beside any replay loss,
+and behaviour cloning.
+
+CQL(H) for discrete actions (Kumar et al. 2020, eq. 4) adds to the TD loss
+
+    α · E_{(s, a) ~ D} [ log Σ_b exp q̂(s, b) − q̂(s, a) ]
+
+which pushes q̂ down on every action (through the soft maximum) and up on the dataset's
+actions: values of actions the data never take are pushed below those it does, the remedy for
+bootstrapping from unvisited actions (extrapolation error, Fujimoto et al. 2019). Its gradient
+is ∇ = α · E[Σ_b softmax(q̂(s, ·))_b ∇q̂(s, b) − ∇q̂(s, a)]. The penalty reads the Q-values
+``q_fn(params, obs)``, so it applies to every head (a distributional head's mean).
+
+Behaviour cloning reads q̂(s, ·) as the logits of a policy and minimises the cross-entropy of
+the dataset's actions, − E log softmax(q̂(s, ·))_a: the greedy policy of q̂ then imitates the
+data's most frequent action in each state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from qlearn.losses.td import batch_mean
+from qlearn.types import LossFn, LossOutput, Params, QFn, Transition
+
+
+def conservative_penalty(q_all: jax.Array, action: jax.Array) -> jax.Array:
+    """CQL(H)'s per-sample penalty logsumexp_b q̂(s, b) − q̂(s, a), [B, A], [B] -> [B] (≥ 0
+    up to log A's slack: it is 0 only in the limit where a dominates every other action)."""
+    q_sa = jnp.take_along_axis(q_all, action[:, None], axis=1)[:, 0]
+    return jax.nn.logsumexp(q_all, axis=1) - q_sa
+
+
+def conservative(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` plus CQL(H)'s penalty weighted by ``hparams.cql_alpha`` (α = 0: the loss
+    itself, to the bit), averaged with the batch's weights (:func:`qlearn.losses.batch_mean`);
+    metric ``cql_penalty``, the penalty's batch mean. The priorities are the loss's."""
+
+    def loss(
+        q_fn: QFn,
+        online_params: Params,
+        target_params: Params,
+        batch: Transition,
+        hparams: Any,
+        key: jax.Array | None = None,
+    ) -> LossOutput:
+        out = loss_fn(q_fn, online_params, target_params, batch, hparams, key)
+        penalty = batch_mean(
+            conservative_penalty(q_fn(online_params, batch.obs), batch.action), batch
+        )
+        metrics = {**out.metrics, "cql_penalty": penalty}
+        return LossOutput(out.loss + hparams.cql_alpha * penalty, metrics, out.priority)
+
+    return loss
+
+
+def behaviour_cloning_loss(
+    q_fn: QFn,
+    online_params: Params,
+    target_params: Params,
+    batch: Transition,
+    hparams: Any,
+    key: jax.Array | None = None,
+) -> LossOutput:
+    """Behaviour cloning: the cross-entropy − log softmax(q̂(s, ·))_a of the batch's actions,
+    averaged with its weights; metrics ``bc_accuracy`` (the fraction of samples whose greedy
+    action is the data's) and ``q_mean``; priorities the per-sample cross-entropy. No
+    bootstrap: ``target_params``, rewards and ``next_obs`` are unused."""
+    logits = q_fn(online_params, batch.obs)
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), batch.action[:, None], 1)[:, 0]
+    accuracy = jnp.mean(jnp.argmax(logits, axis=1) == batch.action)
+    metrics = {"bc_accuracy": accuracy, "q_mean": jnp.mean(logits)}
+    return LossOutput(batch_mean(nll, batch), metrics, nll)

@@ -1,0 +1,103 @@
+"""Offline Q-learning on finite MDPs, where the truth is known: the textbook outcomes of offline
+DQN, CQL and behaviour cloning on expert-only and full-coverage data (Cliff Walking, tabular
+q̂), reproducibility by seed, and bad input refused by name before compiling."""
+
+import numpy as np
+import pytest
+
+from qlearn import datasets, dp, envs, hparams, sweep
+from qlearn.algos import offline
+from qlearn.types import ConfigError
+
+GAMMA = 0.9
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("offline")
+    for behaviour, size in (("expert", 2_000), ("uniform", 20_000)):
+        data = datasets.finite_dataset("CliffWalking", behaviour, size, seed=0, gamma=GAMMA)
+        datasets.save(d / f"{behaviour}.npz", data)
+    return d
+
+
+def tabular(path, **fields):
+    fields = dict(total_updates=3_000, num_evals=3, network="linear", eval_episodes=1) | fields
+    return offline.OfflineConfig(env_id="CliffWalking", dataset=str(path), **fields)
+
+
+def final(run, name):
+    return np.asarray(run.metrics[name])[:, :, -1]  # [α, seed]
+
+
+@pytest.fixture(scope="module")
+def optimum():
+    _, mdp = envs.make("CliffWalking")
+    q_star = dp.value_iteration(mdp, GAMMA)[0]
+    return float(dp.policy_value(mdp, dp.greedy_policy(q_star, mdp.action_mask), 1.0))
+
+
+@pytest.fixture(scope="module")
+def expert_runs(data_dir):
+    hp = offline.OfflineHParams(gamma=GAMMA, lr=0.1)
+    return sweep.run(tabular(data_dir / "expert.npz"), {"cql_alpha": [0.0, 1.0]}, hparams=hp,
+                     seeds=2, lanes=2)  # fmt: skip
+
+
+def test_offline_dqn_on_expert_data_bootstraps_from_unseen_actions_and_cql_does_not(
+    expert_runs, optimum
+):
+    """Expert-only data (the 13 pairs of the optimal path): offline DQN's greedy policy leaves
+    the data in every visited state and never reaches the goal (extrapolation error); with
+    CQL's penalty (α = 1) it stays on the data and earns the optimal return, and the values
+    of the unseen actions fall."""
+    assert optimum == -13.0
+    ood, ret = final(expert_runs, "greedy_ood"), final(expert_runs, "greedy_return")
+    assert np.all(ood[0] == 1.0) and np.all(ret[0] < optimum)
+    assert np.all(ood[1] == 0.0) and np.all(ret[1] == optimum)
+    overest = final(expert_runs, "overest_ood")
+    assert np.all(overest[1] < overest[0])
+    # TD alone inflates even the values of the data's own pairs by bootstrapping from unseen ones
+    assert np.all(final(expert_runs, "overest_star_visited")[0] > 1.0)
+    assert not np.any(np.isnan(final(expert_runs, "gap_star_n0")))  # unseen pairs exist
+    assert np.all(final(expert_runs, "updates") == 3_000)
+    assert "epsilon" not in expert_runs.metrics and np.all(final(expert_runs, "env_steps") == 0)
+
+
+def test_behaviour_cloning_imitates_the_expert(data_dir, optimum):
+    hp = offline.OfflineHParams(gamma=GAMMA, lr=0.1)
+    run = sweep.run(tabular(data_dir / "expert.npz", loss="bc"), hparams=hp, seeds=1, lanes=1)
+    assert final(run, "greedy_return")[0, 0] == optimum
+    assert final(run, "bc_accuracy")[0, 0] == 1.0
+
+
+def test_offline_dqn_with_full_coverage_finds_the_optimal_policy(data_dir, optimum):
+    hp = offline.OfflineHParams(gamma=GAMMA, lr=0.1)
+    run = sweep.run(tabular(data_dir / "uniform.npz"), hparams=hp, seeds=1, lanes=1)
+    assert final(run, "greedy_return")[0, 0] == optimum
+    assert np.isnan(final(run, "overest_ood")[0, 0])  # no out-of-data action: every pair seen
+
+
+def test_a_seed_alone_reproduces_its_run_in_the_sweep(data_dir, expert_runs):
+    hp = offline.OfflineHParams(gamma=GAMMA, lr=0.1, cql_alpha=1.0)
+    again = sweep.run(tabular(data_dir / "expert.npz"), hparams=hp, seeds=1, base_seed=1, lanes=2)
+    for name in ("eval_return", "loss", "cql_penalty", "ve_data"):
+        np.testing.assert_array_equal(again.metrics[name][0, 0], expert_runs.metrics[name][1, 1])
+
+
+def test_bad_input_is_refused_by_name_before_compiling(data_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"config.dataset: name the dataset file"):
+        offline.OfflineConfig(env_id="CliffWalking")
+    with pytest.raises(ConfigError, match=r"nowhere.npz: no such dataset file"):
+        tabular(tmp_path / "nowhere.npz")
+    with pytest.raises(ConfigError, match=r"config.dataset = .*expert.npz: observations of shape"):
+        offline.OfflineConfig(env_id="Garnet", dataset=str(data_dir / "expert.npz"))
+    with pytest.raises(ConfigError, match=r"total_updates = 2 must be ≥ num_evals = 3"):
+        tabular(data_dir / "expert.npz", total_updates=2)
+    with pytest.raises(hparams.HParamError, match=r"cql_alpha"):
+        hparams.validate(offline.OfflineHParams(cql_alpha=-1.0))
+    stateless = datasets.load(data_dir / "expert.npz")
+    stateless = datasets.Dataset(stateless.transitions, stateless.meta)
+    datasets.save(tmp_path / "stateless.npz", stateless)
+    with pytest.raises(ConfigError, match=r"keeps no finite-MDP states"):
+        tabular(tmp_path / "stateless.npz")
