@@ -73,8 +73,7 @@ def _add_dataset(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser(
         "dataset",
-        help="collect an offline dataset on a finite MDP with a behaviour policy of known "
-        "coverage",
+        help="collect an offline dataset on a finite MDP with a behaviour policy of known coverage",
         description="Writes OUT (.npz, qlearn.datasets) with the behaviour's exact μ(s, a) and "
         "prints its coverage; `qlearn train --algo offline --cfg dataset=OUT` learns from it.",
     )
