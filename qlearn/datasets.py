@@ -301,6 +301,43 @@ def finite_dataset(
     return concatenate(datasets, meta)
 
 
+def from_dqn_replay(config: Any, hparams: Any = None, seed: int = 0) -> Dataset:
+    """The DQN-Replay recipe (Agarwal et al. 2020): train DQN (``config``, a
+    :class:`~qlearn.algos.dqn.DQNConfig` without a recurrent core, one run of ``seed``) and
+    return what its replay buffer holds at the end — the last ``buffer_size`` transitions it
+    collected, ε-greedy under policies from across that stretch of training. The point of
+    training is ``config.total_steps``; an early one gives a medium dataset, a late one an
+    expert's. On a finite MDP each item's state comes along. With ``n_step`` > 1 the items are
+    n-step transitions (rewards discounted at the run's γ, kept in ``meta["gamma"]``).
+    ``meta`` holds the run's config, hyperparameters and final greedy return."""
+    from qlearn import hparams as hparams_lib
+    from qlearn import sweep
+    from qlearn.algos import dqn
+
+    if not isinstance(config, dqn.DQNConfig) or config.core != "none":
+        raise DatasetError("from_dqn_replay takes a feed-forward DQNConfig (core='none')")
+    hparams = dqn.DQNHParams() if hparams is None else hparams
+    run = sweep.run(config, hparams=hparams, seeds=1, base_seed=seed, lanes=1, keep_state=True)
+    buffer = run.final_state.source.buffer
+    size = int(np.asarray(buffer.size).reshape(-1)[0])
+    items = jax.tree.map(lambda x: np.asarray(x).reshape(-1, *x.shape[3:])[:size], buffer.storage)
+    meta = {
+        "env_id": config.env_id,
+        "env_kwargs": dict(config.env_kwargs),
+        "behaviour": "dqn_replay",
+        "seed": seed,
+        "gamma": float(np.asarray(hparams.gamma)),
+        "n_step": config.n_step,
+        "dqn_total_steps": config.actual_total_steps,
+        "dqn_final_return": float(np.asarray(run.metrics["eval_return"])[0, 0, -1]),
+        "dqn_config": run.spec.to_json()["config"],
+        "dqn_hparams": hparams_lib.to_lists(hparams),
+        "source": "qlearn.datasets.from_dqn_replay",
+    }
+    state = None if items.state is None else np.asarray(items.state, np.int32)
+    return Dataset(items.transition.replace(weight=None), meta, state)
+
+
 def coverage(dataset: Dataset, mdp: Any) -> dict[str, float]:
     """How much of a finite MDP a dataset covers: ``pairs_seen``, the fraction of the pairs an
     agent can act in (:func:`qlearn.dp.reachable_pairs`) with at least one transition;

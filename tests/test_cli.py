@@ -296,3 +296,25 @@ def test_help_documents_the_chosen_algorithms_fields(command, capsys):
         cli.main([command, "--help"])  # the default algorithm: DQN's
     text = capsys.readouterr().out
     assert "target_tau" in text and "buffer_size" in text and "rollout_steps" not in text
+
+
+def test_dataset_writes_once_and_offline_training_learns_from_it(tmp_path, capsys):
+    """``qlearn dataset`` writes a finite-MDP dataset with its coverage and refuses to write over
+    it; ``qlearn train --algo offline`` trains on it and counts updates."""
+    out = tmp_path / "cliff.npz"
+    argv = ["dataset", "--env", "CliffWalking", "--behaviour", "expert", "--size", "500"]
+    assert cli.main([*argv, "--gamma", "0.9", "--out", str(out)]) == 0
+    assert "pairs seen" in capsys.readouterr().out
+    before = out.read_bytes()
+    assert cli.main([*argv, "--out", str(out)]) == 2
+    assert "exists: nothing written" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    run_dir = tmp_path / "run"
+    code = cli.main(
+        ["train", "--algo", "offline", "--env", "CliffWalking", "--cfg", f"dataset={out}",
+         "--cfg", "total_updates=40", "--cfg", "num_evals=2", "--cfg", "network=linear",
+         "--hp", "cql_alpha=0,1", "--seeds", "1", "--quiet", "--out", str(run_dir)]
+    )  # fmt: skip
+    assert code == 0
+    metrics = runs.load(run_dir).metrics
+    np.testing.assert_array_equal(metrics["updates"][:, 0], [[20, 40], [20, 40]])

@@ -1,6 +1,7 @@
 """Datasets: the file format (round trip, refusals, bad files named), behaviour policies with
 exact coverage, and collection that follows the behaviour's μ."""
 
+import dataclasses
 import json
 
 import jax
@@ -115,3 +116,29 @@ def test_mixture_is_half_expert_half_uniform_and_its_mu_the_mix():
         datasets.finite_dataset("CliffWalking", "random", 10)
     with pytest.raises(datasets.DatasetError, match=r"not a finite MDP"):
         datasets.finite_dataset("CartPole-v1", "uniform", 10)
+
+
+def test_dqn_replay_datasets_are_genuine_transitions_of_the_run(tmp_path):
+    """The DQN-Replay recipe on Cliff Walking: the dataset is the final replay (as many items as
+    the run stored, up to the buffer), and each is a real step of the MDP — obs the features of
+    its state, next_obs those of a successor with p(s' | s, a) > 0, the reward r(s, a)."""
+    from qlearn.algos import dqn
+
+    config = dqn.DQNConfig(
+        env_id="CliffWalking", total_steps=3_000, learning_starts=500, buffer_size=2_000,
+        num_envs=4, num_evals=2, hidden_sizes=(16,),
+    )  # fmt: skip
+    data = datasets.from_dqn_replay(config, dqn.DQNHParams(gamma=0.9), seed=2)
+    assert len(data) == 2_000 and data.meta["behaviour"] == "dqn_replay"
+    assert data.meta["dqn_total_steps"] == config.actual_total_steps and data.meta["seed"] == 2
+    _, mdp = envs.make("CliffWalking")
+    features, probs = np.asarray(mdp.features), np.asarray(mdp.transition_probs)
+    tr, s = data.transitions, data.state
+    np.testing.assert_array_equal(np.asarray(tr.obs), features[s])
+    successor = np.argmax(np.asarray(tr.next_obs) @ features.T, axis=1)  # one-hot features
+    np.testing.assert_array_equal(np.asarray(tr.next_obs), features[successor])
+    assert np.all(probs[s, np.asarray(tr.action), successor] > 0)
+    np.testing.assert_array_equal(np.asarray(tr.reward), np.asarray(mdp.rewards)[s, tr.action])
+    assert len(datasets.load(datasets.save(tmp_path / "replay.npz", data))) == 2_000
+    with pytest.raises(datasets.DatasetError, match="feed-forward DQNConfig"):
+        datasets.from_dqn_replay(dataclasses.replace(config, core="gru"))

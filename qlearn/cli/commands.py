@@ -268,20 +268,35 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         if not name or not value:
             raise CLIError(f"--env-kwarg {text!r}: write NAME=VALUE")
         kwargs[name] = json.loads(value) if value[:1] in "-0123456789[{tf" else value
-    data = datasets.finite_dataset(
-        args.env,
-        args.behaviour,
-        args.size,
-        args.seed,
-        gamma=args.gamma,
-        epsilon=args.epsilon,
-        env_kwargs=kwargs,
-    )
+    if Path(args.out).exists() and not args.overwrite:  # before any training
+        raise CLIError(f"{args.out} exists: nothing written (--overwrite replaces it)")
+    if args.behaviour == "dqn_replay":
+        from qlearn.algos import dqn
+
+        config = dqn.DQNConfig(
+            env_id=args.env, env_kwargs=kwargs, total_steps=args.dqn_steps, buffer_size=args.size
+        )
+        hp = dqn.DQNHParams(gamma=args.gamma)
+        data = datasets.from_dqn_replay(config, hp, args.seed)
+    else:
+        data = datasets.finite_dataset(
+            args.env,
+            args.behaviour,
+            args.size,
+            args.seed,
+            gamma=args.gamma,
+            epsilon=args.epsilon,
+            env_kwargs=kwargs,
+        )
     path = datasets.save(args.out, data, overwrite=args.overwrite)
-    cover = datasets.coverage(data, envs.make(args.env, **kwargs)[1])
-    print(
-        f"wrote {path}: {len(data):,} transitions of {args.behaviour} on {args.env} "
-        f"(seed {args.seed}); pairs seen {cover['pairs_seen']:.1%}, with μ > 0 "
-        f"{cover['pairs_mu']:.1%}; states seen {cover['states_seen']:.1%}"
-    )
+    line = f"wrote {path}: {len(data):,} transitions of {args.behaviour} on {args.env} "
+    line += f"(seed {args.seed})"
+    if data.state is not None:
+        cover = datasets.coverage(data, envs.make(args.env, **kwargs)[1])
+        line += f"; pairs seen {cover['pairs_seen']:.1%}, states seen {cover['states_seen']:.1%}"
+        if "pairs_mu" in cover:
+            line += f", pairs with μ > 0 {cover['pairs_mu']:.1%}"
+    if "dqn_final_return" in data.meta:
+        line += f"; the DQN run's final greedy return {data.meta['dqn_final_return']:.1f}"
+    print(line)
     return 0

@@ -73,13 +73,20 @@ def _add_dataset(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser(
         "dataset",
-        help="collect an offline dataset on a finite MDP with a behaviour policy of known coverage",
-        description="Writes OUT (.npz, qlearn.datasets) with the behaviour's exact μ(s, a) and "
-        "prints its coverage; `qlearn train --algo offline --cfg dataset=OUT` learns from it.",
+        help="collect an offline dataset: a behaviour of known coverage on a finite MDP, or "
+        "a DQN run's final replay on any env",
+        description="Writes OUT (.npz, qlearn.datasets): on a finite MDP with the behaviour's "
+        "exact μ(s, a), and prints its coverage. --behaviour dqn_replay trains DQN for "
+        "--dqn-steps env steps with a replay of --size transitions and keeps what it holds at "
+        "the end (Agarwal et al. 2020's DQN-Replay). `qlearn train --algo offline --cfg "
+        "dataset=OUT` learns from it.",
     )
-    parser.add_argument("--env", required=True, help="a finite MDP (CliffWalking, Garnet, ...)")
-    parser.add_argument("--behaviour", required=True, choices=datasets.BEHAVIOURS)
+    parser.add_argument("--env", required=True, help="a finite MDP, or any env for dqn_replay")
+    parser.add_argument("--behaviour", required=True, choices=(*datasets.BEHAVIOURS, "dqn_replay"))
     parser.add_argument("--size", type=int, required=True, help="transitions")
+    parser.add_argument(
+        "--dqn-steps", type=int, default=100_000, help="dqn_replay: the DQN run's env steps"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gamma", type=float, default=0.99, help="γ of the q* experts act by")
     parser.add_argument("--epsilon", type=float, default=0.3, help="eps_greedy's ε")
