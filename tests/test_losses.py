@@ -1074,3 +1074,34 @@ def test_behaviour_cloning_is_the_cross_entropy_of_the_data_actions(setup):
         jax.tree.leaves(grad), jax.tree.leaves(jax.grad(surrogate)(online)), strict=True
     ):
         np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-6)
+
+
+@struct.dataclass
+class DR3HParams(HParams):
+    dr3_weight: float = hparams.field(0.3, low=0, help="DR3's c")
+
+
+def test_dr3_adds_the_feature_dot_product_of_consecutive_states(setup):
+    """DR3's penalty on the MLP of ``setup`` (one hidden ReLU layer, no LayerNorm), its features
+    written out by hand: φ(x) = relu(x W₀ + b₀); the penalty c · mean_i φ(s_i)·φ(s'_i) over the
+    non-terminal transitions (0 for terminal ones), and the loss itself at c = 0."""
+    q_fn, online, target, batch = setup
+    p = online["params"]["Dense_0"]
+    w, b = np.asarray(p["kernel"]), np.asarray(p["bias"])
+
+    def phi(x):
+        return np.maximum(np.asarray(x) @ w + b, 0.0)
+
+    dots = np.sum(phi(batch.obs) * phi(batch.next_obs), axis=1)
+    dots[np.asarray(batch.terminated)] = 0.0
+    huber = losses.resolve("huber", double_q=True)
+    base = huber(q_fn, online, target, batch, DR3HParams(), None)
+    out = losses.dr3(huber)(q_fn, online, target, batch, DR3HParams(), None)
+    np.testing.assert_allclose(out.metrics["dr3_dot"], dots.mean(), rtol=1e-5)
+    np.testing.assert_allclose(out.loss, base.loss + 0.3 * dots.mean(), rtol=1e-5)
+    off = losses.dr3(huber)(q_fn, online, target, batch, DR3HParams(dr3_weight=0.0), None)
+    assert off.loss == base.loss
+    # its gradient pushes the features of s and s′ apart: one step lowers the dot product
+    grad = jax.grad(lambda q: jnp.mean(losses.feature_dot(q_fn, q, batch)))(online)
+    stepped = jax.tree.map(lambda x, g: x - 0.1 * g, online, grad)
+    assert jnp.mean(losses.feature_dot(q_fn, stepped, batch)) < dots.mean()

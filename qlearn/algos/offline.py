@@ -8,7 +8,9 @@ drawn uniformly with replacement from the dataset, no env stepped) and DQN's TD 
 (:func:`qlearn.algos.learners.td_learner`, any replay loss and head, its target network),
 the loss wrapped in CQL(H)'s penalty weighted by the hyperparameter ``cql_alpha``
 (:func:`qlearn.losses.conservative`; α = 0, the default, is offline DQN to the bit, so a sweep
-over α compares DQN and CQL in one compiled program). ``loss="bc"`` is behaviour cloning.
+over α compares DQN and CQL in one compiled program) and DR3's feature penalty weighted by
+``dr3_weight`` (:func:`qlearn.losses.dr3`, 0 by default). ``loss="bc"`` is behaviour
+cloning.
 
 The dataset is loaded once per process (:func:`dataset_of`) and enters the compiled program as
 constants: every run of a sweep — every seed, α and learning rate in its lanes — reads the
@@ -56,6 +58,12 @@ OFFLINE_HPARAMS: dict[str, dict[str, Any]] = {
         low=0,
         help="CQL(H)'s α: the weight of logsumexp_b q̂(s, b) − q̂(s, a) beside the loss "
         "(Kumar et al. 2020); 0: offline DQN",
+    ),
+    "dr3_weight": dict(
+        default=0.0,
+        low=0,
+        help="DR3's c: the weight of φ(s)·φ(s′), the penultimate features' dot product over "
+        "the batch's transitions (Kumar et al. 2021); 0: off",
     ),
 }
 """The hyperparameters an offline learner reads beyond DQN's (name -> :func:`qlearn.hparams.
@@ -181,6 +189,7 @@ class OfflineHParams:
     lr: float = hparams.table_field(deep_q.SHARED_HPARAMS, "lr")
     gamma: float = hparams.table_field(deep_q.SHARED_HPARAMS, "gamma")
     cql_alpha: float = hparams.table_field(OFFLINE_HPARAMS, "cql_alpha")
+    dr3_weight: float = hparams.table_field(OFFLINE_HPARAMS, "dr3_weight")
     target_tau: float = hparams.table_field(learners.TD_HPARAMS, "target_tau")
     target_period: int = hparams.table_field(learners.TD_HPARAMS, "target_period")
     huber_delta: float = hparams.table_field(deep_q.SHARED_HPARAMS, "huber_delta")
@@ -317,7 +326,7 @@ def agent(config: OfflineConfig, progress: deep_q.ProgressFn | None = None) -> d
     diagnostics). One iteration per evaluation interval, of ``updates_per_eval`` updates;
     progress counts updates."""
     data = dataset_of(config.dataset)
-    loss_fn = losses.conservative(losses.resolve(config.loss, **config.loss_options))
+    loss_fn = losses.conservative(losses.dr3(losses.resolve(config.loss, **config.loss_options)))
     prog = deep_q.program(
         config, loss_fn, progress, config.value_head, False, config.iqn_action_quantiles
     )

@@ -74,7 +74,13 @@ from qlearn.losses.linear import (
     linear_td_error,
     tdc,
 )
-from qlearn.losses.offline import behaviour_cloning_loss, conservative, conservative_penalty
+from qlearn.losses.offline import (
+    behaviour_cloning_loss,
+    conservative,
+    conservative_penalty,
+    dr3,
+    feature_dot,
+)
 from qlearn.losses.registry import (
     TABLE,
     LossOptions,
@@ -397,6 +403,8 @@ __all__ = [
     "cross_entropy_loss",
     "declared_hparams",
     "dqn_reg_loss",
+    "dr3",
+    "feature_dot",
     "gtd2",
     "huber",
     "iqn_td_loss",

@@ -11,6 +11,11 @@ bootstrapping from unvisited actions (extrapolation error, Fujimoto et al. 2019)
 is ∇ = α · E[Σ_b softmax(q̂(s, ·))_b ∇q̂(s, b) − ∇q̂(s, a)]. The penalty reads the Q-values
 ``q_fn(params, obs)``, so it applies to every head (a distributional head's mean).
 
+DR3 (Kumar et al. 2021) adds c · E_{(s, a, s') ~ D} [φ(s) · φ(s')], φ the online network's
+penultimate features: an explicit penalty on the feature co-adaptation of consecutive states
+that the TD update's implicit regularisation builds up (terms of transitions that end in a
+terminal state, which bootstrap from nothing, are left out).
+
 Behaviour cloning reads q̂(s, ·) as the logits of a policy and minimises the cross-entropy of
 the dataset's actions, − E log softmax(q̂(s, ·))_a: the greedy policy of q̂ then imitates the
 data's most frequent action in each state.
@@ -23,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from qlearn import diagnostics
 from qlearn.losses.td import batch_mean
 from qlearn.types import LossFn, LossOutput, Params, QFn, Transition
 
@@ -53,6 +59,42 @@ def conservative(loss_fn: LossFn) -> LossFn:
         )
         metrics = {**out.metrics, "cql_penalty": penalty}
         return LossOutput(out.loss + hparams.cql_alpha * penalty, metrics, out.priority)
+
+    return loss
+
+
+def feature_dot(q_fn: QFn, params: Params, batch: Transition) -> jax.Array:
+    """φ(s) · φ(s') [B] of the penultimate features of ``q_fn``'s network (the flattened
+    observations for one without hidden layers), 0 where the transition terminated. ``q_fn``:
+    a :class:`~qlearn.networks.QFunction` (its network's ``apply``) or a qlearn network's
+    ``apply`` itself."""
+    apply = getattr(q_fn, "apply", q_fn)
+
+    def features(obs: jax.Array) -> jax.Array:
+        acts = diagnostics.captured_activations(apply, params, obs)
+        return diagnostics.features_of(acts, obs)
+
+    dot = jnp.sum(features(batch.obs) * features(batch.next_obs), axis=1)
+    return jnp.where(batch.terminated, 0.0, dot)
+
+
+def dr3(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` plus DR3's penalty c · mean φ(s)·φ(s') (:func:`feature_dot`), c =
+    ``hparams.dr3_weight`` (0: the loss itself, to the bit); metric ``dr3_dot``, the
+    penalty's batch mean."""
+
+    def loss(
+        q_fn: QFn,
+        online_params: Params,
+        target_params: Params,
+        batch: Transition,
+        hparams: Any,
+        key: jax.Array | None = None,
+    ) -> LossOutput:
+        out = loss_fn(q_fn, online_params, target_params, batch, hparams, key)
+        dot = batch_mean(feature_dot(q_fn, online_params, batch), batch)
+        metrics = {**out.metrics, "dr3_dot": dot}
+        return LossOutput(out.loss + hparams.dr3_weight * dot, metrics, out.priority)
 
     return loss
 
