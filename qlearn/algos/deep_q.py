@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qlearn import envs, heads, hparams, losses, networks, noisynet, policies, recurrent
+from qlearn import dp, envs, heads, hparams, losses, networks, noisynet, policies, recurrent
 from qlearn.algos import rollout
 from qlearn.algos.algorithm import Algorithm
 from qlearn.types import ConfigError, Transition
@@ -101,6 +101,27 @@ class DeepQConfig(envs.EnvConfig):
         """Checks of hyperparameters against this config (before anything compiles): the
         ``loss_index`` of a tuple of losses."""
         check_loss_index(self, hp)
+
+
+def check_replay_hparams(config: Any, hp: Any) -> None:
+    """What a replay learner's config checks of its hyperparameters before anything compiles
+    (DQN's and the offline learner's): γ that gives a finite MDP finite values, ``loss_index``
+    within the losses, the head's own (:meth:`qlearn.heads.Head.check_hparams`)."""
+    if envs.is_finite(config.env_id):  # q* of the true-error metrics needs finite values
+        dp.check_discounts(make_env(config)[1], hp.gamma)
+    check_loss_index(config, hp)
+    config.value_head.check_hparams(hp)
+
+
+def replay_loss_options(config: Any) -> dict[str, Any]:
+    """The keywords of :func:`qlearn.losses.resolve` a replay config's fields give."""
+    return {
+        "double_q": config.double_q,
+        "munchausen_next_policy": config.munchausen_next_policy,
+        "iqn_target_quantiles": config.iqn_target_quantiles,
+        "iqn_action_quantiles": config.iqn_action_quantiles,
+        "value_rescaling": config.value_rescaling,
+    }
 
 
 # -- config checks ------------------------------------------------------------------------

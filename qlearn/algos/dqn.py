@@ -28,7 +28,7 @@ from typing import Any
 import jax
 from flax import struct
 
-from qlearn import dp, envs, heads, hparams, losses, noisynet, recurrent
+from qlearn import envs, heads, hparams, losses, noisynet, recurrent
 from qlearn.algos import deep_q, driver, learners, probes, replay_source, sequence_source
 from qlearn.losses import LossRecord
 from qlearn.types import LossFn, config_field, table_field
@@ -90,11 +90,9 @@ class DQNConfig(deep_q.DeepQConfig):
     reset_layers: int = table_field(learners.INTERVENTION_FIELDS, "reset_layers")
 
     def validate_hparams(self, hp: DQNHParams) -> None:
-        """Checks of hyperparameters against this config (before anything compiles)."""
-        if envs.is_finite(self.env_id):  # q* of the true-error metrics needs finite values
-            dp.check_discounts(deep_q.make_env(self)[1], hp.gamma)
-        super().validate_hparams(hp)
-        self.value_head.check_hparams(hp)
+        """Checks of hyperparameters against this config (before anything compiles):
+        :func:`~qlearn.algos.deep_q.check_replay_hparams`."""
+        deep_q.check_replay_hparams(self, hp)
 
     def _validate(self) -> None:
         heads.check_config(self)
@@ -109,13 +107,7 @@ class DQNConfig(deep_q.DeepQConfig):
     @property
     def loss_options(self) -> dict[str, Any]:
         """The keywords of :func:`qlearn.losses.resolve` this config gives."""
-        return {
-            "double_q": self.double_q,
-            "munchausen_next_policy": self.munchausen_next_policy,
-            "iqn_target_quantiles": self.iqn_target_quantiles,
-            "iqn_action_quantiles": self.iqn_action_quantiles,
-            "value_rescaling": self.value_rescaling,
-        }
+        return deep_q.replay_loss_options(self)
 
     @property
     def value_head(self) -> heads.Head:

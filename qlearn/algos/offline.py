@@ -126,11 +126,9 @@ class OfflineConfig(deep_q.DeepQConfig):
     """One env: the offline source steps none; what the evaluation's bookkeeping holds."""
 
     def validate_hparams(self, hp: OfflineHParams) -> None:
-        """Checks of hyperparameters against this config (before anything compiles)."""
-        if envs.is_finite(self.env_id):
-            dp.check_discounts(deep_q.make_env(self)[1], hp.gamma)
-        super().validate_hparams(hp)
-        self.value_head.check_hparams(hp)
+        """Checks of hyperparameters against this config (before anything compiles):
+        :func:`~qlearn.algos.deep_q.check_replay_hparams`."""
+        deep_q.check_replay_hparams(self, hp)
 
     def _validate(self) -> None:
         heads.check_config(self)
@@ -160,13 +158,7 @@ class OfflineConfig(deep_q.DeepQConfig):
     @property
     def loss_options(self) -> dict[str, Any]:
         """The keywords of :func:`qlearn.losses.resolve` this config gives."""
-        return {
-            "double_q": self.double_q,
-            "munchausen_next_policy": self.munchausen_next_policy,
-            "iqn_target_quantiles": self.iqn_target_quantiles,
-            "iqn_action_quantiles": self.iqn_action_quantiles,
-            "value_rescaling": self.value_rescaling,
-        }
+        return deep_q.replay_loss_options(self)
 
     @property
     def value_head(self) -> heads.Head:

@@ -23,6 +23,7 @@ data's most frequent action in each state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -40,10 +41,16 @@ def conservative_penalty(q_all: jax.Array, action: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(q_all, axis=1) - q_sa
 
 
-def conservative(loss_fn: LossFn) -> LossFn:
-    """``loss_fn`` plus CQL(H)'s penalty weighted by ``hparams.cql_alpha`` (α = 0: the loss
-    itself, to the bit), averaged with the batch's weights (:func:`qlearn.losses.batch_mean`);
-    metric ``cql_penalty``, the penalty's batch mean. The priorities are the loss's."""
+def penalised(
+    loss_fn: LossFn,
+    penalty: Callable[[QFn, Params, Transition], jax.Array],
+    weight: str,
+    metric: str,
+) -> LossFn:
+    """``loss_fn`` plus ``hparams.<weight>`` × the batch mean (with the batch's weights,
+    :func:`qlearn.losses.batch_mean`) of ``penalty(q_fn, online_params, batch)`` [B]; at weight
+    0 the loss itself, to the bit. Metric ``metric``: the penalty's batch mean. The priorities
+    are the loss's."""
 
     def loss(
         q_fn: QFn,
@@ -54,13 +61,21 @@ def conservative(loss_fn: LossFn) -> LossFn:
         key: jax.Array | None = None,
     ) -> LossOutput:
         out = loss_fn(q_fn, online_params, target_params, batch, hparams, key)
-        penalty = batch_mean(
-            conservative_penalty(q_fn(online_params, batch.obs), batch.action), batch
-        )
-        metrics = {**out.metrics, "cql_penalty": penalty}
-        return LossOutput(out.loss + hparams.cql_alpha * penalty, metrics, out.priority)
+        value = batch_mean(penalty(q_fn, online_params, batch), batch)
+        total = out.loss + getattr(hparams, weight) * value
+        return LossOutput(total, {**out.metrics, metric: value}, out.priority)
 
     return loss
+
+
+def conservative(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` plus CQL(H)'s penalty (:func:`conservative_penalty` of the online Q-values)
+    weighted by ``hparams.cql_alpha`` (:func:`penalised`; metric ``cql_penalty``)."""
+
+    def penalty(q_fn: QFn, params: Params, batch: Transition) -> jax.Array:
+        return conservative_penalty(q_fn(params, batch.obs), batch.action)
+
+    return penalised(loss_fn, penalty, "cql_alpha", "cql_penalty")
 
 
 def feature_dot(q_fn: QFn, params: Params, batch: Transition) -> jax.Array:
@@ -79,24 +94,9 @@ def feature_dot(q_fn: QFn, params: Params, batch: Transition) -> jax.Array:
 
 
 def dr3(loss_fn: LossFn) -> LossFn:
-    """``loss_fn`` plus DR3's penalty c · mean φ(s)·φ(s') (:func:`feature_dot`), c =
-    ``hparams.dr3_weight`` (0: the loss itself, to the bit); metric ``dr3_dot``, the
-    penalty's batch mean."""
-
-    def loss(
-        q_fn: QFn,
-        online_params: Params,
-        target_params: Params,
-        batch: Transition,
-        hparams: Any,
-        key: jax.Array | None = None,
-    ) -> LossOutput:
-        out = loss_fn(q_fn, online_params, target_params, batch, hparams, key)
-        dot = batch_mean(feature_dot(q_fn, online_params, batch), batch)
-        metrics = {**out.metrics, "dr3_dot": dot}
-        return LossOutput(out.loss + hparams.dr3_weight * dot, metrics, out.priority)
-
-    return loss
+    """``loss_fn`` plus DR3's penalty φ(s)·φ(s') (:func:`feature_dot`) weighted by
+    ``hparams.dr3_weight`` (:func:`penalised`; metric ``dr3_dot``)."""
+    return penalised(loss_fn, feature_dot, "dr3_weight", "dr3_dot")
 
 
 def behaviour_cloning_loss(
