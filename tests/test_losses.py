@@ -599,10 +599,10 @@ def test_dqn_reg_is_the_squared_td_error_plus_a_value_penalty(setup, variant):
 def test_importance_weights_weigh_each_sample_and_priorities_are_per_sample(dist_setup, name):
     """Prioritised replay's contract, for every built-in loss: with ``batch.weight`` w the loss
     (and its gradient) is mean_i w_i·L_i, L_i the loss of sample i alone; ``out.priority``
-    is |δ_i| for the scalar losses and L_i for the distributional ones. (IQN draws its levels
+    is |δ_i| for the scalar TD losses and L_i for the others. (IQN draws its levels
     per batch, so a sample alone gets others: its weights are checked against rlax below.)"""
     online, target, batch = dist_setup
-    kind = losses.HEAD_OF[name]
+    kind = losses.HEAD_OF[name] or "scalar"  # bc reads any head's values: a scalar one here
     if kind == "scalar":
         online, target = online[:, :A], target[:, :A]
     q_fn = linear_q_function(kind)
@@ -621,7 +621,8 @@ def test_importance_weights_weigh_each_sample_and_priorities_are_per_sample(dist
     np.testing.assert_allclose(out.loss, np.mean(np.asarray(weight) * per_sample), rtol=1e-5)
     expected_grad = sum(float(w) * s[1] for w, s in zip(weight, singles, strict=True)) / B
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
-    expected = per_sample if kind != "scalar" else [float(s[0].metrics["td_abs"]) for s in singles]
+    td = kind == "scalar" and name != "bc"  # TD losses' priority is |δ|, the others' L_i
+    expected = [float(s[0].metrics["td_abs"]) for s in singles] if td else per_sample
     assert out.priority.shape == (B,)
     np.testing.assert_allclose(out.priority, expected, rtol=1e-5, atol=1e-7)
     unweighted = loss_fn(q_fn, online, target, batch, hp, None).loss

@@ -35,8 +35,9 @@ from qlearn.types import LossFn, LossOutput, Params, QFn, Transition
 
 
 def conservative_penalty(q_all: jax.Array, action: jax.Array) -> jax.Array:
-    """CQL(H)'s per-sample penalty logsumexp_b q̂(s, b) − q̂(s, a), [B, A], [B] -> [B] (≥ 0
-    up to log A's slack: it is 0 only in the limit where a dominates every other action)."""
+    """CQL(H)'s per-sample penalty logsumexp_b q̂(s, b) − q̂(s, a), [B, A], [B] -> [B]: > 0,
+    and near 0 only where a dominates every other action. The soft maximum runs over every
+    action: a transition keeps no mask of the actions available at ``obs``."""
     q_sa = jnp.take_along_axis(q_all, action[:, None], axis=1)[:, 0]
     return jax.nn.logsumexp(q_all, axis=1) - q_sa
 
