@@ -101,3 +101,44 @@ def test_bad_input_is_refused_by_name_before_compiling(data_dir, tmp_path):
     datasets.save(tmp_path / "stateless.npz", stateless)
     with pytest.raises(ConfigError, match=r"keeps no finite-MDP states"):
         tabular(tmp_path / "stateless.npz")
+
+
+def test_prioritized_sampling_of_a_dataset_follows_the_priorities_fed_back(data_dir):
+    """A run's own priorities over the fixed data: all 1 at the start; after the learner reports
+    a priority of 99 for one transition (α = 1), it is drawn with probability 99 / (M − 1 + 99)
+    (5,120 draws, within 5 standard deviations) and carries the smallest importance weight."""
+    import jax
+    import jax.numpy as jnp
+
+    from qlearn import hparams as hparams_lib
+    from qlearn.algos.learners import Update
+    from qlearn.algos.sources import Drawn
+
+    config = tabular(data_dir / "expert.npz", replay="prioritized", batch_size=256)
+    hp = hparams_lib.to_arrays(offline.OfflineHParams(gamma=GAMMA, per_alpha=1.0, per_eps=1e-6))
+    source = offline.agent(config).build(hp).source
+    state, key, _ = source.init(None, jax.random.key(0), jax.random.key(1))
+    hot, size = 5, 2_000
+    drawn = Drawn(index=jnp.array([hot]))
+    state = source.feedback(state, drawn, Update({}, priority=jnp.array([99.0 - 1e-6])))
+    counts, weights = 0, []
+    for _ in range(20):
+        state, key, plan, _ = source.next(state, None, key)
+        batch, drawn = source.batch(state, {"plan": plan[0]})
+        counts += int(jnp.sum(drawn.index == hot))
+        weights.append(np.asarray(batch.weight)[np.asarray(drawn.index) == hot])
+    p = 99 / (size - 1 + 99)
+    assert abs(counts - 5_120 * p) < 5 * np.sqrt(5_120 * p * (1 - p))
+    assert np.all(np.concatenate(weights) < 1.0)  # the batch's largest weight is 1
+    with pytest.raises(ConfigError, match=r"config.replay = 'coverage'"):
+        tabular(data_dir / "expert.npz", replay="coverage")
+
+
+def test_prioritized_sampling_in_a_sweep_keeps_the_textbook_outcome(data_dir, optimum):
+    """The compiled loop with the learner's priorities fed back: on expert data offline DQN
+    still leaves the data and CQL (α = 1) still stays on it and is optimal."""
+    hp = offline.OfflineHParams(gamma=GAMMA, lr=0.1)
+    config = tabular(data_dir / "expert.npz", replay="prioritized")
+    run = sweep.run(config, {"cql_alpha": [0.0, 1.0]}, hparams=hp, seeds=1, lanes=1)
+    np.testing.assert_array_equal(final(run, "greedy_ood")[:, 0], [1.0, 0.0])
+    assert final(run, "greedy_return")[1, 0] == optimum

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from qlearn import datasets, dp, envs, heads, hparams, losses, sampling
+from qlearn import datasets, dp, envs, heads, hparams, losses, policies, replay, sampling, sum_tree
 from qlearn.algos import deep_q, driver, learners, probes, replay_source, rollout
 from qlearn.algos.algorithm import Algorithm
 from qlearn.algos.probes import Probe
@@ -49,6 +49,13 @@ OFFLINE_FIELDS: dict[str, tuple[Any, str]] = {
         "observations and actions must be env_id's",
     ),
     "total_updates": (20_000, "gradient updates per run (no env steps: the data are fixed)"),
+    "replay": (
+        "uniform",
+        "how batches are drawn from the dataset: 'uniform', or 'prioritized' (Schaul et al. "
+        "2016 over the fixed data: every transition starts at priority 1, then |δ|; hparams "
+        "per_alpha, per_beta annealed to 1 over total_updates, per_eps; config "
+        "per_normalise)",
+    ),
 }
 """The static fields of an offline config (name -> (default, help))."""
 
@@ -94,6 +101,8 @@ class OfflineConfig(deep_q.DeepQConfig):
     dataset: str = table_field(OFFLINE_FIELDS, "dataset")
     total_updates: int = table_field(OFFLINE_FIELDS, "total_updates")
     batch_size: int = table_field(replay_source.REPLAY_FIELDS, "batch_size")
+    replay: str = table_field(OFFLINE_FIELDS, "replay")
+    per_normalise: str = table_field(replay_source.REPLAY_FIELDS, "per_normalise")
     network: str = config_field(
         "mlp", "'linear' (no bias: tabular on one-hot observations), " + deep_q.NETWORKS_HELP
     )
@@ -134,6 +143,16 @@ class OfflineConfig(deep_q.DeepQConfig):
         heads.check_config(self)
         deep_q.check_shared(self, self.value_head)
         deep_q.check_counts(self, ("total_updates", "batch_size"))
+        if self.replay not in SAMPLINGS:
+            raise ConfigError(
+                f"config.replay = '{self.replay}' must be one of {', '.join(SAMPLINGS)} (a "
+                "dataset has no model for coverage replay)"
+            )
+        if self.per_normalise not in replay.NORMALISATIONS:
+            raise ConfigError(
+                f"config.per_normalise = '{self.per_normalise}' must be one of "
+                f"{', '.join(replay.NORMALISATIONS)}"
+            )
         if self.total_updates < self.num_evals:
             raise ConfigError(
                 f"config.total_updates = {self.total_updates} must be ≥ num_evals = "
@@ -182,6 +201,14 @@ class OfflineHParams:
     gamma: float = hparams.table_field(deep_q.SHARED_HPARAMS, "gamma")
     cql_alpha: float = hparams.table_field(OFFLINE_HPARAMS, "cql_alpha")
     dr3_weight: float = hparams.table_field(OFFLINE_HPARAMS, "dr3_weight")
+    per_alpha: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_alpha")
+    per_beta: float = hparams.table_field(
+        replay_source.REPLAY_HPARAMS,
+        "per_beta",
+        help="prioritised sampling: importance-sampling exponent β at the start, annealed "
+        "linearly to 1 over total_updates",
+    )
+    per_eps: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_eps")
     target_tau: float = hparams.table_field(learners.TD_HPARAMS, "target_tau")
     target_period: int = hparams.table_field(learners.TD_HPARAMS, "target_period")
     huber_delta: float = hparams.table_field(deep_q.SHARED_HPARAMS, "huber_delta")
@@ -198,40 +225,89 @@ class OfflineHParams:
     srank_delta: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "srank_delta")
 
 
+SAMPLINGS = ("uniform", "prioritized")
+"""How an offline source draws its batches (``config.replay``)."""
+
+
 @struct.dataclass
 class DatasetState:
     """A dataset source's state: the evaluation's bookkeeping (one env, never stepped: its
-    ``env_steps`` stay 0)."""
+    ``env_steps`` stay 0) and, for prioritised sampling, this run's priorities of the fixed
+    transitions (a sum tree over M leaves, the largest mass so far, the batches drawn); None
+    for uniform."""
 
     loop: EnvLoop
+    priorities: Any = None
+    max_priority: jax.Array | None = None
+    updates: jax.Array | None = None
+    """the batches drawn so far (prioritised: what β is annealed by)."""
 
 
 def dataset_source(
-    prog: deep_q.Program, data: Transition, state: jax.Array | None, updates: int
+    prog: deep_q.Program,
+    hp: Any,
+    data: Transition,
+    state: jax.Array | None,
+    updates: int,
+    updates_per_run: int,
 ) -> Source:
-    """Batches of ``prog.config.batch_size`` transitions drawn uniformly with replacement from
-    the dataset ``data`` (leaves [M, ...], constants shared by every lane), exactly uniform
-    (:func:`qlearn.sampling.uniform_index`); ``updates`` of them per iteration. ``state``
-    [M]: each transition's finite-MDP state, reported in :attr:`Drawn.state` (None
-    elsewhere)."""
-    size, batch_size = data.action.shape[0], prog.config.batch_size
+    """Batches of ``prog.config.batch_size`` transitions drawn with replacement from the
+    dataset ``data`` (leaves [M, ...], constants shared by every lane), ``updates`` of them per
+    iteration. ``config.replay = 'uniform'``: exactly uniform
+    (:func:`qlearn.sampling.uniform_index`). ``'prioritized'``: each run keeps its own
+    priorities of the M transitions (all 1 at the start), samples by them
+    (:func:`qlearn.replay.sample_prioritized`, β annealed from ``hp.per_beta`` to 1 over the
+    ``updates_per_run``, weights normalised as ``per_normalise`` says) and sets the drawn ones
+    to the loss's priorities (p = |ℓ| + ε, to the power α). ``state`` [M]: each transition's
+    finite-MDP state, reported in :attr:`Drawn.state` (None elsewhere)."""
+    config = prog.config
+    size, batch_size = data.action.shape[0], config.batch_size
+    prioritized = config.replay == "prioritized"
+
+    def view(source: DatasetState) -> replay.ReplayBuffer:  # the constants and this run's tree
+        size_ = jnp.int32(size)
+        return replay.ReplayBuffer(data, size_, size_, source.priorities, source.max_priority)
 
     def init(params: Any, reset_key: jax.Array, key: jax.Array) -> tuple:
         obs, env_state = rollout.reset_envs(prog.env, prog.env_params, reset_key, 1)
         zero = jnp.zeros((), jnp.int32)
-        return DatasetState(EnvLoop(env_state, obs, zero, rollout.init_episode_stats(1))), key, None
+        loop = EnvLoop(env_state, obs, zero, rollout.init_episode_stats(1))
+        if not prioritized:
+            return DatasetState(loop), key, None
+        tree = sum_tree.init(size, track_min=config.per_normalise == "buffer")
+        tree = sum_tree.update(tree, jnp.arange(size), jnp.ones(size, jnp.float32))
+        return DatasetState(loop, tree, jnp.float32(1.0), zero), key, None
 
     def next_(source: DatasetState, params: Any, key: jax.Array) -> tuple:
         key, k = jax.random.split(key)
-        words = jax.random.bits(k, (updates, batch_size, sampling.WORDS_PER_INDEX), jnp.uint32)
-        return source, key, words, None
+        words = sampling.WORDS_PER_INDEX if not prioritized else source.priorities.depth
+        plan = jax.random.bits(k, (updates, batch_size, words), jnp.uint32)
+        return source, key, plan, None
 
     def batch(source: DatasetState, x: dict[str, Any]) -> tuple[Transition, Drawn]:
-        idx = sampling.uniform_index(x["plan"], size)
-        drawn = Drawn(idx, None if state is None else state[idx])
-        return jax.tree.map(lambda a: a[idx], data), drawn
+        if not prioritized:
+            idx = sampling.uniform_index(x["plan"], size)
+            tr = jax.tree.map(lambda a: a[idx], data)
+        else:
+            beta = policies.linear_schedule(source.updates, hp.per_beta, 1.0, updates_per_run)
+            tr, idx, weight = replay.sample_prioritized(
+                view(source), x["plan"], beta, config.per_normalise
+            )
+            tr = tr.replace(weight=weight)
+        return tr, Drawn(idx, None if state is None else state[idx])
 
-    return Source(init, next_, batch, (updates,))
+    def feedback(source: DatasetState, drawn: Drawn, update: Any) -> DatasetState:
+        replay_source.check_priority(update)
+        new = replay.update_priorities(
+            view(source), drawn.index, update.priority, hp.per_alpha, hp.per_eps
+        )
+        return source.replace(
+            priorities=new.priorities, max_priority=new.max_priority, updates=source.updates + 1
+        )
+
+    if not prioritized:
+        return Source(init, next_, batch, (updates,))
+    return Source(init, next_, batch, (updates,), feedback)
 
 
 COUNT_BINS = (0, 1, 10, 100)
@@ -328,7 +404,9 @@ def agent(config: OfflineConfig, progress: deep_q.ProgressFn | None = None) -> d
     states = None if data.state is None else jnp.asarray(data.state, jnp.int32)
 
     def build(hp: OfflineHParams) -> driver.Parts:
-        source = dataset_source(prog, transitions, states, config.updates_per_eval)
+        source = dataset_source(
+            prog, hp, transitions, states, config.updates_per_eval, config.updates_per_run
+        )
         td = learners.td_learner(prog, hp, config.target_network)
         measured = (offline_probe(prog, hp, data),) if finite else (updates_probe(),)
         return driver.Parts(source, td, measured + probes.diagnosed(prog, hp, source, td))
