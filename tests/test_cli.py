@@ -318,3 +318,17 @@ def test_dataset_writes_once_and_offline_training_learns_from_it(tmp_path, capsy
     assert code == 0
     metrics = runs.load(run_dir).metrics
     np.testing.assert_array_equal(metrics["updates"][:, 0], [[20, 40], [20, 40]])
+    # offline-to-online: pretrained on the dataset, then online; an hparam without a dataset
+    # is refused by name
+    online = ["train", "--algo", "dqn", "--env", "CliffWalking", "--cfg", "network=linear",
+              "--cfg", "total_steps=300", "--cfg", "learning_starts=50", "--cfg", "num_evals=2",
+              "--seeds", "1", "--quiet"]  # fmt: skip
+    code = cli.main(
+        [*online, "--cfg", f"dataset={out}", "--cfg", "offline_updates=40", "--hp",
+         "cql_alpha=1", "--hp", "dataset_fraction=0.5", "--out", str(tmp_path / "o2o")]
+    )  # fmt: skip
+    assert code == 0
+    assert runs.load(tmp_path / "o2o").metrics["eval_return"].shape[-1] == 2
+    capsys.readouterr()
+    assert cli.main([*online, "--hp", "cql_alpha=1", "--out", str(tmp_path / "bad")]) == 2
+    assert "hparams.cql_alpha = [1.0] applies to a run with config.dataset" in capsys.readouterr().err

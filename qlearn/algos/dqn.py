@@ -29,7 +29,15 @@ import jax
 from flax import struct
 
 from qlearn import envs, heads, hparams, losses, noisynet, recurrent
-from qlearn.algos import deep_q, driver, learners, probes, replay_source, sequence_source
+from qlearn.algos import (
+    dataset_source,
+    deep_q,
+    driver,
+    learners,
+    probes,
+    replay_source,
+    sequence_source,
+)
 from qlearn.losses import LossRecord
 from qlearn.types import LossFn, config_field, table_field
 
@@ -88,11 +96,15 @@ class DQNConfig(deep_q.DeepQConfig):
     )
     intervention: str = table_field(learners.INTERVENTION_FIELDS, "intervention")
     reset_layers: int = table_field(learners.INTERVENTION_FIELDS, "reset_layers")
+    dataset: str = table_field(dataset_source.START_FIELDS, "dataset")
+    offline_updates: int = table_field(dataset_source.START_FIELDS, "offline_updates")
 
     def validate_hparams(self, hp: DQNHParams) -> None:
         """Checks of hyperparameters against this config (before anything compiles):
-        :func:`~qlearn.algos.deep_q.check_replay_hparams`."""
+        :func:`~qlearn.algos.deep_q.check_replay_hparams`, and those that need a dataset
+        (:func:`~qlearn.algos.dataset_source.check_start_hparams`)."""
         deep_q.check_replay_hparams(self, hp)
+        dataset_source.check_start_hparams(self, hp)
 
     def _validate(self) -> None:
         heads.check_config(self)
@@ -103,6 +115,7 @@ class DQNConfig(deep_q.DeepQConfig):
         losses.check_config(self, masks_actions=deep_q.masks_actions(self))
         probes.check_diagnostics(self, self.updates_per_run // self.num_evals, self.batch_size)
         learners.check_intervention(self)
+        dataset_source.check_start_config(self)
 
     @property
     def loss_options(self) -> dict[str, Any]:
@@ -173,6 +186,9 @@ class DQNHParams:
     per_eps: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_eps")
     per_eta: float = hparams.table_field(sequence_source.SEQUENCE_HPARAMS, "per_eta")
     coverage: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "coverage")
+    dataset_fraction: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "dataset_fraction")
+    cql_alpha: float = hparams.table_field(losses.HPARAMS, "cql_alpha")
+    dr3_weight: float = hparams.table_field(losses.HPARAMS, "dr3_weight")
     noisy_sigma0: float = hparams.table_field(noisynet.NOISY_HPARAMS, "noisy_sigma0")
     dormant_tau: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "dormant_tau")
     srank_delta: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "srank_delta")
@@ -220,12 +236,25 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
     """DQN as the driver runs it: a replay source (a sequence source for a recurrent core), a
     TD learner with a target network (:func:`~qlearn.algos.learners.td_learner`), and the
     probes that apply (noisy layers' σ; a finite MDP's exact errors, feed-forward only; the
-    diagnostics)."""
+    diagnostics).
+
+    With ``config.dataset`` (offline-to-online): the loss carries CQL's and DR3's penalties
+    (:func:`qlearn.losses.conservative`, :func:`qlearn.losses.dr3`; weights ``cql_alpha``,
+    ``dr3_weight``, 0 by default), the run starts with ``offline_updates`` updates on the
+    dataset alone (:class:`~qlearn.algos.driver.Pretraining`: the offline learner's run of
+    ``fold_in(key, 1)`` with ``total_updates = offline_updates``, in ``num_evals`` iterations),
+    and each replay batch takes a fraction ``dataset_fraction`` of its samples from the
+    dataset (:func:`~qlearn.algos.replay_source.dataset_batch`)."""
     loss_fn = losses.resolve(config.loss, **config.loss_options)
+    if config.dataset:
+        loss_fn = losses.conservative(losses.dr3(loss_fn))
     prog = deep_q.program(
         config, loss_fn, progress, config.value_head, config.noisy, config.iqn_action_quantiles
     )
     finite = envs.is_finite(config.env_id)
+    data = None
+    if config.dataset:
+        data = dataset_source.constants(dataset_source.dataset_of(config.dataset))
 
     def build(hp: DQNHParams) -> driver.Parts:
         measured = (probes.noise_probe(),) if config.noisy else ()
@@ -234,13 +263,21 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
         else:
             truth = probes.ground_truth(prog, hp)
             source = replay_source.replay_source(
-                prog, hp, record_states=finite, reachable=truth.get("reachable")
+                prog, hp, record_states=finite, reachable=truth.get("reachable"), dataset=data
             )
             if finite:
                 measured += (probes.finite_mdp_probe(prog, hp, truth, config.diagnostics),)
         td = learners.td_learner(prog, hp, config.target_network)
         learner = learners.with_intervention(td, prog, hp)
-        return driver.Parts(source, learner, measured + probes.diagnosed(prog, hp, source, td))
+        pretraining = None
+        if config.offline_updates:
+            per_iteration = config.offline_updates // config.num_evals
+            offline = dataset_source.dataset_source(
+                prog, hp, *data, per_iteration, config.offline_updates
+            )
+            pretraining = driver.Pretraining(offline, td, config.num_evals)
+        diagnosed = probes.diagnosed(prog, hp, source, td)
+        return driver.Parts(source, learner, measured + diagnosed, pretraining)
 
     return driver.Agent(prog, build, config.iters_per_eval)
 

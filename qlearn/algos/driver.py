@@ -39,11 +39,11 @@ from qlearn.algos.learners import Learner
 from qlearn.algos.probes import Probe
 from qlearn.algos.sources import Source
 
-STREAMS = ("loss", "noise", "model", "reinit")
+STREAMS = ("loss", "noise", "model", "reinit", "dataset")
 """The per-update key streams, in the order they are split off the loop key after the
 source's own split: ``loss`` (a sampling loss's key, IQN's τ), ``noise`` (a noisy network's
 online and target noise), ``model`` (coverage replay's model samples), ``reinit`` (an
-intervention's fresh parameters)."""
+intervention's fresh parameters), ``dataset`` (a dataset's samples mixed into replay)."""
 
 
 class RunKeys(NamedTuple):
@@ -80,12 +80,29 @@ def split_streams(
     return key, out
 
 
+class Pretraining(NamedTuple):
+    """A stage before a run's first interval: ``learner`` trained for ``iterations`` of
+    ``source`` (offline-to-online: a dataset's updates before the envs are met). Its metrics
+    are not kept; its learner state is where the run's learner starts."""
+
+    source: Source
+    learner: Learner
+    iterations: int
+
+
+PRETRAINING_SALT = 1
+"""What a run's key is folded with (``jax.random.fold_in``) for its pretraining's own
+:class:`RunKeys`: the pretraining of the run of ``key`` is the run of ``fold_in(key, 1)`` of its
+source and learner, so its network is the one an offline run of that key learns."""
+
+
 class Parts(NamedTuple):
     """What :attr:`Agent.build` returns for one set of hyperparameters."""
 
     source: Source
     learner: Learner
     probes: tuple[Probe, ...] = ()
+    pretraining: Pretraining | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,16 +134,31 @@ class RunState:
 
 
 def init(agent: Agent, key: jax.Array, hp: Any) -> RunState:
-    """The state of the run of ``key`` before its first interval: the learner's parameters,
-    the source's envs (and whatever it collects before the first update: DQN's warm-up), the
-    probes' counters."""
+    """The state of the run of ``key`` before its first interval: the learner's parameters
+    (initialised, or after the parts' :class:`Pretraining`), the source's envs (and whatever it
+    collects before the first update: DQN's warm-up), the probes' counters."""
     hp = hparams_lib.to_arrays(hp)
     parts = agent.build(hp)
     keys = run_keys(key)
-    learner = parts.learner.init(keys.init)
+    if parts.pretraining is None:
+        learner = parts.learner.init(keys.init)
+    else:
+        learner = pretrain(parts.pretraining, jax.random.fold_in(key, PRETRAINING_SALT))
     source, loop_key, trace = parts.source.init(learner.params, keys.reset, keys.loop)
     probes = {p.name: p.on_steps(p.init(), trace) for p in parts.probes}
     return RunState(source, learner, probes, loop_key)
+
+
+def pretrain(pre: Pretraining, key: jax.Array) -> Any:
+    """The learner state after ``pre.iterations`` iterations of ``pre.source`` from a learner
+    initialised by ``key`` (its keys :func:`run_keys` as a run's; no probes, no evaluation)."""
+    keys = run_keys(key)
+    learner = pre.learner.init(keys.init)
+    source, loop_key, _ = pre.source.init(learner.params, keys.reset, keys.loop)
+    state = RunState(source, learner, {}, loop_key)
+    body = functools.partial(iteration, Parts(pre.source, pre.learner))
+    state, _ = jax.lax.scan(body, state, length=pre.iterations)
+    return state.learner
 
 
 def iteration(

@@ -3,8 +3,8 @@ conservative penalty (Kumar et al. 2020) and behaviour cloning — and, on a fin
 exact errors of the learned values split by how well the data cover each (s, a).
 
 ``make_train(OfflineConfig(dataset=path, env_id=...)) -> train(key, hparams)`` like DQN's: the
-driver (:mod:`qlearn.algos.driver`) runs a **dataset source** (:func:`dataset_source`: batches
-drawn uniformly with replacement from the dataset, no env stepped) and DQN's TD learner
+driver (:mod:`qlearn.algos.driver`) runs a **dataset source** (:mod:`qlearn.algos.
+dataset_source`: batches drawn from the dataset, no env stepped) and DQN's TD learner
 (:func:`qlearn.algos.learners.td_learner`, any replay loss and head, its target network),
 the loss wrapped in CQL(H)'s penalty weighted by the hyperparameter ``cql_alpha``
 (:func:`qlearn.losses.conservative`; α = 0, the default, is offline DQN to the bit, so a sweep
@@ -12,9 +12,9 @@ over α compares DQN and CQL in one compiled program) and DR3's feature penalty 
 ``dr3_weight`` (:func:`qlearn.losses.dr3`, 0 by default). ``loss="bc"`` is behaviour
 cloning.
 
-The dataset is loaded once per process (:func:`dataset_of`) and enters the compiled program as
-constants: every run of a sweep — every seed, α and learning rate in its lanes — reads the
-same copy; none is made per lane. Metrics have T = ``num_evals`` evaluation points, each after
+The dataset is loaded once per process and enters the compiled program as constants: every
+run of a sweep — every seed, α and learning rate in its lanes — reads the same copy; none is
+made per lane. Metrics have T = ``num_evals`` evaluation points, each after
 ``total_updates / num_evals`` updates: ``updates``, the greedy return, the loss's metrics (and
 ``cql_penalty``), and on a finite MDP the ground truth of :func:`offline_probe`.
 """
@@ -22,11 +22,8 @@ same copy; none is made per lane. Metrics have T = ``num_evals`` evaluation poin
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,13 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from qlearn import datasets, dp, envs, heads, hparams, losses, policies, replay, sampling, sum_tree
-from qlearn.algos import deep_q, driver, learners, probes, replay_source, rollout
+from qlearn import datasets, dp, envs, heads, hparams, losses, replay
+from qlearn.algos import dataset_source, deep_q, driver, learners, probes, replay_source
 from qlearn.algos.algorithm import Algorithm
 from qlearn.algos.probes import Probe
-from qlearn.algos.sources import Drawn, EnvLoop, Source
 from qlearn.losses import LossRecord
-from qlearn.types import ConfigError, LossFn, Transition, config_field, table_field
+from qlearn.types import ConfigError, LossFn, config_field, table_field
 
 OFFLINE_FIELDS: dict[str, tuple[Any, str]] = {
     "dataset": (
@@ -58,38 +54,6 @@ OFFLINE_FIELDS: dict[str, tuple[Any, str]] = {
     ),
 }
 """The static fields of an offline config (name -> (default, help))."""
-
-OFFLINE_HPARAMS: dict[str, dict[str, Any]] = {
-    "cql_alpha": dict(
-        default=0.0,
-        low=0,
-        help="CQL(H)'s α: the weight of logsumexp_b q̂(s, b) − q̂(s, a) beside the loss "
-        "(Kumar et al. 2020); 0: offline DQN",
-    ),
-    "dr3_weight": dict(
-        default=0.0,
-        low=0,
-        help="DR3's c: the weight of φ(s)·φ(s′), the penultimate features' dot product over "
-        "the batch's transitions (Kumar et al. 2021); 0: off",
-    ),
-}
-"""The hyperparameters an offline learner reads beyond DQN's (name -> :func:`qlearn.hparams.
-field` keywords)."""
-
-
-@functools.lru_cache(maxsize=4)
-def _load(path: str, stamp: tuple[int, int]) -> datasets.Dataset:
-    return datasets.load(path)
-
-
-def dataset_of(path: str) -> datasets.Dataset:
-    """The dataset in ``path``, read once per process while the file is unchanged (keyed by
-    its modification time and size)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        raise datasets.DatasetError(f"{path}: no such dataset file") from None
-    return _load(str(Path(path).resolve()), (st.st_mtime_ns, st.st_size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,9 +107,10 @@ class OfflineConfig(deep_q.DeepQConfig):
         heads.check_config(self)
         deep_q.check_shared(self, self.value_head)
         deep_q.check_counts(self, ("total_updates", "batch_size"))
-        if self.replay not in SAMPLINGS:
+        if self.replay not in dataset_source.SAMPLINGS:
+            samplings = ", ".join(dataset_source.SAMPLINGS)
             raise ConfigError(
-                f"config.replay = '{self.replay}' must be one of {', '.join(SAMPLINGS)} (a "
+                f"config.replay = '{self.replay}' must be one of {samplings} (a "
                 "dataset has no model for coverage replay)"
             )
         if self.per_normalise not in replay.NORMALISATIONS:
@@ -160,17 +125,7 @@ class OfflineConfig(deep_q.DeepQConfig):
             )
         if not self.dataset:
             raise ConfigError("config.dataset: name the dataset file to learn from (.npz)")
-        try:
-            data = dataset_of(self.dataset)
-            env, env_params = deep_q.make_env(self)
-            datasets.check_env(data, env, env_params, f"config.dataset = {self.dataset}")
-        except datasets.DatasetError as e:
-            raise ConfigError(str(e)) from None
-        if envs.is_finite(self.env_id) and data.state is None:
-            raise ConfigError(
-                f"config.dataset = {self.dataset} keeps no finite-MDP states, which the "
-                f"ground truth of {self.env_id} counts coverage by"
-            )
+        dataset_source.check_dataset(self)
         losses.check_config(self, masks_actions=deep_q.masks_actions(self))
         probes.check_diagnostics(self, self.updates_per_eval, self.batch_size)
 
@@ -199,8 +154,8 @@ class OfflineHParams:
 
     lr: float = hparams.table_field(deep_q.SHARED_HPARAMS, "lr")
     gamma: float = hparams.table_field(deep_q.SHARED_HPARAMS, "gamma")
-    cql_alpha: float = hparams.table_field(OFFLINE_HPARAMS, "cql_alpha")
-    dr3_weight: float = hparams.table_field(OFFLINE_HPARAMS, "dr3_weight")
+    cql_alpha: float = hparams.table_field(losses.HPARAMS, "cql_alpha")
+    dr3_weight: float = hparams.table_field(losses.HPARAMS, "dr3_weight")
     per_alpha: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "per_alpha")
     per_beta: float = hparams.table_field(
         replay_source.REPLAY_HPARAMS,
@@ -223,91 +178,6 @@ class OfflineHParams:
     munchausen_clip: float = hparams.table_field(losses.HPARAMS, "munchausen_clip")
     dormant_tau: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "dormant_tau")
     srank_delta: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "srank_delta")
-
-
-SAMPLINGS = ("uniform", "prioritized")
-"""How an offline source draws its batches (``config.replay``)."""
-
-
-@struct.dataclass
-class DatasetState:
-    """A dataset source's state: the evaluation's bookkeeping (one env, never stepped: its
-    ``env_steps`` stay 0) and, for prioritised sampling, this run's priorities of the fixed
-    transitions (a sum tree over M leaves, the largest mass so far, the batches drawn); None
-    for uniform."""
-
-    loop: EnvLoop
-    priorities: Any = None
-    max_priority: jax.Array | None = None
-    updates: jax.Array | None = None
-    """the batches drawn so far (prioritised: what β is annealed by)."""
-
-
-def dataset_source(
-    prog: deep_q.Program,
-    hp: Any,
-    data: Transition,
-    state: jax.Array | None,
-    updates: int,
-    updates_per_run: int,
-) -> Source:
-    """Batches of ``prog.config.batch_size`` transitions drawn with replacement from the
-    dataset ``data`` (leaves [M, ...], constants shared by every lane), ``updates`` of them per
-    iteration. ``config.replay = 'uniform'``: exactly uniform
-    (:func:`qlearn.sampling.uniform_index`). ``'prioritized'``: each run keeps its own
-    priorities of the M transitions (all 1 at the start), samples by them
-    (:func:`qlearn.replay.sample_prioritized`, β annealed from ``hp.per_beta`` to 1 over the
-    ``updates_per_run``, weights normalised as ``per_normalise`` says) and sets the drawn ones
-    to the loss's priorities (p = |ℓ| + ε, to the power α). ``state`` [M]: each transition's
-    finite-MDP state, reported in :attr:`Drawn.state` (None elsewhere)."""
-    config = prog.config
-    size, batch_size = data.action.shape[0], config.batch_size
-    prioritized = config.replay == "prioritized"
-
-    def view(source: DatasetState) -> replay.ReplayBuffer:  # the constants and this run's tree
-        size_ = jnp.int32(size)
-        return replay.ReplayBuffer(data, size_, size_, source.priorities, source.max_priority)
-
-    def init(params: Any, reset_key: jax.Array, key: jax.Array) -> tuple:
-        obs, env_state = rollout.reset_envs(prog.env, prog.env_params, reset_key, 1)
-        zero = jnp.zeros((), jnp.int32)
-        loop = EnvLoop(env_state, obs, zero, rollout.init_episode_stats(1))
-        if not prioritized:
-            return DatasetState(loop), key, None
-        tree = sum_tree.init(size, track_min=config.per_normalise == "buffer")
-        tree = sum_tree.update(tree, jnp.arange(size), jnp.ones(size, jnp.float32))
-        return DatasetState(loop, tree, jnp.float32(1.0), zero), key, None
-
-    def next_(source: DatasetState, params: Any, key: jax.Array) -> tuple:
-        key, k = jax.random.split(key)
-        words = sampling.WORDS_PER_INDEX if not prioritized else source.priorities.depth
-        plan = jax.random.bits(k, (updates, batch_size, words), jnp.uint32)
-        return source, key, plan, None
-
-    def batch(source: DatasetState, x: dict[str, Any]) -> tuple[Transition, Drawn]:
-        if not prioritized:
-            idx = sampling.uniform_index(x["plan"], size)
-            tr = jax.tree.map(lambda a: a[idx], data)
-        else:
-            beta = policies.linear_schedule(source.updates, hp.per_beta, 1.0, updates_per_run)
-            tr, idx, weight = replay.sample_prioritized(
-                view(source), x["plan"], beta, config.per_normalise
-            )
-            tr = tr.replace(weight=weight)
-        return tr, Drawn(idx, None if state is None else state[idx])
-
-    def feedback(source: DatasetState, drawn: Drawn, update: Any) -> DatasetState:
-        replay_source.check_priority(update)
-        new = replay.update_priorities(
-            view(source), drawn.index, update.priority, hp.per_alpha, hp.per_eps
-        )
-        return source.replace(
-            priorities=new.priorities, max_priority=new.max_priority, updates=source.updates + 1
-        )
-
-    if not prioritized:
-        return Source(init, next_, batch, (updates,))
-    return Source(init, next_, batch, (updates,), feedback)
 
 
 COUNT_BINS = (0, 1, 10, 100)
@@ -388,24 +258,29 @@ def updates_probe() -> Probe:
 
 
 def agent(config: OfflineConfig, progress: deep_q.ProgressFn | None = None) -> driver.Agent:
-    """An offline learner as the driver runs it: a :func:`dataset_source`, DQN's TD learner
+    """An offline learner as the driver runs it: a dataset source, DQN's TD learner
     with ``config.loss`` under CQL's penalty (:func:`qlearn.losses.conservative`), and the
     probes (the finite-MDP truth of :func:`offline_probe`, or the update count; the
     diagnostics). One iteration per evaluation interval, of ``updates_per_eval`` updates;
     progress counts updates."""
-    data = dataset_of(config.dataset)
+    data = dataset_source.dataset_of(config.dataset)
     loss_fn = losses.conservative(losses.dr3(losses.resolve(config.loss, **config.loss_options)))
     prog = deep_q.program(
         config, loss_fn, progress, config.value_head, False, config.iqn_action_quantiles
     )
     prog = dataclasses.replace(prog, explores=False)
     finite = envs.is_finite(config.env_id)
-    transitions = jax.tree.map(jnp.asarray, data.transitions)
-    states = None if data.state is None else jnp.asarray(data.state, jnp.int32)
+    transitions, states = dataset_source.constants(data)
 
     def build(hp: OfflineHParams) -> driver.Parts:
-        source = dataset_source(
-            prog, hp, transitions, states, config.updates_per_eval, config.updates_per_run
+        source = dataset_source.dataset_source(
+            prog,
+            hp,
+            transitions,
+            states,
+            config.updates_per_eval,
+            config.updates_per_run,
+            config.replay == "prioritized",
         )
         td = learners.td_learner(prog, hp, config.target_network)
         measured = (offline_probe(prog, hp, data),) if finite else (updates_probe(),)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qlearn import envs, policies, replay
+from qlearn import envs, policies, replay, sampling
 from qlearn.algos import deep_q, rollout, sources
 from qlearn.algos.learners import Update
 from qlearn.algos.sources import Drawn, EnvLoop, Source, StepTrace, act, start_envs
@@ -102,6 +102,14 @@ REPLAY_HPARAMS: dict[str, dict[str, Any]] = {
         high=1,
         help="coverage replay: the fraction of each batch drawn from the model at (s, a) "
         "uniform over the reachable pairs (1: all of it)",
+    ),
+    "dataset_fraction": dict(
+        default=0.0,
+        low=0,
+        high=1,
+        help="with config.dataset: the fraction of each replay batch drawn uniformly from the "
+        "dataset instead (each sample with this probability; 0.5 is RLPD's symmetric "
+        "sampling, Ball et al. 2023); uniform and coverage replay",
     ),
 }
 """The hyperparameters of a replay source (name -> :func:`qlearn.hparams.field` keywords),
@@ -293,18 +301,31 @@ def empty_replay(prog: deep_q.Program, loop: EnvLoop, record_states: bool) -> Re
     return ReplayState(loop, buffer, window)
 
 
+Dataset = tuple[Transition, Any]
+"""A fixed dataset as a replay source mixes it in: its transitions (leaves [M, ...]) and, on a
+finite MDP, each one's state (int32 [M]; else None)."""
+
+
 def replay_batch(
-    prog: deep_q.Program, hp: Any, reachable: Any, state: ReplayState, x: dict[str, Any]
+    prog: deep_q.Program,
+    hp: Any,
+    reachable: Any,
+    dataset: Dataset | None,
+    state: ReplayState,
+    x: dict[str, Any],
 ) -> tuple[Transition, Drawn]:
     """One update's batch from its words ``x["plan"]``: uniform (with ``x["model"]``, coverage
-    replay's model samples over the ``reachable`` pairs, :func:`coverage_batch`), or
-    prioritised (β annealed from ``hp.per_beta`` to 1 over the run, the weights normalised as
+    replay's model samples over the ``reachable`` pairs, :func:`coverage_batch`; with
+    ``x["dataset"]``, samples of the ``dataset``, :func:`dataset_batch`), or prioritised (β
+    annealed from ``hp.per_beta`` to 1 over the run, the weights normalised as
     ``per_normalise`` says, the sampled slots in :attr:`Drawn.index`)."""
     config = prog.config
     if config.replay != "prioritized":
         items = replay.sample(state.buffer, x["plan"])
         if "model" in x:
             items = coverage_batch(prog, hp, reachable, items, x["model"])
+        if "dataset" in x:
+            items = dataset_batch(hp, dataset, items, x["dataset"])
         return items.transition, Drawn(state=items.state)
     beta = policies.linear_schedule(state.loop.env_steps, hp.per_beta, 1.0, config.total_steps)
     items, idx, weight = replay.sample_prioritized(
@@ -334,11 +355,17 @@ def priority_feedback(hp: Any, state: ReplayState, drawn: Drawn, update: Update)
 
 
 def replay_source(
-    prog: deep_q.Program, hp: Any, *, record_states: bool = False, reachable: Any = None
+    prog: deep_q.Program,
+    hp: Any,
+    *,
+    record_states: bool = False,
+    reachable: Any = None,
+    dataset: Dataset | None = None,
 ) -> Source:
     """DQN's source (:func:`stored_steps_source`): an empty replay (:func:`empty_replay`)
     filled by ε-greedy env steps (:func:`replay_step`); ``batch``: :func:`replay_batch` (stream
-    ``model`` for coverage replay over the ``reachable`` pairs [S, A]); ``feedback``: the new
+    ``model`` for coverage replay over the ``reachable`` pairs [S, A]; stream ``dataset``
+    where a ``dataset`` is mixed in, uniform and coverage replay only); ``feedback``: the new
     priorities of prioritised replay (:func:`priority_feedback`). With ``record_states`` (a
     finite MDP) each item stores the state index of its ``obs`` and every step is traced for
     the probes."""
@@ -346,14 +373,17 @@ def replay_source(
     feedback = sources.no_feedback
     if config.replay == "prioritized":
         feedback = functools.partial(priority_feedback, hp)
+    streams = ("model",) if config.replay == "coverage" else ()
+    if dataset is not None and config.replay != "prioritized":
+        streams += ("dataset",)
     return stored_steps_source(
         prog,
         functools.partial(replay_step, prog, hp, record_states),
         lambda loop: empty_replay(prog, loop, record_states),
         lambda state: replay.words_per_sample(state.buffer),
-        functools.partial(replay_batch, prog, hp, reachable),
+        functools.partial(replay_batch, prog, hp, reachable, dataset),
         feedback,
-        ("model",) if config.replay == "coverage" else (),
+        streams,
     )
 
 
@@ -429,8 +459,27 @@ def coverage_batch(
         else mdp.action_mask[next_state.state],
     )
     use = jax.random.uniform(k_mix, (size,)) < hp.coverage
+    return replace_where(use, Item(model, None if items.state is None else s), items)
 
-    def mix(m: jax.Array, b: jax.Array) -> jax.Array:
-        return jnp.where(use.reshape(-1, *([1] * (b.ndim - 1))), m.astype(b.dtype), b)
 
-    return jax.tree.map(mix, Item(model, None if items.state is None else s), items)
+def dataset_batch(hp: Any, dataset: Dataset, items: Item, key: jax.Array) -> Item:
+    """Offline data mixed into online replay (RLPD, Ball et al. 2023): each sample of the
+    replayed ``items`` is replaced, with probability ``hp.dataset_fraction``, by a transition
+    drawn uniformly from the ``dataset`` (exactly: :func:`qlearn.sampling.uniform_index`) — the
+    loss's weighting becomes (1 − f)·μ_buffer + f·μ_data."""
+    data, states = dataset
+    size = items.transition.action.shape[0]
+    words = jax.random.bits(key, (size, sampling.WORDS_PER_INDEX + 1), jnp.uint32)
+    idx = sampling.uniform_index(words[:, :-1], data.action.shape[0])
+    drawn = Item(jax.tree.map(lambda a: a[idx], data), None if items.state is None else states[idx])
+    return replace_where(sampling.bernoulli(words[:, -1], hp.dataset_fraction), drawn, items)
+
+
+def replace_where(use: jax.Array, new: Item, items: Item) -> Item:
+    """``items`` (leaves [B, ...]) with sample b taken from ``new`` where ``use[b]`` (in the
+    dtypes of ``items``)."""
+
+    def pick(n: jax.Array, b: jax.Array) -> jax.Array:
+        return jnp.where(use.reshape(-1, *([1] * (b.ndim - 1))), n.astype(b.dtype), b)
+
+    return jax.tree.map(pick, new, items)

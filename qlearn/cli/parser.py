@@ -79,7 +79,8 @@ def _add_dataset(sub: argparse._SubParsersAction) -> None:
         "exact μ(s, a), and prints its coverage. --behaviour dqn_replay trains DQN for "
         "--dqn-steps env steps with a replay of --size transitions and keeps what it holds at "
         "the end (Agarwal et al. 2020's DQN-Replay). `qlearn train --algo offline --cfg "
-        "dataset=OUT` learns from it.",
+        "dataset=OUT` learns from it; `qlearn train --algo dqn --cfg dataset=OUT --cfg "
+        "offline_updates=N` pretrains on it, then fine-tunes online.",
     )
     parser.add_argument("--env", required=True, help="a finite MDP, or any env for dqn_replay")
     parser.add_argument("--behaviour", required=True, choices=(*datasets.BEHAVIOURS, "dqn_replay"))

@@ -211,6 +211,19 @@ HPARAMS: dict[str, dict[str, Any]] = {
         high=0,
         help="munchausen loss: log π is clipped to [l₀, 0]",
     ),
+    "cql_alpha": dict(
+        default=0.0,
+        low=0,
+        help="CQL(H)'s α: the weight of logsumexp_b q̂(s, b) − q̂(s, a) beside the loss "
+        "(Kumar et al. 2020; :func:`conservative`), where a dataset is learned from; 0: off",
+    ),
+    "dr3_weight": dict(
+        default=0.0,
+        low=0,
+        help="DR3's c: the weight of φ(s)·φ(s′), the penultimate features' dot product over "
+        "the batch's transitions (Kumar et al. 2021; :func:`dr3`), where a dataset is learned "
+        "from; 0: off",
+    ),
 }
 """The hyperparameters the built-in losses read beyond the algorithm's (name ->
 :func:`qlearn.hparams.field` keywords), declared by DQN's class with
