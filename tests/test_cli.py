@@ -331,4 +331,5 @@ def test_dataset_writes_once_and_offline_training_learns_from_it(tmp_path, capsy
     assert runs.load(tmp_path / "o2o").metrics["eval_return"].shape[-1] == 2
     capsys.readouterr()
     assert cli.main([*online, "--hp", "cql_alpha=1", "--out", str(tmp_path / "bad")]) == 2
-    assert "hparams.cql_alpha = [1.0] applies to a run with config.dataset" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "hparams.cql_alpha = [1.0] applies to a run with config.dataset" in err
