@@ -1,7 +1,7 @@
 """A fixed dataset as a source (qlearn/algos/dataset_source.py) in an online run: offline-to-
 online DQN pretrains on the dataset exactly as the offline learner does, mixes it into replay
-in the asked fraction (RLPD), keeps CQL's outcome on Cliff Walking through fine-tuning, and
-refuses bad input by name before compiling."""
+in the asked fraction (RLPD), keeps CQL's outcome on Cliff Walking through fine-tuning with CQL
+and loses it without, and refuses bad input by name before compiling."""
 
 import jax
 import jax.numpy as jnp
@@ -73,19 +73,20 @@ def test_dataset_batch_replaces_the_asked_fraction_with_uniform_dataset_samples(
     assert sampling.WORDS_PER_INDEX == 2  # the words the index is drawn from, beside the coin
 
 
-def test_cql_pretraining_starts_fine_tuning_at_the_optimum_and_keeps_it(expert):
-    """Cliff Walking, expert-only data, 3,000 online steps: pretrained with CQL (α = 1) the run
-    is optimal (−13) at every evaluation of fine-tuning; pretrained as offline DQN (α = 0) the
-    unseen actions' values, inflated by bootstrapping, keep it off the path at the first
-    evaluation in every seed; and DQN from scratch has not found the path by then either."""
-    hp = dqn.DQNHParams(gamma=GAMMA, lr=0.1, dataset_fraction=0.5)
-    run = sweep.run(online(expert, offline_updates=3_000), {"cql_alpha": [0.0, 1.0]}, hparams=hp,
-                    seeds=2, lanes=2)  # fmt: skip
-    returns = np.asarray(run.metrics["eval_return"])  # [α, seed, T]
+def test_cql_throughout_keeps_the_optimum_and_plain_td_fine_tuning_unlearns_it(expert):
+    """Cliff Walking, expert-only data, 3,000 offline updates, then 3,000 online steps with the
+    data in half of each batch: with CQL (α = 1) offline and online the run is optimal (−13)
+    at every evaluation; with CQL offline and plain TD online it has lost the path by the first
+    evaluation in every seed — the unlearning at the start of fine-tuning that Cal-QL
+    (Nakamoto et al. 2023) is about; and DQN from scratch has not found it by then."""
+    hp = dqn.DQNHParams(gamma=GAMMA, lr=0.1, cql_alpha=1.0, dataset_fraction=0.5)
+    run = sweep.run(online(expert, offline_updates=3_000), {"online_cql_alpha": [0.0, 1.0]},
+                    hparams=hp, seeds=2, lanes=2)  # fmt: skip
+    returns = np.asarray(run.metrics["eval_return"])  # [online α, seed, T]
     assert np.all(returns[1] == -13.0)
     assert np.all(returns[0, :, 0] < -13.0)
-    scratch = sweep.run(dqn.DQNConfig(**COMMON, **ONLINE), hparams=hp.replace(dataset_fraction=0.0),
-                        seeds=2, lanes=2)  # fmt: skip
+    plain = dqn.DQNHParams(gamma=GAMMA, lr=0.1)
+    scratch = sweep.run(dqn.DQNConfig(**COMMON, **ONLINE), hparams=plain, seeds=2, lanes=2)
     assert np.all(np.asarray(scratch.metrics["eval_return"])[0, :, 0] < -13.0)
 
 
@@ -103,7 +104,7 @@ def test_bad_input_is_refused_by_name_before_compiling(expert, tmp_path):
     with pytest.raises(ConfigError, match=r"nowhere.npz: no such dataset file"):
         online(str(tmp_path / "nowhere.npz"))
     plain = dqn.DQNConfig(**COMMON, **ONLINE)
-    for name in ("cql_alpha", "dr3_weight", "dataset_fraction"):
+    for name in ("cql_alpha", "online_cql_alpha", "dr3_weight", "dataset_fraction"):
         with pytest.raises(ConfigError, match=rf"hparams.{name} = 0.5 applies to a run with"):
             plain.validate_hparams(dqn.DQNHParams(**{name: 0.5}))
     prioritized = online(expert, replay="prioritized")

@@ -32,7 +32,7 @@ START_FIELDS: dict[str, tuple[Any, str]] = {
         "offline-to-online: a dataset file (.npz of qlearn.datasets, env_id's observations "
         "and actions) to pretrain on (offline_updates) and mix into replay (hparam "
         "dataset_fraction); its runs' losses carry CQL's and DR3's penalties (hparams "
-        "cql_alpha, dr3_weight); '': none",
+        "cql_alpha offline, online_cql_alpha online, dr3_weight); '': none",
     ),
     "offline_updates": (
         0,
@@ -42,7 +42,7 @@ START_FIELDS: dict[str, tuple[Any, str]] = {
 }
 """The static fields of an online run that starts from a dataset (name -> (default, help))."""
 
-START_HPARAMS = ("cql_alpha", "dr3_weight", "dataset_fraction")
+START_HPARAMS = ("cql_alpha", "online_cql_alpha", "dr3_weight", "dataset_fraction")
 """The hyperparameters an online run reads only where it has a dataset."""
 
 

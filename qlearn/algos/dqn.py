@@ -188,6 +188,7 @@ class DQNHParams:
     coverage: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "coverage")
     dataset_fraction: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "dataset_fraction")
     cql_alpha: float = hparams.table_field(losses.HPARAMS, "cql_alpha")
+    online_cql_alpha: float = hparams.table_field(replay_source.REPLAY_HPARAMS, "online_cql_alpha")
     dr3_weight: float = hparams.table_field(losses.HPARAMS, "dr3_weight")
     noisy_sigma0: float = hparams.table_field(noisynet.NOISY_HPARAMS, "noisy_sigma0")
     dormant_tau: float = hparams.table_field(probes.DIAGNOSTIC_HPARAMS, "dormant_tau")
@@ -239,8 +240,9 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
     diagnostics).
 
     With ``config.dataset`` (offline-to-online): the loss carries CQL's and DR3's penalties
-    (:func:`qlearn.losses.conservative`, :func:`qlearn.losses.dr3`; weights ``cql_alpha``,
-    ``dr3_weight``, 0 by default), the run starts with ``offline_updates`` updates on the
+    (:func:`qlearn.losses.conservative`, :func:`qlearn.losses.dr3`; weights ``cql_alpha`` in
+    the offline updates and ``online_cql_alpha`` in the online ones, ``dr3_weight`` in both; 0
+    by default), the run starts with ``offline_updates`` updates on the
     dataset alone (:class:`~qlearn.algos.driver.Pretraining`: the offline learner's run of
     ``fold_in(key, 1)`` with ``total_updates = offline_updates``, in ``num_evals`` iterations),
     and each replay batch takes a fraction ``dataset_fraction`` of its samples from the
@@ -267,7 +269,8 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
             )
             if finite:
                 measured += (probes.finite_mdp_probe(prog, hp, truth, config.diagnostics),)
-        td = learners.td_learner(prog, hp, config.target_network)
+        online_hp = hp.replace(cql_alpha=hp.online_cql_alpha) if config.dataset else hp
+        td = learners.td_learner(prog, online_hp, config.target_network)
         learner = learners.with_intervention(td, prog, hp)
         pretraining = None
         if config.offline_updates:
@@ -275,7 +278,8 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
             offline = dataset_source.dataset_source(
                 prog, hp, *data, per_iteration, config.offline_updates
             )
-            pretraining = driver.Pretraining(offline, td, config.num_evals)
+            offline_td = learners.td_learner(prog, hp, config.target_network)
+            pretraining = driver.Pretraining(offline, offline_td, config.num_evals)
         diagnosed = probes.diagnosed(prog, hp, source, td)
         return driver.Parts(source, learner, measured + diagnosed, pretraining)
 

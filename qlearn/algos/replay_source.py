@@ -111,6 +111,13 @@ REPLAY_HPARAMS: dict[str, dict[str, Any]] = {
         "dataset instead (each sample with this probability; 0.5 is RLPD's symmetric "
         "sampling, Ball et al. 2023); uniform and coverage replay",
     ),
+    "online_cql_alpha": dict(
+        default=0.0,
+        low=0,
+        help="with config.dataset: CQL(H)'s α in the online updates (cql_alpha is the offline "
+        "updates'); 0: plain TD once the envs are met, as naive fine-tuning; = cql_alpha: "
+        "CQL throughout, as CQL's and Cal-QL's fine-tuning",
+    ),
 }
 """The hyperparameters of a replay source (name -> :func:`qlearn.hparams.field` keywords),
 declared with :func:`qlearn.hparams.table_field`."""

@@ -215,7 +215,8 @@ HPARAMS: dict[str, dict[str, Any]] = {
         default=0.0,
         low=0,
         help="CQL(H)'s α: the weight of logsumexp_b q̂(s, b) − q̂(s, a) beside the loss "
-        "(Kumar et al. 2020; :func:`conservative`), where a dataset is learned from; 0: off",
+        "(Kumar et al. 2020; :func:`conservative`), where a dataset is learned from (an "
+        "online run with a dataset: in its offline updates); 0: off",
     ),
     "dr3_weight": dict(
         default=0.0,
