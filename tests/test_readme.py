@@ -182,14 +182,16 @@ def test_the_memory_examples_build_the_programs_they_describe():
 
 
 def test_the_offline_example_does_what_it_says(tmp_path, monkeypatch):
-    """The README's "Offline Q-learning" block, executed as written (in a scratch directory,
-    where it writes its dataset): offline DQN's greedy policy leaves the expert's data in every
-    visited state, CQL's never, and only CQL reaches the goal (the optimal −13)."""
+    """The README's "Offline Q-learning" blocks, executed as written (in a scratch directory,
+    where the first writes its dataset): offline DQN's greedy policy leaves the expert's data
+    in every visited state, CQL's never, and only CQL reaches the goal (the optimal −13); then
+    offline-to-online from that dataset: CQL-pretrained and fine-tuned with plain TD it has
+    lost the path at the first evaluation, with CQL throughout it is optimal at every one."""
     import numpy as np
 
     section = README.split("## Offline Q-learning", 1)[1].split("\n## ", 1)[0]
     blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
-    assert len(blocks) == 1
+    assert len(blocks) == 2
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(blocks[0], scope)
@@ -197,3 +199,7 @@ def test_the_offline_example_does_what_it_says(tmp_path, monkeypatch):
     np.testing.assert_array_equal(metrics["greedy_ood"][:, :, -1], [[1.0, 1.0], [0.0, 0.0]])
     np.testing.assert_array_equal(metrics["greedy_return"][1, :, -1], [-13.0, -13.0])
     assert np.all(metrics["greedy_return"][0, :, -1] < -13.0)
+    exec(blocks[1], scope)
+    returns = scope["run"].metrics["eval_return"]  # [online α, seed, T]
+    assert np.all(returns[0, :, 0] < -13.0)
+    assert np.all(returns[1] == -13.0)
