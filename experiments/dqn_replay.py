@@ -23,7 +23,7 @@ its 95% bootstrap CI, at the first evaluation and the last, and its mean over th
 (the area under the curve, over T).
 
     python experiments/dqn_replay.py                          # CartPole-v1, ≈ 6 min, 2 cores
-    python experiments/dqn_replay.py --env Breakout-MinAtar   # the CNN: ≈ 45 min
+    python experiments/dqn_replay.py --env Breakout-MinAtar --seeds 3  # the CNN: ≈ 40 min
     python experiments/dqn_replay.py --seeds 2 --scale 0.1 --results '' --figure ''  # smoke
 
 Writes experiments/figures/dqn_replay_<env>_{offline,online}.png and
@@ -58,10 +58,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         dqn=dict(network="cnn", hidden_sizes=(128,), layer_norm=True, buffer_size=100_000),
         hparams=dict(lr=3e-4, target_tau=0.01, eps_end=0.05, eps_decay_fraction=0.2),
         medium_steps=100_000,
-        expert_steps=400_000,
+        expert_steps=300_000,
         expert_buffer=100_000,
-        offline_updates=20_000,
-        online_steps=100_000,
+        offline_updates=10_000,
+        online_steps=50_000,
     ),
 }
 """Per env: DQN's config fields and hyperparameters beyond the defaults (experiments/
