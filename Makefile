@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Installs qlearn (editable) with its dev extras, pinned to the versions CI tests (constraints.txt).
+# Installs qlearn (editable) with its dev extras, pinned to the versions CI tests (constraints.txt),
+# then POPGym Arcade without its dependencies (its stable-gymnax would replace gymnax 1.x).
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt popgym-arcade
 	touch $(STAMP)
 
 # The main job: 3 learning rates x 8 seeds of DQN on CartPole-v1, one compiled program. Writes

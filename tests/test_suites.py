@@ -95,20 +95,43 @@ def jumanji_reference(limit):
     return "jumanji:Snake-v1", reset, step
 
 
+def popgym_reference(limit):
+    import popgym_arcade
+
+    env, params = popgym_arcade.make("BreakoutEasy")
+    env.is_terminated = env.is_terminal  # gymnax 1.x's discount() asks it; the game has none
+
+    def observe(frame):  # pool=4 (4 × 4 blocks averaged), scaled from 0–255 to [0, 1]
+        return frame.astype(jnp.float32).reshape(32, 4, 32, 4, 3).mean(axis=(1, 3)) / 255.0
+
+    def reset(key):
+        obs, state = env.reset_env(key, params)
+        return observe(obs), state
+
+    def step(key, state, action, length):
+        obs, state, reward, done, _ = env.step_env(key, state, action, params)
+        timed_out = length + 1 >= limit  # the game's own limit is 2,000: this test's is shorter
+        kind = jnp.where(done | timed_out, jnp.where(timed_out, TRUNCATION, TERMINATION), NONE)
+        return observe(obs), state, reward, kind
+
+    return "popgym:BreakoutEasy", reset, step, {"pool": 4}
+
+
 REFERENCES = {  # suite -> (reference, time limit: long enough for random play to end some)
     "navix": (navix_reference, 40),
     "xminigrid": (xminigrid_reference, 40),
     "craftax": (craftax_reference, 12),
     "jumanji": (jumanji_reference, 12),
+    "popgym": (popgym_reference, 40),
 }
 
 
-def lockstep(env_id, ref_reset, ref_step, limit, key):
-    """Step the adapter (gymnax's auto-resetting ``step``) and the reference side by side in
-    NUM_ENVS envs for 4 time limits of uniformly random actions: per step and env, the
-    adapter's (obs, final_observation, reward, terminated, truncated) and the reference's (obs
-    after any reset, last real obs, reward, end kind)."""
-    env, params = envs.make(env_id, max_steps_in_episode=limit)
+def lockstep(env_id, ref_reset, ref_step, limit, key, **kwargs):
+    """Step the adapter (gymnax's auto-resetting ``step``; made with ``kwargs``) and the
+    reference side by side in NUM_ENVS envs for 4 time limits of uniformly random actions: per
+    step and env, the adapter's (obs, final_observation, reward, terminated, truncated) and the
+    reference's (obs after any reset, last real obs, reward, end kind)."""
+    env, params = envs.make(env_id, max_steps_in_episode=limit, **kwargs)
 
     def one(key):
         k0, k_loop = jax.random.split(key)
@@ -143,8 +166,10 @@ def lockstep(env_id, ref_reset, ref_step, limit, key):
 @pytest.mark.parametrize("suite", sorted(REFERENCES))
 def test_the_adapter_steps_as_the_suite_does_and_truncates_at_its_time_limit(suite):
     reference, limit = REFERENCES[suite]
-    env_id, ref_reset, ref_step = reference(limit)
-    first, out = lockstep(env_id, ref_reset, ref_step, limit, jax.random.key(3))
+    env_id, ref_reset, ref_step, *kwargs = reference(limit)
+    first, out = lockstep(
+        env_id, ref_reset, ref_step, limit, jax.random.key(3), **next(iter(kwargs), {})
+    )
     # equal up to one float32 rounding: the two sides are different compiled programs (Craftax's
     # light level differs in its last bit); every other suite agrees bitwise
     close = dict(rtol=0, atol=1e-6)
@@ -533,6 +558,49 @@ def test_bad_ids_and_action_spaces_fail_in_one_line():
         envs.check_id("Navix-DoorKey-5x5")
     with pytest.raises(suites.SuiteError, match="no parameter"):
         envs.make("craftax:Craftax-Classic-Symbolic-v1", gravity=1.0)
+
+
+def test_popgym_twins_share_their_dynamics_and_differ_in_what_they_show():
+    """POPGym Arcade's Breakout and its POMDP twin (``partial_obs=True``): on the same keys and
+    actions the same rewards and ends; the frames differ (the POMDP hides the falling ball and
+    the ball's trail), in a small part of each."""
+    twins = [envs.make("popgym:BreakoutEasy", pool=4, partial_obs=p) for p in (False, True)]
+
+    def play(env, params, key):
+        _, state = env.reset(key, params)
+
+        def body(state, key):
+            k_act, k_env = jax.random.split(key)
+            action = jax.random.randint(k_act, (), 0, env.num_actions)
+            obs, state, reward, term, trunc, _ = env.step(k_env, state, action, params)
+            return state, (obs, reward, term, trunc)
+
+        return jax.lax.scan(body, state, jax.random.split(key, 150))[1]
+
+    keys = jax.random.split(jax.random.key(0), 4)
+    mdp, pomdp = (
+        jax.tree.map(np.asarray, jax.vmap(lambda k, e=e: play(*e, k))(keys)) for e in twins
+    )
+    for a, b in zip(mdp[1:], pomdp[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert mdp[2].sum() >= 4  # random play loses the ball: true ends, not the 2,000-step limit
+    assert not mdp[3].any()
+    differ = (mdp[0] != pomdp[0]).reshape(4, 150, -1).mean(axis=2)  # fraction of pixels
+    assert differ.max() > 0 and differ.mean() < 0.1
+    assert mdp[0].shape[2:] == (32, 32, 3)
+
+
+def test_popgym_arguments_are_checked_in_one_line():
+    with pytest.raises(
+        suites.SuiteError, match=r"pool=5 must be a whole divisor of obs_size = 128"
+    ):
+        envs.make("popgym:BreakoutEasy", pool=5)
+    with pytest.raises(suites.SuiteError, match=r"has no parameter paddle_width"):
+        envs.make("popgym:BreakoutEasy", paddle_width=3)
+    with pytest.raises(suites.SuiteError, match=r"beyond the game's own limit 2000"):
+        envs.make("popgym:BreakoutEasy", max_steps_in_episode=5_000)
+    with pytest.raises(suites.SuiteError, match=r"popgym has no env 'Pong'"):
+        envs.make("popgym:Pong")
 
 
 def test_a_missing_suite_names_the_extra_to_install(monkeypatch):

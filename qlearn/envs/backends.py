@@ -363,6 +363,58 @@ def _require_hub_file(env_id: str, repo: str, filename: str) -> None:
 _NO_LIMIT = 2**31 - 1  # a game that ends itself (e.g. 2048): no time limit
 
 
+def popgym_backend(env_id: str, max_steps: int | None, kwargs: dict[str, Any]) -> Backend:
+    """POPGym Arcade (Wang et al. 2025): pixel games with a fully observable (MDP) and a
+    partially observable (POMDP, ``partial_obs=True``) twin of each, the same dynamics drawn
+    two ways. Frames are ``obs_size`` (128 or 256) square RGB; ``pool=k`` averages k × k
+    pixel blocks (128 / 4 = 32 × 32 × 3). The games fold their time limit into ``done`` (and
+    Breakout into its ``terminated``), so the adapter counts each episode's steps itself and
+    calls an end at the game's limit a truncation, any other end a termination."""
+    import popgym_arcade
+
+    name = f"popgym:{env_id}"
+    check_kwargs(name, kwargs, {"partial_obs", "obs_size", "pool"})
+    pool = kwargs.pop("pool", 1)
+    env, params = popgym_arcade.make(env_id, **kwargs)
+    # the games were written for gymnax 0.0.x: gymnax 1.x's discount(), which their step_env
+    # calls for an info entry unused here, asks an is_terminated() they do not define
+    env.is_terminated = env.is_terminal
+    size = int(env.obs_size)
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1 or size % pool:
+        raise SuiteError(f"{name}: pool={pool!r} must be a whole divisor of obs_size = {size}")
+    limit = int(params.max_steps_in_episode)
+    if max_steps is not None and max_steps > limit:
+        raise SuiteError(
+            f"{name}: max_steps_in_episode={max_steps} is beyond the game's own limit {limit}"
+        )
+
+    def observe(frame: jax.Array) -> jax.Array:
+        if pool == 1:
+            return frame
+        blocks = frame.astype(jnp.float32).reshape(size // pool, pool, size // pool, pool, 3)
+        return blocks.mean(axis=(1, 3))
+
+    def reset(key):
+        obs, state = env.reset_env(key, params)
+        return observe(obs), (state, jnp.zeros((), jnp.int32))
+
+    def step(key, inner, action):
+        state, steps = inner
+        obs, nxt, reward, done, _ = env.step_env(key, state, action, params)
+        steps = steps + 1
+        at_limit = steps >= limit
+        return observe(obs), (nxt, steps), reward, done & ~at_limit, done & at_limit
+
+    return Backend(
+        name,
+        int(env.action_space(params).n),
+        limit if max_steps is None else max_steps,
+        reset,
+        step,
+        pixels=True,
+    )
+
+
 def check_kwargs(
     env_id: str, given: dict[str, Any], known: set[str], error: type[Exception] = SuiteError
 ) -> None:

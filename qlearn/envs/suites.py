@@ -1,14 +1,16 @@
-"""JAX env suites beyond gymnax — Navix, Craftax, XLand-MiniGrid, Jumanji — behind gymnax 1.x's
-contract, with the suite's time limit reported as truncation and only true ends as termination.
+"""JAX env suites beyond gymnax — Navix, Craftax, XLand-MiniGrid, Jumanji, POPGym Arcade — behind
+gymnax 1.x's contract, with the suite's time limit reported as truncation and only true ends as
+termination.
 
 An id is ``"<suite>:<the suite's own id>"``, e.g. ``"navix:Navix-DoorKey-5x5-v0"``,
 ``"craftax:Craftax-Classic-Symbolic-v1"``, ``"xminigrid:MiniGrid-Empty-8x8"``,
-``"jumanji:Snake-v1"``. :func:`make` returns a :class:`SuiteEnv`, a gymnax ``Environment``:
-``reset``/``step`` with ``(obs, state, reward, terminated, truncated, info)``, auto-reset, and the
-true last observation of an episode in ``info["final_observation"]`` (gymnax's own ``step`` does
-that on top of the adapter's non-resetting ``step_env``). Observations are float32, in the
-suite's own shape: an image stays an image (the CNN takes it, the MLP flattens it), a vector a
-vector.
+``"jumanji:Snake-v1"``, ``"popgym:BreakoutEasy"`` (POPGym Arcade: ``partial_obs=True`` makes
+the POMDP twin of a game, ``pool=k`` averages k × k pixel blocks). :func:`make` returns a
+:class:`SuiteEnv`, a gymnax ``Environment``: ``reset``/``step`` with ``(obs, state, reward,
+terminated, truncated, info)``, auto-reset, and the true last observation of an episode in
+``info["final_observation"]`` (gymnax's own ``step`` does that on top of the adapter's
+non-resetting ``step_env``). Observations are float32, in the suite's own shape: an image stays
+an image (the CNN takes it, the MLP flattens it), a vector a vector.
 
 Each suite encodes the end of an episode its own way, and each adapter splits it back into
 ``terminated`` (a true end: bootstrap from 0) and ``truncated`` (the time limit: bootstrap from
@@ -20,6 +22,8 @@ the last observation):
 * Craftax folds its time limit into ``done`` (and into a discount of 0): the adapter terminates
   on death (health ≤ 0, or lava in Classic) or, in full Craftax, on beating the last boss, and
   truncates at ``timestep ≥ max_timesteps`` otherwise.
+* POPGym Arcade folds its time limit into ``done``: the adapter counts the steps and calls an
+  end at the game's limit a truncation, any other a termination.
 * Jumanji ends most time-limited games with ``termination`` (discount 0) at the limit: the
   adapter truncates where the step count reached the env's ``time_limit``, and every
   single-discrete game's true end is computed exactly (in :mod:`qlearn.envs.backends`: Snake,
@@ -67,6 +71,7 @@ from qlearn.envs.backends import (
     craftax_backend,
     jumanji_backend,
     navix_backend,
+    popgym_backend,
     xminigrid_backend,
 )
 
@@ -226,6 +231,8 @@ class Suite:
     module: str
     ids: Callable[[], list[str]]
     build: Callable[[str, int | None, dict[str, Any]], Backend]
+    install: str = ""
+    """how to install it, where not the ``envs`` extra."""
 
 
 SUITES: dict[str, Suite] = {
@@ -252,6 +259,13 @@ SUITES: dict[str, Suite] = {
         lambda: sorted(importlib.import_module("jumanji").registered_environments()),
         jumanji_backend,
     ),
+    "popgym": Suite(
+        "popgym_arcade",
+        lambda: list(importlib.import_module("popgym_arcade.registration").REGISTERED_ENVIRONMENTS),
+        popgym_backend,
+        "pip install dm-pix jaxtyping && pip install --no-deps popgym-arcade (its "
+        "stable-gymnax dependency would replace gymnax 1.x; `make install` does this)",
+    ),
 }
 """suite prefix -> :class:`Suite`."""
 
@@ -269,10 +283,10 @@ def installed(suite: str) -> bool:
 def require(suite: str) -> None:
     """Raise :class:`SuiteError` in one line when the suite is not installed."""
     if not installed(suite):
-        raise SuiteError(
-            f'{suite} is not installed: pip install "qlearn[{EXTRA}]" (or pip install '
-            f"{SUITES[suite].module})"
+        how = SUITES[suite].install or (
+            f'pip install "qlearn[{EXTRA}]" (or pip install {SUITES[suite].module})'
         )
+        raise SuiteError(f"{suite} is not installed: {how}")
 
 
 def suite_ids() -> list[str]:
