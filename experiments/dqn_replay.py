@@ -23,7 +23,7 @@ its 95% bootstrap CI, at the first evaluation and the last, and its mean over th
 (the area under the curve, over T).
 
     python experiments/dqn_replay.py                          # CartPole-v1, ≈ 6 min, 2 cores
-    python experiments/dqn_replay.py --env Breakout-MinAtar --seeds 3  # the CNN: ≈ 40 min
+    python experiments/dqn_replay.py --env Breakout-MinAtar --seeds 3  # the CNN: ≈ 80 min
     python experiments/dqn_replay.py --seeds 2 --scale 0.1 --results '' --figure ''  # smoke
 
 Writes experiments/figures/dqn_replay_<env>_{offline,online}.png and
