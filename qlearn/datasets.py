@@ -10,10 +10,10 @@ number rather than a guess.
 
 On disk a dataset is one ``.npz`` file (:func:`save`, :func:`load`): an array per field of the
 transitions (``obs``, ``action``, ``reward``, ``next_obs``, ``terminated``, ``truncated``,
-``steps``; ``next_action_mask``, ``state``, ``mu`` where present) and ``meta``, a JSON string
-whose ``schema`` is :data:`SCHEMA`. numpy reads it without qlearn (``numpy.load``). A save never
-writes over an existing file unless asked, and writes through a temporary file, so a killed
-save leaves no half-written dataset.
+``steps``; ``next_action_mask``, ``return_to_go``, ``state``, ``mu`` where present) and
+``meta``, a JSON string whose ``schema`` is :data:`SCHEMA`. numpy reads it without qlearn
+(``numpy.load``). A save never writes over an existing file unless asked, and writes through a
+temporary file, so a killed save leaves no half-written dataset.
 
 Behaviour policies with known coverage on finite MDPs (:data:`BEHAVIOURS`): ``uniform``
 (every available action alike), ``expert`` (greedy in q*), ``eps_greedy`` (ε-greedy of q*) and
@@ -45,14 +45,17 @@ SCHEMA = "qlearn-dataset/1"
 REQUIRED = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "steps")
 """The transition fields every dataset file holds (leading axis M)."""
 
-OPTIONAL = ("next_action_mask",)
-"""Transition fields a dataset holds where its env has them."""
+OPTIONAL = ("next_action_mask", "return_to_go")
+"""Transition fields a dataset holds where they exist: the env's action masks; each
+transition's Monte-Carlo return-to-go at ``meta["gamma"]`` (:func:`returns_to_go`, what
+Cal-QL calibrates by), where the dataset keeps one-step transitions in episode order."""
 
 BEHAVIOURS = ("uniform", "expert", "eps_greedy", "mixture")
 """The behaviour policies :func:`finite_dataset` collects with."""
 
 DTYPES = {"action": np.int32, "reward": np.float32, "terminated": np.bool_,
-          "truncated": np.bool_, "steps": np.int32, "next_action_mask": np.bool_}  # fmt: skip
+          "truncated": np.bool_, "steps": np.int32, "next_action_mask": np.bool_,
+          "return_to_go": np.float32}  # fmt: skip
 """The dtype each field is stored and loaded with (``obs`` keeps its own)."""
 
 
@@ -117,8 +120,9 @@ def save(path: str | Path, dataset: Dataset, *, overwrite: bool = False) -> Path
         raise DatasetError(f"{path}: refusing to write an empty dataset")
     tr = dataset.transitions
     arrays = {name: np.asarray(getattr(tr, name)) for name in REQUIRED}
-    if tr.next_action_mask is not None:
-        arrays["next_action_mask"] = np.asarray(tr.next_action_mask)
+    for name in OPTIONAL:
+        if getattr(tr, name) is not None:
+            arrays[name] = np.asarray(getattr(tr, name))
     for name in ("state", "mu"):
         if getattr(dataset, name) is not None:
             arrays[name] = np.asarray(getattr(dataset, name))
@@ -175,7 +179,10 @@ def load(path: str | Path) -> Dataset:
         for name in (*REQUIRED, *OPTIONAL)
         if name in arrays
     }
-    fields.setdefault("next_action_mask", None)
+    for name in OPTIONAL:
+        fields.setdefault(name, None)
+    if fields["return_to_go"] is not None and "gamma" not in meta:
+        raise DatasetError(f"{path}: field 'return_to_go' without the γ it is at (meta gamma)")
     transitions = Transition(**fields)
     return Dataset(transitions, meta, arrays.get("state"), arrays.get("mu"))
 
@@ -209,6 +216,28 @@ def concatenate(parts: list[Dataset], meta: dict[str, Any]) -> Dataset:
     return Dataset(transitions, meta, state, mu)
 
 
+def returns_to_go(reward: np.ndarray, end: np.ndarray, gamma: float) -> np.ndarray:
+    """Monte-Carlo returns-to-go of N envs' steps in time order, [T, N] each:
+    G_t = r_t + γ·G_{t+1} within an episode, G_t = r_t where the episode ends at step t
+    (``end``: terminated or truncated — a time limit ends the sum, as it ends the return an
+    evaluation measures), and −∞ for the steps of an episode the data cut before its end
+    (their return is unknown). float32 [T, N]."""
+    reward, end = np.asarray(reward, np.float64), np.asarray(end, bool)
+    out = np.empty(reward.shape, np.float64)
+    running = np.full(reward.shape[1:], -np.inf)
+    for t in range(reward.shape[0] - 1, -1, -1):
+        running = reward[t] + gamma * np.where(end[t], 0.0, running)
+        out[t] = running
+    return out.astype(np.float32)
+
+
+def with_returns(tr: Transition, gamma: float) -> Transition:
+    """``tr`` (leaves [T, N, ...], N envs' one-step transitions in time order) with
+    :func:`returns_to_go` at ``gamma`` in its ``return_to_go``."""
+    end = np.asarray(tr.terminated) | np.asarray(tr.truncated)
+    return tr.replace(return_to_go=returns_to_go(np.asarray(tr.reward), end, gamma))
+
+
 # -- behaviour policies on finite MDPs --------------------------------------------------------
 
 
@@ -228,11 +257,18 @@ def behaviour_policy(mdp: Any, name: str, q_star: jax.Array, epsilon: float = 0.
 
 
 def collect(
-    env: Any, mdp: Any, policy: jax.Array, size: int, key: jax.Array, num_envs: int = 16
+    env: Any,
+    mdp: Any,
+    policy: jax.Array,
+    size: int,
+    key: jax.Array,
+    gamma: float,
+    num_envs: int = 16,
 ) -> tuple[Transition, np.ndarray]:
     """``size`` transitions of ``policy`` [S, A] in ``num_envs`` envs of the finite MDP (env
-    steps in time-major order, auto-reset, truncated at the MDP's time limit), and the state
-    index of each ``obs``: (transitions [size, ...], state [size])."""
+    steps in time-major order, auto-reset, truncated at the MDP's time limit), with their
+    returns-to-go at ``gamma`` (:func:`with_returns`), and the state index of each ``obs``:
+    (transitions [size, ...], state [size])."""
     steps = -(-size // num_envs)
     log_pi = jnp.log(jnp.asarray(policy, jnp.float32))
 
@@ -254,8 +290,9 @@ def collect(
         return out
 
     tr, state = run(key)
+    tr = with_returns(tr.replace(weight=None), gamma)
     flat = jax.tree.map(lambda x: np.asarray(x).reshape(-1, *x.shape[2:])[:size], (tr, state))
-    return flat[0].replace(weight=None), flat[1]
+    return flat
 
 
 def finite_dataset(
@@ -295,7 +332,7 @@ def finite_dataset(
     datasets = []
     for i, (name, count) in enumerate(parts):
         policy = behaviour_policy(mdp, name, q_star, epsilon)
-        tr, state = collect(env, mdp, policy, count, jax.random.fold_in(key, i))
+        tr, state = collect(env, mdp, policy, count, jax.random.fold_in(key, i), gamma)
         mu = np.asarray(dp.state_action_distribution(mdp, jnp.asarray(policy)))
         datasets.append(Dataset(tr, meta, state, mu))
     return concatenate(datasets, meta)
@@ -309,7 +346,8 @@ def from_dqn_replay(config: Any, hparams: Any = None, seed: int = 0) -> Dataset:
     training is ``config.total_steps``; an early one gives a medium dataset, a late one an
     expert's. On a finite MDP each item's state comes along. With ``n_step`` > 1 the items are
     n-step transitions (rewards discounted at the run's γ, kept in ``meta["gamma"]``).
-    ``meta`` holds the run's config, hyperparameters and final greedy return."""
+    ``meta`` holds the run's config, hyperparameters and final greedy return. One-step items
+    keep their returns-to-go at the run's γ (:func:`ring_returns`); n-step items none."""
     from qlearn import hparams as hparams_lib
     from qlearn import sweep
     from qlearn.algos import dqn
@@ -320,13 +358,19 @@ def from_dqn_replay(config: Any, hparams: Any = None, seed: int = 0) -> Dataset:
     run = sweep.run(config, hparams=hparams, seeds=1, base_seed=seed, lanes=1, keep_state=True)
     buffer = run.final_state.source.buffer
     size = int(np.asarray(buffer.size).reshape(-1)[0])
+    position = int(np.asarray(buffer.position).reshape(-1)[0])
     items = jax.tree.map(lambda x: np.asarray(x).reshape(-1, *x.shape[3:])[:size], buffer.storage)
+    gamma = float(np.asarray(hparams.gamma))
+    if config.n_step == 1:
+        tr = ring_returns(items.transition, position, config.actual_total_steps,
+                          config.num_envs, gamma)  # fmt: skip
+        items = items.replace(transition=tr)
     meta = {
         "env_id": config.env_id,
         "env_kwargs": dict(config.env_kwargs),
         "behaviour": "dqn_replay",
         "seed": seed,
-        "gamma": float(np.asarray(hparams.gamma)),
+        "gamma": gamma,
         "n_step": config.n_step,
         "dqn_total_steps": config.actual_total_steps,
         "dqn_final_return": float(np.asarray(run.metrics["eval_return"])[0, 0, -1]),
@@ -336,6 +380,31 @@ def from_dqn_replay(config: Any, hparams: Any = None, seed: int = 0) -> Dataset:
     }
     state = None if items.state is None else np.asarray(items.state, np.int32)
     return Dataset(items.transition.replace(weight=None), meta, state)
+
+
+def ring_returns(
+    tr: Transition, position: int, added: int, num_envs: int, gamma: float
+) -> Transition:
+    """``tr`` (leaves [M, ...]: a replay ring's slots, M = the ring's size, after ``added``
+    one-step items of ``num_envs`` envs were written N per env step, in env order, from slot 0
+    on, and the next write at ``position``) with each slot's :func:`returns_to_go` at
+    ``gamma``: the ring is unrolled from its oldest item, each item placed at its env step and
+    env, and the returns run back through each env's steps."""
+    size = tr.action.shape[0]
+    if added % size != position % size or added < size:
+        raise DatasetError(f"a ring of {size} items at position {position} cannot hold {added}")
+    first = added - size  # the global index of the oldest item kept
+    slot = (position + np.arange(size)) % size if added > size else np.arange(size)
+    index = first + np.arange(size)  # the global index of the item in each slot of `slot`
+    row, env = index // num_envs - first // num_envs, index % num_envs
+    rows = row[-1] + 1
+    reward = np.zeros((rows, num_envs), np.float32)
+    end = np.ones((rows, num_envs), bool)  # grid cells before the oldest item: never read
+    reward[row, env] = np.asarray(tr.reward)[slot]
+    end[row, env] = (np.asarray(tr.terminated) | np.asarray(tr.truncated))[slot]
+    out = np.empty(size, np.float32)
+    out[slot] = returns_to_go(reward, end, gamma)[row, env]
+    return tr.replace(return_to_go=out)
 
 
 def coverage(dataset: Dataset, mdp: Any) -> dict[str, float]:

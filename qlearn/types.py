@@ -76,6 +76,10 @@ class Transition:
         prioritised replay (:func:`qlearn.replay.sample_prioritized`): a loss averages its
         per-sample terms with these weights (:func:`qlearn.losses.batch_mean`). None (not
         stored, and for uniform replay): an unweighted mean.
+      return_to_go: float32 [], G(s): the Monte-Carlo discounted return the data's episode
+        earned from ``obs`` on (at the dataset's γ; −∞ where unknown), the reference value of
+        Cal-QL's calibrated penalty (:func:`qlearn.losses.calibrated_penalty`). None (not
+        stored): every transition that is not a Cal-QL run's dataset sample.
 
     What a transition is not (kept elsewhere, so it does not grow a field per feature): a
     sampling loss's PRNG key (the loss's ``key`` argument, :data:`LossFn`) and what a probe
@@ -91,6 +95,7 @@ class Transition:
     steps: jax.Array
     next_action_mask: jax.Array | None = None
     weight: jax.Array | None = None
+    return_to_go: jax.Array | None = None
 
 
 @struct.dataclass

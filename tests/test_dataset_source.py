@@ -32,14 +32,16 @@ def online(path, **fields):
     return dqn.DQNConfig(**(COMMON | ONLINE | {"dataset": path} | fields))
 
 
-def test_pretraining_is_the_offline_learners_run_of_the_folded_key(expert):
+@pytest.mark.parametrize("cal_ql", [False, True])
+def test_pretraining_is_the_offline_learners_run_of_the_folded_key(expert, cal_ql):
     """The network an offline-to-online run starts from is, bitwise, the one `algo=offline`
-    learns from the same dataset and hyperparameters with the run's key folded with 1."""
-    config = online(expert, offline_updates=600)
+    learns from the same dataset and hyperparameters with the run's key folded with 1 (CQL's
+    penalty, or Cal-QL's)."""
+    config = online(expert, offline_updates=600, cal_ql=cal_ql)
     hp = dqn.DQNHParams(gamma=GAMMA, lr=0.1, cql_alpha=1.0, dataset_fraction=0.5)
     key = jax.random.key(3)
     start = jax.jit(dqn.make_stages(config)[0])(key, hp).learner
-    off = offline.OfflineConfig(**COMMON, dataset=expert, total_updates=600)
+    off = offline.OfflineConfig(**COMMON, dataset=expert, total_updates=600, cal_ql=cal_ql)
     off_hp = offline.OfflineHParams(gamma=GAMMA, lr=0.1, cql_alpha=1.0)
     learned = jax.jit(offline.make_train(off))(jax.random.fold_in(key, 1), off_hp)[0].learner
     assert int(start.updates) == 600
@@ -60,6 +62,7 @@ def test_dataset_batch_replaces_the_asked_fraction_with_uniform_dataset_samples(
                           jnp.ones(n, jnp.int32))  # fmt: skip
 
     data = transitions(jnp.arange(m, dtype=jnp.float32))
+    data = data.replace(return_to_go=data.reward + 100.0)  # Cal-QL's returns, kept
     items = Item(transitions(jnp.full(size, -1.0)), jnp.full(size, -1, jnp.int32))
     hp = dqn.DQNHParams(dataset_fraction=fraction)
     states = jnp.arange(m, dtype=jnp.int32) + 10
@@ -68,6 +71,8 @@ def test_dataset_batch_replaces_the_asked_fraction_with_uniform_dataset_samples(
     from_data = reward >= 0
     assert stats.binomtest(int(from_data.sum()), size, fraction).pvalue > 1e-3
     np.testing.assert_array_equal(state[from_data], reward[from_data].astype(int) + 10)
+    g = np.asarray(mixed.transition.return_to_go)  # replayed samples: unknown
+    np.testing.assert_array_equal(g, np.where(from_data, reward + 100.0, -np.inf))
     counts = np.bincount(reward[from_data].astype(int), minlength=m)
     assert stats.chisquare(counts).pvalue > 1e-3
     assert sampling.WORDS_PER_INDEX == 2  # the words the index is drawn from, beside the coin
@@ -90,6 +95,17 @@ def test_cql_throughout_keeps_the_optimum_and_plain_td_fine_tuning_unlearns_it(e
     assert np.all(np.asarray(scratch.metrics["eval_return"])[0, :, 0] < -13.0)
 
 
+def test_cal_ql_fine_tuning_runs_with_the_data_mixed_in(expert):
+    """Offline-to-online Cal-QL end to end: pretraining and online updates on batches that mix
+    dataset samples (their returns) with replayed ones (−∞), the penalty reported throughout."""
+    config = online(expert, offline_updates=300, total_steps=600, cal_ql=True)
+    hp = dqn.DQNHParams(gamma=GAMMA, lr=0.1, cql_alpha=1.0, online_cql_alpha=1.0,
+                        dataset_fraction=0.5)  # fmt: skip
+    run = sweep.run(config, hparams=hp, seeds=1, lanes=1)
+    assert np.all(np.isfinite(np.asarray(run.metrics["cql_penalty"])))
+    assert np.all(np.asarray(run.metrics["eval_return"]) == -13.0)
+
+
 def test_bad_input_is_refused_by_name_before_compiling(expert, tmp_path):
     with pytest.raises(ConfigError, match=r"offline_updates = 30 trains on a dataset: name it"):
         dqn.DQNConfig(**COMMON, **ONLINE, offline_updates=30)
@@ -107,6 +123,10 @@ def test_bad_input_is_refused_by_name_before_compiling(expert, tmp_path):
     for name in ("cql_alpha", "online_cql_alpha", "dr3_weight", "dataset_fraction"):
         with pytest.raises(ConfigError, match=rf"hparams.{name} = 0.5 applies to a run with"):
             plain.validate_hparams(dqn.DQNHParams(**{name: 0.5}))
+    with pytest.raises(ConfigError, match=r"cal_ql calibrates a dataset's CQL: name it"):
+        dqn.DQNConfig(**COMMON, **ONLINE, cal_ql=True)
+    with pytest.raises(ConfigError, match=r"gamma = 0.99: config.cal_ql calibrates by the"):
+        online(expert, cal_ql=True).validate_hparams(dqn.DQNHParams(gamma=0.99))
     prioritized = online(expert, replay="prioritized")
     with pytest.raises(ConfigError, match=r"dataset_fraction = \[0.0, 0.5\] mixes .* uniform"):
         prioritized.validate_hparams(dqn.DQNHParams(dataset_fraction=np.array([0.0, 0.5])))

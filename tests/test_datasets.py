@@ -118,6 +118,26 @@ def test_mixture_is_half_expert_half_uniform_and_its_mu_the_mix():
         datasets.finite_dataset("CartPole-v1", "uniform", 10)
 
 
+def test_returns_to_go_sum_each_episode_to_its_end_and_are_unknown_after_the_data_end():
+    rewards = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # [T = 3, N = 2]
+    end = np.array([[False, True], [True, False], [False, False]])
+    want = [[1 + 0.5 * 3, 2], [3, -np.inf], [-np.inf, -np.inf]]
+    np.testing.assert_array_equal(datasets.returns_to_go(rewards, end, 0.5), want)
+
+
+def test_expert_returns_to_go_are_q_star_of_the_data_actions(cliff_expert):
+    """Cliff Walking is deterministic and so is the expert: the Monte-Carlo return of each step
+    of a finished episode is q*(s, a) exactly; only each env's last, unfinished episode is
+    unknown (−∞), at most one 13-step episode per env of the 16."""
+    _, mdp = envs.make("CliffWalking")
+    q_star = np.asarray(dp.value_iteration(mdp, 0.9)[0])
+    g = np.asarray(cliff_expert.transitions.return_to_go)
+    known = np.isfinite(g)
+    a = np.asarray(cliff_expert.transitions.action)
+    np.testing.assert_allclose(g[known], q_star[cliff_expert.state[known], a[known]], rtol=1e-5)
+    assert np.all(g[~known] == -np.inf) and 0 < np.sum(~known) <= 16 * 13
+
+
 def test_dqn_replay_datasets_are_genuine_transitions_of_the_run(tmp_path):
     """The DQN-Replay recipe on Cliff Walking: the dataset is the final replay (as many items as
     the run stored, up to the buffer), and each is a real step of the MDP — obs the features of
@@ -140,5 +160,28 @@ def test_dqn_replay_datasets_are_genuine_transitions_of_the_run(tmp_path):
     assert np.all(probs[s, np.asarray(tr.action), successor] > 0)
     np.testing.assert_array_equal(np.asarray(tr.reward), np.asarray(mdp.rewards)[s, tr.action])
     assert len(datasets.load(datasets.save(tmp_path / "replay.npz", data))) == 2_000
+    # the ring, unrolled: item g (g-th written, N per env step in env order) is in slot g mod
+    # 2,000 and of env g mod N; each env's steps chain (next_obs = the next step's obs) until
+    # an episode ends, and each item's return-to-go is the discounted sum to its episode's end
+    # (−∞ for the episodes still running when the run stopped)
+    added, n, gamma = config.actual_total_steps, config.num_envs, 0.9
+    reward, obs, next_obs = np.asarray(tr.reward), np.asarray(tr.obs), np.asarray(tr.next_obs)
+    end = np.asarray(tr.terminated | tr.truncated)
+    got = np.asarray(tr.return_to_go)
+    for env in range(n):
+        slots = [g % 2_000 for g in range(added - 2_000, added) if g % n == env]
+        episode: list[int] = []
+        for i, j in zip(slots, [*slots[1:], None], strict=True):
+            episode.append(i)
+            if j is not None and not end[i]:
+                np.testing.assert_array_equal(next_obs[i], obs[j])
+            if end[i] or j is None:
+                rewards = reward[episode]
+                for k, slot in enumerate(episode):
+                    tail = rewards[k:] @ gamma ** np.arange(len(rewards) - k)
+                    want = tail if end[i] else -np.inf
+                    np.testing.assert_allclose(got[slot], want, rtol=1e-5)
+                episode = []
+    assert 20 <= np.isfinite(got).sum() < 2_000  # both kinds are checked
     with pytest.raises(datasets.DatasetError, match="feed-forward DQNConfig"):
         datasets.from_dqn_replay(dataclasses.replace(config, core="gru"))

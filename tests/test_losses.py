@@ -1054,6 +1054,56 @@ def test_conservative_adds_alpha_times_the_penalty_and_is_the_loss_itself_at_alp
         np.testing.assert_array_equal(a, b)
 
 
+def test_cal_ql_penalty_and_its_gradient_match_numpy():
+    """Cal-QL's penalty mean_i [log Σ_b exp max(q̂(s_i, b), G_i) − q̂(s_i, a_i)] on a linear
+    q̂ = W x, and its gradient mean_i (softmax(max(q̂, G_i)) ⊙ 1[q̂ > G_i] − onehot(a_i)) ⊗ x_i,
+    in numpy: the actions below the floor get no push down. At G = −∞ it is CQL's, bitwise."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(A, OBS)).astype(np.float32)
+    x = rng.normal(size=(B, OBS)).astype(np.float32)
+    a = np.arange(B) % A
+    q = (x @ w.T).astype(np.float64)
+    g = np.median(q, axis=1) + rng.normal(scale=0.1, size=B)  # some actions below, some above
+    g[0] = -np.inf  # a sample whose return is unknown
+    floored = np.maximum(q, g[:, None])
+    lse = np.log(np.exp(floored).sum(1))
+    want = np.mean(lse - q[np.arange(B), a])
+    soft = np.exp(floored - lse[:, None]) * (q > g[:, None])
+    want_grad = ((soft - np.eye(A)[a]).T @ x) / B
+    reference = jnp.asarray(g, jnp.float32)
+
+    def penalty(w):
+        q_all = jnp.asarray(x) @ w.T
+        return jnp.mean(losses.calibrated_penalty(q_all, jnp.asarray(a), reference))
+
+    got, grad = jax.value_and_grad(penalty)(jnp.asarray(w))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6)
+    assert 0 < np.sum(q < g[:, None]) < q.size  # the floor bites on some actions only
+    q32, a32 = jnp.asarray(x @ w.T), jnp.asarray(a)
+    unknown = jnp.full(B, -jnp.inf)
+    np.testing.assert_array_equal(
+        losses.calibrated_penalty(q32, a32, unknown), losses.conservative_penalty(q32, a32)
+    )
+
+
+def test_calibrated_conservative_is_cqls_loss_where_no_return_is_known(setup):
+    """Cal-QL's wrapped loss on a batch whose returns are all unknown (−∞: online replay samples)
+    is CQL's, value and gradient, to the bit; a batch without returns is refused."""
+    q_fn, online, target, batch = setup
+    huber = losses.resolve("huber", double_q=True)
+    hp = CQLHParams(cql_alpha=0.5)
+    unknown = batch.replace(return_to_go=jnp.full(batch.action.shape, -jnp.inf))
+    cql, g_cql = value_and_grad(losses.conservative(huber), q_fn, online, target, batch, hp, None)
+    cal = losses.conservative(huber, calibrated=True)
+    out, g_out = value_and_grad(cal, q_fn, online, target, unknown, hp, None)
+    assert out.loss == cql.loss
+    for x, y in zip(jax.tree.leaves(g_out), jax.tree.leaves(g_cql), strict=True):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="needs the batch's return_to_go"):
+        cal(q_fn, online, target, batch, hp, None)
+
+
 def test_behaviour_cloning_is_the_cross_entropy_of_the_data_actions(setup):
     q_fn, online, target, batch = setup
     bc = losses.resolve("bc", double_q=True)

@@ -2,6 +2,9 @@
 DQN, CQL and behaviour cloning on expert-only and full-coverage data (Cliff Walking, tabular
 q̂), reproducibility by seed, and bad input refused by name before compiling."""
 
+import dataclasses
+
+import jax
 import numpy as np
 import pytest
 
@@ -101,6 +104,44 @@ def test_bad_input_is_refused_by_name_before_compiling(data_dir, tmp_path):
     datasets.save(tmp_path / "stateless.npz", stateless)
     with pytest.raises(ConfigError, match=r"keeps no finite-MDP states"):
         tabular(tmp_path / "stateless.npz")
+    returnless = datasets.load(data_dir / "expert.npz")
+    returnless = dataclasses.replace(
+        returnless, transitions=returnless.transitions.replace(return_to_go=None)
+    )
+    datasets.save(tmp_path / "returnless.npz", returnless)
+    tabular(tmp_path / "returnless.npz")  # CQL needs no returns
+    with pytest.raises(ConfigError, match=r"cal_ql calibrates by returns-to-go; .* keeps none"):
+        tabular(tmp_path / "returnless.npz", cal_ql=True)
+    calibrated = tabular(data_dir / "expert.npz", cal_ql=True)
+    calibrated.validate_hparams(offline.OfflineHParams(gamma=GAMMA))
+    with pytest.raises(ConfigError, match=r"gamma = 0.99: .*discounted at γ = 0.9"):
+        calibrated.validate_hparams(offline.OfflineHParams(gamma=0.99))
+
+
+def test_cal_ql_is_calibrated_where_cql_is_not(data_dir):
+    """Cal-QL's defining property (Nakamoto et al. 2023, def. 4.1): its values are no lower than
+    the behaviour's. On Cliff Walking's mixture data (half expert, half uniform episodes;
+    tabular q̂, α = 5, two seeds), the greedy value V̂(s) = max_b q̂(s, b) of every transition
+    with a known return is at least that return G(s) under Cal-QL, while CQL's falls below it on
+    some; both keep the optimal path (−13)."""
+    path = data_dir / "mixture.npz"
+    datasets.save(path, datasets.finite_dataset("CliffWalking", "mixture", 20_000, gamma=GAMMA))
+    data = datasets.load(path)
+    known = np.isfinite(data.transitions.return_to_go)
+    g, states = data.transitions.return_to_go[known], data.state[known]
+    _, mdp = envs.make("CliffWalking")
+    hp = offline.OfflineHParams(gamma=GAMMA, lr=0.1, cql_alpha=5.0)
+    keys = jax.random.split(jax.random.key(0), 2)
+    below = {}
+    for cal_ql in (False, True):
+        config = tabular(path, cal_ql=cal_ql, num_evals=1)
+        q_fn = offline.agent(config).prog.q_function(hp)
+        state, metrics = jax.jit(jax.vmap(offline.make_train(config), (0, None)))(keys, hp)
+        assert np.all(np.asarray(metrics["eval_return"]) == -13.0)
+        v_hat = np.asarray(jax.vmap(q_fn, (0, None))(state.learner.params, mdp.features)).max(2)
+        below[cal_ql] = v_hat[:, states] - g  # [seed, known transitions]
+    assert np.all(below[True] >= 0.0)
+    assert np.all(np.mean(below[False] < 0.0, axis=1) > 0.05)
 
 
 def test_prioritized_sampling_of_a_dataset_follows_the_priorities_fed_back(data_dir):

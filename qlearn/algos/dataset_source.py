@@ -39,8 +39,17 @@ START_FIELDS: dict[str, tuple[Any, str]] = {
         "offline-to-online: updates on the dataset alone before the first env step (a "
         "multiple of num_evals; the offline learner's run of the seed key folded with 1)",
     ),
+    "cal_ql": (
+        False,
+        "Cal-QL (Nakamoto et al. 2023): CQL's penalty floored at the dataset's Monte-Carlo "
+        "return-to-go, logsumexp_b max(q̂(s, b), G(s)) − q̂(s, a), so q̂ is pushed down no "
+        "lower than the data's own returns; the dataset must keep return_to_go at the run's "
+        "gamma (online samples keep none: CQL's penalty on them)",
+    ),
 }
-"""The static fields of an online run that starts from a dataset (name -> (default, help))."""
+"""The static fields of a run that learns from a dataset (name -> (default, help)):
+``dataset`` and ``offline_updates`` of an online run that starts from one; ``cal_ql`` of that
+run and of an offline one."""
 
 START_HPARAMS = ("cql_alpha", "online_cql_alpha", "dr3_weight", "dataset_fraction")
 """The hyperparameters an online run reads only where it has a dataset."""
@@ -78,6 +87,11 @@ def check_dataset(config: Any) -> datasets.Dataset:
             f"{where} keeps no finite-MDP states, which the ground truth of {config.env_id} "
             "counts coverage by"
         )
+    if config.cal_ql and data.transitions.return_to_go is None:
+        raise ConfigError(
+            f"config.cal_ql calibrates by returns-to-go; {where} keeps none (a dataset of "
+            "n-step transitions, or written before they were kept)"
+        )
     return data
 
 
@@ -88,6 +102,8 @@ def check_start_config(config: Any) -> None:
     transitions, not a recurrent core's sequences)."""
     deep_q.check_counts(config, ("offline_updates",), minimum=0)
     if not config.dataset:
+        if config.cal_ql:
+            raise ConfigError("config.cal_ql calibrates a dataset's CQL: name it in config.dataset")
         if config.offline_updates:
             raise ConfigError(
                 f"config.offline_updates = {config.offline_updates} trains on a dataset: name "
@@ -118,6 +134,7 @@ def check_start_hparams(config: Any, hp: Any) -> None:
                 f"hparams.{name} = {value.tolist()} applies to a run with config.dataset; "
                 "this one has none"
             )
+    check_calibration(config, hp)
     fraction = np.asarray(hp.dataset_fraction)
     if config.replay == "prioritized" and np.any(fraction != 0):
         raise ConfigError(
@@ -126,11 +143,28 @@ def check_start_hparams(config: Any, hp: Any) -> None:
         )
 
 
-def constants(data: datasets.Dataset) -> tuple[Transition, jax.Array | None]:
-    """The dataset's transitions (leaves [M, ...]) and finite-MDP states (int32 [M], or None)
-    as the arrays a compiled program closes over."""
+def check_calibration(config: Any, hp: Any) -> None:
+    """Raise :class:`~qlearn.types.ConfigError` where ``config.cal_ql`` calibrates by the
+    dataset's returns-to-go at a γ other than the run's ``hp.gamma`` (every lane's)."""
+    if not config.cal_ql:
+        return
+    data_gamma = dataset_of(config.dataset).meta["gamma"]
+    if np.any(np.asarray(hp.gamma, np.float32) != np.float32(data_gamma)):
+        raise ConfigError(
+            f"hparams.gamma = {np.asarray(hp.gamma).tolist()}: config.cal_ql calibrates by the "
+            f"returns-to-go of {config.dataset}, discounted at γ = {data_gamma}"
+        )
+
+
+def constants(data: datasets.Dataset, calibrated: bool) -> tuple[Transition, jax.Array | None]:
+    """The dataset's transitions (leaves [M, ...]; ``return_to_go`` only where ``calibrated``,
+    Cal-QL) and finite-MDP states (int32 [M], or None) as the arrays a compiled program closes
+    over."""
     states = None if data.state is None else jnp.asarray(data.state, jnp.int32)
-    return jax.tree.map(jnp.asarray, data.transitions), states
+    transitions = data.transitions
+    if not calibrated:
+        transitions = transitions.replace(return_to_go=None)
+    return jax.tree.map(jnp.asarray, transitions), states
 
 
 @struct.dataclass

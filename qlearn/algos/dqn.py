@@ -98,6 +98,7 @@ class DQNConfig(deep_q.DeepQConfig):
     reset_layers: int = table_field(learners.INTERVENTION_FIELDS, "reset_layers")
     dataset: str = table_field(dataset_source.START_FIELDS, "dataset")
     offline_updates: int = table_field(dataset_source.START_FIELDS, "offline_updates")
+    cal_ql: bool = table_field(dataset_source.START_FIELDS, "cal_ql")
 
     def validate_hparams(self, hp: DQNHParams) -> None:
         """Checks of hyperparameters against this config (before anything compiles):
@@ -240,23 +241,24 @@ def agent(config: DQNConfig, progress: deep_q.ProgressFn | None = None) -> drive
     diagnostics).
 
     With ``config.dataset`` (offline-to-online): the loss carries CQL's and DR3's penalties
-    (:func:`qlearn.losses.conservative`, :func:`qlearn.losses.dr3`; weights ``cql_alpha`` in
-    the offline updates and ``online_cql_alpha`` in the online ones, ``dr3_weight`` in both; 0
-    by default), the run starts with ``offline_updates`` updates on the
+    (:func:`qlearn.losses.conservative`, :func:`qlearn.losses.dr3`; weights ``cql_alpha`` in the
+    offline updates and ``online_cql_alpha`` in the online ones, ``dr3_weight`` in both; 0 by
+    default; ``cal_ql``: Cal-QL's calibrated penalty, floored at the dataset's returns-to-go, CQL's
+    on the online samples, which keep none), the run starts with ``offline_updates`` updates on the
     dataset alone (:class:`~qlearn.algos.driver.Pretraining`: the offline learner's run of
-    ``fold_in(key, 1)`` with ``total_updates = offline_updates``, in ``num_evals`` iterations),
-    and each replay batch takes a fraction ``dataset_fraction`` of its samples from the
-    dataset (:func:`~qlearn.algos.replay_source.dataset_batch`)."""
+    ``fold_in(key, 1)`` with ``total_updates = offline_updates``, in ``num_evals`` iterations), and
+    each replay batch takes a fraction ``dataset_fraction`` of its samples from the dataset
+    (:func:`~qlearn.algos.replay_source.dataset_batch`)."""
     loss_fn = losses.resolve(config.loss, **config.loss_options)
     if config.dataset:
-        loss_fn = losses.conservative(losses.dr3(loss_fn))
+        loss_fn = losses.conservative(losses.dr3(loss_fn), config.cal_ql)
     prog = deep_q.program(
         config, loss_fn, progress, config.value_head, config.noisy, config.iqn_action_quantiles
     )
     finite = envs.is_finite(config.env_id)
     data = None
     if config.dataset:
-        data = dataset_source.constants(dataset_source.dataset_of(config.dataset))
+        data = dataset_source.constants(dataset_source.dataset_of(config.dataset), config.cal_ql)
 
     def build(hp: DQNHParams) -> driver.Parts:
         measured = (probes.noise_probe(),) if config.noisy else ()

@@ -5,12 +5,12 @@ exact errors of the learned values split by how well the data cover each (s, a).
 ``make_train(OfflineConfig(dataset=path, env_id=...)) -> train(key, hparams)`` like DQN's: the
 driver (:mod:`qlearn.algos.driver`) runs a **dataset source** (:mod:`qlearn.algos.
 dataset_source`: batches drawn from the dataset, no env stepped) and DQN's TD learner
-(:func:`qlearn.algos.learners.td_learner`, any replay loss and head, its target network),
-the loss wrapped in CQL(H)'s penalty weighted by the hyperparameter ``cql_alpha``
-(:func:`qlearn.losses.conservative`; α = 0, the default, is offline DQN to the bit, so a sweep
-over α compares DQN and CQL in one compiled program) and DR3's feature penalty weighted by
-``dr3_weight`` (:func:`qlearn.losses.dr3`, 0 by default). ``loss="bc"`` is behaviour
-cloning.
+(:func:`qlearn.algos.learners.td_learner`, any replay loss and head, its target network), the
+loss wrapped in CQL(H)'s penalty weighted by the hyperparameter ``cql_alpha``
+(:func:`qlearn.losses.conservative`; ``cal_ql``: Cal-QL's calibrated penalty; α = 0, the
+default, is offline DQN to the bit, so a sweep over α compares DQN and CQL in one compiled
+program) and DR3's feature penalty weighted by ``dr3_weight`` (:func:`qlearn.losses.dr3`, 0 by
+default). ``loss="bc"`` is behaviour cloning.
 
 The dataset is loaded once per process and enters the compiled program as constants: every
 run of a sweep — every seed, α and learning rate in its lanes — reads the same copy; none is
@@ -67,6 +67,7 @@ class OfflineConfig(deep_q.DeepQConfig):
     batch_size: int = table_field(replay_source.REPLAY_FIELDS, "batch_size")
     replay: str = table_field(OFFLINE_FIELDS, "replay")
     per_normalise: str = table_field(replay_source.REPLAY_FIELDS, "per_normalise")
+    cal_ql: bool = table_field(dataset_source.START_FIELDS, "cal_ql")
     network: str = config_field(
         "mlp", "'linear' (no bias: tabular on one-hot observations), " + deep_q.NETWORKS_HELP
     )
@@ -100,8 +101,10 @@ class OfflineConfig(deep_q.DeepQConfig):
 
     def validate_hparams(self, hp: OfflineHParams) -> None:
         """Checks of hyperparameters against this config (before anything compiles):
-        :func:`~qlearn.algos.deep_q.check_replay_hparams`."""
+        :func:`~qlearn.algos.deep_q.check_replay_hparams`, and Cal-QL's γ
+        (:func:`~qlearn.algos.dataset_source.check_calibration`)."""
         deep_q.check_replay_hparams(self, hp)
+        dataset_source.check_calibration(self, hp)
 
     def _validate(self) -> None:
         heads.check_config(self)
@@ -264,13 +267,14 @@ def agent(config: OfflineConfig, progress: deep_q.ProgressFn | None = None) -> d
     diagnostics). One iteration per evaluation interval, of ``updates_per_eval`` updates;
     progress counts updates."""
     data = dataset_source.dataset_of(config.dataset)
-    loss_fn = losses.conservative(losses.dr3(losses.resolve(config.loss, **config.loss_options)))
+    loss_fn = losses.resolve(config.loss, **config.loss_options)
+    loss_fn = losses.conservative(losses.dr3(loss_fn), config.cal_ql)
     prog = deep_q.program(
         config, loss_fn, progress, config.value_head, False, config.iqn_action_quantiles
     )
     prog = dataclasses.replace(prog, explores=False)
     finite = envs.is_finite(config.env_id)
-    transitions, states = dataset_source.constants(data)
+    transitions, states = dataset_source.constants(data, config.cal_ql)
 
     def build(hp: OfflineHParams) -> driver.Parts:
         source = dataset_source.dataset_source(

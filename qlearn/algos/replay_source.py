@@ -473,9 +473,13 @@ def dataset_batch(hp: Any, dataset: Dataset, items: Item, key: jax.Array) -> Ite
     """Offline data mixed into online replay (RLPD, Ball et al. 2023): each sample of the
     replayed ``items`` is replaced, with probability ``hp.dataset_fraction``, by a transition
     drawn uniformly from the ``dataset`` (exactly: :func:`qlearn.sampling.uniform_index`) — the
-    loss's weighting becomes (1 − f)·μ_buffer + f·μ_data."""
+    loss's weighting becomes (1 − f)·μ_buffer + f·μ_data. Where the dataset keeps returns-to-go
+    (Cal-QL), the replayed samples get −∞ (unknown) in their place."""
     data, states = dataset
     size = items.transition.action.shape[0]
+    if data.return_to_go is not None:  # Cal-QL: the online samples' returns are unknown
+        unknown = jnp.full((size,), -jnp.inf, data.return_to_go.dtype)
+        items = items.replace(transition=items.transition.replace(return_to_go=unknown))
     words = jax.random.bits(key, (size, sampling.WORDS_PER_INDEX + 1), jnp.uint32)
     idx = sampling.uniform_index(words[:, :-1], data.action.shape[0])
     drawn = Item(jax.tree.map(lambda a: a[idx], data), None if items.state is None else states[idx])

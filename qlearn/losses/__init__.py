@@ -76,6 +76,7 @@ from qlearn.losses.linear import (
 )
 from qlearn.losses.offline import (
     behaviour_cloning_loss,
+    calibrated_penalty,
     conservative,
     conservative_penalty,
     dr3,
@@ -409,6 +410,7 @@ __all__ = [
     "batch_mean",
     "behaviour_cloning_loss",
     "bootstrap_discount",
+    "calibrated_penalty",
     "categorical_td_loss",
     "check_heads",
     "classification_td_loss",

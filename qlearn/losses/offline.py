@@ -11,6 +11,18 @@ bootstrapping from unvisited actions (extrapolation error, Fujimoto et al. 2019)
 is ∇ = α · E[Σ_b softmax(q̂(s, ·))_b ∇q̂(s, b) − ∇q̂(s, a)]. The penalty reads the Q-values
 ``q_fn(params, obs)``, so it applies to every head (a distributional head's mean).
 
+Cal-QL (Nakamoto et al. 2023) calibrates that penalty: the push-down term reads
+max(q̂(s, b), G(s)), G(s) a reference value of the behaviour policy — here the Monte-Carlo
+return-to-go of the transition's episode in the data (``batch.return_to_go``) — so
+
+    α · E_{(s, a) ~ D} [ log Σ_b exp max(q̂(s, b), G(s)) − q̂(s, a) ]
+
+stops pushing q̂(s, b) down once it is below G(s) (its gradient there is 0), and keeps pushing
+q̂(s, a) up: the learned values stay conservative but no lower than the data's own returns, so
+fine-tuning does not first have to climb out of an underestimate (the unlearning at the start of
+online fine-tuning that Cal-QL removes). Where G is unknown (−∞: online samples, episodes the
+data cut) max(q̂, G) = q̂, CQL's penalty to the bit.
+
 DR3 (Kumar et al. 2021) adds c · E_{(s, a, s') ~ D} [φ(s) · φ(s')], φ the online network's
 penultimate features: an explicit penalty on the feature co-adaptation of consecutive states
 that the TD update's implicit regularisation builds up (terms of transitions that end in a
@@ -42,6 +54,15 @@ def conservative_penalty(q_all: jax.Array, action: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(q_all, axis=1) - q_sa
 
 
+def calibrated_penalty(q_all: jax.Array, action: jax.Array, reference: jax.Array) -> jax.Array:
+    """Cal-QL's per-sample penalty logsumexp_b max(q̂(s, b), G(s)) − q̂(s, a), [B, A], [B],
+    [B] -> [B]: :func:`conservative_penalty` of the Q-values floored at the reference value
+    G(s) (−∞: no floor, CQL's penalty exactly). Its gradient in q̂(s, b) is
+    softmax_b(max(q̂, G))·1[q̂(s, b) > G(s)] − 1[b = a]."""
+    q_sa = jnp.take_along_axis(q_all, action[:, None], axis=1)[:, 0]
+    return jax.nn.logsumexp(jnp.maximum(q_all, reference[:, None]), axis=1) - q_sa
+
+
 def penalised(
     loss_fn: LossFn,
     penalty: Callable[[QFn, Params, Transition], jax.Array],
@@ -69,12 +90,19 @@ def penalised(
     return loss
 
 
-def conservative(loss_fn: LossFn) -> LossFn:
+def conservative(loss_fn: LossFn, calibrated: bool = False) -> LossFn:
     """``loss_fn`` plus CQL(H)'s penalty (:func:`conservative_penalty` of the online Q-values)
-    weighted by ``hparams.cql_alpha`` (:func:`penalised`; metric ``cql_penalty``)."""
+    weighted by ``hparams.cql_alpha`` (:func:`penalised`; metric ``cql_penalty``);
+    ``calibrated``: Cal-QL's (:func:`calibrated_penalty`, floored at ``batch.return_to_go``,
+    which the batch must carry)."""
 
     def penalty(q_fn: QFn, params: Params, batch: Transition) -> jax.Array:
-        return conservative_penalty(q_fn(params, batch.obs), batch.action)
+        q_all = q_fn(params, batch.obs)
+        if not calibrated:
+            return conservative_penalty(q_all, batch.action)
+        if batch.return_to_go is None:
+            raise ValueError("Cal-QL's penalty needs the batch's return_to_go; it has none")
+        return calibrated_penalty(q_all, batch.action, batch.return_to_go)
 
     return penalised(loss_fn, penalty, "cql_alpha", "cql_penalty")
 
