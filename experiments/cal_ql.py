@@ -97,7 +97,7 @@ def offline_rows(behaviour: str, path: str, args: argparse.Namespace) -> list[di
                     "agent": name(cal_ql),
                     "alpha": alpha,
                     "known_returns": float(known.mean()),
-                    "final_return_iqm": stats.iqm(returns[i]),
+                    "final_return_iqm": float(stats.iqm(returns[i])),
                     "below_share": float(np.mean(gap[i] < 0)),
                     "gap_mean": float(np.mean(gap[i])),
                     "gap_min": float(np.min(gap[i])),
@@ -128,8 +128,8 @@ def online_row(behaviour: str, agent: str, curves: np.ndarray) -> dict[str, Any]
         "dataset": behaviour,
         "agent": agent,
         "at_optimum": float(np.mean(curves == OPTIMUM)),
-        "first_iqm": stats.iqm(curves[:, 0]),
-        "final_iqm": stats.iqm(curves[:, -1]),
+        "first_iqm": float(stats.iqm(curves[:, 0])),
+        "final_iqm": float(stats.iqm(curves[:, -1])),
         "runs_ever_off": int(np.sum(np.any(curves != OPTIMUM, axis=1))),
     }
 
@@ -139,7 +139,7 @@ def readme(r: dict[str, Any]) -> list:
     off_header = ["data", "agent", "α", "final return", "V̂ < G", "mean V̂ − G", "min V̂ − G"]
     off_rows = [
         [row["dataset"], row["agent"], f"{row['alpha']:g}", f"{row['final_return_iqm']:.0f}",
-         f"{row['below_share']:.1%}", f"{row['gap_mean']:+.2f}", f"{row['gap_min']:+.2f}"]
+         f"{row['below_share']:.2%}", f"{row['gap_mean']:+.2f}", f"{row['gap_min']:+.2f}"]
         for row in r["offline"]
     ]  # fmt: skip
     known = ", ".join(f"{k} {v:.0%}" for k, v in r["known_returns"].items())
