@@ -1,7 +1,7 @@
 """What each built-in replay loss costs: DQN on CartPole-v1 (MLP) or MinAtar Breakout (the CNN)
-with every built-in loss (each on the head it needs), and Huber and C51 with prioritised
-replay, training time as a ratio to the Huber loss with uniform replay at the same settings, at
-1 and 8 runs.
+with every built-in loss (each on the head it needs), IQN with its levels shared by each batch
+(``iqn_shared_levels``), and Huber and C51 with prioritised replay, training time as a ratio to
+the Huber loss with uniform replay at the same settings, at 1 and 8 runs.
 
 Every (loss, runs) pair runs in a child process of its own, compiled there and timed after
 compilation; the pairs are measured in alternating rounds (all losses once, then again) so
@@ -53,9 +53,10 @@ HEADS = {  # loss -> its head
     "qr": "quantile",
     "iqn": "iqn",
 }
-VARIANTS = {name: (name, "uniform") for name in HEADS} | {  # variant -> (loss, replay)
-    "huber+per": ("huber", "prioritized"),
-    "c51+per": ("c51", "prioritized"),
+VARIANTS = {name: (name, "uniform", {}) for name in HEADS} | {  # variant -> (loss, replay,
+    "iqn+shared": ("iqn", "uniform", {"iqn_shared_levels": True}),  # other config fields)
+    "huber+per": ("huber", "prioritized", {}),
+    "c51+per": ("c51", "prioritized", {}),
 }
 
 
@@ -68,8 +69,10 @@ def measure(variant: str, runs: int, steps: int, env: str) -> dict:
     from qlearn.algos import dqn
 
     fields, support, _ = ENVS[env]
-    loss, replay = VARIANTS[variant]
-    config = dqn.DQNConfig(**fields, total_steps=steps, loss=loss, head=HEADS[loss], replay=replay)
+    loss, replay, extra = VARIANTS[variant]
+    config = dqn.DQNConfig(
+        **fields, **extra, total_steps=steps, loss=loss, head=HEADS[loss], replay=replay
+    )
     hp = dqn.DQNHParams(**support)
     fn = jit_runs(dqn.make_train(config))
     keys = sweep.seed_keys(0, runs)
@@ -104,7 +107,7 @@ def readme(r: dict[str, Any]) -> list:
     first = {name: by[(name, sizes[0])] for name in names}
     rows = [
         [
-            f"`{name.split('+')[0]}`",
+            f"`{name.split('+')[0]}`" + (", shared τ" if name.endswith("+shared") else ""),
             first[name]["head"],
             first[name].get("replay", "uniform"),
         ]

@@ -39,9 +39,11 @@ def histogram_centres(v_min: Any, v_max: Any, num_bins: int) -> jax.Array:
     return v_min + width * (jnp.arange(num_bins, dtype=jnp.float32) + 0.5)
 
 
-def sample_levels(key: jax.Array, batch: int, num_levels: int) -> jax.Array:
-    """Quantile levels τ ~ U(0, 1), [batch, num_levels] (IQN's sampled τ)."""
-    return jax.random.uniform(key, (batch, num_levels))
+def sample_levels(key: jax.Array, batch: int | None, num_levels: int) -> jax.Array:
+    """Quantile levels τ ~ U(0, 1) (IQN's sampled τ): [batch, num_levels], each sample's own;
+    with ``batch`` None, [num_levels], one set shared by a whole batch."""
+    shape = (num_levels,) if batch is None else (batch, num_levels)
+    return jax.random.uniform(key, shape)
 
 
 def quantile_midpoints(num_quantiles: int) -> jax.Array:
@@ -205,6 +207,13 @@ FIELDS: dict[str, tuple[Any, str]] = {
         "their mean, when acting and for the target's a* (≥ 1; None: the num_quantiles "
         "midpoints τ̂, deterministic; Dabney et al. 2018b: K = 32). The greedy evaluation and "
         "the metrics use the midpoints",
+    ),
+    "iqn_shared_levels": (
+        False,
+        "iqn loss (other losses ignore it): draw the N, N′ (and K) levels once per replay "
+        "batch, shared by its samples, instead of per sample (Dabney et al. 2018b); each "
+        "sample's loss stays an unbiased estimate, and the cosine embedding runs on N rows "
+        "instead of B·N, much cheaper; the samples' levels are then correlated",
     ),
 }
 """The static fields that choose a head (name -> (default, help)), declared by a config with

@@ -56,29 +56,60 @@ def output_layer(
 
 
 def quantile_embedding_layer(
-    x: jax.Array, tau: jax.Array, num_actions: int, head: Head, noisy: bool = False
+    x: jax.Array, tau: jax.Array | None, num_actions: int, head: Head, noisy: bool = False
 ) -> jax.Array:
-    """IQN's last layers (Dabney et al. 2018b): features x [B, F] and quantile levels τ [B, T]
-    give Z_τ(s, a) = f(x ⊙ φ(τ))_a, φ(τ) = ReLU(W [cos(π i τ)]_{i<64} + b) [F], f the
+    """IQN's last layers (Dabney et al. 2018b): features x [B, F] and quantile levels τ give
+    Z_τ(s, a) = f(x ⊙ φ(τ))_a, φ(τ) = ReLU(W [cos(π i τ)]_{i<64} + b) [F], f the
     :func:`output_layer` of one value per action (dueling with ``head.dueling``, noisy with
     ``noisy``; the embedding φ is never noisy): [B, A·T], ordered (action, τ) like every
-    head's outputs."""
+    head's outputs.
+
+    ``tau``: [B, T], each sample's own levels; [T], one set shared by the batch, whose
+    embedding runs on T rows and whose products x ⊙ φ are never formed
+    (:func:`factored_output`, B·T·F numbers fewer to write and read back); None, the
+    ``head.size`` midpoints τ̂, embedded once and applied as per-sample levels are (the
+    numbers of every run before shared levels existed)."""
     batch, features = x.shape
+    shared = tau is not None and tau.ndim == 1
+    if tau is None:
+        tau = quantile_midpoints(head.size)
     i = jnp.arange(IQN_COSINES, dtype=jnp.float32)
-    phi = nn.relu(nn.Dense(features)(jnp.cos(jnp.pi * i * tau[..., None])))  # [B, T, F]
+    phi = nn.relu(nn.Dense(features)(jnp.cos(jnp.pi * i * tau[..., None])))  # [(B,) T, F]
+    if shared and not noisy:
+        values = factored_output(x, phi, num_actions, head.dueling)  # [B, T, A]
+        return values.transpose(0, 2, 1).reshape(batch, -1)
     joint = (x[:, None, :] * phi).reshape(-1, features)  # [B·T, F]
     values = output_layer(joint, num_actions, Scalar(1, head.dueling), noisy)
     return values.reshape(batch, -1, num_actions).transpose(0, 2, 1).reshape(batch, -1)
 
 
+def factored_dense(n: int, x: jax.Array, phi: jax.Array) -> jax.Array:
+    """A Dense layer of ``n`` outputs (the parameters an ``nn.Dense(n)`` in this place has)
+    applied to every product x_b ⊙ φ_t of features x [B, F] and embeddings φ [T, F], as
+    Σ_f (x_bf W_fn) φ_tf + b_n: [B, T, n], without the [B·T, F] products."""
+    layer = nn.Dense(n)
+    layer(jnp.zeros((0, x.shape[-1]), x.dtype))  # creates (init) or binds its parameters
+    kernel, bias = layer.variables["params"]["kernel"], layer.variables["params"]["bias"]
+    return jnp.einsum("bfn,tf->btn", x[:, :, None] * kernel, phi) + bias
+
+
+def factored_output(x: jax.Array, phi: jax.Array, num_actions: int, dueling: bool) -> jax.Array:
+    """:func:`output_layer` (one value per action, plain or dueling; not noisy) of the
+    products x_b ⊙ φ_t, by :func:`factored_dense`: [B, T, A]; the same parameters and the
+    same values (to rounding) as applying it to the [B·T, F] products."""
+    if not dueling:
+        return factored_dense(num_actions, x, phi)
+    value = factored_dense(1, x, phi)
+    adv = factored_dense(num_actions, x, phi)
+    return value + adv - jnp.mean(adv, axis=-1, keepdims=True)
+
+
 def last_layer(
     x: jax.Array, tau: jax.Array | None, num_actions: int, head: Head | None, noisy: bool
 ) -> jax.Array:
-    """:func:`quantile_embedding_layer` for an ``iqn`` head (at ``tau`` [B, T], by default
-    the ``head.size`` midpoints τ̂), else :func:`output_layer`."""
+    """:func:`quantile_embedding_layer` for an ``iqn`` head (at ``tau`` [B, T] or [T], by
+    default the ``head.size`` midpoints τ̂), else :func:`output_layer`."""
     if head is not None and head.takes_levels:
-        if tau is None:
-            tau = jnp.broadcast_to(quantile_midpoints(head.size), (x.shape[0], head.size))
         return quantile_embedding_layer(x, tau, num_actions, head, noisy)
     return output_layer(x, num_actions, head, noisy)
 
@@ -362,17 +393,13 @@ class QFunction:
     def outputs(self, params: Any, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
         """The head's raw outputs [B, A, K]: logits (categorical), quantile values (quantile)
         or the values themselves (scalar, K = 1). A head that takes levels (``iqn``) gives
-        the values at the levels ``tau`` [B, T] (K = T), by default at the K = ``head.size``
-        midpoints τ̂."""
+        the values at the levels ``tau`` [B, T] or [T] (shared by the batch; K = T), by
+        default at the K = ``head.size`` midpoints τ̂."""
         if not self.head.takes_levels:
             out = self.apply(params, obs)
             return out.reshape(out.shape[0], -1, self.head.size)
-        if tau is None:
-            tau = jnp.broadcast_to(
-                quantile_midpoints(self.head.size), (obs.shape[0], self.head.size)
-            )
         out = self.apply(params, obs, tau)
-        return out.reshape(out.shape[0], -1, tau.shape[-1])
+        return out.reshape(out.shape[0], -1, self.head.size if tau is None else tau.shape[-1])
 
     def mean_at(self, params: Any, obs: jax.Array, tau: jax.Array) -> jax.Array:
         """An ``iqn`` head's mean over the levels ``tau`` [B, T]: (1/T) Σ_t Z_{τ_t}(s, ·),

@@ -514,18 +514,22 @@ def test_prioritized_replay_refuses_bad_input(tiny_config):
 
 
 @pytest.mark.parametrize(
-    ("head", "loss", "metric", "fraction"),
+    ("head", "loss", "metric", "fraction", "shared"),
     [
-        ("categorical", "c51", "return_cramer", 0.1),
-        ("quantile", "qr", "return_w1", 0.1),
-        ("iqn", "iqn", "return_w1", 0.2),  # an MLP, sampled levels: slower to settle
+        ("categorical", "c51", "return_cramer", 0.1, False),
+        ("quantile", "qr", "return_w1", 0.1, False),
+        ("iqn", "iqn", "return_w1", 0.2, False),  # an MLP, sampled levels: slower to settle
+        ("iqn", "iqn", "return_w1", 0.2, True),  # the levels shared by each batch's samples
     ],
 )
-def test_distributional_dqn_approaches_the_true_return_distributions(head, loss, metric, fraction):
+def test_distributional_dqn_approaches_the_true_return_distributions(
+    head, loss, metric, fraction, shared
+):
     """C51 and QR-DQN with one-hot features on a Garnet: the distance of their learned return
     distributions to the fixed point of the projected distributional Bellman operator of π*
-    (Cramér, W₁) falls below a tenth of the untrained network's (a fifth for IQN's MLP), and
-    the logged μ_b-weighted one stays near there from the first evaluation on."""
+    (Cramér, W₁) falls below a tenth of the untrained network's (a fifth for IQN's MLP, with
+    its levels drawn per sample or per batch), and the logged μ_b-weighted one stays near there
+    from the first evaluation on."""
     config = dqn.DQNConfig(
         env_id="Garnet",
         env_kwargs={"n_states": 6, "n_actions": 2, "branching": 2, "seed": 3},
@@ -543,9 +547,9 @@ def test_distributional_dqn_approaches_the_true_return_distributions(head, loss,
         batch_size=32,
         num_evals=6,
         eval_episodes=2,
+        iqn_shared_levels=shared,
     )
     hp = dqn.DQNHParams(lr=0.05, gamma=0.8, eps_end=0.3, target_tau=0.1, v_min=-15, v_max=15)
-    _, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
     state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0), hp)
     prog = deep_q.program(config, losses.resolve(loss, double_q=True), None, config.value_head)
     hp = hparams.to_arrays(hp)

@@ -823,8 +823,8 @@ def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, d
     log = []
     losses.iqn_td_loss(recording(q_fn, log), online, target, batch, hp, key, double_q=double_q)
     assert [(p is target, s) for p, s in log[:1]] == [(True, (B, K))]  # τ' [B, N'] = [B, N]
-    assert (log[1][0] is selecting, log[1][1]) == (True, (B, K))  # a*: midpoints [B, N]
-    assert (log[-1][0] is online, log[-1][1]) == (True, (B, K))  # τ [B, N]
+    assert (log[1][0] is selecting, log[1][1]) == (True, None)  # a*: the head's N midpoints
+    assert [(p is online, s) for p, s in log[2:]] == [(True, (B, K)), (True, None)]  # τ, τ̂
     log.clear()
     fn = functools.partial(losses.iqn_td_loss, double_q=double_q, num_target=5, num_select=9)
     out = fn(recording(q_fn, log), online, target, batch, hp, key)
@@ -832,7 +832,7 @@ def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, d
     shapes = [(p is online, p is target, s) for p, s in log]
     assert shapes[0] == (False, True, (B, 5))  # the target's N' = 5 levels
     assert shapes[1] == (double_q, not double_q, (B, 9))  # a* at K = 9 levels
-    assert shapes[-1] == (True, False, (B, K))  # the online network's N levels
+    assert shapes[2] == (True, False, (B, K))  # the online network's N levels
     k_online, k_target = jax.random.split(key)
     tau, tau_t = jax.random.uniform(k_online, (B, K)), jax.random.uniform(k_target, (B, 5))
     tau_select = jax.random.uniform(jax.random.fold_in(key, 1), (B, 9))
@@ -857,6 +857,46 @@ def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, d
         q_fn, online, target, batch, hp, key, double_q=double_q, num_target=K
     ).loss
     assert float(same) == float(default)  # N' = N explicitly: the default's numbers
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_iqn_with_shared_levels_is_the_loss_at_one_set_of_levels_for_every_sample(
+    iqn_setup, double_q
+):
+    """``shared_levels``: τ [N], τ' [N'] and τ̃ [K] are drawn once (from the keys the per-sample
+    levels use) and passed unbatched, so the embedding runs once per level; the loss and its
+    gradient are those at the same levels given to every sample ([B, N], ...)."""
+    q_fn, online, target, batch = iqn_setup
+    key = jax.random.key(4)
+    hp = HParams(gamma=0.9, huber_delta=1.0)
+    log = []
+    options = dict(double_q=double_q, num_target=5, num_select=9)
+    fn = functools.partial(losses.iqn_td_loss, **options, shared_levels=True)
+    fn(recording(q_fn, log), online, target, batch, hp, key)
+    assert [s for _, s in log] == [(5,), (9,), (K,), None]  # τ', τ̃, τ, then the metrics' τ̂
+    k_online, k_target = jax.random.split(key)
+    tau, tau_t = jax.random.uniform(k_online, (K,)), jax.random.uniform(k_target, (5,))
+    tau_select = jax.random.uniform(jax.random.fold_in(key, 1), (9,))
+
+    def every(levels):
+        return jnp.broadcast_to(levels, (B, levels.shape[0]))
+
+    def shared(p):
+        return fn(q_fn, p, target, batch, hp, key)
+
+    def given(p):
+        return losses.quantile_regression_td_loss(
+            q_fn, p, target, batch, hp, double_q=double_q, tau=every(tau),
+            tau_t=every(tau_t), tau_select=every(tau_select),
+        )  # fmt: skip
+
+    (mine, g_mine), (ref, g_ref) = (
+        jax.value_and_grad(lambda p, f=f: f(p).loss)(online) for f in (shared, given)
+    )
+    np.testing.assert_allclose(mine, ref, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_mine), jax.tree.leaves(g_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(shared(online).priority, given(online).priority, rtol=1e-6)
 
 
 def test_sampled_levels_give_the_mean_of_the_quantile_function_in_expectation():

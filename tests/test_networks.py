@@ -246,6 +246,13 @@ def test_an_iqn_head_gives_the_values_at_the_levels_it_is_given():
         q_fn.outputs(params, obs),
         q_fn.outputs(params, obs, jnp.broadcast_to(heads.quantile_midpoints(8), (5, 8))),
     )
+    # levels [T] shared by the batch (the products x ⊙ φ never formed): the values at those
+    # levels for every sample, to rounding, with the same parameters
+    shared, tiled = (
+        q_fn.outputs(params, obs, tau[0]),
+        q_fn.outputs(params, obs, jnp.tile(tau[0], (5, 1))),
+    )
+    np.testing.assert_allclose(shared, tiled, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match=r"iqn' needs config\.network = 'mlp', 'cnn' or 'nature"):
         networks.build("linear", 3, (4,), head=heads.make("iqn", 8))
 

@@ -121,6 +121,7 @@ def replay_loss_options(config: Any) -> dict[str, Any]:
         "iqn_target_quantiles": config.iqn_target_quantiles,
         "iqn_action_quantiles": config.iqn_action_quantiles,
         "value_rescaling": config.value_rescaling,
+        "iqn_shared_levels": config.iqn_shared_levels,
     }
 
 

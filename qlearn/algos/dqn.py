@@ -79,6 +79,7 @@ class DQNConfig(deep_q.DeepQConfig):
     num_quantiles: int = table_field(heads.FIELDS, "num_quantiles")
     iqn_target_quantiles: int | None = table_field(heads.FIELDS, "iqn_target_quantiles")
     iqn_action_quantiles: int | None = table_field(heads.FIELDS, "iqn_action_quantiles")
+    iqn_shared_levels: bool = table_field(heads.FIELDS, "iqn_shared_levels")
     loss: str | LossFn | LossRecord | tuple[str | LossFn | LossRecord, ...] = config_field(
         "huber", losses.registry.help_text("transition")
     )

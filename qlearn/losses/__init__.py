@@ -279,6 +279,7 @@ for _record in (
             double_q=o.double_q,
             num_target=o.iqn_target_quantiles,
             num_select=o.iqn_action_quantiles,
+            shared_levels=o.iqn_shared_levels,
         ),
         head="iqn",
         samples=True,
@@ -328,6 +329,7 @@ def resolve(
     iqn_target_quantiles: int | None = None,
     iqn_action_quantiles: int | None = None,
     value_rescaling: bool = False,
+    iqn_shared_levels: bool = False,
 ) -> LossFn:
     """The replay loss (:data:`~qlearn.types.LossFn`) a config names: a name of
     :data:`~qlearn.losses.registry.TABLE` (the built-ins: ``"huber"``, ``"mse"``,
@@ -346,6 +348,7 @@ def resolve(
         the head's midpoints).
       value_rescaling: R2D2's rescaled targets h(r + γⁿ h⁻¹(q⁻)) in the losses of
         :data:`RESCALABLE` (others refuse it: :func:`check_config`).
+      iqn_shared_levels: ``iqn`` draws its levels once per batch, not per sample.
     """
     if munchausen_next_policy not in MUNCHAUSEN_NEXT_POLICIES:
         raise ValueError(
@@ -353,11 +356,12 @@ def resolve(
             f"{', '.join(MUNCHAUSEN_NEXT_POLICIES)}"
         )
     options = LossOptions(
-        double_q,
-        munchausen_next_policy,
-        iqn_target_quantiles,
-        iqn_action_quantiles,
-        value_rescaling,
+        double_q=double_q,
+        munchausen_next_policy=munchausen_next_policy,
+        iqn_target_quantiles=iqn_target_quantiles,
+        iqn_action_quantiles=iqn_action_quantiles,
+        iqn_shared_levels=iqn_shared_levels,
+        value_rescaling=value_rescaling,
     )
     return resolve_spec(spec, "transition", options, switch)
 

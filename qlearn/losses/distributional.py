@@ -137,12 +137,13 @@ def quantile_regression_td_loss(
 ) -> LossOutput:
     """What QR-DQN and IQN share: the quantile Huber loss (:func:`quantile_huber_loss`, κ =
     ``hparams.huber_delta``, not divided by κ) of the online values θ(s, a) at the levels
-    ``tau`` [B, N] (None: a quantile head's midpoints τ̂) against the target samples
-    r + γ θ⁻(s', a*) at the levels ``tau_t`` [B, N'] (:func:`qlearn.targets.quantile_q_learning`),
+    ``tau`` [B, N] (None: a quantile head's midpoints τ̂; [N]: one set shared by the batch)
+    against the target samples r + γ θ⁻(s', a*) at the levels ``tau_t`` [B, N'] or [N']
+    (:func:`qlearn.targets.quantile_q_learning`),
     held fixed (semi-gradient), averaged over the batch (:func:`batch_mean`). a* maximises the
     target network's expected value, or with ``double_q`` the online network's, over the
     actions available at ``next_obs``; the expected value is the head's (q_fn: an iqn head's
-    mean at its midpoints τ̂), or with ``tau_select`` [B, K] the mean of the outputs at those
+    mean at its midpoints τ̂), or with ``tau_select`` [B, K] or [K] the mean of the outputs at those
     K levels (IQN's sampled action selection). Returns a :class:`~qlearn.types.LossOutput`
     like :func:`semi_gradient_td_loss`, on expectations; ``priority`` is each sample's loss."""
     discount_t = bootstrap_discount(batch, hparams.gamma)
@@ -160,7 +161,8 @@ def quantile_regression_td_loss(
     dist = q_fn.outputs(online_params, batch.obs, tau)  # [B, A, N]
     dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
     levels = heads.quantile_midpoints(dist.shape[-1]) if tau is None else tau
-    per_sample = jax.vmap(quantile_huber_loss, (0, None if tau is None else 0, 0, None))(
+    shared = tau is None or tau.ndim == 1  # one set of levels for every sample
+    per_sample = jax.vmap(quantile_huber_loss, (0, None if shared else 0, 0, None))(
         dist_sa, levels, target, hparams.huber_delta
     )
     q_all = jnp.mean(dist, axis=-1) if tau is None else q_fn(online_params, batch.obs)
@@ -202,6 +204,7 @@ def iqn_td_loss(
     double_q: bool = False,
     num_target: int | None = None,
     num_select: int | None = None,
+    shared_levels: bool = False,
 ) -> LossOutput:
     """IQN (Dabney et al. 2018b): :func:`quantile_regression_td_loss` of the online values
     Z_τ(s, a; θ) at N levels τ ~ U(0, 1) against the target samples r + γ Z_τ'(s', a*; θ⁻)
@@ -211,13 +214,16 @@ def iqn_td_loss(
     when ``num_select`` is None (deterministic), else at ``num_select`` = K levels τ̃ ~ U(0, 1)
     drawn per sample, an unbiased estimate of ∫₀¹ Z_τ dτ. The paper uses N = N' = 64, K = 32.
     The τ, τ' keys are ``jax.random.split(key)`` (whatever N', K), τ̃'s is
-    ``fold_in(key, 1)``.
+    ``fold_in(key, 1)``. ``shared_levels``: each of τ, τ', τ̃ is drawn once for the whole
+    batch ([N], not [B, N]): every sample's loss is still an unbiased estimate, the cosine
+    embedding runs once per level instead of once per (sample, level), and the samples' levels
+    are correlated.
 
     Returns a :class:`~qlearn.types.LossOutput` like :func:`quantile_td_loss`.
     """
     if key is None:
         raise ValueError("the iqn loss samples quantile levels: it needs a PRNG key")
-    size = batch.action.shape[0]
+    size = None if shared_levels else batch.action.shape[0]
     num_online = q_fn.head.size
     num_target = num_online if num_target is None else num_target
     k_online, k_target = jax.random.split(key)

@@ -37,6 +37,7 @@ class LossOptions:
     munchausen_next_policy: str = "target"
     iqn_target_quantiles: int | None = None
     iqn_action_quantiles: int | None = None
+    iqn_shared_levels: bool = False
     value_rescaling: bool = False
 
 
