@@ -67,12 +67,12 @@ def quantile_embedding_layer(
     ``tau``: [B, T], each sample's own levels; [T], one set shared by the batch, whose
     embedding runs on T rows and whose products x ⊙ φ are never formed
     (:func:`factored_output`, B·T·F numbers fewer to write and read back); None, the
-    ``head.size`` midpoints τ̂, embedded once and applied as per-sample levels are (the
-    numbers of every run before shared levels existed)."""
+    ``head.size`` midpoints τ̂, given to every sample as its own levels (as they always were:
+    embedding them once would be cheaper, and moves IQN's q̂ metrics in their last bits)."""
     batch, features = x.shape
     shared = tau is not None and tau.ndim == 1
     if tau is None:
-        tau = quantile_midpoints(head.size)
+        tau = jnp.broadcast_to(quantile_midpoints(head.size), (batch, head.size))
     i = jnp.arange(IQN_COSINES, dtype=jnp.float32)
     phi = nn.relu(nn.Dense(features)(jnp.cos(jnp.pi * i * tau[..., None])))  # [(B,) T, F]
     if shared and not noisy:

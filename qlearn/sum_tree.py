@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from qlearn import sampling
@@ -85,38 +86,78 @@ def get(tree: SumTree, index: jax.Array) -> jax.Array:
     return tree.nodes[tree.leaves + index]
 
 
+GROUP = 4
+"""Levels handled by one gather and one scatter: :func:`update` recomputes the 2ᴳ − 1 inner
+nodes of a G-level subtree at once from its 2ᴳ bottom nodes, and :func:`sample` reads the
+2 + 4 + … + 2ᴳ descendants of its node at once and makes G choices among them — so a tree of
+depth D takes ⌈D / G⌉ dependent gathers (and scatters), not D. The node values and the
+choices are the level-by-level ones, to the bit: only the memory traffic is grouped."""
+
+
+def _groups(depth: int) -> list[int]:
+    """The levels of each group, bottom to top for :func:`update` (top to bottom reversed):
+    ``depth`` split into groups of :data:`GROUP`, the last one shorter."""
+    return [min(GROUP, depth - start) for start in range(0, depth, GROUP)]
+
+
+def _rebuild(values: jax.Array, bottom: jax.Array, levels: int, combine) -> jax.Array:
+    """The inner nodes above ``bottom`` (int [n], nodes at one level) for ``levels`` levels,
+    recomputed with ``combine`` (``jnp.add`` or ``jnp.minimum`` of the two children, as
+    elementwise ops: a reduction could be merged with the next level's and re-associated)
+    from the 2^levels nodes under each of their subtree roots: ``values`` with those nodes
+    set."""
+    top = bottom >> levels  # the subtree root of each changed node
+    width = 1 << levels
+    under = values[(top << levels)[:, None] + jnp.arange(width)]  # [n, 2^levels]
+    indices, sums = [], []
+    for level in range(1, levels + 1):  # each level from the one below it, pair by pair
+        under = combine(under[:, 0::2], under[:, 1::2])  # [n, 2^(levels-level)]
+        indices.append((top << (levels - level))[:, None] + jnp.arange(under.shape[1]))
+        sums.append(under)
+    return values.at[jnp.concatenate(indices, 1)].set(jnp.concatenate(sums, 1))  # one scatter
+
+
 def update(tree: SumTree, index: jax.Array, mass: jax.Array) -> SumTree:
     """Set leaves ``index`` (int [n]) to ``mass`` (float [n], ≥ 0), then recompute their
-    ancestors level by level from their children (sums; mins too where tracked). A repeated
-    index takes one of its masses, and its ancestors (and its min-tree leaf) are consistent
-    with whichever it took."""
+    ancestors from their children (sums; mins too where tracked), :data:`GROUP` levels per
+    gather and scatter. A repeated index takes one of its masses, and its ancestors (and its
+    min-tree leaf) are consistent with whichever it took."""
     leaf = tree.leaves + index
     nodes = tree.nodes.at[leaf].set(jnp.asarray(mass, jnp.float32))
     node = leaf
-    for _ in range(tree.depth):  # each level from the already-final level below it
-        node = node // 2
-        nodes = nodes.at[node].set(jnp.sum(nodes.reshape(-1, 2)[node], axis=-1))
+    for levels in _groups(tree.depth):  # each group from the already-final level below it
+        nodes = _rebuild(nodes, node, levels, jnp.add)
+        node = node >> levels
     mins = tree.mins
     if mins is not None:  # the min tree's leaves from the stored masses, so both agree
         stored = nodes[leaf]
         mins = mins.at[leaf].set(jnp.where(stored > 0, stored, jnp.inf))
         node = leaf
-        for _ in range(tree.depth):
-            node = node // 2
-            mins = mins.at[node].set(jnp.min(mins.reshape(-1, 2)[node], axis=-1))
+        for levels in _groups(tree.depth):
+            mins = _rebuild(mins, node, levels, jnp.minimum)
+            node = node >> levels
     return SumTree(nodes, mins)
 
 
 def sample(tree: SumTree, words: jax.Array) -> jax.Array:
     """Leaves drawn with probability mass / total from ``words`` uint32 [..., depth], one word
-    per level: int32 [...]. The total must be positive."""
-    children = tree.nodes.reshape(-1, 2)  # row k: the children 2k, 2k + 1 of node k
+    per level: int32 [...]. The total must be positive. Each group of :data:`GROUP` levels
+    reads its node's descendants in one gather, then makes the levels' choices among them."""
     node = jnp.ones(words.shape[:-1], jnp.int32)
-    for level in range(tree.depth):
-        pair = children[node]
-        left, right = pair[..., 0], pair[..., 1]
-        left_lighter = left <= right
-        lighter = jnp.where(left_lighter, left, right)
-        take_lighter = sampling.bernoulli(words[..., level], lighter / (left + right))
-        node = 2 * node + jnp.where(take_lighter == left_lighter, 0, 1)
+    level = 0
+    for levels in reversed(_groups(tree.depth)):  # the top group may be the short one
+        width = 2 << levels  # descendants 2..2^(levels+1) - 1 of the node, heap-numbered
+        offsets = np.arange(2, width)
+        depth = np.array([int(k).bit_length() - 1 for k in offsets])  # 1..levels
+        below = tree.nodes[(node[..., None] << depth) + (offsets - (1 << depth))]
+        local = jnp.ones_like(node)  # heap number of the choice within the subtree
+        for _ in range(levels):
+            left = jnp.take_along_axis(below, (2 * local - 2)[..., None], axis=-1)[..., 0]
+            right = jnp.take_along_axis(below, (2 * local - 1)[..., None], axis=-1)[..., 0]
+            left_lighter = left <= right
+            lighter = jnp.where(left_lighter, left, right)
+            take_lighter = sampling.bernoulli(words[..., level], lighter / (left + right))
+            local = 2 * local + jnp.where(take_lighter == left_lighter, 0, 1)
+            level += 1
+        node = (node << levels) + local - (1 << levels)
     return node - tree.leaves

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qlearn import sum_tree
+from qlearn import sampling, sum_tree
 
 
 def numpy_inner_nodes(nodes: np.ndarray) -> np.ndarray:
@@ -15,7 +15,7 @@ def numpy_inner_nodes(nodes: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("capacity", [1, 5, 8, 1000])
+@pytest.mark.parametrize("capacity", [1, 5, 8, 1000, 100_003])  # depths 1, 3, 3, 10, 17
 def test_updates_keep_every_inner_node_the_sum_of_its_children(capacity):
     rng = np.random.default_rng(capacity)
     tree = sum_tree.init(capacity)
@@ -34,6 +34,31 @@ def test_updates_keep_every_inner_node_the_sum_of_its_children(capacity):
     np.testing.assert_array_equal(nodes, numpy_inner_nodes(nodes))
     np.testing.assert_array_equal(nodes[tree.leaves : tree.leaves + capacity], reference)
     np.testing.assert_allclose(float(sum_tree.total(tree)), reference.sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("capacity", [2, 5, 1000, 100_003])
+def test_grouped_descent_makes_the_level_by_level_choices(capacity):
+    """:func:`sum_tree.sample` reads :data:`sum_tree.GROUP` levels per gather; its draws are
+    those of the textbook descent — one level at a time, the same Bernoulli word per level —
+    leaf for leaf."""
+    rng = np.random.default_rng(capacity)
+    mass = rng.exponential(size=capacity).astype(np.float32) * (rng.random(capacity) > 0.3)
+    mass[0] = 1.0  # a positive total
+    tree = jax.jit(sum_tree.update)(sum_tree.init(capacity), jnp.arange(capacity), mass)
+    words = jax.random.bits(jax.random.key(capacity), (4096, tree.depth), jnp.uint32)
+    nodes = np.asarray(tree.nodes)
+    node = np.ones(words.shape[0], np.int64)
+    for level in range(tree.depth):
+        left, right = nodes[2 * node], nodes[2 * node + 1]
+        left_lighter = left <= right
+        lighter = np.where(left_lighter, left, right)
+        take = np.asarray(
+            sampling.bernoulli(words[:, level], jnp.asarray(lighter / (left + right)))
+        )
+        node = 2 * node + np.where(take == left_lighter, 0, 1)
+    drawn = np.asarray(jax.jit(sum_tree.sample)(tree, words))
+    np.testing.assert_array_equal(drawn, node - tree.leaves)
+    assert np.all(mass[drawn] > 0)
 
 
 @pytest.fixture(scope="module")
