@@ -398,8 +398,12 @@ class QFunction:
         if not self.head.takes_levels:
             out = self.apply(params, obs)
             return out.reshape(out.shape[0], -1, self.head.size)
+        if tau is None:
+            tau = jnp.broadcast_to(
+                quantile_midpoints(self.head.size), (obs.shape[0], self.head.size)
+            )
         out = self.apply(params, obs, tau)
-        return out.reshape(out.shape[0], -1, self.head.size if tau is None else tau.shape[-1])
+        return out.reshape(out.shape[0], -1, tau.shape[-1])
 
     def mean_at(self, params: Any, obs: jax.Array, tau: jax.Array) -> jax.Array:
         """An ``iqn`` head's mean over the levels ``tau`` [B, T]: (1/T) Σ_t Z_{τ_t}(s, ·),

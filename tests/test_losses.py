@@ -823,8 +823,8 @@ def test_iqn_samples_n_online_n_prime_target_and_k_selection_levels(iqn_setup, d
     log = []
     losses.iqn_td_loss(recording(q_fn, log), online, target, batch, hp, key, double_q=double_q)
     assert [(p is target, s) for p, s in log[:1]] == [(True, (B, K))]  # τ' [B, N'] = [B, N]
-    assert (log[1][0] is selecting, log[1][1]) == (True, None)  # a*: the head's N midpoints
-    assert [(p is online, s) for p, s in log[2:]] == [(True, (B, K)), (True, None)]  # τ, τ̂
+    assert (log[1][0] is selecting, log[1][1]) == (True, (B, K))  # a*: midpoints [B, N]
+    assert [(p is online, s) for p, s in log[2:]] == [(True, (B, K)), (True, (B, K))]  # τ, τ̂
     log.clear()
     fn = functools.partial(losses.iqn_td_loss, double_q=double_q, num_target=5, num_select=9)
     out = fn(recording(q_fn, log), online, target, batch, hp, key)
@@ -873,7 +873,7 @@ def test_iqn_with_shared_levels_is_the_loss_at_one_set_of_levels_for_every_sampl
     options = dict(double_q=double_q, num_target=5, num_select=9)
     fn = functools.partial(losses.iqn_td_loss, **options, shared_levels=True)
     fn(recording(q_fn, log), online, target, batch, hp, key)
-    assert [s for _, s in log] == [(5,), (9,), (K,), None]  # τ', τ̃, τ, then the metrics' τ̂
+    assert [s for _, s in log] == [(5,), (9,), (K,), (B, K)]  # τ', τ̃, τ, then the metrics' τ̂
     k_online, k_target = jax.random.split(key)
     tau, tau_t = jax.random.uniform(k_online, (K,)), jax.random.uniform(k_target, (5,))
     tau_select = jax.random.uniform(jax.random.fold_in(key, 1), (9,))
