@@ -139,25 +139,42 @@ def update(tree: SumTree, index: jax.Array, mass: jax.Array) -> SumTree:
     return SumTree(nodes, mins)
 
 
+def _descend(nodes: jax.Array, node: jax.Array, words: jax.Array, levels: int) -> jax.Array:
+    """``levels`` levels of the descent from ``node`` (int32 [...]), one word of ``words``
+    uint32 [..., levels] per level: the node reached. One gather reads the node's
+    2 + 4 + … + 2^levels descendants, then the choices are made among them."""
+    width = 2 << levels  # descendants 2..2^(levels+1) - 1 of the node, heap-numbered
+    offsets = np.arange(2, width)
+    depth = np.array([int(k).bit_length() - 1 for k in offsets])  # 1..levels
+    below = nodes[(node[..., None] << depth) + (offsets - (1 << depth))]
+    local = jnp.ones_like(node)  # heap number of the choice within the subtree
+    for level in range(levels):
+        left = jnp.take_along_axis(below, (2 * local - 2)[..., None], axis=-1)[..., 0]
+        right = jnp.take_along_axis(below, (2 * local - 1)[..., None], axis=-1)[..., 0]
+        left_lighter = left <= right
+        lighter = jnp.where(left_lighter, left, right)
+        take_lighter = sampling.bernoulli(words[..., level], lighter / (left + right))
+        local = 2 * local + jnp.where(take_lighter == left_lighter, 0, 1)
+    return (node << levels) + local - (1 << levels)
+
+
 def sample(tree: SumTree, words: jax.Array) -> jax.Array:
     """Leaves drawn with probability mass / total from ``words`` uint32 [..., depth], one word
     per level: int32 [...]. The total must be positive. Each group of :data:`GROUP` levels
-    reads its node's descendants in one gather, then makes the levels' choices among them."""
-    node = jnp.ones(words.shape[:-1], jnp.int32)
-    level = 0
-    for levels in reversed(_groups(tree.depth)):  # the top group may be the short one
-        width = 2 << levels  # descendants 2..2^(levels+1) - 1 of the node, heap-numbered
-        offsets = np.arange(2, width)
-        depth = np.array([int(k).bit_length() - 1 for k in offsets])  # 1..levels
-        below = tree.nodes[(node[..., None] << depth) + (offsets - (1 << depth))]
-        local = jnp.ones_like(node)  # heap number of the choice within the subtree
-        for _ in range(levels):
-            left = jnp.take_along_axis(below, (2 * local - 2)[..., None], axis=-1)[..., 0]
-            right = jnp.take_along_axis(below, (2 * local - 1)[..., None], axis=-1)[..., 0]
-            left_lighter = left <= right
-            lighter = jnp.where(left_lighter, left, right)
-            take_lighter = sampling.bernoulli(words[..., level], lighter / (left + right))
-            local = 2 * local + jnp.where(take_lighter == left_lighter, 0, 1)
-            level += 1
-        node = (node << levels) + local - (1 << levels)
+    reads its node's descendants in one gather, then makes the levels' choices among them
+    (:func:`_descend`). The groups below the top one run as a loop, so each group's gather
+    indices are the node its loop step starts from: unrolled, XLA fuses the whole descent
+    above a group into that group's gather and recomputes it for every element read (about
+    3× the time of a 64-draw sample from a 50,000-leaf tree on a 2-core CPU)."""
+    top, *rest = reversed(_groups(tree.depth))  # the top group may be the short one
+    node = _descend(tree.nodes, jnp.ones(words.shape[:-1], jnp.int32), words[..., :top], top)
+
+    def group(i: jax.Array, node: jax.Array) -> jax.Array:
+        start = top + i * GROUP
+        return _descend(
+            tree.nodes, node, jax.lax.dynamic_slice_in_dim(words, start, GROUP, -1), GROUP
+        )
+
+    if rest:
+        node = jax.lax.fori_loop(0, len(rest), group, node)
     return node - tree.leaves

@@ -864,8 +864,9 @@ def test_iqn_with_shared_levels_is_the_loss_at_one_set_of_levels_for_every_sampl
     iqn_setup, double_q
 ):
     """``shared_levels``: τ [N], τ' [N'] and τ̃ [K] are drawn once (from the keys the per-sample
-    levels use) and passed unbatched, so the embedding runs once per level; the loss and its
-    gradient are those at the same levels given to every sample ([B, N], ...)."""
+    levels use) and passed unbatched, so the embedding runs once per level (the midpoints of
+    the metrics' q̂ too); the loss and its gradient are those at the same levels given to every
+    sample ([B, N], ...)."""
     q_fn, online, target, batch = iqn_setup
     key = jax.random.key(4)
     hp = HParams(gamma=0.9, huber_delta=1.0)
@@ -873,7 +874,7 @@ def test_iqn_with_shared_levels_is_the_loss_at_one_set_of_levels_for_every_sampl
     options = dict(double_q=double_q, num_target=5, num_select=9)
     fn = functools.partial(losses.iqn_td_loss, **options, shared_levels=True)
     fn(recording(q_fn, log), online, target, batch, hp, key)
-    assert [s for _, s in log] == [(5,), (9,), (K,), (B, K)]  # τ', τ̃, τ, then the metrics' τ̂
+    assert [s for _, s in log] == [(5,), (9,), (K,), (K,)]  # τ', τ̃, τ, the metrics' τ̂ (shared)
     k_online, k_target = jax.random.split(key)
     tau, tau_t = jax.random.uniform(k_online, (K,)), jax.random.uniform(k_target, (5,))
     tau_select = jax.random.uniform(jax.random.fold_in(key, 1), (9,))

@@ -139,33 +139,43 @@ def quantile_regression_td_loss(
     ``hparams.huber_delta``, not divided by κ) of the online values θ(s, a) at the levels
     ``tau`` [B, N] (None: a quantile head's midpoints τ̂; [N]: one set shared by the batch)
     against the target samples r + γ θ⁻(s', a*) at the levels ``tau_t`` [B, N'] or [N']
-    (:func:`qlearn.targets.quantile_q_learning`),
-    held fixed (semi-gradient), averaged over the batch (:func:`batch_mean`). a* maximises the
-    target network's expected value, or with ``double_q`` the online network's, over the
-    actions available at ``next_obs``; the expected value is the head's (q_fn: an iqn head's
-    mean at its midpoints τ̂), or with ``tau_select`` [B, K] or [K] the mean of the outputs at those
-    K levels (IQN's sampled action selection). Returns a :class:`~qlearn.types.LossOutput`
-    like :func:`semi_gradient_td_loss`, on expectations; ``priority`` is each sample's loss."""
+    (:func:`qlearn.targets.quantile_q_learning`), held fixed (semi-gradient), averaged over the
+    batch (:func:`batch_mean`). a* maximises the target network's expected value, or with
+    ``double_q`` the online network's, over the actions available at ``next_obs``; the expected
+    value is the head's (q_fn: an iqn head's mean at its midpoints τ̂, embedded once for the
+    batch when ``tau`` is shared), or with ``tau_select`` [B, K] or [K] the mean of the outputs
+    at those K levels (IQN's sampled action selection). Returns a
+    :class:`~qlearn.types.LossOutput` like :func:`semi_gradient_td_loss`, on expectations;
+    ``priority`` is each sample's loss."""
+    shared = tau is None or tau.ndim == 1  # one set of levels for every sample
+
+    def expected(params: Params, obs: jax.Array) -> jax.Array:
+        """q̂ [B, A]; with levels shared by the batch, at midpoints embedded once for it."""
+        if tau is None or not shared:
+            return q_fn(params, obs)
+        return q_fn.mean_at(params, obs, heads.quantile_midpoints(q_fn.head.size))
+
     discount_t = bootstrap_discount(batch, hparams.gamma)
     dist_t = q_fn.outputs(target_params, batch.next_obs, tau_t)  # [B, A, N']
     if tau_select is not None:  # the mean at K sampled levels, of the selecting network
         selecting = online_params if double_q else target_params
         selector = q_fn.mean_at(selecting, batch.next_obs, tau_select)
     elif double_q:
-        selector = q_fn(online_params, batch.next_obs)
+        selector = expected(online_params, batch.next_obs)
     else:  # a quantile head's expectation is the mean of these very quantiles
-        selector = jnp.mean(dist_t, -1) if tau_t is None else q_fn(target_params, batch.next_obs)
+        selector = (
+            jnp.mean(dist_t, -1) if tau_t is None else expected(target_params, batch.next_obs)
+        )
     selector = policies.masked(selector, batch.next_action_mask)
     target = jax.vmap(targets.quantile_q_learning)(batch.reward, discount_t, dist_t, selector)
     target = jax.lax.stop_gradient(target)  # the target samples are labels
     dist = q_fn.outputs(online_params, batch.obs, tau)  # [B, A, N]
     dist_sa = jnp.take_along_axis(dist, batch.action[:, None, None], axis=1)[:, 0]  # [B, N]
     levels = heads.quantile_midpoints(dist.shape[-1]) if tau is None else tau
-    shared = tau is None or tau.ndim == 1  # one set of levels for every sample
     per_sample = jax.vmap(quantile_huber_loss, (0, None if shared else 0, 0, None))(
         dist_sa, levels, target, hparams.huber_delta
     )
-    q_all = jnp.mean(dist, axis=-1) if tau is None else q_fn(online_params, batch.obs)
+    q_all = jnp.mean(dist, axis=-1) if tau is None else expected(online_params, batch.obs)
     q_sa = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
     metrics = td_diagnostics(q_all, q_sa, target.mean(-1))
     return LossOutput(batch_mean(per_sample, batch), metrics, per_sample)
