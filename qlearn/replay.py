@@ -137,13 +137,13 @@ def sample(buffer: ReplayBuffer, words: jax.Array) -> Any:
 
 
 def importance_weights(
-    tree: sum_tree.SumTree,
-    idx: jax.Array,
+    drawn: sum_tree.Draw,
     size: jax.Array,
     beta: jax.Array,
     normalise: str = "batch",
 ) -> jax.Array:
-    """The importance-sampling weights of the drawn items ``idx`` int [B], float32 [B].
+    """The importance-sampling weights of the items ``drawn`` (:func:`qlearn.sum_tree.draw`,
+    [B]), float32 [B].
 
     With P(i) = m_i / Σ m (m = the tree's masses p_iᵅ) and N = ``size``:
 
@@ -153,12 +153,13 @@ def importance_weights(
       the largest weight any item can get is 1, and at β = 1 the weighted loss's expected
       gradient is (N·min_j P(j)) times the uniform one.
     """
-    mass = sum_tree.get(tree, idx)
     if normalise == "batch":
-        weight = (size.astype(jnp.float32) * (mass / sum_tree.total(tree))) ** -beta
+        weight = (size.astype(jnp.float32) * (drawn.mass / drawn.total)) ** -beta
         return weight / jnp.max(weight)
     if normalise == "buffer":
-        return (mass / sum_tree.min_mass(tree)) ** -beta
+        if drawn.min_mass is None:
+            raise ValueError("normalise = 'buffer' needs a tree made with track_min=True")
+        return (drawn.mass / drawn.min_mass) ** -beta
     raise ValueError(f"normalise = '{normalise}' must be one of {', '.join(NORMALISATIONS)}")
 
 
@@ -174,10 +175,9 @@ def sample_prioritized(
     ``Transition.weight``. Only the buffer-wide form makes
     the weighted loss follow the uniform loss's gradient in expectation at β = 1 (up to a
     positive factor of the step); see the module."""
-    tree = buffer.priorities
-    idx = sum_tree.sample(tree, words)
-    weight = importance_weights(tree, idx, buffer.size, beta, normalise)
-    return jax.tree.map(lambda s: s[idx], buffer.storage), idx, weight
+    drawn = sum_tree.draw(buffer.priorities, words)
+    weight = importance_weights(drawn, buffer.size, beta, normalise)
+    return jax.tree.map(lambda s: s[drawn.index], buffer.storage), drawn.index, weight
 
 
 def update_priorities(

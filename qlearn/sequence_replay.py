@@ -160,11 +160,11 @@ def sample_prioritized(
     """B sequences drawn with probability ∝ their masses, from ``words`` uint32 [B, depth]:
     (sequences [B, L, ...], slots int32 [B], importance weights float32 [B] of
     :func:`qlearn.replay.importance_weights` over the valid sequences)."""
-    slot = sum_tree.sample(buffer.priorities, words)
+    drawn = sum_tree.draw(buffer.priorities, words)
     _, count = valid_range(buffer)
     size = count * buffer.num_envs
-    weight = replay.importance_weights(buffer.priorities, slot, size, beta, normalise)
-    return gather(buffer, slot), slot, weight
+    weight = replay.importance_weights(drawn, size, beta, normalise)
+    return gather(buffer, drawn.index), drawn.index, weight
 
 
 def words_per_sample(buffer: SequenceReplay) -> int:

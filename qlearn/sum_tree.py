@@ -139,10 +139,12 @@ def update(tree: SumTree, index: jax.Array, mass: jax.Array) -> SumTree:
     return SumTree(nodes, mins)
 
 
-def _descend(nodes: jax.Array, node: jax.Array, words: jax.Array, levels: int) -> jax.Array:
+def _descend(
+    nodes: jax.Array, node: jax.Array, words: jax.Array, levels: int
+) -> tuple[jax.Array, jax.Array]:
     """``levels`` levels of the descent from ``node`` (int32 [...]), one word of ``words``
-    uint32 [..., levels] per level: the node reached. One gather reads the node's
-    2 + 4 + … + 2^levels descendants, then the choices are made among them."""
+    uint32 [..., levels] per level: (the node reached, its value). One gather reads the
+    node's 2 + 4 + … + 2^levels descendants, then the choices are made among them."""
     width = 2 << levels  # descendants 2..2^(levels+1) - 1 of the node, heap-numbered
     offsets = np.arange(2, width)
     depth = np.array([int(k).bit_length() - 1 for k in offsets])  # 1..levels
@@ -154,27 +156,61 @@ def _descend(nodes: jax.Array, node: jax.Array, words: jax.Array, levels: int) -
         left_lighter = left <= right
         lighter = jnp.where(left_lighter, left, right)
         take_lighter = sampling.bernoulli(words[..., level], lighter / (left + right))
-        local = 2 * local + jnp.where(take_lighter == left_lighter, 0, 1)
-    return (node << levels) + local - (1 << levels)
+        go_left = take_lighter == left_lighter
+        local = 2 * local + jnp.where(go_left, 0, 1)
+        value = jnp.where(go_left, left, right)
+    return (node << levels) + local - (1 << levels), value
+
+
+@struct.dataclass
+class Draw:
+    """Leaves drawn by :func:`draw`, with what importance weights read of the tree."""
+
+    index: jax.Array
+    """int32 [...]: the leaves drawn."""
+    mass: jax.Array
+    """float32 [...]: their masses."""
+    total: jax.Array
+    """float32 []: Σ masses (:func:`total`)."""
+    min_mass: jax.Array | None = None
+    """float32 []: :func:`min_mass` (None unless the tree tracks it)."""
+
+
+def draw(tree: SumTree, words: jax.Array) -> Draw:
+    """Leaves drawn with probability mass / total from ``words`` uint32 [..., depth], one word
+    per level, with their masses and the tree's total (and min mass, where tracked). The total
+    must be positive. Each group of :data:`GROUP` levels reads its node's descendants in one
+    gather, then makes the levels' choices among them (:func:`_descend`).
+
+    Two things are for XLA:CPU. The groups below the top one run as a loop, so each group's
+    gather indices are the node its loop step starts from: unrolled, XLA fused the whole
+    descent above a group into that group's gather and recomputed it for every element read
+    (≈ 1.7× the time of 64 draws from a 50,000-leaf tree). And the masses, total and min come
+    out of the descent (the values it chose, the roots carried through its loop) rather than
+    from reads of the tree after it: such a read feeds only the importance weights, not the
+    priority update that follows, so XLA could not order it before that update's in-place
+    scatter and copied the whole tree, twice per update (prioritised DQN on CartPole: most of
+    its cost over uniform replay)."""
+    top, *rest = reversed(_groups(tree.depth))  # the top group may be the short one
+    start = jnp.ones(words.shape[:-1], jnp.int32)
+    node, mass = _descend(tree.nodes, start, words[..., :top], top)
+    roots = (tree.nodes[1], None if tree.mins is None else tree.mins[1])
+
+    def group(i: jax.Array, carry: tuple) -> tuple:
+        node, _, roots = carry
+        at = top + i * GROUP
+        node, mass = _descend(
+            tree.nodes, node, jax.lax.dynamic_slice_in_dim(words, at, GROUP, -1), GROUP
+        )
+        # the roots pass through unchanged, but as the loop's values rather than invariants
+        # (XLA hoists an invariant out of the loop, back to a read after it)
+        return node, mass, jax.tree.map(lambda r: jnp.where(i >= 0, r, jnp.nan), roots)
+
+    if rest:
+        node, mass, roots = jax.lax.fori_loop(0, len(rest), group, (node, mass, roots))
+    return Draw(node - tree.leaves, mass, *roots)
 
 
 def sample(tree: SumTree, words: jax.Array) -> jax.Array:
-    """Leaves drawn with probability mass / total from ``words`` uint32 [..., depth], one word
-    per level: int32 [...]. The total must be positive. Each group of :data:`GROUP` levels
-    reads its node's descendants in one gather, then makes the levels' choices among them
-    (:func:`_descend`). The groups below the top one run as a loop, so each group's gather
-    indices are the node its loop step starts from: unrolled, XLA fuses the whole descent
-    above a group into that group's gather and recomputes it for every element read (about
-    3× the time of a 64-draw sample from a 50,000-leaf tree on a 2-core CPU)."""
-    top, *rest = reversed(_groups(tree.depth))  # the top group may be the short one
-    node = _descend(tree.nodes, jnp.ones(words.shape[:-1], jnp.int32), words[..., :top], top)
-
-    def group(i: jax.Array, node: jax.Array) -> jax.Array:
-        start = top + i * GROUP
-        return _descend(
-            tree.nodes, node, jax.lax.dynamic_slice_in_dim(words, start, GROUP, -1), GROUP
-        )
-
-    if rest:
-        node = jax.lax.fori_loop(0, len(rest), group, node)
-    return node - tree.leaves
+    """The leaves of :func:`draw`: int32 [...]."""
+    return draw(tree, words).index
