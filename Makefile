@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sweep_scaling.py
 	$(PY) benchmarks/loss_cost.py
 	$(PY) benchmarks/suite_throughput.py
+	$(PY) benchmarks/roofline.py
 
 # qlearn against Rejax at Rejax's own CartPole settings. Rejax needs gymnax 0.0.9, so it gets an
 # environment of its own (.venv-peers) beside qlearn's.

@@ -160,6 +160,7 @@ FROM_BENCHMARKS = (
     "loss_cost_breakout",
     "suite_throughput",
     "optimistic_resets",
+    "roofline",
 )
 """The benchmark results the README quotes (from benchmarks/results/)."""
 
