@@ -63,11 +63,12 @@ def best_seconds(fn: Any, *args: Any) -> float:
 NOT_KERNELS = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")
 
 
-def cost(fn: Any, *args: Any) -> tuple[float, int]:
-    """(FLOPs, kernels) of one call of ``jax.jit(fn)``: XLA's cost analysis of the compiled
-    program, and the instructions of its entry computation that run as kernels (fusions, dots,
-    loops and the like; not parameters, constants, tuples and bitcasts): on XLA:CPU, what
-    a GPU would launch one after another, roughly."""
+def cost(fn: Any, *args: Any) -> tuple[float, float, int]:
+    """(FLOPs, bytes accessed, kernels) of one call of ``jax.jit(fn)``: XLA's cost analysis of
+    the compiled program (its bytes: every kernel's operands and outputs, what crosses memory
+    between kernels), and the instructions of its entry computation that run as kernels
+    (fusions, dots, loops and the like; not parameters, constants, tuples and bitcasts): on
+    XLA:CPU, what a GPU would launch one after another, roughly."""
     import jax
 
     compiled = jax.jit(fn).lower(*args).compile()
@@ -75,7 +76,9 @@ def cost(fn: Any, *args: Any) -> tuple[float, int]:
     entry = text[text.index("\nENTRY") :]
     entry = entry[: entry.index("\n}")]
     ops = re.findall(r"^\s+(?:ROOT )?%\S+ = \S+ ([\w-]+)\(", entry, re.MULTILINE)
-    return float(compiled.cost_analysis()["flops"]), sum(op not in NOT_KERNELS for op in ops)
+    analysis = compiled.cost_analysis()
+    kernels = sum(op not in NOT_KERNELS for op in ops)
+    return float(analysis["flops"]), float(analysis["bytes accessed"]), kernels
 
 
 def over_lanes(fn: Any, lanes: int) -> Any:
@@ -133,13 +136,13 @@ def measure(case: str, lanes: int, steps: int) -> dict[str, Any]:
     )
     stream_keys = {name: keys[1] for name in learner.streams}
     state = learner.init(keys[2])
-    update_flops, update_kernels = cost(learner.update, state, batch, stream_keys)
+    update_flops, update_bytes, update_kernels = cost(learner.update, state, batch, stream_keys)
     loop = sources.start_envs(prog, keys[1])
 
     def act(p: Any, lp: Any, k: jax.Array) -> Any:
         return sources.act(prog, hp, p, lp, k)
 
-    act_flops, act_kernels = cost(act, state.params, loop, keys[0])
+    act_flops, act_bytes, act_kernels = cost(act, state.params, loop, keys[0])
 
     def updates(s: Any) -> Any:
         step = lambda c, _: (learner.update(c, batch, stream_keys)[0], None)
@@ -180,6 +183,8 @@ def measure(case: str, lanes: int, steps: int) -> dict[str, Any]:
         "act_kernels": act_kernels,
         "update_flops": update_flops,
         "act_flops": act_flops,
+        "update_bytes": update_bytes,
+        "act_bytes": act_bytes,
         "update_seconds": update_s,
         "act_seconds": act_s,
         "update_flops_per_second": lanes * update_flops / update_s,
@@ -191,35 +196,40 @@ def measure(case: str, lanes: int, steps: int) -> dict[str, Any]:
 
 
 DEVICES = {  # name -> what the model assumes of one device (see docs/scale.md)
-    "H100": dict(memory=80e9, rate=0.3 * 67e12, kernel=4e-6),
-    "TPU v5e": dict(memory=16e9, rate=0.3 * 197e12, kernel=1.5e-6),
+    "H100": dict(memory=80e9, rate=0.3 * 67e12, bandwidth=0.5 * 3.35e12, kernel=4e-6),
+    "TPU v5e": dict(memory=16e9, rate=0.3 * 197e12, bandwidth=0.5 * 819e9, kernel=1.5e-6),
 }
-"""Per device: its memory in bytes, the rate its small batched float32 products are assumed to
+"""Per device: its memory in bytes; the rate its small batched float32 products are assumed to
 run at (30% of the dense peak: 67 TFLOP/s of FP32 FMA on an H100 SXM, 197 TFLOP/s on a v5e chip,
-whose float32 matmuls run as bfloat16 passes at JAX's default precision), and the time of one
-kernel of a loop body (launch and the dependency wait: its lower bound whatever the lanes)."""
+whose float32 matmuls run as bfloat16 passes at JAX's default precision); the memory bandwidth
+its kernels are assumed to reach (half of 3.35 TB/s, of 819 GB/s); and the time of one kernel
+of a loop body (launch and the dependency wait: its lower bound whatever the lanes)."""
 MEMORY_SHARE = 0.9  # of a device's memory one program may use (qlearn.devices.MEMORY_FRACTION)
 RUN_STEPS = 1_000_000
 
 
-def model(row: dict[str, Any], device: str) -> dict[str, float]:
+def model(row: dict[str, Any], device: str) -> dict[str, Any]:
     """A sweep's cost on ``device`` by the model of docs/scale.md: as many lanes as its memory
     holds (the program's bytes per lane, measured), each vector step of the envs taking
-    max(kernels × kernel time, lanes × FLOPs / rate) for the acting step and for each of its
-    updates. Returns lanes, env steps per second per device, and runs of
-    :data:`RUN_STEPS` env steps per device-hour."""
+    max(kernels × kernel time, lanes × FLOPs / rate, lanes × bytes / bandwidth) for the acting
+    step and for each of its updates. Returns which term bounds the update, lanes, env steps
+    per second per device, and runs of :data:`RUN_STEPS` env steps per device-hour."""
     d = DEVICES[device]
     lanes = int(MEMORY_SHARE * d["memory"] // row["bytes_per_lane"])
     updates = row["updates_per_env_step"] * row["num_envs"]  # per vector step
 
-    def seconds(kernels: int, flops: float) -> float:
-        return max(kernels * d["kernel"], lanes * flops / d["rate"])
+    def terms(part: str) -> dict[str, float]:
+        return {
+            "kernels": row[f"{part}_kernels"] * d["kernel"],
+            "FLOPs": lanes * row[f"{part}_flops"] / d["rate"],
+            "bytes": lanes * row[f"{part}_bytes"] / d["bandwidth"],
+        }
 
-    step = seconds(row["act_kernels"], row["act_flops"]) + updates * seconds(
-        row["update_kernels"], row["update_flops"]
-    )
+    update = terms("update")
+    step = max(terms("act").values()) + updates * max(update.values())
     env_steps = lanes * row["num_envs"] / step
     return {
+        "bound": max(update, key=update.get),
         "lanes": lanes,
         "env_steps_per_second": env_steps,
         "runs_per_hour": env_steps * 3600 / RUN_STEPS,
@@ -258,27 +268,32 @@ def readme(r: dict[str, Any]) -> list:
     )
     by_case = {row["case"]: row for row in r["rows"] if row["lanes"] == max(
         x["lanes"] for x in r["rows"] if x["case"] == row["case"])}  # fmt: skip
-    model_header = ["case", "FLOP / env step", "MiB / lane", "kernels update / act"]
+    model_header = ["case", "FLOP / env step", "bytes / env step", "MiB / lane", "kernels"]
     for device in DEVICES:
-        model_header += [f"{device}: lanes", f"{device}: runs / hour"]
+        model_header += [f"{device}: lanes", "update bound by", "runs / hour"]
     model_rows = []
     for case, row in by_case.items():
-        per_step = row["act_flops"] / row["num_envs"]
-        per_step += row["update_flops"] * row["updates_per_env_step"]
+        per_step = {
+            kind: row[f"act_{kind}"] / row["num_envs"]
+            + row[f"update_{kind}"] * row["updates_per_env_step"]
+            for kind in ("flops", "bytes")
+        }
         cells = [
             f"`{case}`",
-            f"{per_step / 1e3:,.0f}k",
+            f"{per_step['flops'] / 1e3:,.0f}k",
+            f"{per_step['bytes'] / 1e3:,.0f}k",
             f"{row['bytes_per_lane'] / 2**20:.1f}",
             f"{row['update_kernels']} / {row['act_kernels']}",
         ]
         for device in DEVICES:
             m = model(row, device)
-            cells += [f"{m['lanes']:,}", f"{m['runs_per_hour']:,.0f}"]
+            cells += [f"{m['lanes']:,}", m["bound"], f"{m['runs_per_hour']:,.0f}"]
         model_rows.append(cells)
     model_note = (
         f"the model of docs/scale.md, not a measurement: runs of {RUN_STEPS:,} env steps per "
-        "device-hour, FLOPs, bytes per lane (XLA's memory analysis of the vmapped training "
-        "program) and kernels from this file; per device the assumptions of "
+        "device-hour; FLOPs and bytes moved per env step (XLA's cost analysis), bytes held per "
+        "lane (its memory analysis of the vmapped training program), kernels of an update / "
+        "of an acting step, from the table above's file; per device the assumptions of "
         "benchmarks/roofline.py's DEVICES"
     )
     return [record.Table(header, rows, note), record.Table(model_header, model_rows, model_note)]
