@@ -38,6 +38,22 @@ def jit_runs(fn: Callable) -> Any:
     return jax.jit(runs)
 
 
+def call_seconds(fn: Callable, args: tuple, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of a compiled ``fn(*args)``, after one warm-up call
+    (each waited for with ``jax.block_until_ready``)."""
+    import time
+
+    import jax
+
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
     """Write a benchmark's results as JSON (creating the folder), with the commit and command
     they were measured at first (as the experiments' results files), and say where."""

@@ -27,12 +27,11 @@ import argparse
 import json
 import re
 import sys
-import time
 from typing import Any
 
 import common
 import peers
-from common import child_json, write_report
+from common import call_seconds, child_json, write_report
 
 CARTPOLE = dict(env_id="CartPole-v1")
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {  # name -> (algo, config, hp)
@@ -49,15 +48,7 @@ REPEATS = 5
 
 def best_seconds(fn: Any, *args: Any) -> float:
     """The fastest of :data:`REPEATS` calls of compiled ``fn`` (after one warm-up call)."""
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(call_seconds(fn, args, REPEATS))
 
 
 NOT_KERNELS = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")

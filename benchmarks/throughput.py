@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import child_json, jit_runs, write_report
+from common import call_seconds, child_json, jit_runs, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -97,16 +97,9 @@ def case_settings(name: str, total_steps: int | None = None, evaluate: bool = Fa
 
 def timed_calls(fn, args, repeats: int) -> float:
     """Median seconds of ``repeats`` calls of a compiled function (after one warm-up call)."""
-    import jax
     import numpy as np
 
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(call_seconds(fn, args, repeats)))
 
 
 def acting_ceiling(config, runs: int, network: bool, repeats: int) -> float:
