@@ -139,3 +139,19 @@ def test_the_min_tree_is_the_exact_min_of_the_positive_masses(capacity):
     assert plain.mins is None
     with pytest.raises(ValueError, match="track_min=True"):
         sum_tree.min_mass(plain)
+
+
+@pytest.mark.parametrize("capacity", [3, 50_000])  # one short group; a loop of groups
+def test_a_draw_returns_exactly_what_the_tree_holds_for_the_weights(capacity):
+    """:func:`sum_tree.draw` takes the leaves' masses, the total and the min from the descent
+    (so no read of the tree follows it); they are the stored ones, bit for bit, and the leaves
+    are :func:`sum_tree.sample`'s."""
+    masses = jax.random.uniform(jax.random.key(0), (capacity,)) * (jnp.arange(capacity) % 7 > 0)
+    tree = sum_tree.update(sum_tree.init(capacity, track_min=True), jnp.arange(capacity), masses)
+    words = jax.random.bits(jax.random.key(1), (256, tree.depth), jnp.uint32)
+    drawn = jax.jit(sum_tree.draw)(tree, words)
+    np.testing.assert_array_equal(drawn.index, jax.jit(sum_tree.sample)(tree, words))
+    np.testing.assert_array_equal(drawn.mass, sum_tree.get(tree, drawn.index))
+    assert float(drawn.total) == float(sum_tree.total(tree))
+    assert float(drawn.min_mass) == float(sum_tree.min_mass(tree))
+    assert np.all(np.asarray(drawn.mass) > 0)  # a leaf of mass 0 is never drawn
