@@ -158,6 +158,7 @@ FROM_BENCHMARKS = (
     "peers",
     "loss_cost",
     "loss_cost_breakout",
+    "loss_cost_breakout_iqn",
     "suite_throughput",
     "optimistic_resets",
     "roofline",
