@@ -9,7 +9,8 @@ same number of episodes), so the timed part is training. Rejax runs in a separat
 environment (``make bench-peers`` builds it: Rejax needs gymnax 0.0.9).
 
 What is not matched, because the libraries differ: Rejax's DQN network is dueling (one extra
-value unit) and clips each gradient element at 10 where qlearn clips the global norm.
+value unit), and Rejax clips each gradient element at 10 (DQN and PQN) where qlearn clips the
+global norm.
 
     make bench-peers                         # builds .venv-peers, then runs this
     python benchmarks/peers.py --peer-python .venv-peers/bin/python --rounds 2 --seeds 1,8
