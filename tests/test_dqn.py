@@ -490,9 +490,7 @@ def test_prioritized_replay_trains_and_sweeps_alpha_in_one_compile(tiny_config):
     )
     assert np.all(np.isfinite(m["loss"])) and "priority" not in m
     size = np.asarray(state.source.buffer.size)
-    leaves = np.asarray(state.source.buffer.priorities.nodes)[
-        :, state.source.buffer.priorities.leaves :
-    ]
+    leaves = np.asarray(state.source.buffer.priorities.levels[-1])
     np.testing.assert_array_equal(leaves[0, : size[0]], 1.0)
     np.testing.assert_array_equal(leaves[:, size[0] :], 0.0)  # no item: no mass
     valid = leaves[1, : size[1]]
@@ -725,10 +723,11 @@ def test_prioritized_replay_normalised_over_the_buffer_keeps_an_exact_min_tree(t
     state, m = jax.jit(dqn.make_train(config))(jax.random.key(0), dqn.DQNHParams())
     assert np.all(np.isfinite(m["loss"]))
     tree = state.source.buffer.priorities
-    leaves = np.asarray(tree.nodes)[tree.leaves :]
+    leaves = np.asarray(tree.levels[-1])
     assert np.unique(leaves).size > 100
-    mins = np.asarray(tree.mins)[tree.leaves :]
-    np.testing.assert_array_equal(mins, np.where(leaves > 0, leaves, np.inf))
+    heap = sum_tree.pyramid(jnp.where(leaves > 0, leaves, jnp.inf), jnp.minimum)  # every level
+    for stored in tree.mins:  # the min tree's stored levels, recomputed from the leaves
+        np.testing.assert_array_equal(stored, heap[stored.size.bit_length() - 1])
     assert float(sum_tree.min_mass(tree)) == leaves[leaves > 0].min()
     hp = hparams.to_arrays(dqn.DQNHParams())
     words = jax.random.bits(jax.random.key(1), (config.batch_size, tree.depth), jnp.uint32)

@@ -152,10 +152,11 @@ def forcing_words(tree: sum_tree.SumTree, leaf: int) -> list[int]:
     """The PRNG words that make :func:`qlearn.sum_tree.sample` descend to ``leaf`` (of
     positive mass): at each node, word 0 takes the lighter child (probability > 0 passes
     any 32-bit test), word 2³² − 1 the heavier one (it passes none with probability ≤ ½)."""
-    nodes, node, words = np.asarray(tree.nodes), 1, []
+    rows = [np.asarray(row) for row in sum_tree.pyramid(tree.levels[-1])]  # every level
+    node, words = 0, []
     for level in range(tree.depth):
-        go_left = ((tree.leaves + leaf) >> (tree.depth - 1 - level)) & 1 == 0
-        left_lighter = nodes[2 * node] <= nodes[2 * node + 1]
+        go_left = (leaf >> (tree.depth - 1 - level)) & 1 == 0
+        left_lighter = rows[level + 1][2 * node] <= rows[level + 1][2 * node + 1]
         words.append(0 if go_left == left_lighter else 0xFFFFFFFF)
         node = 2 * node + (0 if go_left else 1)
     return words
