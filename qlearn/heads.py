@@ -162,6 +162,16 @@ class IQN(Quantile):
 
     kind: ClassVar[str] = "iqn"
     takes_levels: ClassVar[bool] = True
+    shared_levels: bool = False
+    """q̂ from the midpoints embedded once for the batch, the mean taken inside the network
+    (:meth:`qlearn.networks.QFunction.mean_at`), rather than given to each sample as its own
+    levels: ``config.iqn_shared_levels``, whose losses share their levels too. Equal up to
+    rounding; far cheaper when acting."""
+
+    def values(self, q_fn: Any, params: Any, obs: jax.Array) -> jax.Array:
+        if self.shared_levels:
+            return q_fn.mean_at(params, obs, quantile_midpoints(self.size))
+        return super().values(q_fn, params, obs)
 
 
 HEADS: dict[str, type[Head]] = {h.kind: h for h in (Scalar, Categorical, Histogram, Quantile, IQN)}
@@ -267,6 +277,10 @@ def check_config(config: Any) -> None:
 
 def of_config(config: Any) -> Head:
     """The head a config names: ``config.head``, its size from the field the head reads
-    (:attr:`Head.size_field`), ``config.dueling``."""
+    (:attr:`Head.size_field`), ``config.dueling`` (and for ``iqn``,
+    ``config.iqn_shared_levels``)."""
     cls = HEADS[config.head]  # the config's check_config has refused an unknown name
-    return cls(getattr(config, cls.size_field) if cls.size_field else 1, config.dueling)
+    head = cls(getattr(config, cls.size_field) if cls.size_field else 1, config.dueling)
+    if cls is IQN and getattr(config, "iqn_shared_levels", False):
+        head = IQN(head.size, head.dueling, shared_levels=True)
+    return head

@@ -56,7 +56,12 @@ def output_layer(
 
 
 def quantile_embedding_layer(
-    x: jax.Array, tau: jax.Array | None, num_actions: int, head: Head, noisy: bool = False
+    x: jax.Array,
+    tau: jax.Array | None,
+    num_actions: int,
+    head: Head,
+    noisy: bool = False,
+    mean_levels: bool = False,
 ) -> jax.Array:
     """IQN's last layers (Dabney et al. 2018b): features x [B, F] and quantile levels τ give
     Z_τ(s, a) = f(x ⊙ φ(τ))_a, φ(τ) = ReLU(W [cos(π i τ)]_{i<64} + b) [F], f the
@@ -68,13 +73,21 @@ def quantile_embedding_layer(
     embedding runs on T rows and whose products x ⊙ φ are never formed
     (:func:`factored_output`, B·T·F numbers fewer to write and read back); None, the
     ``head.size`` midpoints τ̂, given to every sample as its own levels (as they always were:
-    embedding them once would be cheaper, and moves IQN's q̂ metrics in their last bits)."""
+    embedding them once would be cheaper, and moves IQN's q̂ metrics in their last bits).
+
+    ``mean_levels`` (with shared ``tau`` [T] only): the mean over the T levels instead, [B, A]:
+    as f is affine, (1/T) Σ_t f(x ⊙ φ(τ_t)) = f(x ⊙ φ̄), φ̄ = (1/T) Σ_t φ(τ_t), so the last layer
+    runs on B rows, not B·T (equal to the mean of the outputs up to rounding)."""
     batch, features = x.shape
     shared = tau is not None and tau.ndim == 1
+    if mean_levels and not shared:
+        raise ValueError("mean_levels needs levels tau [T] shared by the batch")
     if tau is None:
         tau = jnp.broadcast_to(quantile_midpoints(head.size), (batch, head.size))
     i = jnp.arange(IQN_COSINES, dtype=jnp.float32)
     phi = nn.relu(nn.Dense(features)(jnp.cos(jnp.pi * i * tau[..., None])))  # [(B,) T, F]
+    if mean_levels:
+        return output_layer(x * jnp.mean(phi, axis=0), num_actions, Scalar(1, head.dueling), noisy)
     if shared and not noisy:
         values = factored_output(x, phi, num_actions, head.dueling)  # [B, T, A]
         return values.transpose(0, 2, 1).reshape(batch, -1)
@@ -105,12 +118,18 @@ def factored_output(x: jax.Array, phi: jax.Array, num_actions: int, dueling: boo
 
 
 def last_layer(
-    x: jax.Array, tau: jax.Array | None, num_actions: int, head: Head | None, noisy: bool
+    x: jax.Array,
+    tau: jax.Array | None,
+    num_actions: int,
+    head: Head | None,
+    noisy: bool,
+    mean_levels: bool = False,
 ) -> jax.Array:
     """:func:`quantile_embedding_layer` for an ``iqn`` head (at ``tau`` [B, T] or [T], by
-    default the ``head.size`` midpoints τ̂), else :func:`output_layer`."""
+    default the ``head.size`` midpoints τ̂; with ``mean_levels`` their mean), else
+    :func:`output_layer`."""
     if head is not None and head.takes_levels:
-        return quantile_embedding_layer(x, tau, num_actions, head, noisy)
+        return quantile_embedding_layer(x, tau, num_actions, head, noisy, mean_levels)
     return output_layer(x, num_actions, head, noisy)
 
 
@@ -170,11 +189,13 @@ class MLPQNetwork(nn.Module):
     noisy: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, obs: jax.Array, tau: jax.Array | None = None, mean_levels: bool = False
+    ) -> jax.Array:
         x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
         act = ACTIVATIONS[self.activation]
         x = hidden_layers(x, self.hidden_sizes, act, self.layer_norm, self.noisy)
-        return last_layer(x, tau, self.num_actions, self.head, self.noisy)
+        return last_layer(x, tau, self.num_actions, self.head, self.noisy, mean_levels)
 
 
 class LinearQNetwork(nn.Module):
@@ -298,11 +319,13 @@ class ConvQNetwork(nn.Module):
     noisy: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array, tau: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, obs: jax.Array, tau: jax.Array | None = None, mean_levels: bool = False
+    ) -> jax.Array:
         x = conv_layers(obs.astype(jnp.float32), self.torso, self.layer_norm)
         x = x.reshape(obs.shape[0], -1)
         x = hidden_layers(x, self.hidden_sizes, nn.relu, self.layer_norm, self.noisy)
-        return last_layer(x, tau, self.num_actions, self.head, self.noisy)
+        return last_layer(x, tau, self.num_actions, self.head, self.noisy, mean_levels)
 
 
 def conv_layers(x: jax.Array, torso: Sequence[tuple[int, int, int]], layer_norm: bool) -> jax.Array:
@@ -409,7 +432,11 @@ class QFunction:
         """An ``iqn`` head's mean over the levels ``tau`` [B, T]: (1/T) Σ_t Z_{τ_t}(s, ·),
         [B, A]. At T levels τ_t ~ U(0, 1) it is an unbiased estimate of q̂ = ∫₀¹ Z_τ dτ (IQN's
         action selection, Dabney et al. 2018b: T = K = 32); see :func:`qlearn.heads.
-        sample_levels`."""
+        sample_levels`. Levels [T] shared by the batch take the mean inside the network, where
+        it costs one last layer on B rows (:func:`quantile_embedding_layer`'s
+        ``mean_levels``)."""
+        if tau.ndim == 1:
+            return self.apply(params, obs, tau, mean_levels=True)
         return jnp.mean(self.outputs(params, obs, tau), axis=-1)
 
     def __call__(self, params: Any, obs: jax.Array) -> jax.Array:

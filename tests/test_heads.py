@@ -48,6 +48,8 @@ def test_a_config_names_its_head_and_its_size_field():
     assert dqn.DQNConfig(head="iqn", loss="iqn", num_quantiles=4, dueling=True).value_head == (
         heads.IQN(4, dueling=True)
     )
+    shared = dqn.DQNConfig(head="iqn", loss="iqn", num_quantiles=4, iqn_shared_levels=True)
+    assert shared.value_head == heads.IQN(4, shared_levels=True)
     assert dqn.DQNConfig().value_head == heads.SCALAR
     with pytest.raises(ConfigError, match="must be one of scalar, categorical"):
         dqn.DQNConfig(head="gaussian")

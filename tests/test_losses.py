@@ -803,9 +803,9 @@ def test_the_quantile_huber_loss_is_not_divided_by_kappa():
 def recording(q_fn, log):
     """``q_fn`` whose network logs (which params, τ's shape) at each call with levels."""
 
-    def apply(params, obs, tau=None):
+    def apply(params, obs, tau=None, **options):
         log.append((params, None if tau is None else tau.shape))
-        return q_fn.apply(params, obs, tau)
+        return q_fn.apply(params, obs, tau, **options)
 
     return networks.QFunction(apply, q_fn.head)
 

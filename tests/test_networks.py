@@ -253,6 +253,32 @@ def test_an_iqn_head_gives_the_values_at_the_levels_it_is_given():
         q_fn.outputs(params, obs, jnp.tile(tau[0], (5, 1))),
     )
     np.testing.assert_allclose(shared, tiled, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_the_mean_at_shared_levels_is_the_mean_of_the_values_there(dueling):
+    """mean_at with levels [T] shared by the batch takes the mean inside the network (the last
+    layer once, at the mean embedding: it is affine); it equals the mean of the T outputs, and
+    a head made with shared_levels gives q̂ that way at its midpoints, equal to the per-sample
+    midpoints' q̂ to rounding. Without shared levels the option is refused."""
+    head = heads.make("iqn", 8, dueling=dueling)
+    net = networks.build("mlp", 3, (4,), hidden_sizes=(16,), head=head)
+    obs = jax.random.normal(jax.random.key(0), (5, 4))
+    params = net.init(jax.random.key(1), obs, jnp.full((5, 2), 0.5))
+    q_fn = networks.QFunction(net.apply, head)
+    tau = jax.random.uniform(jax.random.key(2), (6,))
+    mean = q_fn.mean_at(params, obs, tau)
+    assert mean.shape == (5, 3)
+    np.testing.assert_allclose(mean, q_fn.outputs(params, obs, tau).mean(-1), rtol=1e-5, atol=1e-6)
+    shared_head = heads.IQN(8, dueling, shared_levels=True)
+    np.testing.assert_allclose(
+        networks.QFunction(net.apply, shared_head)(params, obs),
+        q_fn(params, obs),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="shared by the batch"):
+        net.apply(params, obs, jnp.tile(tau, (5, 1)), mean_levels=True)
     with pytest.raises(ValueError, match=r"iqn' needs config\.network = 'mlp', 'cnn' or 'nature"):
         networks.build("linear", 3, (4,), head=heads.make("iqn", 8))
 

@@ -116,10 +116,16 @@ def quantile_huber_loss(
     constant factor 1/κ on the loss, its gradient (Adam nearly ignores it, global-norm
     clipping does not), the priorities and the ``loss`` metric. ``dist`` [N] estimates the
     quantiles ``tau`` [N] of the distribution sampled by ``target`` [N'] (held fixed by the
-    caller). Returns a scalar."""
+    caller). Returns a scalar.
+
+    The sums over i and j are written as products with vectors of ones (and 1/N′): XLA:CPU
+    runs the [B, N, N′] reduction as a slow library reduce but a product as a fast one (IQN
+    with shared levels, CartPole, 8 runs: 5.8 s → 4.2 s per run of 20k steps); the values
+    differ from a reduction only by the order of the additions."""
     u = target[None, :] - dist[:, None]
     weight = jnp.abs(tau[:, None] - jax.lax.stop_gradient((u < 0).astype(jnp.float32)))
-    return jnp.sum(jnp.mean(weight * optax.huber_loss(u, delta=kappa), axis=-1))
+    terms = weight * optax.huber_loss(u, delta=kappa)  # [N, N']
+    return jnp.ones(terms.shape[0]) @ terms @ jnp.full(terms.shape[1], 1.0 / terms.shape[1])
 
 
 def quantile_regression_td_loss(
